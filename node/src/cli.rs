@@ -1,0 +1,82 @@
+//! Command line of `dsp-node`.
+
+/// Default idle block interval of the development chain, in milliseconds.
+pub const DEFAULT_DEV_BLOCK_TIME_MS: u64 = 1_000;
+
+/// DSP node: a Substrate chain node for the Dynamic Streaming Protocol.
+///
+/// Without a subcommand it runs the node. `--dev` starts a throw-away single-node development
+/// chain (Alice is validator, sudo and demo streamer; state in a temporary directory unless
+/// `--base-path` is given) that seals a block for every new transaction and at least every
+/// `--dev-block-time` milliseconds. Any other chain (`--chain local`, or a chain-spec JSON file)
+/// runs Aura block production (6 s slots) with GRANDPA finality.
+#[derive(Debug, clap::Parser)]
+#[command(
+	propagate_version = true,
+	args_conflicts_with_subcommands = true,
+	subcommand_negates_reqs = true
+)]
+pub struct Cli {
+	/// Maintenance subcommand; without one, the node runs.
+	#[command(subcommand)]
+	pub subcommand: Option<Subcommand>,
+
+	/// Options of the running node.
+	#[clap(flatten)]
+	pub run: RunCmd,
+}
+
+/// Options of the running node: Substrate's standard ones plus DSP's own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunCmd {
+	/// Substrate's standard node options.
+	#[clap(flatten)]
+	pub base: sc_cli::RunCmd,
+
+	/// Development chains only: longest time, in milliseconds, between two blocks while no
+	/// transaction arrives. A transaction always gets its own block at once; this interval only
+	/// keeps block numbers (and thus DSP epochs) advancing on an idle chain.
+	///
+	/// Every sealed block advances chain time by one 6 s Aura slot, so on an idle development
+	/// chain the timestamp runs ahead of the wall clock. DSP logic counts blocks, not time.
+	#[arg(long, value_name = "MS", default_value_t = DEFAULT_DEV_BLOCK_TIME_MS,
+		value_parser = clap::value_parser!(u64).range(10..))]
+	pub dev_block_time: u64,
+}
+
+/// Maintenance subcommands.
+#[derive(Debug, clap::Subcommand)]
+#[allow(clippy::large_enum_variant)]
+pub enum Subcommand {
+	/// Key management: generate, inspect and insert keys into the keystore.
+	#[command(subcommand)]
+	Key(sc_cli::KeySubcommand),
+
+	/// Print a chain specification as JSON (`--chain dev|local|<file>`, `--raw` for the
+	/// genesis storage form that all nodes of one network must share).
+	BuildSpec(sc_cli::BuildSpecCmd),
+
+	/// Export a chain specification, like `build-spec`, without a node key or default bootnode.
+	ExportChainSpec(sc_cli::ExportChainSpecCmd),
+
+	/// Validate blocks.
+	CheckBlock(sc_cli::CheckBlockCmd),
+
+	/// Export blocks.
+	ExportBlocks(sc_cli::ExportBlocksCmd),
+
+	/// Export the state of a given block into a chain spec.
+	ExportState(sc_cli::ExportStateCmd),
+
+	/// Import blocks.
+	ImportBlocks(sc_cli::ImportBlocksCmd),
+
+	/// Remove the whole chain.
+	PurgeChain(sc_cli::PurgeChainCmd),
+
+	/// Revert the chain to a previous state.
+	Revert(sc_cli::RevertCmd),
+
+	/// Database metadata: best, finalized and genesis block.
+	ChainInfo(sc_cli::ChainInfoCmd),
+}

@@ -1,0 +1,111 @@
+//! Implementations behind `dsp_runtime_api::DspApi`: read-only views of the pallet's state.
+
+use crate::{pallet::*, Endpoints};
+use alloc::vec::Vec;
+use dsp_primitives::{
+	CapacitySettings, ClaimStateView, CreditsView, EpochIndex, OriginView, PublicKey, StreamId,
+	StreamView, StreamerView,
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+
+impl<T: Config> Pallet<T> {
+	/// Chain-wide default capacity settings.
+	pub fn api_default_settings() -> CapacitySettings {
+		DefaultSettings::<T>::get()
+	}
+
+	/// A streamer's registration and the settings in force for it.
+	pub fn api_streamer(account: T::AccountId) -> Option<StreamerView<T::AccountId>> {
+		Streamers::<T>::get(&account).map(|info| Self::streamer_view(account, &info))
+	}
+
+	/// All registered streamers.
+	pub fn api_streamers() -> Vec<StreamerView<T::AccountId>> {
+		Streamers::<T>::iter().map(|(account, info)| Self::streamer_view(account, &info)).collect()
+	}
+
+	/// P2P threshold of a registered streamer.
+	pub fn api_p2p_threshold(account: T::AccountId) -> Option<u32> {
+		Streamers::<T>::get(&account).map(|info| Self::effective_settings(&info).p2p_threshold())
+	}
+
+	/// A registered origin with its escrow.
+	pub fn api_origin(
+		account: T::AccountId,
+	) -> Option<OriginView<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
+		let info = Origins::<T>::get(&account)?;
+		Some(OriginView {
+			escrow: Self::escrow_of(&account),
+			account,
+			signing_key: info.signing_key,
+			pass_signers: info.pass_signers.into_inner(),
+			metadata: info.metadata.into_inner(),
+			pending_withdrawal: info.pending_withdrawal,
+			open_streams: info.open_streams,
+			retired_at: info.retired_at,
+		})
+	}
+
+	/// A registered stream.
+	pub fn api_stream(id: StreamId) -> Option<StreamView<T::AccountId, BalanceOf<T>>> {
+		let info = Streams::<T>::get(id)?;
+		let signing_key = Origins::<T>::get(&info.origin)
+			.map(|o| o.signing_key)
+			.unwrap_or(PublicKey::from_raw([0; 32]));
+		Some(StreamView {
+			id,
+			origin: info.origin,
+			signing_key,
+			bitrate_kbps: info.bitrate_kbps,
+			price_per_unit: info.price_per_unit,
+			viewer_cap_per_epoch: info.viewer_cap_per_epoch,
+			open: info.open,
+		})
+	}
+
+	/// Credits of an account.
+	pub fn api_credits(account: T::AccountId) -> CreditsView<BalanceOf<T>> {
+		let ledger = Credits::<T>::get(&account);
+		CreditsView {
+			available: ledger.available,
+			earned_total: ledger.earned_total,
+			units_total: ledger.units_total,
+			items_paid: ledger.items_paid,
+		}
+	}
+
+	/// Claim bookkeeping for one (stream, epoch, viewer, seeder).
+	pub fn api_claim_state(
+		stream: StreamId,
+		epoch: EpochIndex,
+		viewer: PublicKey,
+		seeder: T::AccountId,
+	) -> ClaimStateView {
+		let current_epoch = Self::current_epoch();
+		ClaimStateView {
+			current_epoch,
+			claimable: Self::is_claimable(epoch, current_epoch),
+			claimed_units: ClaimedUnits::<T>::get((epoch, stream, viewer, seeder)),
+			viewer_epoch_units: ViewerEpochUnits::<T>::get((epoch, stream, viewer)),
+		}
+	}
+
+	/// Epoch of the current block.
+	pub fn api_current_epoch() -> EpochIndex {
+		Self::current_epoch()
+	}
+
+	fn streamer_view(
+		account: T::AccountId,
+		info: &StreamerInfoOf<T>,
+	) -> StreamerView<T::AccountId> {
+		let settings = Self::effective_settings(info);
+		StreamerView {
+			account,
+			endpoints: Endpoints::to_view(&info.endpoints),
+			settings,
+			uses_default: info.settings.is_none(),
+			p2p_threshold: settings.p2p_threshold(),
+		}
+	}
+}

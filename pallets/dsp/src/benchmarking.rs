@@ -1,0 +1,247 @@
+//! Benchmarks of every call, worst case each. `claim` is linear in the batch size, every item
+//! valid and paying (two signature checks, all reads and writes).
+
+use super::*;
+use crate::pallet::{BalanceOf, Origins, Pallet as Dsp, Streams};
+use alloc::{vec, vec::Vec};
+use dsp_primitives::{Receipt, ViewerPass};
+use frame_benchmarking::v2::*;
+use frame_support::traits::{
+	fungible::{Inspect, Mutate},
+	EnsureOrigin, Get,
+};
+use frame_system::RawOrigin;
+use sp_core::crypto::KeyTypeId;
+use sp_runtime::traits::{Bounded, Zero};
+
+const KEY_TYPE: KeyTypeId = KeyTypeId(*b"dspb");
+
+fn new_key() -> PublicKey {
+	sp_io::crypto::sr25519_generate(KEY_TYPE, None)
+}
+
+fn sign<P: Signable>(payload: P, signer: &PublicKey) -> Signed<P> {
+	let signature = sp_io::crypto::sr25519_sign(KEY_TYPE, signer, &payload.signing_payload())
+		.expect("key was generated in this keystore");
+	Signed { payload, signature }
+}
+
+fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
+	let who: T::AccountId = account(name, index, 0);
+	let amount = BalanceOf::<T>::max_value() / 4u32.into();
+	T::Currency::set_balance(&who, amount);
+	who
+}
+
+fn full_endpoints<T: Config>() -> EndpointsView {
+	let len = T::MaxEndpointLen::get() as usize;
+	EndpointsView { tcp: vec![b'a'; len], quic: vec![b'b'; len], p2p: vec![b'c'; len], rpc: vec![b'd'; len] }
+}
+
+fn signers<T: Config>() -> Vec<PublicKey> {
+	(0..T::MaxPassSigners::get()).map(|i| PublicKey::from_raw([i as u8 + 1; 32])).collect()
+}
+
+/// A registered origin with the most pass signers, the longest metadata and an escrow.
+fn setup_origin<T: Config>(extra_signer: Option<PublicKey>) -> T::AccountId {
+	let who = funded::<T>("origin", 0);
+	let mut pass_signers = signers::<T>();
+	if let Some(key) = extra_signer {
+		pass_signers.pop();
+		pass_signers.push(key);
+	}
+	let metadata = vec![b'm'; T::MaxMetadataLen::get() as usize];
+	Dsp::<T>::register_origin(RawOrigin::Signed(who.clone()).into(), new_key(), pass_signers, metadata)
+		.expect("origin registers");
+	let escrow = BalanceOf::<T>::max_value() / 16u32.into();
+	Dsp::<T>::fund_escrow(RawOrigin::Signed(who.clone()).into(), escrow).expect("escrow funds");
+	who
+}
+
+fn setup_stream<T: Config>(origin: &T::AccountId) -> StreamId {
+	Dsp::<T>::create_stream(RawOrigin::Signed(origin.clone()).into(), 500, 1u32.into(), u64::MAX)
+		.expect("stream created");
+	NextStreamId::<T>::get() - 1
+}
+
+#[benchmarks]
+mod benchmarks {
+	use super::*;
+
+	#[benchmark]
+	fn register_origin() {
+		let who = funded::<T>("origin", 0);
+		let metadata = vec![b'm'; T::MaxMetadataLen::get() as usize];
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), new_key(), signers::<T>(), metadata);
+		assert!(Origins::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn update_origin() {
+		let who = setup_origin::<T>(None);
+		let metadata = vec![b'n'; T::MaxMetadataLen::get() as usize];
+		let mut new_signers = signers::<T>();
+		new_signers.reverse();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), Some(new_key()), Some(new_signers), Some(metadata));
+		assert_eq!(Origins::<T>::get(&who).unwrap().metadata[0], b'n');
+	}
+
+	#[benchmark]
+	fn retire_origin() {
+		let who = setup_origin::<T>(None);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()));
+		assert!(Origins::<T>::get(&who).unwrap().retired_at.is_some());
+	}
+
+	#[benchmark]
+	fn fund_escrow() {
+		let who = setup_origin::<T>(None);
+		let before = Dsp::<T>::escrow_of(&who);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), 1_000u32.into());
+		assert!(Dsp::<T>::escrow_of(&who) > before);
+	}
+
+	#[benchmark]
+	fn request_escrow_withdrawal() {
+		let who = setup_origin::<T>(None);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), 1_000u32.into());
+		assert!(Origins::<T>::get(&who).unwrap().pending_withdrawal.is_some());
+	}
+
+	#[benchmark]
+	fn withdraw_escrow() {
+		// Worst case: a retired origin whose record is removed.
+		let who = setup_origin::<T>(None);
+		Dsp::<T>::retire_origin(RawOrigin::Signed(who.clone()).into()).expect("retires");
+		let unlocks = frame_system::Pallet::<T>::block_number() + Dsp::<T>::escrow_lock_period();
+		frame_system::Pallet::<T>::set_block_number(unlocks);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()));
+		assert!(!Origins::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn create_stream() {
+		let who = setup_origin::<T>(None);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), 500, 1u32.into(), 1_000);
+		assert!(Streams::<T>::contains_key(0));
+	}
+
+	#[benchmark]
+	fn close_stream() {
+		let who = setup_origin::<T>(None);
+		let stream = setup_stream::<T>(&who);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who), stream);
+		assert!(!Streams::<T>::get(stream).unwrap().open);
+	}
+
+	#[benchmark]
+	fn register_streamer() {
+		let who = funded::<T>("streamer", 0);
+		let settings = CapacitySettings::spec_default();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), full_endpoints::<T>(), Some(settings));
+		assert!(Streamers::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn update_streamer_endpoints() {
+		let who = funded::<T>("streamer", 0);
+		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
+			.expect("registers");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), full_endpoints::<T>());
+		assert!(!Streamers::<T>::get(&who).unwrap().endpoints.tcp.is_empty());
+	}
+
+	#[benchmark]
+	fn set_streamer_settings() {
+		let who = funded::<T>("streamer", 0);
+		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
+			.expect("registers");
+		let settings = CapacitySettings::spec_default();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), Some(settings));
+		assert!(Streamers::<T>::get(&who).unwrap().settings.is_some());
+	}
+
+	#[benchmark]
+	fn unregister_streamer() {
+		let who = funded::<T>("streamer", 0);
+		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
+			.expect("registers");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()));
+		assert!(!Streamers::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn set_default_settings() -> Result<(), BenchmarkError> {
+		let origin =
+			T::SettingsOrigin::try_successful_origin().map_err(|_| BenchmarkError::Weightless)?;
+		let settings = CapacitySettings { max_streams: 10, streaming_rate: Default::default() };
+		#[extrinsic_call]
+		_(origin as T::RuntimeOrigin, settings);
+		assert_eq!(DefaultSettings::<T>::get(), settings);
+		Ok(())
+	}
+
+	#[benchmark]
+	fn claim(n: Linear<1, { T::MaxClaimBatch::get() }>) {
+		let issuer = new_key();
+		let origin = setup_origin::<T>(Some(issuer));
+		let stream = setup_stream::<T>(&origin);
+		let seeder = funded::<T>("seeder", 0);
+		let seeder_bytes: AccountBytes = seeder.clone().into();
+		let genesis_hash = Dsp::<T>::genesis_hash();
+		let epoch = Dsp::<T>::current_epoch();
+		let items: Vec<ClaimItem> = (0..n)
+			.map(|_| {
+				let viewer = new_key();
+				let pass = ViewerPass {
+					genesis_hash,
+					stream,
+					epoch,
+					viewer,
+					max_units: 1_000,
+					issuer,
+				};
+				let receipt =
+					Receipt { genesis_hash, stream, epoch, seeder: seeder_bytes, viewer, units: 1_000 };
+				ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) }
+			})
+			.collect();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(seeder.clone()), items);
+		assert_eq!(Credits::<T>::get(&seeder).items_paid, n);
+	}
+
+	#[benchmark]
+	fn withdraw_credits() {
+		let issuer = new_key();
+		let origin = setup_origin::<T>(Some(issuer));
+		let stream = setup_stream::<T>(&origin);
+		let seeder = funded::<T>("seeder", 0);
+		let genesis_hash = Dsp::<T>::genesis_hash();
+		let epoch = Dsp::<T>::current_epoch();
+		let viewer = new_key();
+		let pass = ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
+		let receipt =
+			Receipt { genesis_hash, stream, epoch, seeder: seeder.clone().into(), viewer, units: 1_000 };
+		let item = ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) };
+		Dsp::<T>::claim(RawOrigin::Signed(seeder.clone()).into(), vec![item]).expect("claims");
+		assert!(!Credits::<T>::get(&seeder).available.is_zero());
+		#[extrinsic_call]
+		_(RawOrigin::Signed(seeder.clone()), None);
+		assert!(Credits::<T>::get(&seeder).available.is_zero());
+	}
+
+	impl_benchmark_test_suite!(Dsp, crate::mock::new_test_ext(), crate::mock::Test);
+}

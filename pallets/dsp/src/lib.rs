@@ -1,0 +1,1173 @@
+//! # DSP pallet
+//!
+//! The on-chain half of the Dynamic Streaming Protocol: who publishes (origins), what is
+//! published (streams), who serves it (streamers and their capacity settings), and what viewers
+//! who relay to other viewers are owed (credits).
+//!
+//! ## Overview
+//!
+//! - **Origins** register a segment-signing key and a bounded set of *pass signers*: keys of
+//!   streamer nodes allowed to admit viewers in P2P mode on their behalf. An origin funds an
+//!   escrow, a balance held on its own account, from which credits are paid.
+//! - **Streams** belong to an origin and fix the price per relayed unit and the most units paid
+//!   per viewer and epoch.
+//! - **Streamers** announce endpoints and may set their own capacity settings (`max_streams`
+//!   and the dynamic streaming rate `r`); otherwise the chain-wide default applies. The P2P
+//!   threshold is `floor(max_streams * (1 - r))` ([`CapacitySettings::p2p_threshold`]).
+//! - **Credits**: a seeder claims with a batch of (viewer pass, cumulative viewer receipt). The
+//!   pallet verifies both signatures, the domain tags and the genesis hash, pays only the increase
+//!   over what that seeder already claimed for that viewer and epoch, caps the viewer's total by
+//!   the pass and by the stream, and moves the amount out of the origin's escrow into the pallet
+//!   account. Nothing is minted. Invalid items are skipped and reported, not fatal to the batch.
+//!   The seeder withdraws credits as free balance.
+//!
+//! Time is counted in *epochs* of [`Config::EpochLength`] blocks. Claims for an epoch are
+//! accepted until [`Config::ClaimWindow`] epochs after it; the bookkeeping of older epochs is
+//! pruned in bounded steps in `on_idle`. An escrow withdrawal executes only after the longest
+//! claim window plus [`Config::EscrowFreeze`], so an origin can never pull its escrow out from
+//! under claims for traffic already served.
+//!
+//! What this cannot prove: a real pass holder colluding with a seeder can sign receipts for
+//! data never sent. The pass cap, the per-stream cap and the epoch bound how much such a pair
+//! can take; the origin chooses whom it authorises to issue passes.
+//!
+//! ## Interface
+//!
+//! Origins: [`Pallet::register_origin`], [`Pallet::update_origin`], [`Pallet::retire_origin`],
+//! [`Pallet::fund_escrow`], [`Pallet::request_escrow_withdrawal`], [`Pallet::withdraw_escrow`],
+//! [`Pallet::create_stream`], [`Pallet::close_stream`].
+//!
+//! Streamers: [`Pallet::register_streamer`], [`Pallet::update_streamer_endpoints`],
+//! [`Pallet::set_streamer_settings`], [`Pallet::unregister_streamer`].
+//!
+//! Governance: [`Pallet::set_default_settings`].
+//!
+//! Seeders: [`Pallet::claim`], [`Pallet::withdraw_credits`].
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub use pallet::*;
+
+mod api;
+pub mod types;
+pub mod weights;
+
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use dsp_primitives::{
+	AccountBytes, CapacitySettings, ClaimItem, ClaimRejection, EndpointsView, EpochIndex,
+	PublicKey, Signable, Signed, StreamId, Units,
+};
+pub use types::*;
+pub use weights::WeightInfo;
+
+#[frame_support::pallet]
+pub mod pallet {
+	use super::*;
+	use alloc::vec::Vec;
+	use frame_support::{
+		pallet_prelude::*,
+		traits::{
+			fungible::{Inspect, InspectHold, Mutate, MutateHold},
+			tokens::{Fortitude, Precision, Preservation, Restriction},
+		},
+		PalletId,
+	};
+	use frame_system::pallet_prelude::*;
+	use sp_runtime::{
+		traits::{AccountIdConversion, Saturating, UniqueSaturatedInto, Zero},
+		SaturatedConversion,
+	};
+
+	/// Balance type of the currency that escrows and credits are paid in.
+	pub type BalanceOf<T> =
+		<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+	/// Stored origin record.
+	pub type OriginInfoOf<T> = OriginInfo<
+		BalanceOf<T>,
+		BlockNumberFor<T>,
+		<T as Config>::MaxPassSigners,
+		<T as Config>::MaxMetadataLen,
+	>;
+	/// Stored stream record.
+	pub type StreamInfoOf<T> = StreamInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
+	/// Stored streamer record.
+	pub type StreamerInfoOf<T> = StreamerInfo<BalanceOf<T>, <T as Config>::MaxEndpointLen>;
+
+	/// Most bookkeeping entries `on_idle` removes in one block, whatever weight is left: keeps
+	/// one idle block's proof size small even on an empty chain.
+	pub const MAX_PRUNE_PER_BLOCK: u32 = 2_000;
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	#[pallet::config]
+	pub trait Config:
+		frame_system::Config<AccountId: From<AccountBytes> + Into<AccountBytes>>
+	{
+		/// Currency of escrows, deposits and credits.
+		type Currency: Inspect<Self::AccountId>
+			+ Mutate<Self::AccountId>
+			+ MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>;
+
+		/// The overarching hold reason.
+		type RuntimeHoldReason: From<HoldReason>;
+
+		/// Who may change the chain-wide default capacity settings.
+		type SettingsOrigin: EnsureOrigin<Self::RuntimeOrigin>;
+
+		/// Id of the pallet account that holds earned, not yet withdrawn credits.
+		#[pallet::constant]
+		type PalletId: Get<PalletId>;
+
+		/// Blocks per credit epoch.
+		#[pallet::constant]
+		type EpochLength: Get<BlockNumberFor<Self>>;
+
+		/// Epochs after an epoch during which its receipts can still be claimed.
+		#[pallet::constant]
+		type ClaimWindow: Get<EpochIndex>;
+
+		/// Extra blocks, beyond the claim window, before a requested escrow withdrawal executes.
+		#[pallet::constant]
+		type EscrowFreeze: Get<BlockNumberFor<Self>>;
+
+		/// Deposit held while an origin is registered.
+		#[pallet::constant]
+		type OriginDeposit: Get<BalanceOf<Self>>;
+
+		/// Deposit held on the origin while a stream is open.
+		#[pallet::constant]
+		type StreamDeposit: Get<BalanceOf<Self>>;
+
+		/// Deposit held while a streamer is registered.
+		#[pallet::constant]
+		type StreamerDeposit: Get<BalanceOf<Self>>;
+
+		/// Most pass signers an origin may authorise.
+		#[pallet::constant]
+		type MaxPassSigners: Get<u32>;
+
+		/// Most bytes of origin metadata.
+		#[pallet::constant]
+		type MaxMetadataLen: Get<u32>;
+
+		/// Most bytes of one streamer endpoint.
+		#[pallet::constant]
+		type MaxEndpointLen: Get<u32>;
+
+		/// Most items in one claim.
+		#[pallet::constant]
+		type MaxClaimBatch: Get<u32>;
+
+		/// Most open streams per origin.
+		#[pallet::constant]
+		type MaxStreamsPerOrigin: Get<u32>;
+
+		/// Weights of this pallet's calls.
+		type WeightInfo: WeightInfo;
+	}
+
+	/// Why this pallet holds funds.
+	#[pallet::composite_enum]
+	pub enum HoldReason {
+		/// An origin's escrow, from which credits are paid.
+		#[codec(index = 0)]
+		Escrow,
+		/// A registration deposit (origin, stream or streamer).
+		#[codec(index = 1)]
+		Deposit,
+	}
+
+	/// Registered origins.
+	#[pallet::storage]
+	pub type Origins<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, OriginInfoOf<T>>;
+
+	/// Registered streams, open and closed.
+	#[pallet::storage]
+	pub type Streams<T: Config> = StorageMap<_, Twox64Concat, StreamId, StreamInfoOf<T>>;
+
+	/// Id the next stream gets.
+	#[pallet::storage]
+	pub type NextStreamId<T: Config> = StorageValue<_, StreamId, ValueQuery>;
+
+	/// Registered streamers.
+	#[pallet::storage]
+	pub type Streamers<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, StreamerInfoOf<T>>;
+
+	/// Capacity settings of streamers that have none of their own.
+	#[pallet::storage]
+	pub type DefaultSettings<T: Config> =
+		StorageValue<_, CapacitySettings, ValueQuery, DefaultCapacity>;
+
+	/// The specification's default: 2000 direct sessions, `r = 0`.
+	#[pallet::type_value]
+	pub fn DefaultCapacity() -> CapacitySettings {
+		CapacitySettings::spec_default()
+	}
+
+	/// Units already paid to a seeder for a viewer: (epoch, stream, viewer, seeder) → units.
+	#[pallet::storage]
+	pub type ClaimedUnits<T: Config> = StorageNMap<
+		_,
+		(
+			NMapKey<Twox64Concat, EpochIndex>,
+			NMapKey<Twox64Concat, StreamId>,
+			NMapKey<Blake2_128Concat, PublicKey>,
+			NMapKey<Blake2_128Concat, T::AccountId>,
+		),
+		Units,
+		ValueQuery,
+	>;
+
+	/// Units already paid for a viewer over all seeders: (epoch, stream, viewer) → units.
+	#[pallet::storage]
+	pub type ViewerEpochUnits<T: Config> = StorageNMap<
+		_,
+		(
+			NMapKey<Twox64Concat, EpochIndex>,
+			NMapKey<Twox64Concat, StreamId>,
+			NMapKey<Blake2_128Concat, PublicKey>,
+		),
+		Units,
+		ValueQuery,
+	>;
+
+	/// Oldest epoch whose claim bookkeeping may still exist.
+	#[pallet::storage]
+	pub type NextEpochToPrune<T: Config> = StorageValue<_, EpochIndex, ValueQuery>;
+
+	/// Credits of each seeder.
+	#[pallet::storage]
+	pub type Credits<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, CreditLedger<BalanceOf<T>>, ValueQuery>;
+
+	#[pallet::event]
+	#[pallet::generate_deposit(pub(super) fn deposit_event)]
+	pub enum Event<T: Config> {
+		/// An origin registered.
+		OriginRegistered { origin: T::AccountId },
+		/// An origin changed its keys or metadata.
+		OriginUpdated { origin: T::AccountId },
+		/// An origin retired; its remaining escrow unlocks at `escrow_unlocks_at`.
+		OriginRetired { origin: T::AccountId, escrow_unlocks_at: BlockNumberFor<T> },
+		/// A retired origin withdrew all its escrow and its record was removed.
+		OriginRemoved { origin: T::AccountId },
+		/// An origin added to its escrow.
+		EscrowFunded { origin: T::AccountId, amount: BalanceOf<T>, escrow: BalanceOf<T> },
+		/// An origin asked to withdraw escrow; it may execute from `unlocks_at`.
+		EscrowWithdrawalRequested {
+			origin: T::AccountId,
+			amount: BalanceOf<T>,
+			unlocks_at: BlockNumberFor<T>,
+		},
+		/// Escrow returned to the origin's free balance.
+		EscrowWithdrawn { origin: T::AccountId, amount: BalanceOf<T> },
+		/// A stream was created.
+		StreamCreated { stream: StreamId, origin: T::AccountId },
+		/// A stream was closed.
+		StreamClosed { stream: StreamId },
+		/// A streamer registered.
+		StreamerRegistered { streamer: T::AccountId },
+		/// A streamer changed its endpoints.
+		StreamerEndpointsUpdated { streamer: T::AccountId },
+		/// A streamer changed its capacity settings (`None`: follows the default).
+		StreamerSettingsChanged { streamer: T::AccountId, settings: Option<CapacitySettings> },
+		/// A streamer unregistered.
+		StreamerUnregistered { streamer: T::AccountId },
+		/// The chain-wide default capacity settings changed.
+		DefaultSettingsChanged { settings: CapacitySettings },
+		/// A claim item paid a seeder.
+		Claimed {
+			seeder: T::AccountId,
+			stream: StreamId,
+			epoch: EpochIndex,
+			viewer: PublicKey,
+			units: Units,
+			amount: BalanceOf<T>,
+		},
+		/// A claim item was skipped; `index` is its position in the batch.
+		ClaimItemRejected { seeder: T::AccountId, index: u32, reason: ClaimRejection },
+		/// An origin's escrow could not pay a claim in full; `unpaid_units` stay claimable.
+		EscrowExhausted { origin: T::AccountId, stream: StreamId, unpaid_units: Units },
+		/// A claim batch was processed.
+		ClaimBatchProcessed {
+			seeder: T::AccountId,
+			paid_items: u32,
+			rejected_items: u32,
+			amount: BalanceOf<T>,
+		},
+		/// Credits were withdrawn to the seeder's free balance.
+		CreditsWithdrawn { account: T::AccountId, amount: BalanceOf<T> },
+		/// All claim bookkeeping of `epoch` was removed.
+		EpochPruned { epoch: EpochIndex },
+	}
+
+	#[pallet::error]
+	pub enum Error<T> {
+		/// The account is already a registered origin.
+		OriginAlreadyRegistered,
+		/// The account is not a registered origin.
+		OriginNotRegistered,
+		/// The origin has retired.
+		OriginRetired,
+		/// The origin still has open streams.
+		OriginHasOpenStreams,
+		/// More pass signers than `MaxPassSigners`.
+		TooManyPassSigners,
+		/// The same pass signer is listed twice.
+		DuplicatePassSigner,
+		/// Metadata longer than `MaxMetadataLen`.
+		MetadataTooLong,
+		/// The amount must be greater than zero.
+		ZeroAmount,
+		/// The account's free balance cannot cover the deposit or escrow.
+		InsufficientBalance,
+		/// The escrow is smaller than the requested withdrawal.
+		InsufficientEscrow,
+		/// No escrow withdrawal was requested.
+		NoPendingWithdrawal,
+		/// The escrow withdrawal is not unlocked yet.
+		WithdrawalLocked,
+		/// The origin already has `MaxStreamsPerOrigin` open streams.
+		TooManyStreams,
+		/// No stream has this id.
+		UnknownStream,
+		/// The stream belongs to another origin.
+		NotStreamOwner,
+		/// The stream is already closed.
+		StreamClosed,
+		/// Bitrate and per-viewer cap must be greater than zero.
+		InvalidStreamParameters,
+		/// The account is already a registered streamer.
+		StreamerAlreadyRegistered,
+		/// The account is not a registered streamer.
+		StreamerNotRegistered,
+		/// An endpoint is longer than `MaxEndpointLen`.
+		EndpointTooLong,
+		/// `max_streams` must be at least 1.
+		InvalidSettings,
+		/// The claim has no items.
+		EmptyBatch,
+		/// The claim has more than `MaxClaimBatch` items.
+		BatchTooLarge,
+		/// The account has fewer credits than it asked to withdraw.
+		InsufficientCredits,
+	}
+
+	#[pallet::genesis_config]
+	#[derive(frame_support::DefaultNoBound)]
+	pub struct GenesisConfig<T: Config> {
+		/// Chain-wide default capacity settings.
+		pub default_settings: CapacitySettings,
+		/// Origins: (account, signing key, pass signers, escrow, metadata). No deposit is taken.
+		pub origins: Vec<(T::AccountId, PublicKey, Vec<PublicKey>, BalanceOf<T>, Vec<u8>)>,
+		/// Streams, given ids 0, 1, … in order: (origin, bitrate kbit/s, price per unit, cap).
+		pub streams: Vec<(T::AccountId, u32, BalanceOf<T>, Units)>,
+		/// Streamers: (account, endpoints, own settings). No deposit is taken.
+		pub streamers: Vec<(T::AccountId, EndpointsView, Option<CapacitySettings>)>,
+	}
+
+	#[pallet::genesis_build]
+	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+		fn build(&self) {
+			assert!(self.default_settings.max_streams > 0, "default max_streams must be > 0");
+			DefaultSettings::<T>::put(self.default_settings);
+
+			// The credit pot must exist before the first claim moves funds into it.
+			let pot = Pallet::<T>::account_id();
+			if T::Currency::total_balance(&pot).is_zero() {
+				let _ = T::Currency::mint_into(&pot, T::Currency::minimum_balance());
+			}
+
+			for (account, signing_key, signers, escrow, metadata) in &self.origins {
+				assert!(!Origins::<T>::contains_key(account), "origin listed twice in genesis");
+				let pass_signers = Pallet::<T>::bounded_signers(signers.clone())
+					.expect("genesis pass signers within MaxPassSigners and unique");
+				let metadata = metadata.clone().try_into().expect("genesis metadata too long");
+				if !escrow.is_zero() {
+					T::Currency::hold(&HoldReason::Escrow.into(), account, *escrow)
+						.expect("genesis origin can fund its escrow");
+				}
+				Origins::<T>::insert(
+					account,
+					OriginInfo {
+						signing_key: *signing_key,
+						pass_signers,
+						metadata,
+						deposit: Zero::zero(),
+						open_streams: 0,
+						pending_withdrawal: None,
+						retired_at: None,
+					},
+				);
+			}
+
+			for (origin, bitrate_kbps, price_per_unit, cap) in &self.streams {
+				assert!(*bitrate_kbps > 0 && *cap > 0, "genesis stream parameters must be > 0");
+				Origins::<T>::mutate(origin, |info| {
+					let info = info.as_mut().expect("genesis stream of an unregistered origin");
+					info.open_streams += 1;
+				});
+				let id = NextStreamId::<T>::mutate(|next| {
+					let id = *next;
+					*next += 1;
+					id
+				});
+				Streams::<T>::insert(
+					id,
+					StreamInfo {
+						origin: origin.clone(),
+						bitrate_kbps: *bitrate_kbps,
+						price_per_unit: *price_per_unit,
+						viewer_cap_per_epoch: *cap,
+						open: true,
+						deposit: Zero::zero(),
+					},
+				);
+			}
+
+			for (account, endpoints, settings) in &self.streamers {
+				let endpoints = Endpoints::try_from_view(endpoints.clone())
+					.expect("genesis endpoint within MaxEndpointLen");
+				if let Some(s) = settings {
+					assert!(s.max_streams > 0, "genesis streamer max_streams must be > 0");
+				}
+				Streamers::<T>::insert(
+					account,
+					StreamerInfo { endpoints, settings: *settings, deposit: Zero::zero() },
+				);
+			}
+		}
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_idle(_n: BlockNumberFor<T>, remaining_weight: Weight) -> Weight {
+			Self::prune_finished_epochs(remaining_weight)
+		}
+
+		fn integrity_test() {
+			assert!(!T::EpochLength::get().is_zero(), "EpochLength must be > 0");
+			assert!(T::MaxClaimBatch::get() > 0, "MaxClaimBatch must be > 0");
+		}
+	}
+
+	#[pallet::call]
+	impl<T: Config> Pallet<T> {
+		/// Register the caller as an origin (content provider).
+		///
+		/// The origin must be signed. Holds [`Config::OriginDeposit`] until the origin retires.
+		///
+		/// - `signing_key`: key that signs segment headers.
+		/// - `pass_signers`: keys allowed to sign viewer passes (at most `MaxPassSigners`, unique).
+		/// - `metadata`: free-form description (at most `MaxMetadataLen` bytes).
+		///
+		/// ## Complexity
+		/// - O(S) where S is the number of pass signers (duplicate check on a sorted copy).
+		#[pallet::call_index(0)]
+		#[pallet::weight(T::WeightInfo::register_origin())]
+		pub fn register_origin(
+			origin: OriginFor<T>,
+			signing_key: PublicKey,
+			pass_signers: Vec<PublicKey>,
+			metadata: Vec<u8>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			ensure!(!Origins::<T>::contains_key(&who), Error::<T>::OriginAlreadyRegistered);
+			let pass_signers = Self::bounded_signers(pass_signers)?;
+			let metadata: BoundedVec<_, _> =
+				metadata.try_into().map_err(|_| Error::<T>::MetadataTooLong)?;
+			let deposit = T::OriginDeposit::get();
+			Self::hold(HoldReason::Deposit, &who, deposit)?;
+
+			Origins::<T>::insert(
+				&who,
+				OriginInfo {
+					signing_key,
+					pass_signers,
+					metadata,
+					deposit,
+					open_streams: 0,
+					pending_withdrawal: None,
+					retired_at: None,
+				},
+			);
+			Self::deposit_event(Event::OriginRegistered { origin: who });
+			Ok(())
+		}
+
+		/// Change an origin's signing key, pass signers or metadata. `None` keeps a field.
+		///
+		/// The origin must be signed by a registered, not retired origin.
+		///
+		/// - `signing_key`: new segment signing key.
+		/// - `pass_signers`: new set of pass signers (replaces the old set).
+		/// - `metadata`: new metadata.
+		///
+		/// ## Complexity
+		/// - O(S) where S is the number of pass signers.
+		#[pallet::call_index(1)]
+		#[pallet::weight(T::WeightInfo::update_origin())]
+		pub fn update_origin(
+			origin: OriginFor<T>,
+			signing_key: Option<PublicKey>,
+			pass_signers: Option<Vec<PublicKey>>,
+			metadata: Option<Vec<u8>>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
+			let pass_signers = pass_signers.map(Self::bounded_signers).transpose()?;
+			let metadata = metadata
+				.map(|m| BoundedVec::try_from(m).map_err(|_| Error::<T>::MetadataTooLong))
+				.transpose()?;
+
+			if let Some(key) = signing_key {
+				info.signing_key = key;
+			}
+			if let Some(signers) = pass_signers {
+				info.pass_signers = signers;
+			}
+			if let Some(metadata) = metadata {
+				info.metadata = metadata;
+			}
+			Origins::<T>::insert(&who, info);
+			Self::deposit_event(Event::OriginUpdated { origin: who });
+			Ok(())
+		}
+
+		/// Retire an origin: no new streams or escrow; the deposit is returned and the whole
+		/// remaining escrow is scheduled for withdrawal after the claim window and the freeze.
+		///
+		/// The origin must be signed by a registered origin with no open streams.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(2)]
+		#[pallet::weight(T::WeightInfo::retire_origin())]
+		pub fn retire_origin(origin: OriginFor<T>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
+			ensure!(info.open_streams == 0, Error::<T>::OriginHasOpenStreams);
+
+			let now = frame_system::Pallet::<T>::block_number();
+			let unlocks_at = now.saturating_add(Self::escrow_lock_period());
+			Self::release(HoldReason::Deposit, &who, info.deposit);
+			info.deposit = Zero::zero();
+			info.retired_at = Some(now);
+			info.pending_withdrawal = Some((Self::escrow_of(&who), unlocks_at));
+			Origins::<T>::insert(&who, info);
+			Self::deposit_event(Event::OriginRetired { origin: who, escrow_unlocks_at: unlocks_at });
+			Ok(())
+		}
+
+		/// Add to the caller's escrow (held on its own account).
+		///
+		/// The origin must be signed by a registered, not retired origin.
+		///
+		/// - `amount`: balance to move from free to held; greater than zero.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(3)]
+		#[pallet::weight(T::WeightInfo::fund_escrow())]
+		pub fn fund_escrow(origin: OriginFor<T>, #[pallet::compact] amount: BalanceOf<T>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
+			let info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
+			Self::hold(HoldReason::Escrow, &who, amount)?;
+			Self::deposit_event(Event::EscrowFunded {
+				origin: who.clone(),
+				amount,
+				escrow: Self::escrow_of(&who),
+			});
+			Ok(())
+		}
+
+		/// Ask to withdraw escrow. It executes with [`Pallet::withdraw_escrow`] once the claim
+		/// window and the freeze have passed; a new request replaces a pending one and restarts
+		/// the wait. Claims keep being paid from the escrow meanwhile.
+		///
+		/// The origin must be signed by a registered, not retired origin.
+		///
+		/// - `amount`: at most the current escrow; greater than zero.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(4)]
+		#[pallet::weight(T::WeightInfo::request_escrow_withdrawal())]
+		pub fn request_escrow_withdrawal(
+			origin: OriginFor<T>,
+			#[pallet::compact] amount: BalanceOf<T>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
+			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
+			ensure!(amount <= Self::escrow_of(&who), Error::<T>::InsufficientEscrow);
+
+			let unlocks_at =
+				frame_system::Pallet::<T>::block_number().saturating_add(Self::escrow_lock_period());
+			info.pending_withdrawal = Some((amount, unlocks_at));
+			Origins::<T>::insert(&who, info);
+			Self::deposit_event(Event::EscrowWithdrawalRequested { origin: who, amount, unlocks_at });
+			Ok(())
+		}
+
+		/// Execute a requested escrow withdrawal whose lock has passed. Releases the requested
+		/// amount, or what is left of the escrow if claims took some of it. A retired origin
+		/// whose escrow is then empty is removed.
+		///
+		/// The origin must be signed by a registered origin.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(5)]
+		#[pallet::weight(T::WeightInfo::withdraw_escrow())]
+		pub fn withdraw_escrow(origin: OriginFor<T>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			let (amount, unlocks_at) =
+				info.pending_withdrawal.ok_or(Error::<T>::NoPendingWithdrawal)?;
+			ensure!(
+				frame_system::Pallet::<T>::block_number() >= unlocks_at,
+				Error::<T>::WithdrawalLocked
+			);
+
+			let released = Self::release(HoldReason::Escrow, &who, amount);
+			info.pending_withdrawal = None;
+			Self::deposit_event(Event::EscrowWithdrawn { origin: who.clone(), amount: released });
+			if info.retired_at.is_some() && Self::escrow_of(&who).is_zero() {
+				Origins::<T>::remove(&who);
+				Self::deposit_event(Event::OriginRemoved { origin: who });
+			} else {
+				Origins::<T>::insert(&who, info);
+			}
+			Ok(())
+		}
+
+		/// Create a stream owned by the caller. Holds [`Config::StreamDeposit`] while it is open.
+		///
+		/// The origin must be signed by a registered, not retired origin with fewer than
+		/// `MaxStreamsPerOrigin` open streams.
+		///
+		/// - `bitrate_kbps`: nominal bitrate in kbit/s, greater than zero.
+		/// - `price_per_unit`: credit paid per relayed unit.
+		/// - `viewer_cap_per_epoch`: most units paid per viewer and epoch, greater than zero.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(6)]
+		#[pallet::weight(T::WeightInfo::create_stream())]
+		pub fn create_stream(
+			origin: OriginFor<T>,
+			bitrate_kbps: u32,
+			price_per_unit: BalanceOf<T>,
+			viewer_cap_per_epoch: Units,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
+			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
+			ensure!(
+				bitrate_kbps > 0 && viewer_cap_per_epoch > 0,
+				Error::<T>::InvalidStreamParameters
+			);
+			ensure!(info.open_streams < T::MaxStreamsPerOrigin::get(), Error::<T>::TooManyStreams);
+			let deposit = T::StreamDeposit::get();
+			Self::hold(HoldReason::Deposit, &who, deposit)?;
+
+			let stream = NextStreamId::<T>::get();
+			NextStreamId::<T>::put(stream.saturating_add(1));
+			info.open_streams += 1;
+			Origins::<T>::insert(&who, info);
+			Streams::<T>::insert(
+				stream,
+				StreamInfo {
+					origin: who.clone(),
+					bitrate_kbps,
+					price_per_unit,
+					viewer_cap_per_epoch,
+					open: true,
+					deposit,
+				},
+			);
+			Self::deposit_event(Event::StreamCreated { stream, origin: who });
+			Ok(())
+		}
+
+		/// Close a stream: no new viewers; its deposit is returned. Receipts for traffic already
+		/// served stay claimable for the claim window.
+		///
+		/// The origin must be signed by the stream's origin.
+		///
+		/// - `stream`: the stream to close.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(7)]
+		#[pallet::weight(T::WeightInfo::close_stream())]
+		pub fn close_stream(origin: OriginFor<T>, stream: StreamId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Streams::<T>::get(stream).ok_or(Error::<T>::UnknownStream)?;
+			ensure!(info.origin == who, Error::<T>::NotStreamOwner);
+			ensure!(info.open, Error::<T>::StreamClosed);
+
+			Self::release(HoldReason::Deposit, &who, info.deposit);
+			Origins::<T>::mutate(&who, |o| {
+				if let Some(o) = o {
+					o.open_streams = o.open_streams.saturating_sub(1);
+				}
+			});
+			info.open = false;
+			info.deposit = Zero::zero();
+			Streams::<T>::insert(stream, info);
+			Self::deposit_event(Event::StreamClosed { stream });
+			Ok(())
+		}
+
+		/// Register the caller as a streamer. Holds [`Config::StreamerDeposit`].
+		///
+		/// The origin must be signed.
+		///
+		/// - `endpoints`: TCP, QUIC, P2P and RPC endpoints, each at most `MaxEndpointLen` bytes.
+		/// - `settings`: own capacity settings, or `None` to follow the chain-wide default.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(8)]
+		#[pallet::weight(T::WeightInfo::register_streamer())]
+		pub fn register_streamer(
+			origin: OriginFor<T>,
+			endpoints: EndpointsView,
+			settings: Option<CapacitySettings>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			ensure!(!Streamers::<T>::contains_key(&who), Error::<T>::StreamerAlreadyRegistered);
+			let endpoints = Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
+			if let Some(s) = &settings {
+				Self::ensure_valid_settings(s)?;
+			}
+			let deposit = T::StreamerDeposit::get();
+			Self::hold(HoldReason::Deposit, &who, deposit)?;
+
+			Streamers::<T>::insert(&who, StreamerInfo { endpoints, settings, deposit });
+			Self::deposit_event(Event::StreamerRegistered { streamer: who });
+			Ok(())
+		}
+
+		/// Replace a streamer's endpoints.
+		///
+		/// The origin must be signed by a registered streamer.
+		///
+		/// - `endpoints`: the new endpoints, each at most `MaxEndpointLen` bytes.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(9)]
+		#[pallet::weight(T::WeightInfo::update_streamer_endpoints())]
+		pub fn update_streamer_endpoints(
+			origin: OriginFor<T>,
+			endpoints: EndpointsView,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Streamers::<T>::get(&who).ok_or(Error::<T>::StreamerNotRegistered)?;
+			info.endpoints = Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
+			Streamers::<T>::insert(&who, info);
+			Self::deposit_event(Event::StreamerEndpointsUpdated { streamer: who });
+			Ok(())
+		}
+
+		/// Set a streamer's own capacity settings (`max_streams`, dynamic streaming rate `r`),
+		/// or `None` to follow the chain-wide default. A running node applies the change to new
+		/// admissions without restart.
+		///
+		/// The origin must be signed by a registered streamer.
+		///
+		/// - `settings`: the new settings; `max_streams` at least 1.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(10)]
+		#[pallet::weight(T::WeightInfo::set_streamer_settings())]
+		pub fn set_streamer_settings(
+			origin: OriginFor<T>,
+			settings: Option<CapacitySettings>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut info = Streamers::<T>::get(&who).ok_or(Error::<T>::StreamerNotRegistered)?;
+			if let Some(s) = &settings {
+				Self::ensure_valid_settings(s)?;
+			}
+			info.settings = settings;
+			Streamers::<T>::insert(&who, info);
+			Self::deposit_event(Event::StreamerSettingsChanged { streamer: who, settings });
+			Ok(())
+		}
+
+		/// Unregister the caller as a streamer and return its deposit.
+		///
+		/// The origin must be signed by a registered streamer.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(11)]
+		#[pallet::weight(T::WeightInfo::unregister_streamer())]
+		pub fn unregister_streamer(origin: OriginFor<T>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let info = Streamers::<T>::take(&who).ok_or(Error::<T>::StreamerNotRegistered)?;
+			Self::release(HoldReason::Deposit, &who, info.deposit);
+			Self::deposit_event(Event::StreamerUnregistered { streamer: who });
+			Ok(())
+		}
+
+		/// Set the chain-wide default capacity settings.
+		///
+		/// The origin must be [`Config::SettingsOrigin`] (root on the DSP runtime).
+		///
+		/// - `settings`: the new default; `max_streams` at least 1.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(12)]
+		#[pallet::weight(T::WeightInfo::set_default_settings())]
+		pub fn set_default_settings(
+			origin: OriginFor<T>,
+			settings: CapacitySettings,
+		) -> DispatchResult {
+			T::SettingsOrigin::ensure_origin(origin)?;
+			Self::ensure_valid_settings(&settings)?;
+			DefaultSettings::<T>::put(settings);
+			Self::deposit_event(Event::DefaultSettingsChanged { settings });
+			Ok(())
+		}
+
+		/// Claim credits for data relayed to viewers in P2P mode.
+		///
+		/// The origin must be signed by the seeder named in every receipt. Each item pairs a
+		/// viewer pass with the viewer's latest cumulative receipt for this seeder. Items that
+		/// fail a check are skipped with a [`Event::ClaimItemRejected`]; the others are paid from
+		/// the stream's origin's escrow into the pallet account and credited to the seeder.
+		///
+		/// - `items`: 1 to `MaxClaimBatch` (pass, receipt) pairs.
+		///
+		/// ## Complexity
+		/// - O(N) in the number of items; each item verifies two sr25519 signatures.
+		#[pallet::call_index(13)]
+		#[pallet::weight(T::WeightInfo::claim(items.len().min(u32::MAX as usize) as u32))]
+		pub fn claim(origin: OriginFor<T>, items: Vec<ClaimItem>) -> DispatchResult {
+			let seeder = ensure_signed(origin)?;
+			ensure!(!items.is_empty(), Error::<T>::EmptyBatch);
+			ensure!(items.len() <= T::MaxClaimBatch::get() as usize, Error::<T>::BatchTooLarge);
+
+			let context = ClaimContext::<T>::now();
+			let (mut paid_items, mut rejected_items) = (0u32, 0u32);
+			let mut total = BalanceOf::<T>::zero();
+			for (index, item) in items.iter().enumerate() {
+				match Self::settle_item(&seeder, item, &context) {
+					Ok(amount) => {
+						paid_items += 1;
+						total = total.saturating_add(amount);
+					},
+					Err(reason) => {
+						rejected_items += 1;
+						Self::deposit_event(Event::ClaimItemRejected {
+							seeder: seeder.clone(),
+							index: index as u32,
+							reason,
+						});
+					},
+				}
+			}
+			Self::deposit_event(Event::ClaimBatchProcessed {
+				seeder,
+				paid_items,
+				rejected_items,
+				amount: total,
+			});
+			Ok(())
+		}
+
+		/// Withdraw earned credits to the caller's free balance.
+		///
+		/// The origin must be signed.
+		///
+		/// - `amount`: how much to withdraw, or `None` for everything available.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(14)]
+		#[pallet::weight(T::WeightInfo::withdraw_credits())]
+		pub fn withdraw_credits(origin: OriginFor<T>, amount: Option<BalanceOf<T>>) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut ledger = Credits::<T>::get(&who);
+			let amount = amount.unwrap_or(ledger.available);
+			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
+			ensure!(amount <= ledger.available, Error::<T>::InsufficientCredits);
+
+			T::Currency::transfer(&Self::account_id(), &who, amount, Preservation::Preserve)?;
+			ledger.available = ledger.available.saturating_sub(amount);
+			Credits::<T>::insert(&who, ledger);
+			Self::deposit_event(Event::CreditsWithdrawn { account: who, amount });
+			Ok(())
+		}
+	}
+
+	/// What every claim item of one block is checked against, read once per batch.
+	pub(crate) struct ClaimContext<T: Config> {
+		pub genesis_hash: [u8; 32],
+		pub current_epoch: EpochIndex,
+		_marker: core::marker::PhantomData<T>,
+	}
+
+	impl<T: Config> ClaimContext<T> {
+		pub(crate) fn now() -> Self {
+			Self {
+				genesis_hash: Pallet::<T>::genesis_hash(),
+				current_epoch: Pallet::<T>::current_epoch(),
+				_marker: Default::default(),
+			}
+		}
+	}
+
+	impl<T: Config> Pallet<T> {
+		/// Account that holds credits until their owners withdraw them.
+		pub fn account_id() -> T::AccountId {
+			T::PalletId::get().into_account_truncating()
+		}
+
+		/// Escrow of an origin: its balance held under [`HoldReason::Escrow`].
+		pub fn escrow_of(who: &T::AccountId) -> BalanceOf<T> {
+			T::Currency::balance_on_hold(&HoldReason::Escrow.into(), who)
+		}
+
+		/// Epoch of the current block.
+		pub fn current_epoch() -> EpochIndex {
+			let now = frame_system::Pallet::<T>::block_number();
+			(now / T::EpochLength::get()).saturated_into()
+		}
+
+		/// Genesis hash as raw bytes, as signed payloads carry it.
+		pub fn genesis_hash() -> [u8; 32] {
+			let hash = frame_system::BlockHash::<T>::get(BlockNumberFor::<T>::zero());
+			let mut out = [0u8; 32];
+			let bytes = hash.as_ref();
+			if bytes.len() == 32 {
+				out.copy_from_slice(bytes);
+			}
+			out
+		}
+
+		/// Whether receipts of `epoch` are accepted while the chain is in `current`.
+		pub fn is_claimable(epoch: EpochIndex, current: EpochIndex) -> bool {
+			epoch <= current && current <= epoch.saturating_add(T::ClaimWindow::get())
+		}
+
+		/// Blocks between an escrow withdrawal request and its execution: the longest time a
+		/// pass issued now can still be claimed, plus the freeze.
+		pub fn escrow_lock_period() -> BlockNumberFor<T> {
+			let window_epochs: BlockNumberFor<T> =
+				T::ClaimWindow::get().saturating_add(1).unique_saturated_into();
+			window_epochs.saturating_mul(T::EpochLength::get()).saturating_add(T::EscrowFreeze::get())
+		}
+
+		/// Settings in force for a streamer record.
+		pub fn effective_settings(info: &StreamerInfoOf<T>) -> CapacitySettings {
+			info.settings.unwrap_or_else(DefaultSettings::<T>::get)
+		}
+
+		pub(crate) fn bounded_signers(
+			signers: Vec<PublicKey>,
+		) -> Result<BoundedVec<PublicKey, T::MaxPassSigners>, Error<T>> {
+			let mut sorted = signers.clone();
+			sorted.sort();
+			sorted.dedup();
+			ensure!(sorted.len() == signers.len(), Error::<T>::DuplicatePassSigner);
+			signers.try_into().map_err(|_| Error::<T>::TooManyPassSigners)
+		}
+
+		fn ensure_valid_settings(settings: &CapacitySettings) -> DispatchResult {
+			ensure!(settings.max_streams > 0, Error::<T>::InvalidSettings);
+			Ok(())
+		}
+
+		fn hold(reason: HoldReason, who: &T::AccountId, amount: BalanceOf<T>) -> DispatchResult {
+			if amount.is_zero() {
+				return Ok(());
+			}
+			T::Currency::hold(&reason.into(), who, amount)
+				.map_err(|_| Error::<T>::InsufficientBalance.into())
+		}
+
+		/// Releases up to `amount`; returns what was released.
+		fn release(reason: HoldReason, who: &T::AccountId, amount: BalanceOf<T>) -> BalanceOf<T> {
+			if amount.is_zero() {
+				return amount;
+			}
+			T::Currency::release(&reason.into(), who, amount, Precision::BestEffort)
+				.unwrap_or_else(|e| {
+					log::error!(target: "runtime::dsp", "release of {:?} failed: {:?}", amount, e);
+					Zero::zero()
+				})
+		}
+
+		/// Checks one claim item and pays it. Writes nothing unless it returns `Ok`.
+		pub(crate) fn settle_item(
+			seeder: &T::AccountId,
+			item: &ClaimItem,
+			ctx: &ClaimContext<T>,
+		) -> Result<BalanceOf<T>, ClaimRejection> {
+			let (pass, receipt) = (&item.pass.payload, &item.receipt.payload);
+			ensure!(
+				pass.stream == receipt.stream &&
+					pass.epoch == receipt.epoch &&
+					pass.viewer == receipt.viewer,
+				ClaimRejection::Mismatch
+			);
+			ensure!(
+				pass.genesis_hash == ctx.genesis_hash && receipt.genesis_hash == ctx.genesis_hash,
+				ClaimRejection::WrongGenesis
+			);
+			let seeder_bytes: AccountBytes = seeder.clone().into();
+			ensure!(receipt.seeder == seeder_bytes, ClaimRejection::WrongSeeder);
+			ensure!(receipt.viewer.0 != seeder_bytes, ClaimRejection::SelfDealing);
+			ensure!(
+				Self::is_claimable(pass.epoch, ctx.current_epoch),
+				ClaimRejection::OutsideClaimWindow
+			);
+			let stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
+			let origin = Origins::<T>::get(&stream.origin).ok_or(ClaimRejection::UnknownStream)?;
+			ensure!(
+				origin.pass_signers.contains(&pass.issuer),
+				ClaimRejection::UnauthorisedIssuer
+			);
+			ensure!(
+				Self::verify(&item.pass, &pass.issuer),
+				ClaimRejection::BadPassSignature
+			);
+			ensure!(
+				Self::verify(&item.receipt, &receipt.viewer),
+				ClaimRejection::BadReceiptSignature
+			);
+
+			let claim_key = (pass.epoch, pass.stream, receipt.viewer, seeder.clone());
+			let already = ClaimedUnits::<T>::get(&claim_key);
+			ensure!(receipt.units > already, ClaimRejection::NothingNew);
+			let viewer_key = (pass.epoch, pass.stream, receipt.viewer);
+			let viewer_total = ViewerEpochUnits::<T>::get(&viewer_key);
+			let cap = pass.max_units.min(stream.viewer_cap_per_epoch);
+			let payable = (receipt.units - already).min(cap.saturating_sub(viewer_total));
+			ensure!(payable > 0, ClaimRejection::CapReached);
+
+			// Pay what the escrow covers; unpaid units stay claimable with the same receipt.
+			let price = stream.price_per_unit;
+			let escrow = Self::escrow_of(&stream.origin);
+			let units = if price.is_zero() {
+				payable
+			} else {
+				let affordable: u128 = (escrow / price).saturated_into();
+				payable.min(affordable.saturated_into())
+			};
+			if units < payable {
+				Self::deposit_event(Event::EscrowExhausted {
+					origin: stream.origin.clone(),
+					stream: pass.stream,
+					unpaid_units: payable - units,
+				});
+			}
+			ensure!(units > 0, ClaimRejection::EscrowExhausted);
+			let amount = price.saturating_mul(units.saturated_into());
+
+			if !amount.is_zero() {
+				T::Currency::transfer_on_hold(
+					&HoldReason::Escrow.into(),
+					&stream.origin,
+					&Self::account_id(),
+					amount,
+					Precision::Exact,
+					Restriction::Free,
+					Fortitude::Polite,
+				)
+				.map_err(|e| {
+					log::warn!(target: "runtime::dsp", "escrow transfer failed: {:?}", e);
+					ClaimRejection::EscrowExhausted
+				})?;
+			}
+			ClaimedUnits::<T>::insert(&claim_key, already + units);
+			ViewerEpochUnits::<T>::insert(&viewer_key, viewer_total + units);
+			Credits::<T>::mutate(seeder, |ledger| {
+				ledger.available = ledger.available.saturating_add(amount);
+				ledger.earned_total = ledger.earned_total.saturating_add(amount);
+				ledger.units_total = ledger.units_total.saturating_add(units);
+				ledger.items_paid = ledger.items_paid.saturating_add(1);
+			});
+			Self::deposit_event(Event::Claimed {
+				seeder: seeder.clone(),
+				stream: pass.stream,
+				epoch: pass.epoch,
+				viewer: receipt.viewer,
+				units,
+				amount,
+			});
+			Ok(amount)
+		}
+
+		/// Checks an off-chain signature with the runtime's sr25519 host function.
+		fn verify<P: Signable>(signed: &Signed<P>, signer: &PublicKey) -> bool {
+			sp_io::crypto::sr25519_verify(
+				&signed.signature,
+				&signed.payload.signing_payload(),
+				signer,
+			)
+		}
+
+		/// Removes claim bookkeeping of epochs whose claim window has closed, within
+		/// `remaining_weight` and [`MAX_PRUNE_PER_BLOCK`]. Returns the weight used.
+		pub(crate) fn prune_finished_epochs(remaining_weight: Weight) -> Weight {
+			let db = T::DbWeight::get();
+			let base = db.reads(2);
+			let per_item = db.writes(1).saturating_add(db.reads(1));
+			if remaining_weight.any_lt(base.saturating_add(per_item)) {
+				return Weight::zero();
+			}
+			let epoch = NextEpochToPrune::<T>::get();
+			let current = Self::current_epoch();
+			if Self::is_claimable(epoch, current) || epoch > current {
+				return db.reads(1);
+			}
+			let budget = remaining_weight
+				.saturating_sub(base)
+				.checked_div_per_component(&per_item)
+				.unwrap_or(0)
+				.min(MAX_PRUNE_PER_BLOCK as u64) as u32;
+			// Each map is cleared in its own call: a second call on the same prefix in the same
+			// block could see keys the first one already removed.
+			let claimed = ClaimedUnits::<T>::clear_prefix((epoch,), budget, None);
+			let mut used = claimed.loops;
+			let mut done = claimed.maybe_cursor.is_none();
+			if done && used < budget {
+				let totals = ViewerEpochUnits::<T>::clear_prefix((epoch,), budget - used, None);
+				used += totals.loops;
+				done = totals.maybe_cursor.is_none();
+			} else {
+				done = false;
+			}
+			if done {
+				NextEpochToPrune::<T>::put(epoch.saturating_add(1));
+				Self::deposit_event(Event::EpochPruned { epoch });
+			}
+			base.saturating_add(per_item.saturating_mul(used.max(1) as u64))
+				.saturating_add(db.writes(1))
+		}
+	}
+}
