@@ -5,7 +5,9 @@
 //! [`Node`] is dropped, so tests can run in parallel and leave nothing behind.
 
 use codec::{Decode, Encode};
-use dsp_runtime::{Runtime, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension, UncheckedExtrinsic};
+use dsp_runtime::{
+	Runtime, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension, UncheckedExtrinsic,
+};
 use serde_json::{json, Value};
 use sp_core::{crypto::Ss58Codec, sr25519, twox_128, Pair, H256};
 use sp_runtime::{generic::Era, MultiAddress, MultiSignature};
@@ -62,7 +64,13 @@ impl Node {
 		let base = tempfile::tempdir().expect("temp dir");
 		let mut child = Command::new(node_binary())
 			.args(args)
-			.args(["--base-path", base.path().to_str().unwrap(), "--rpc-port", "0", "--no-telemetry"])
+			.args([
+				"--base-path",
+				base.path().to_str().unwrap(),
+				"--rpc-port",
+				"0",
+				"--no-telemetry",
+			])
 			.env("RUST_LOG", "info")
 			.stdout(Stdio::null())
 			.stderr(Stdio::piped())
@@ -88,7 +96,7 @@ impl Node {
 			Err(_) => {
 				let _ = child.kill();
 				panic!("node did not start its RPC server; log:\n{}", log.lock().unwrap());
-			},
+			}
 		};
 		Node { child, rpc_addr, log, _base: base }
 	}
@@ -152,7 +160,12 @@ impl Node {
 	}
 
 	/// Waits until `f` returns `Some`, polling every 250 ms, or panics after `timeout`.
-	pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+	pub fn wait_for<T>(
+		&self,
+		what: &str,
+		timeout: Duration,
+		mut f: impl FnMut() -> Option<T>,
+	) -> T {
 		let deadline = Instant::now() + timeout;
 		loop {
 			if let Some(v) = f() {
@@ -184,9 +197,7 @@ impl Node {
 					let events = self
 						.events(hash)
 						.into_iter()
-						.filter(|r| {
-							r.phase == frame_system::Phase::ApplyExtrinsic(index as u32)
-						})
+						.filter(|r| r.phase == frame_system::Phase::ApplyExtrinsic(index as u32))
 						.map(|r| r.event)
 						.collect();
 					return Some(events);

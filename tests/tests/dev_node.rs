@@ -28,7 +28,11 @@ fn dsp_events(events: &[RuntimeEvent]) -> Vec<DspEvent<Runtime>> {
 		.collect()
 }
 
-fn must_succeed(node: &Node, signer: &sp_core::sr25519::Pair, call: RuntimeCall) -> Vec<DspEvent<Runtime>> {
+fn must_succeed(
+	node: &Node,
+	signer: &sp_core::sr25519::Pair,
+	call: RuntimeCall,
+) -> Vec<DspEvent<Runtime>> {
 	let events = node.submit(signer, call);
 	assert!(succeeded(&events), "extrinsic failed: {events:?}");
 	dsp_events(&events)
@@ -95,12 +99,9 @@ fn origin_streamer_and_claim_flow_settles_on_chain() {
 
 	// Storage read back by hand: Dsp::Origins(Bob), Blake2_128Concat.
 	let account: sp_runtime::AccountId32 = bob.public().into();
-	let key = [
-		storage_key(b"Dsp", b"Origins"),
-		blake2_128(account.as_ref()).to_vec(),
-		account.encode(),
-	]
-	.concat();
+	let key =
+		[storage_key(b"Dsp", b"Origins"), blake2_128(account.as_ref()).to_vec(), account.encode()]
+			.concat();
 	let raw = node.storage(&key, None).expect("origin stored");
 	let info = pallet_dsp::OriginInfoOf::<Runtime>::decode(&mut &raw[..]).unwrap();
 	assert_eq!(info.signing_key, bob.public());
@@ -174,10 +175,8 @@ fn origin_streamer_and_claim_flow_settles_on_chain() {
 	assert_eq!(credits["unitsTotal"], 500, "{credits}");
 	let origin = node.call("dsp_origin", json!([address(&bob)]));
 	assert_eq!(origin["escrow"].as_f64().unwrap(), (1_000 * UNIT - 500 * price) as f64, "{origin}");
-	let state = node.call(
-		"dsp_claimState",
-		json!([1, epoch, hex_0x(&v1.public().0), address(&eve)]),
-	);
+	let state =
+		node.call("dsp_claimState", json!([1, epoch, hex_0x(&v1.public().0), address(&eve)]));
 	assert_eq!(state["claimedUnits"], 300, "{state}");
 
 	// The same batch again pays nothing.
@@ -194,7 +193,10 @@ fn origin_streamer_and_claim_flow_settles_on_chain() {
 
 	// Eve withdraws her credits as free balance.
 	let events = must_succeed(&node, &eve, dsp(DspCall::withdraw_credits { amount: None }));
-	assert_eq!(events, vec![DspEvent::CreditsWithdrawn { account: eve_account, amount: 500 * price }]);
+	assert_eq!(
+		events,
+		vec![DspEvent::CreditsWithdrawn { account: eve_account, amount: 500 * price }]
+	);
 }
 
 #[test]
@@ -211,8 +213,7 @@ fn bad_input_gets_precise_errors_and_the_node_survives() {
 			metadata: vec![0; 10_000],
 		}),
 	);
-	let expected: sp_runtime::DispatchError =
-		pallet_dsp::Error::<Runtime>::MetadataTooLong.into();
+	let expected: sp_runtime::DispatchError = pallet_dsp::Error::<Runtime>::MetadataTooLong.into();
 	assert_eq!(dispatch_error(&events), Some(expected), "{events:?}");
 	assert!(node.call("dsp_origin", json!([address(&ferdie)])).is_null());
 

@@ -70,8 +70,11 @@ pub trait Signable: Encode {
 }
 
 /// A payload with its sr25519 signature.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen)]
+#[derive(
+	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct Signed<T> {
 	/// What was signed.
 	pub payload: T,
@@ -98,9 +101,19 @@ impl<T: Signable> Signed<T> {
 /// Capacity settings of a streamer: how many direct sessions it holds and how early it starts
 /// admitting viewers in P2P mode.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct CapacitySettings {
 	/// Most direct (TCP or QUIC) sessions the streamer serves at once.
 	pub max_streams: u32,
@@ -139,6 +152,7 @@ impl Default for CapacitySettings {
 /// How a new viewer is served.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub enum AdmissionMode {
 	/// Served by the streamer over TCP or QUIC.
 	Direct,
@@ -150,6 +164,7 @@ pub enum AdmissionMode {
 /// hashing it and comparing with `chunk_hashes[index]`.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct SegmentHeader {
 	/// Chain the stream is registered on.
 	pub genesis_hash: Hash32,
@@ -180,6 +195,7 @@ impl Signable for SegmentHeader {
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct ViewerPass {
 	/// Chain the pass is valid on.
 	pub genesis_hash: Hash32,
@@ -208,6 +224,7 @@ impl Signable for ViewerPass {
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct Receipt {
 	/// Chain the receipt is valid on.
 	pub genesis_hash: Hash32,
@@ -235,6 +252,7 @@ impl Signable for Receipt {
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct ClaimItem {
 	/// The viewer's pass, signed by an authorised pass signer.
 	pub pass: Signed<ViewerPass>,
@@ -245,6 +263,7 @@ pub struct ClaimItem {
 /// Why a claim item was skipped. Reported in an event; the rest of the batch goes on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub enum ClaimRejection {
 	/// The stream is not registered.
 	UnknownStream,
@@ -276,6 +295,7 @@ pub enum ClaimRejection {
 /// `host:port` for TCP and QUIC, a multiaddr for P2P, a URL for RPC.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct EndpointsView {
 	/// TCP address, `host:port`.
 	pub tcp: Vec<u8>,
@@ -290,6 +310,7 @@ pub struct EndpointsView {
 /// A registered origin, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct OriginView<AccountId, Balance, BlockNumber> {
 	/// The origin's account.
 	pub account: AccountId,
@@ -312,6 +333,7 @@ pub struct OriginView<AccountId, Balance, BlockNumber> {
 /// A registered stream, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct StreamView<AccountId, Balance> {
 	/// Stream id.
 	pub id: StreamId,
@@ -332,6 +354,7 @@ pub struct StreamView<AccountId, Balance> {
 /// A registered streamer, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct StreamerView<AccountId> {
 	/// The operator's account.
 	pub account: AccountId,
@@ -348,6 +371,7 @@ pub struct StreamerView<AccountId> {
 /// Credits of an account, as the runtime API reports them.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct CreditsView<Balance> {
 	/// Credits earned and not yet withdrawn.
 	pub available: Balance,
@@ -362,6 +386,7 @@ pub struct CreditsView<Balance> {
 /// Claim bookkeeping for one (stream, epoch, viewer, seeder), as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
 #[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
 pub struct ClaimStateView {
 	/// Epoch of the current block.
 	pub current_epoch: EpochIndex,

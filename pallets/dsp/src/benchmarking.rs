@@ -6,10 +6,7 @@ use crate::pallet::{BalanceOf, Origins, Pallet as Dsp, Streams};
 use alloc::{vec, vec::Vec};
 use dsp_primitives::{Receipt, ViewerPass};
 use frame_benchmarking::v2::*;
-use frame_support::traits::{
-	fungible::Mutate,
-	EnsureOrigin, Get,
-};
+use frame_support::traits::{fungible::Mutate, EnsureOrigin, Get};
 use frame_system::RawOrigin;
 use sp_core::crypto::KeyTypeId;
 use sp_runtime::traits::{Bounded, Zero};
@@ -35,7 +32,12 @@ fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
 
 fn full_endpoints<T: Config>() -> EndpointsView {
 	let len = T::MaxEndpointLen::get() as usize;
-	EndpointsView { tcp: vec![b'a'; len], quic: vec![b'b'; len], p2p: vec![b'c'; len], rpc: vec![b'd'; len] }
+	EndpointsView {
+		tcp: vec![b'a'; len],
+		quic: vec![b'b'; len],
+		p2p: vec![b'c'; len],
+		rpc: vec![b'd'; len],
+	}
 }
 
 fn signers<T: Config>() -> Vec<PublicKey> {
@@ -51,8 +53,13 @@ fn setup_origin<T: Config>(extra_signer: Option<PublicKey>) -> T::AccountId {
 		pass_signers.push(key);
 	}
 	let metadata = vec![b'm'; T::MaxMetadataLen::get() as usize];
-	Dsp::<T>::register_origin(RawOrigin::Signed(who.clone()).into(), new_key(), pass_signers, metadata)
-		.expect("origin registers");
+	Dsp::<T>::register_origin(
+		RawOrigin::Signed(who.clone()).into(),
+		new_key(),
+		pass_signers,
+		metadata,
+	)
+	.expect("origin registers");
 	let escrow = BalanceOf::<T>::max_value() / 16u32.into();
 	Dsp::<T>::fund_escrow(RawOrigin::Signed(who.clone()).into(), escrow).expect("escrow funds");
 	who
@@ -154,8 +161,12 @@ mod benchmarks {
 	#[benchmark]
 	fn update_streamer_endpoints() {
 		let who = funded::<T>("streamer", 0);
-		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
-			.expect("registers");
+		Dsp::<T>::register_streamer(
+			RawOrigin::Signed(who.clone()).into(),
+			Default::default(),
+			None,
+		)
+		.expect("registers");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), full_endpoints::<T>());
 		assert!(!Streamers::<T>::get(&who).unwrap().endpoints.tcp.is_empty());
@@ -164,8 +175,12 @@ mod benchmarks {
 	#[benchmark]
 	fn set_streamer_settings() {
 		let who = funded::<T>("streamer", 0);
-		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
-			.expect("registers");
+		Dsp::<T>::register_streamer(
+			RawOrigin::Signed(who.clone()).into(),
+			Default::default(),
+			None,
+		)
+		.expect("registers");
 		let settings = CapacitySettings::spec_default();
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), Some(settings));
@@ -175,8 +190,12 @@ mod benchmarks {
 	#[benchmark]
 	fn unregister_streamer() {
 		let who = funded::<T>("streamer", 0);
-		Dsp::<T>::register_streamer(RawOrigin::Signed(who.clone()).into(), Default::default(), None)
-			.expect("registers");
+		Dsp::<T>::register_streamer(
+			RawOrigin::Signed(who.clone()).into(),
+			Default::default(),
+			None,
+		)
+		.expect("registers");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
 		assert!(!Streamers::<T>::contains_key(&who));
@@ -205,16 +224,16 @@ mod benchmarks {
 		let items: Vec<ClaimItem> = (0..n)
 			.map(|_| {
 				let viewer = new_key();
-				let pass = ViewerPass {
+				let pass =
+					ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
+				let receipt = Receipt {
 					genesis_hash,
 					stream,
 					epoch,
+					seeder: seeder_bytes,
 					viewer,
-					max_units: 1_000,
-					issuer,
+					units: 1_000,
 				};
-				let receipt =
-					Receipt { genesis_hash, stream, epoch, seeder: seeder_bytes, viewer, units: 1_000 };
 				ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) }
 			})
 			.collect();
@@ -233,8 +252,14 @@ mod benchmarks {
 		let epoch = Dsp::<T>::current_epoch();
 		let viewer = new_key();
 		let pass = ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
-		let receipt =
-			Receipt { genesis_hash, stream, epoch, seeder: seeder.clone().into(), viewer, units: 1_000 };
+		let receipt = Receipt {
+			genesis_hash,
+			stream,
+			epoch,
+			seeder: seeder.clone().into(),
+			viewer,
+			units: 1_000,
+		};
 		let item = ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) };
 		Dsp::<T>::claim(RawOrigin::Signed(seeder.clone()).into(), vec![item]).expect("claims");
 		assert!(!Credits::<T>::get(&seeder).available.is_zero());
@@ -247,7 +272,8 @@ mod benchmarks {
 }
 
 /// Regenerates `src/weights.rs` from the benchmarks above, run natively against the mock
-/// runtime (in-memory state, `RocksDbWeight` for each counted read and write):
+/// runtime on the same tracking database backend the node's bencher uses
+/// (`sc_client_db::BenchmarkingState`), with `RocksDbWeight` for each counted read and write:
 ///
 /// ```text
 /// cargo test -p pallet-dsp --release --features runtime-benchmarks -- --ignored generate_weights
@@ -258,26 +284,31 @@ mod benchmarks {
 /// solochain block has no PoV limit), so it is 0 in the output.
 #[cfg(test)]
 mod weight_generator {
-	use crate::mock::{new_test_ext, Test};
+	use crate::mock::{genesis_storage, new_test_ext, Test};
 	use alloc::{format, string::String, vec::Vec};
 	use frame_benchmarking::{
 		Analysis, BenchmarkParameter, BenchmarkResult, BenchmarkSelector, Benchmarking,
 	};
+	use sc_client_db::BenchmarkingState;
+	use sp_externalities::Extensions;
+	use sp_keystore::{testing::MemoryKeystore, KeystoreExt};
+	use sp_runtime::traits::BlakeTwo256;
+	use sp_state_machine::{Ext, OverlayedChanges};
 	use sp_storage::TrackedStorageKey;
 
 	const STEPS: u32 = 10;
 	const REPEAT: u32 = 5;
 
 	fn whitelist() -> Vec<TrackedStorageKey> {
-		[
-			frame_system::Number::<Test>::hashed_key(),
-			frame_system::ExecutionPhase::<Test>::hashed_key(),
-			frame_system::EventCount::<Test>::hashed_key(),
-			frame_system::Events::<Test>::hashed_key(),
-		]
-		.into_iter()
-		.map(|k| TrackedStorageKey::new(k.to_vec()))
-		.collect()
+		// The per-block bookkeeping of frame-system, as frame-benchmarking-cli whitelists it.
+		let system = sp_io::hashing::twox_128(b"System");
+		[&b"Number"[..], b"ExecutionPhase", b"EventCount", b"Events"]
+			.into_iter()
+			.map(|item| {
+				let key = [system, sp_io::hashing::twox_128(item)].concat();
+				TrackedStorageKey::new(key)
+			})
+			.collect()
 	}
 
 	fn run(name: &[u8], components: &[(BenchmarkParameter, u32, u32)]) -> Vec<BenchmarkResult> {
@@ -289,12 +320,20 @@ mod weight_generator {
 					let value = low + (high - low) * step / (STEPS - 1);
 					points.push(alloc::vec![(*param, value)]);
 				}
-			},
+			}
 			_ => panic!("benchmarks with several components are not supported here"),
 		}
 		let mut results = Vec::new();
 		for point in points {
-			let mut out = new_test_ext().execute_with(|| {
+			// A fresh database per point, with read/write tracking, as the node's bencher has.
+			let state = BenchmarkingState::<BlakeTwo256>::new(genesis_storage(), None, false, true)
+				.expect("benchmarking state");
+			let mut overlay = OverlayedChanges::default();
+			let mut extensions = Extensions::default();
+			extensions.register(KeystoreExt::new(MemoryKeystore::new()));
+			let mut ext = Ext::new(&mut overlay, &state, Some(&mut extensions));
+			let mut out = sp_externalities::set_and_run_with_externalities(&mut ext, || {
+				frame_system::Pallet::<Test>::set_block_number(1);
 				<crate::Pallet<Test> as Benchmarking>::run_benchmark(
 					name,
 					&point,
@@ -355,8 +394,8 @@ mod weight_generator {
 			std::println!("{name}: {time} ps + {time_slope:?} ps/item, reads {reads}+{reads_slope:?}, writes {writes}+{writes_slope:?}");
 		}
 		let file = format!(
-			"//! Weights for `pallet_dsp`.\n//!\n//! GENERATED by `benchmarking::weight_generator` (native, in-memory state, {STEPS} steps \
-			 x {REPEAT} repeats) on {host}.\n//! Do not edit by hand: run\n//! `cargo test -p pallet-dsp --release --features \
+			"//! Weights for `pallet_dsp`.\n//!\n//! GENERATED by `benchmarking::weight_generator` (native, BenchmarkingState, {STEPS} \
+			 steps x {REPEAT} repeats) on {host}.\n//! Do not edit by hand: run\n//! `cargo test -p pallet-dsp --release --features \
 			 runtime-benchmarks -- --ignored generate_weights`.\n\n#![allow(unused_parens, unused_imports, missing_docs)]\n\n\
 			 use core::marker::PhantomData;\nuse frame_support::{{traits::Get, weights::{{constants::RocksDbWeight, Weight}}}};\n\n\
 			 /// Weight functions needed for `pallet_dsp`.\npub trait WeightInfo {{\n{trait_fns}}}\n\n\
@@ -369,6 +408,12 @@ mod weight_generator {
 		);
 		let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/weights.rs");
 		std::fs::write(path, file).expect("weights.rs is writable");
-		std::println!("wrote {path}");
+		// Format with the repository's rustfmt.toml so that `cargo fmt --check` stays clean.
+		let formatted = std::process::Command::new("rustfmt")
+			.args(["--edition", "2021", path])
+			.status()
+			.map(|s| s.success())
+			.unwrap_or(false);
+		std::println!("wrote {path} (rustfmt: {})", if formatted { "ok" } else { "FAILED" });
 	}
 }

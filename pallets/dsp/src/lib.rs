@@ -567,7 +567,10 @@ pub mod pallet {
 			info.retired_at = Some(now);
 			info.pending_withdrawal = Some((Self::escrow_of(&who), unlocks_at));
 			Origins::<T>::insert(&who, info);
-			Self::deposit_event(Event::OriginRetired { origin: who, escrow_unlocks_at: unlocks_at });
+			Self::deposit_event(Event::OriginRetired {
+				origin: who,
+				escrow_unlocks_at: unlocks_at,
+			});
 			Ok(())
 		}
 
@@ -581,7 +584,10 @@ pub mod pallet {
 		/// - O(1).
 		#[pallet::call_index(3)]
 		#[pallet::weight(T::WeightInfo::fund_escrow())]
-		pub fn fund_escrow(origin: OriginFor<T>, #[pallet::compact] amount: BalanceOf<T>) -> DispatchResult {
+		pub fn fund_escrow(
+			origin: OriginFor<T>,
+			#[pallet::compact] amount: BalanceOf<T>,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
 			let info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
@@ -617,11 +623,15 @@ pub mod pallet {
 			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
 			ensure!(amount <= Self::escrow_of(&who), Error::<T>::InsufficientEscrow);
 
-			let unlocks_at =
-				frame_system::Pallet::<T>::block_number().saturating_add(Self::escrow_lock_period());
+			let unlocks_at = frame_system::Pallet::<T>::block_number()
+				.saturating_add(Self::escrow_lock_period());
 			info.pending_withdrawal = Some((amount, unlocks_at));
 			Origins::<T>::insert(&who, info);
-			Self::deposit_event(Event::EscrowWithdrawalRequested { origin: who, amount, unlocks_at });
+			Self::deposit_event(Event::EscrowWithdrawalRequested {
+				origin: who,
+				amount,
+				unlocks_at,
+			});
 			Ok(())
 		}
 
@@ -754,7 +764,8 @@ pub mod pallet {
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			ensure!(!Streamers::<T>::contains_key(&who), Error::<T>::StreamerAlreadyRegistered);
-			let endpoints = Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
+			let endpoints =
+				Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
 			if let Some(s) = &settings {
 				Self::ensure_valid_settings(s)?;
 			}
@@ -782,7 +793,8 @@ pub mod pallet {
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut info = Streamers::<T>::get(&who).ok_or(Error::<T>::StreamerNotRegistered)?;
-			info.endpoints = Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
+			info.endpoints =
+				Endpoints::try_from_view(endpoints).ok_or(Error::<T>::EndpointTooLong)?;
 			Streamers::<T>::insert(&who, info);
 			Self::deposit_event(Event::StreamerEndpointsUpdated { streamer: who });
 			Ok(())
@@ -878,7 +890,7 @@ pub mod pallet {
 					Ok(amount) => {
 						paid_items += 1;
 						total = total.saturating_add(amount);
-					},
+					}
 					Err(reason) => {
 						rejected_items += 1;
 						Self::deposit_event(Event::ClaimItemRejected {
@@ -886,7 +898,7 @@ pub mod pallet {
 							index: index as u32,
 							reason,
 						});
-					},
+					}
 				}
 			}
 			Self::deposit_event(Event::ClaimBatchProcessed {
@@ -908,7 +920,10 @@ pub mod pallet {
 		/// - O(1).
 		#[pallet::call_index(14)]
 		#[pallet::weight(T::WeightInfo::withdraw_credits())]
-		pub fn withdraw_credits(origin: OriginFor<T>, amount: Option<BalanceOf<T>>) -> DispatchResult {
+		pub fn withdraw_credits(
+			origin: OriginFor<T>,
+			amount: Option<BalanceOf<T>>,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut ledger = Credits::<T>::get(&who);
 			let amount = amount.unwrap_or(ledger.available);
@@ -978,7 +993,9 @@ pub mod pallet {
 		pub fn escrow_lock_period() -> BlockNumberFor<T> {
 			let window_epochs: BlockNumberFor<T> =
 				T::ClaimWindow::get().saturating_add(1).unique_saturated_into();
-			window_epochs.saturating_mul(T::EpochLength::get()).saturating_add(T::EscrowFreeze::get())
+			window_epochs
+				.saturating_mul(T::EpochLength::get())
+				.saturating_add(T::EscrowFreeze::get())
 		}
 
 		/// Settings in force for a streamer record.
@@ -1014,11 +1031,12 @@ pub mod pallet {
 			if amount.is_zero() {
 				return amount;
 			}
-			T::Currency::release(&reason.into(), who, amount, Precision::BestEffort)
-				.unwrap_or_else(|e| {
+			T::Currency::release(&reason.into(), who, amount, Precision::BestEffort).unwrap_or_else(
+				|e| {
 					log::error!(target: "runtime::dsp", "release of {:?} failed: {:?}", amount, e);
 					Zero::zero()
-				})
+				},
+			)
 		}
 
 		/// Checks one claim item and pays it. Writes nothing unless it returns `Ok`.
@@ -1029,9 +1047,9 @@ pub mod pallet {
 		) -> Result<BalanceOf<T>, ClaimRejection> {
 			let (pass, receipt) = (&item.pass.payload, &item.receipt.payload);
 			ensure!(
-				pass.stream == receipt.stream &&
-					pass.epoch == receipt.epoch &&
-					pass.viewer == receipt.viewer,
+				pass.stream == receipt.stream
+					&& pass.epoch == receipt.epoch
+					&& pass.viewer == receipt.viewer,
 				ClaimRejection::Mismatch
 			);
 			ensure!(
@@ -1047,14 +1065,8 @@ pub mod pallet {
 			);
 			let stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
 			let origin = Origins::<T>::get(&stream.origin).ok_or(ClaimRejection::UnknownStream)?;
-			ensure!(
-				origin.pass_signers.contains(&pass.issuer),
-				ClaimRejection::UnauthorisedIssuer
-			);
-			ensure!(
-				Self::verify(&item.pass, &pass.issuer),
-				ClaimRejection::BadPassSignature
-			);
+			ensure!(origin.pass_signers.contains(&pass.issuer), ClaimRejection::UnauthorisedIssuer);
+			ensure!(Self::verify(&item.pass, &pass.issuer), ClaimRejection::BadPassSignature);
 			ensure!(
 				Self::verify(&item.receipt, &receipt.viewer),
 				ClaimRejection::BadReceiptSignature

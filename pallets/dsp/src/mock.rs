@@ -92,7 +92,8 @@ pub const ENDOWMENT: Balance = 1_000_000;
 /// Accounts endowed at genesis.
 pub const ENDOWED: [&str; 6] = ["Origin", "Origin2", "Seeder", "Seeder2", "Streamer", "Poor"];
 
-pub fn new_test_ext() -> sp_io::TestExternalities {
+/// Genesis storage of the test runtime.
+pub fn genesis_storage() -> sp_runtime::Storage {
 	let mut storage = frame_system::GenesisConfig::<Test>::default().build_storage().unwrap();
 	pallet_balances::GenesisConfig::<Test> {
 		balances: ENDOWED
@@ -109,7 +110,11 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 	}
 	.assimilate_storage(&mut storage)
 	.unwrap();
-	let mut ext = sp_io::TestExternalities::new(storage);
+	storage
+}
+
+pub fn new_test_ext() -> sp_io::TestExternalities {
+	let mut ext = sp_io::TestExternalities::new(genesis_storage());
 	ext.register_extension(KeystoreExt::new(MemoryKeystore::new()));
 	ext.execute_with(|| System::set_block_number(1));
 	ext

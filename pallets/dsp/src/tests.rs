@@ -4,13 +4,13 @@ use crate::{mock::*, pallet::*, ClaimRejection, Error, Event, HoldReason};
 use dsp_primitives::{
 	CapacitySettings, ClaimItem, EndpointsView, Perbill, Receipt, Signable, Signed,
 };
+use frame_support::traits::Get;
 use frame_support::{
 	assert_noop, assert_ok,
 	traits::fungible::{Inspect, InspectHold},
 	weights::Weight,
 };
 use sp_core::Pair;
-use frame_support::traits::Get;
 use sp_runtime::{AccountId32, BuildStorage, DispatchError};
 
 fn signed(name: &str) -> RuntimeOrigin {
@@ -166,7 +166,10 @@ fn update_origin_works() {
 		assert_eq!(info.signing_key, key("NewKey").public());
 		assert_eq!(info.pass_signers.into_inner(), vec![key("Issuer2").public()]);
 		assert_eq!(info.metadata.into_inner(), b"demo".to_vec());
-		assert_eq!(last_event(), RuntimeEvent::Dsp(Event::OriginUpdated { origin: account("Origin") }));
+		assert_eq!(
+			last_event(),
+			RuntimeEvent::Dsp(Event::OriginUpdated { origin: account("Origin") })
+		);
 	});
 }
 
@@ -225,7 +228,10 @@ fn retire_origin_works_and_schedules_full_withdrawal() {
 		assert_ok!(Dsp::withdraw_escrow(signed("Origin")));
 		assert!(Origins::<Test>::get(account("Origin")).is_none());
 		assert_eq!(free("Origin"), ENDOWMENT);
-		assert_eq!(last_event(), RuntimeEvent::Dsp(Event::OriginRemoved { origin: account("Origin") }));
+		assert_eq!(
+			last_event(),
+			RuntimeEvent::Dsp(Event::OriginRemoved { origin: account("Origin") })
+		);
 	});
 }
 
@@ -324,7 +330,10 @@ fn request_escrow_withdrawal_fails() {
 			Error::<Test>::OriginNotRegistered
 		);
 		origin_with_stream(1, 100, 100);
-		assert_noop!(Dsp::request_escrow_withdrawal(signed("Origin"), 0), Error::<Test>::ZeroAmount);
+		assert_noop!(
+			Dsp::request_escrow_withdrawal(signed("Origin"), 0),
+			Error::<Test>::ZeroAmount
+		);
 		assert_noop!(
 			Dsp::request_escrow_withdrawal(signed("Origin"), 101),
 			Error::<Test>::InsufficientEscrow
@@ -347,7 +356,10 @@ fn create_stream_works() {
 			RuntimeEvent::Dsp(Event::StreamCreated { stream: 1, origin: account("Origin") })
 		);
 		let s = Streams::<Test>::get(1).unwrap();
-		assert_eq!((s.bitrate_kbps, s.price_per_unit, s.viewer_cap_per_epoch, s.open), (1_000, 3, 50, true));
+		assert_eq!(
+			(s.bitrate_kbps, s.price_per_unit, s.viewer_cap_per_epoch, s.open),
+			(1_000, 3, 50, true)
+		);
 		assert_eq!(held(HoldReason::Deposit, "Origin"), ORIGIN_DEPOSIT + 2 * STREAM_DEPOSIT);
 		assert_eq!(Origins::<Test>::get(account("Origin")).unwrap().open_streams, 2);
 	});
@@ -370,7 +382,10 @@ fn create_stream_fails() {
 			Error::<Test>::InvalidStreamParameters
 		);
 		assert_ok!(Dsp::create_stream(signed("Origin"), 500, 1, 1));
-		assert_noop!(Dsp::create_stream(signed("Origin"), 500, 1, 1), Error::<Test>::TooManyStreams);
+		assert_noop!(
+			Dsp::create_stream(signed("Origin"), 500, 1, 1),
+			Error::<Test>::TooManyStreams
+		);
 	});
 }
 
@@ -454,7 +469,10 @@ fn set_streamer_settings_works_with_the_specification_table() {
 	new_test_ext().execute_with(|| {
 		assert_ok!(Dsp::register_streamer(signed("Streamer"), endpoints("a:1"), None));
 		for (percent, threshold) in [(0, 2000), (50, 1000), (100, 0)] {
-			assert_ok!(Dsp::set_streamer_settings(signed("Streamer"), Some(settings(2000, percent))));
+			assert_ok!(Dsp::set_streamer_settings(
+				signed("Streamer"),
+				Some(settings(2000, percent))
+			));
 			assert_eq!(Dsp::api_p2p_threshold(account("Streamer")), Some(threshold));
 			assert_eq!(
 				last_event(),
@@ -544,9 +562,15 @@ fn claim_works_and_moves_escrow_to_credits_without_minting() {
 		assert_eq!(Balances::balance(&Dsp::account_id()), pot_before + 120);
 		assert_eq!(Balances::total_issuance(), issuance);
 		let credits = Dsp::api_credits(account("Seeder"));
-		assert_eq!((credits.available, credits.earned_total, credits.units_total, credits.items_paid), (120, 120, 40, 1));
+		assert_eq!(
+			(credits.available, credits.earned_total, credits.units_total, credits.items_paid),
+			(120, 120, 40, 1)
+		);
 		let state = Dsp::api_claim_state(stream, 0, key("Viewer").public(), account("Seeder"));
-		assert_eq!((state.claimed_units, state.viewer_epoch_units, state.claimable), (40, 40, true));
+		assert_eq!(
+			(state.claimed_units, state.viewer_epoch_units, state.claimable),
+			(40, 40, true)
+		);
 		System::assert_has_event(RuntimeEvent::Dsp(Event::Claimed {
 			seeder: account("Seeder"),
 			stream,
@@ -577,7 +601,10 @@ fn claim_pays_only_the_increase_and_rejects_replays() {
 		// The same receipt again, and an older one: nothing new.
 		claim_one("Seeder", "Viewer", stream, 500, 100);
 		claim_one("Seeder", "Viewer", stream, 500, 40);
-		assert_eq!(rejections(), vec![(0, ClaimRejection::NothingNew), (0, ClaimRejection::NothingNew)]);
+		assert_eq!(
+			rejections(),
+			vec![(0, ClaimRejection::NothingNew), (0, ClaimRejection::NothingNew)]
+		);
 		assert_eq!(Dsp::api_credits(account("Seeder")).units_total, 100);
 		assert_eq!(Dsp::escrow_of(&account("Origin")), 10_000 - 100);
 	});
@@ -654,9 +681,8 @@ fn claim_rejects_wrong_domain_tag() {
 		let viewer = key("Viewer");
 		let good = item(&key("Issuer"), &viewer, &account("Seeder"), stream, 0, 500, 10);
 		// The same pass fields signed under the receipt's domain tag.
-		let wrong_tag = (<Receipt as Signable>::DOMAIN, &good.pass.payload).using_encoded(|m| {
-			key("Issuer").sign(m)
-		});
+		let wrong_tag = (<Receipt as Signable>::DOMAIN, &good.pass.payload)
+			.using_encoded(|m| key("Issuer").sign(m));
 		let mut it = good.clone();
 		it.pass.signature = wrong_tag;
 		assert_eq!(rejected(it), ClaimRejection::BadPassSignature);
@@ -838,8 +864,8 @@ fn withdraw_credits_works_and_fails() {
 // Pruning
 
 fn bookkeeping_entries(epoch: u32) -> usize {
-	ClaimedUnits::<Test>::iter_prefix((epoch,)).count() +
-		ViewerEpochUnits::<Test>::iter_prefix((epoch,)).count()
+	ClaimedUnits::<Test>::iter_prefix((epoch,)).count()
+		+ ViewerEpochUnits::<Test>::iter_prefix((epoch,)).count()
 }
 
 #[test]
@@ -858,10 +884,11 @@ fn finished_epochs_are_pruned_in_bounded_steps() {
 	// Removal limits count keys in the backend, as on a real chain, not in the overlay.
 	ext.commit_all().unwrap();
 	ext.execute_with(|| {
-
 		// Once the window closed, a small budget removes a few entries per block.
 		System::set_block_number(EPOCH_LENGTH * (CLAIM_WINDOW as u64 + 1));
-		let db = <<Test as frame_system::Config>::DbWeight as Get<frame_support::weights::RuntimeDbWeight>>::get();
+		let db = <<Test as frame_system::Config>::DbWeight as Get<
+			frame_support::weights::RuntimeDbWeight,
+		>>::get();
 		let three_items = db.reads(2) + (db.reads(1) + db.writes(1)) * 3;
 		let used = Dsp::prune_finished_epochs(three_items);
 		assert!(used.all_lte(three_items + db.writes(1)));
