@@ -4,6 +4,10 @@
 use sc_service::ChainType;
 use serde_json::json;
 
+/// Network protocol id: keeps DSP peers apart from other Substrate chains' (the default is
+/// "sup").
+const PROTOCOL_ID: &str = "dsp";
+
 /// Chain spec of the DSP chain; no client extensions.
 pub type ChainSpec = sc_service::GenericChainSpec;
 
@@ -29,6 +33,7 @@ pub fn development_chain_spec() -> Result<ChainSpec, String> {
 		.with_name("DSP Development")
 		.with_id("dsp_dev")
 		.with_chain_type(ChainType::Development)
+		.with_protocol_id(PROTOCOL_ID)
 		.with_genesis_config_preset_name(sp_genesis_builder::DEV_RUNTIME_PRESET)
 		.with_properties(properties())
 		.build())
@@ -40,6 +45,7 @@ pub fn local_chain_spec() -> Result<ChainSpec, String> {
 		.with_name("DSP Local Testnet")
 		.with_id("dsp_local_testnet")
 		.with_chain_type(ChainType::Local)
+		.with_protocol_id(PROTOCOL_ID)
 		.with_genesis_config_preset_name(sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET)
 		.with_properties(properties())
 		.build())

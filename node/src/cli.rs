@@ -23,18 +23,18 @@ pub struct Cli {
 
 	/// Options of the running node.
 	#[clap(flatten)]
-	pub run: RunCmd,
+	pub run: DspRunCmd,
 }
 
 /// Options of the running node: Substrate's standard ones plus DSP's own.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RunCmd {
+pub struct DspRunCmd {
 	/// Substrate's standard node options.
 	#[clap(flatten)]
 	pub base: sc_cli::RunCmd,
 
 	/// Development chains only: longest time, in milliseconds, between two blocks while no
-	/// transaction arrives. A transaction always gets its own block at once; this interval only
+	/// transaction arrives. New transactions are sealed into a block at once; this interval only
 	/// keeps block numbers (and thus DSP epochs) advancing on an idle chain.
 	///
 	/// Every sealed block advances chain time by one 6 s Aura slot, so on an idle development
@@ -79,4 +79,28 @@ pub enum Subcommand {
 
 	/// Database metadata: best, finalized and genesis block.
 	ChainInfo(sc_cli::ChainInfoCmd),
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use clap::CommandFactory;
+	use sc_cli::SubstrateCli;
+
+	fn parse(args: &[&str]) -> clap::error::Result<Cli> {
+		<Cli as SubstrateCli>::try_from_iter(args.iter().copied())
+	}
+
+	#[test]
+	fn command_line_definition_is_consistent() {
+		Cli::setup_command(Cli::command()).debug_assert();
+	}
+
+	#[test]
+	fn dev_block_time_defaults_to_one_second() {
+		assert_eq!(parse(&["dsp-node", "--dev"]).unwrap().run.dev_block_time, 1_000);
+		let cli = parse(&["dsp-node", "--dev", "--dev-block-time", "250"]).unwrap();
+		assert_eq!(cli.run.dev_block_time, 250);
+		assert!(parse(&["dsp-node", "--dev-block-time", "0"]).is_err());
+	}
 }

@@ -1,1 +1,11 @@
-fn main() {}
+//! `dsp-node`: the DSP chain node.
+
+mod chain_spec;
+mod cli;
+mod command;
+mod rpc;
+mod service;
+
+fn main() -> sc_cli::Result<()> {
+	command::run()
+}

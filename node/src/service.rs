@@ -24,13 +24,15 @@ use sc_service::{
 };
 use sc_telemetry::{Telemetry, TelemetryWorker};
 use sc_transaction_pool_api::{OffchainTransactionPoolFactory, TransactionPool};
-use sp_blockchain::HeaderBackend;
 use sp_consensus_aura::sr25519::{AuthorityPair as AuraPair, AuthoritySignature as AuraSignature};
 use sp_runtime::traits::Block as BlockT;
 
 /// The client: native access to the chain, runtime executed as wasm.
-pub(crate) type FullClient =
-	sc_service::TFullClient<Block, RuntimeApi, sc_executor::WasmExecutor<sp_io::SubstrateHostFunctions>>;
+pub(crate) type FullClient = sc_service::TFullClient<
+	Block,
+	RuntimeApi,
+	sc_executor::WasmExecutor<sp_io::SubstrateHostFunctions>,
+>;
 type FullBackend = sc_service::TFullBackend<Block>;
 type FullSelectChain = sc_consensus::LongestChain<FullBackend, Block>;
 type FullPool = sc_transaction_pool::TransactionPoolHandle<Block, FullClient>;
@@ -207,7 +209,7 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 				);
 			net_config.add_notification_protocol(protocol_config);
 			Some((protocol_name, notification_service))
-		},
+		}
 		Consensus::ManualSeal => None,
 	};
 
@@ -367,7 +369,7 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 				"🔨 Development chain: a block per transaction, and at least every {} ms",
 				dev_block_time.as_millis()
 			);
-		},
+		}
 
 		Consensus::AuraGrandpa { block_import, link } => {
 			if role.is_authority() {
@@ -432,9 +434,7 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 					prometheus_registry,
 					shared_voter_state: SharedVoterState::empty(),
 					telemetry: telemetry.as_ref().map(|x| x.handle()),
-					offchain_tx_pool_factory: OffchainTransactionPoolFactory::new(
-						transaction_pool,
-					),
+					offchain_tx_pool_factory: OffchainTransactionPoolFactory::new(transaction_pool),
 				};
 				// Essential: a node that stops finalizing must not keep running silently.
 				task_manager.spawn_essential_handle().spawn_blocking(
@@ -443,7 +443,7 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 					sc_consensus_grandpa::run_grandpa_voter(grandpa_params)?,
 				);
 			}
-		},
+		}
 	}
 
 	Ok(task_manager)
@@ -494,9 +494,11 @@ async fn dev_block_driver(
 				return;
 			}
 			match result.await {
-				Ok(Ok(block)) => log::debug!(target: "dsp::dev", "sealed {:?} ({why:?})", block.hash),
+				Ok(Ok(block)) => {
+					log::debug!(target: "dsp::dev", "sealed {:?} ({why:?})", block.hash)
+				}
 				// The transaction already went into the previous block.
-				Ok(Err(sc_consensus_manual_seal::Error::EmptyTransactionPool)) => {},
+				Ok(Err(sc_consensus_manual_seal::Error::EmptyTransactionPool)) => {}
 				Ok(Err(e)) => log::warn!(target: "dsp::dev", "sealing a block failed: {e}"),
 				Err(_) => return,
 			}

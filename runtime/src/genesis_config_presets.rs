@@ -56,7 +56,11 @@ fn genesis(
 	let alice_key: PublicKey = alice.public();
 	build_struct_json_patch!(RuntimeGenesisConfig {
 		balances: BalancesConfig {
-			balances: endowed.iter().cloned().map(|account| (account, ENDOWMENT)).collect::<Vec<_>>(),
+			balances: endowed
+				.iter()
+				.cloned()
+				.map(|account| (account, ENDOWMENT))
+				.collect::<Vec<_>>(),
 		},
 		aura: AuraConfig {
 			authorities: authorities.iter().map(|(aura, _)| aura.clone()).collect::<Vec<_>>(),
@@ -69,7 +73,10 @@ fn genesis(
 		},
 		sudo: SudoConfig { key: Some(root) },
 		dsp: DspConfig {
-			default_settings: CapacitySettings { max_streams: 2000, streaming_rate: Perbill::zero() },
+			default_settings: CapacitySettings {
+				max_streams: 2000,
+				streaming_rate: Perbill::zero()
+			},
 			origins: vec![(
 				alice.to_account_id(),
 				alice_key,
@@ -116,7 +123,10 @@ pub fn development_config_genesis() -> Value {
 /// his RPC on 9945).
 pub fn local_config_genesis() -> Value {
 	genesis(
-		vec![authority_keys(Sr25519Keyring::Alice, Ed25519Keyring::Alice), authority_keys(Sr25519Keyring::Bob, Ed25519Keyring::Bob)],
+		vec![
+			authority_keys(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
+			authority_keys(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
+		],
 		dev_accounts(),
 		Sr25519Keyring::Alice.to_account_id(),
 		vec![

@@ -7,7 +7,7 @@
 
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
-import { stringToU8a, u8aToHex } from '@polkadot/util';
+import { compactAddLength, stringToU8a, u8aConcat, u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 
 const url = process.argv[2] ?? 'ws://127.0.0.1:9944';
@@ -75,8 +75,9 @@ const receipt = {
   viewer: viewer.publicKey,
   units: 250,
 };
+// SCALE((domain_tag, payload)): the tag as length-prefixed bytes, then the payload.
 const signingPayload = (tag, typeName, value) =>
-  api.createType(`(Bytes, ${typeName})`, [stringToU8a(tag), value]).toU8a();
+  u8aConcat(compactAddLength(stringToU8a(tag)), api.createType(typeName, value).toU8a());
 const item = {
   pass: {
     payload: pass,

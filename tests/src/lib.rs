@@ -9,7 +9,8 @@ use dsp_runtime::{
 	Runtime, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension, UncheckedExtrinsic,
 };
 use serde_json::{json, Value};
-use sp_core::{crypto::Ss58Codec, sr25519, twox_128, Pair, H256};
+use sp_core::{crypto::Ss58Codec, sr25519, Pair, H256};
+use sp_crypto_hashing::twox_128;
 use sp_runtime::{generic::Era, MultiAddress, MultiSignature};
 use std::{
 	io::{BufRead, BufReader, Read, Write},

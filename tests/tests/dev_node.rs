@@ -9,7 +9,8 @@ use dsp_primitives::{
 use dsp_runtime::{Runtime, RuntimeCall, RuntimeEvent};
 use pallet_dsp::{Call as DspCall, Event as DspEvent};
 use serde_json::json;
-use sp_core::{blake2_128, Encode, Pair};
+use sp_core::{Encode, Pair};
+use sp_crypto_hashing::blake2_128;
 use std::time::Duration;
 
 const UNIT: u128 = 1_000_000_000_000;

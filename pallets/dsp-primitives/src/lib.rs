@@ -73,8 +73,8 @@ pub trait Signable: Encode {
 #[derive(
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Signed<T> {
 	/// What was signed.
 	pub payload: T,
@@ -112,8 +112,8 @@ impl<T: Signable> Signed<T> {
 	TypeInfo,
 	MaxEncodedLen,
 )]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CapacitySettings {
 	/// Most direct (TCP or QUIC) sessions the streamer serves at once.
 	pub max_streams: u32,
@@ -151,8 +151,8 @@ impl Default for CapacitySettings {
 
 /// How a new viewer is served.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AdmissionMode {
 	/// Served by the streamer over TCP or QUIC.
 	Direct,
@@ -163,8 +163,8 @@ pub enum AdmissionMode {
 /// Header of one media segment, signed by the origin. A chunk is verified on its own by
 /// hashing it and comparing with `chunk_hashes[index]`.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SegmentHeader {
 	/// Chain the stream is registered on.
 	pub genesis_hash: Hash32,
@@ -194,8 +194,8 @@ impl Signable for SegmentHeader {
 #[derive(
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ViewerPass {
 	/// Chain the pass is valid on.
 	pub genesis_hash: Hash32,
@@ -223,8 +223,8 @@ impl Signable for ViewerPass {
 #[derive(
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Receipt {
 	/// Chain the receipt is valid on.
 	pub genesis_hash: Hash32,
@@ -251,8 +251,8 @@ impl Signable for Receipt {
 #[derive(
 	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
 )]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClaimItem {
 	/// The viewer's pass, signed by an authorised pass signer.
 	pub pass: Signed<ViewerPass>,
@@ -262,8 +262,8 @@ pub struct ClaimItem {
 
 /// Why a claim item was skipped. Reported in an event; the rest of the batch goes on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum ClaimRejection {
 	/// The stream is not registered.
 	UnknownStream,
@@ -294,8 +294,8 @@ pub enum ClaimRejection {
 /// Endpoints a streamer announces. Free-form text so that new transports need no migration:
 /// `host:port` for TCP and QUIC, a multiaddr for P2P, a URL for RPC.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointsView {
 	/// TCP address, `host:port`.
 	pub tcp: Vec<u8>,
@@ -309,8 +309,8 @@ pub struct EndpointsView {
 
 /// A registered origin, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OriginView<AccountId, Balance, BlockNumber> {
 	/// The origin's account.
 	pub account: AccountId,
@@ -332,8 +332,8 @@ pub struct OriginView<AccountId, Balance, BlockNumber> {
 
 /// A registered stream, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StreamView<AccountId, Balance> {
 	/// Stream id.
 	pub id: StreamId,
@@ -353,8 +353,8 @@ pub struct StreamView<AccountId, Balance> {
 
 /// A registered streamer, as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StreamerView<AccountId> {
 	/// The operator's account.
 	pub account: AccountId,
@@ -370,8 +370,8 @@ pub struct StreamerView<AccountId> {
 
 /// Credits of an account, as the runtime API reports them.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CreditsView<Balance> {
 	/// Credits earned and not yet withdrawn.
 	pub available: Balance,
@@ -385,8 +385,8 @@ pub struct CreditsView<Balance> {
 
 /// Claim bookkeeping for one (stream, epoch, viewer, seeder), as the runtime API reports it.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "std", serde(rename_all = "camelCase"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClaimStateView {
 	/// Epoch of the current block.
 	pub current_epoch: EpochIndex,
