@@ -71,9 +71,18 @@ pub trait Signable: Encode {
 
 /// A payload with its sr25519 signature.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
 )]
-#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Signed<T> {
 	/// What was signed.
@@ -111,8 +120,9 @@ impl<T: Signable> Signed<T> {
 	DecodeWithMemTracking,
 	TypeInfo,
 	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
 )]
-#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacitySettings {
 	/// Most direct (TCP or QUIC) sessions the streamer serves at once.
@@ -150,8 +160,19 @@ impl Default for CapacitySettings {
 }
 
 /// How a new viewer is served.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum AdmissionMode {
 	/// Served by the streamer over TCP or QUIC.
@@ -162,8 +183,18 @@ pub enum AdmissionMode {
 
 /// Header of one media segment, signed by the origin. A chunk is verified on its own by
 /// hashing it and comparing with `chunk_hashes[index]`.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SegmentHeader {
 	/// Chain the stream is registered on.
@@ -192,9 +223,18 @@ impl Signable for SegmentHeader {
 /// Permission for one viewer to be paid for in one stream and epoch, issued by a streamer node
 /// when it admits the viewer in P2P mode. No pass, no pay: this is what stops Sybil viewers.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
 )]
-#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ViewerPass {
 	/// Chain the pass is valid on.
@@ -221,9 +261,18 @@ impl Signable for ViewerPass {
 /// A viewer's statement that `seeder` has delivered `units` to it so far in this stream and
 /// epoch. Cumulative: a newer receipt replaces an older one, and only the increase is paid.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
 )]
-#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
 	/// Chain the receipt is valid on.
@@ -249,9 +298,18 @@ impl Signable for Receipt {
 
 /// One item of a claim: the viewer's pass and the viewer's latest receipt for the claimant.
 #[derive(
-	Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
 )]
-#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimItem {
 	/// The viewer's pass, signed by an authorised pass signer.
@@ -261,8 +319,19 @@ pub struct ClaimItem {
 }
 
 /// Why a claim item was skipped. Reported in an event; the rest of the batch goes on.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ClaimRejection {
 	/// The stream is not registered.
@@ -293,8 +362,19 @@ pub enum ClaimRejection {
 
 /// Endpoints a streamer announces. Free-form text so that new transports need no migration:
 /// `host:port` for TCP and QUIC, a multiaddr for P2P, a URL for RPC.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Default,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointsView {
 	/// TCP address, `host:port`.
@@ -308,8 +388,9 @@ pub struct EndpointsView {
 }
 
 /// A registered origin, as the runtime API reports it.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct OriginView<AccountId, Balance, BlockNumber> {
 	/// The origin's account.
@@ -331,8 +412,9 @@ pub struct OriginView<AccountId, Balance, BlockNumber> {
 }
 
 /// A registered stream, as the runtime API reports it.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamView<AccountId, Balance> {
 	/// Stream id.
@@ -352,8 +434,9 @@ pub struct StreamView<AccountId, Balance> {
 }
 
 /// A registered streamer, as the runtime API reports it.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamerView<AccountId> {
 	/// The operator's account.
@@ -369,8 +452,18 @@ pub struct StreamerView<AccountId> {
 }
 
 /// Credits of an account, as the runtime API reports them.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Default,
+	Encode,
+	Decode,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditsView<Balance> {
 	/// Credits earned and not yet withdrawn.
@@ -384,8 +477,9 @@ pub struct CreditsView<Balance> {
 }
 
 /// Claim bookkeeping for one (stream, epoch, viewer, seeder), as the runtime API reports it.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+	Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimStateView {
 	/// Epoch of the current block.
