@@ -1,0 +1,25 @@
+//! # DSP streaming data plane
+//!
+//! The video half of DSP (DESIGN.md sections 3, 4 and 8), usable without a chain:
+//!
+//! - [`protocol`]: the wire protocol (`PROTOCOL.md`): length-prefixed SCALE frames, the same over
+//!   TCP and over one QUIC stream.
+//! - [`segment`]: signing segment headers, chunking, verifying every chunk on arrival.
+//! - [`ts`]: cutting MPEG-TS from ffmpeg into segments at key frames.
+//! - [`server`]: the server session state machine, the admission rule, the live window.
+//! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
+//!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
+//! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
+//! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
+//!   TLS, and the load generator behind `dsp load`.
+//!
+//! Everything but [`net`] is sans-IO: no sockets, no clock; inputs come through
+//! `handle_*(now, …)`, outputs leave through `poll_*`.
+
+pub mod net;
+pub mod protocol;
+pub mod publisher;
+pub mod segment;
+pub mod server;
+pub mod ts;
+pub mod viewer;

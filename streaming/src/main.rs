@@ -1,0 +1,784 @@
+//! `dsp`: the standalone streaming tool (no chain needed).
+//!
+//! - `dsp serve`: TCP and QUIC streamer with live windows.
+//! - `dsp publish`: MPEG-TS on stdin → signed segments → one or more servers.
+//! - `dsp watch`: viewer with transport switching and a local HLS gateway.
+//! - `dsp key`: the public key of a seed (what `serve` and `watch` need as `--origin-key`).
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, StreamId};
+use dsp_streaming::{
+	net::{
+		publish::{PublishConfig, Publisher},
+		serve::{RunningServer, ServeConfig},
+		tls::ServerVerification,
+		watch::{self, WatchConfig},
+		Endpoint,
+	},
+	protocol::Start,
+	segment::{Segment, DEFAULT_CHUNK_SIZE},
+	server::OriginKeys,
+	ts::{TsConfig, TsSegmenter},
+	viewer::{Transport, TransportPolicy, ViewerConfig},
+};
+use sp_core::Pair;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use tokio::io::AsyncReadExt;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(name = "dsp", version, about = "DSP streaming: serve, publish and watch live streams")]
+struct Cli {
+	#[command(subcommand)]
+	command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// Run a streamer: TCP and QUIC listeners, live windows, push to subscribers.
+	Serve(ServeArgs),
+	/// Read MPEG-TS, cut segments at key frames, sign them, push them to servers.
+	Publish(PublishArgs),
+	/// Watch a stream: verify every segment, serve it on a local HLS gateway.
+	Watch(WatchArgs),
+	/// Benchmark: start a `dsp serve` child, feed it a synthetic stream, hold N viewer sessions,
+	/// and print sessions held, stalls, goodput, and the server's CPU time and RSS.
+	Load(LoadArgs),
+	/// Time the hot paths (frame encode/decode, chunk hash check, header signature check) with a
+	/// plain timing loop and print their rates.
+	Bench {
+		/// Seconds per measurement.
+		#[arg(long, default_value_t = 1.0)]
+		secs: f64,
+	},
+	/// Print the sr25519 public key (hex) of a seed or secret URI.
+	Key {
+		/// Seed, e.g. `//Alice` or a 0x-prefixed hex seed.
+		#[arg(long)]
+		seed: String,
+	},
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+	/// TCP listen address ("none" to disable).
+	#[arg(long, default_value = "0.0.0.0:7700")]
+	tcp: String,
+	/// QUIC (UDP) listen address ("none" to disable).
+	#[arg(long, default_value = "0.0.0.0:7700")]
+	quic: String,
+	/// Origin public key (hex) that signs every stream without its own `--stream-key`.
+	#[arg(long)]
+	origin_key: Option<String>,
+	/// `STREAM=KEY`: origin public key (hex) of one stream. Repeatable.
+	#[arg(long)]
+	stream_key: Vec<String>,
+	/// Genesis hash (hex) of the chain the streams are registered on.
+	#[arg(long, default_value = "00")]
+	genesis: String,
+	/// Most direct viewer sessions (`max_streams`).
+	#[arg(long, default_value_t = 2000)]
+	max_streams: u32,
+	/// Dynamic streaming rate `r` in [0, 1]: the share of `max_streams` handed to P2P. This
+	/// server has no P2P swarm, so viewers beyond `floor(max_streams * (1 - r))` are refused.
+	#[arg(long, default_value_t = 0.0)]
+	rate: f64,
+	/// Segments kept per live stream.
+	#[arg(long, default_value_t = 30)]
+	window: usize,
+	/// Most connections at once.
+	#[arg(long, default_value_t = 4096)]
+	max_connections: usize,
+	/// Seconds a client may stay silent before it is closed.
+	#[arg(long, default_value_t = 30)]
+	idle_timeout_secs: u64,
+	/// Seconds a new client has to send its hello.
+	#[arg(long, default_value_t = 5)]
+	hello_timeout_secs: u64,
+	/// Seconds a write may make no progress before the client is closed.
+	#[arg(long, default_value_t = 10)]
+	write_stall_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+	/// Stream id.
+	#[arg(long)]
+	stream: StreamId,
+	/// MPEG-TS input: `-` for stdin or a file path.
+	#[arg(long, default_value = "-")]
+	input: String,
+	/// Server endpoint, `tcp://host:port` or `quic://host:port`. Repeatable.
+	#[arg(long, required = true)]
+	server: Vec<Endpoint>,
+	/// Origin seed (secret URI) that signs segment headers, e.g. `//Alice`.
+	#[arg(long)]
+	origin_seed: String,
+	/// Genesis hash (hex).
+	#[arg(long, default_value = "00")]
+	genesis: String,
+	/// Chunk size in bytes.
+	#[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
+	chunk_size: u32,
+	/// Shortest segment in milliseconds (cut at the first key frame after it).
+	#[arg(long, default_value_t = 2000)]
+	target_duration_ms: u32,
+	/// Sequence number of the first segment.
+	#[arg(long, default_value_t = 0)]
+	start_seq: u64,
+	/// Also write every published segment to `<dir>/<sequence>.ts`.
+	#[arg(long)]
+	record: Option<PathBuf>,
+	/// blake2-256 (hex) of the QUIC servers' certificate; without it QUIC certificates are
+	/// not checked (segments are signed either way).
+	#[arg(long)]
+	quic_fingerprint: Option<String>,
+	/// Seconds to wait at the end for servers to acknowledge everything.
+	#[arg(long, default_value_t = 30)]
+	finish_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+	/// Viewer sessions.
+	#[arg(long, default_value_t = 100)]
+	viewers: usize,
+	/// Transport of the viewers.
+	#[arg(long, value_enum, default_value = "tcp")]
+	transport: TransportArg,
+	/// Stream bitrate, kbit/s.
+	#[arg(long, default_value_t = 500)]
+	bitrate_kbps: u32,
+	/// Segment duration, ms.
+	#[arg(long, default_value_t = 2000)]
+	segment_ms: u32,
+	/// Seconds to hold the sessions once all are connected.
+	#[arg(long, default_value_t = 60)]
+	duration_secs: u64,
+	/// Sessions opened per second while ramping up.
+	#[arg(long, default_value_t = 500)]
+	connect_rate: u32,
+	/// Afterwards, run the same number of HLS-style HTTP clients against nginx serving
+	/// segments of the same size, and print DSP's throughput per CPU-second as a ratio to it.
+	#[arg(long)]
+	compare_nginx: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+	/// QUIC first, TCP when UDP is blocked or worse.
+	Auto,
+	/// TCP only.
+	Tcp,
+	/// QUIC (UDP) only.
+	Udp,
+}
+
+#[derive(clap::Args)]
+struct WatchArgs {
+	/// Stream id.
+	#[arg(long)]
+	stream: StreamId,
+	/// Server endpoint, `tcp://host:port` and/or `quic://host:port` (one of each at most).
+	#[arg(long, required = true)]
+	server: Vec<Endpoint>,
+	/// Origin public key (hex) that signs the stream.
+	#[arg(long)]
+	origin_key: String,
+	/// Genesis hash (hex).
+	#[arg(long, default_value = "00")]
+	genesis: String,
+	/// Transport choice.
+	#[arg(long, value_enum, default_value = "auto")]
+	transport: TransportArg,
+	/// Start at this sequence number instead of the live edge.
+	#[arg(long)]
+	from: Option<u64>,
+	/// Start this many segments before the newest one (live edge).
+	#[arg(long, default_value_t = 2)]
+	live_back: u32,
+	/// HLS gateway address (loopback).
+	#[arg(long, default_value = "127.0.0.1:0")]
+	gateway: SocketAddr,
+	/// Segments kept in the gateway's playlist.
+	#[arg(long, default_value_t = 10)]
+	playlist_segments: usize,
+	/// Also write every delivered segment to `<dir>/<sequence>.ts`.
+	#[arg(long)]
+	record: Option<PathBuf>,
+	/// blake2-256 (hex) of the server's QUIC certificate (printed by `dsp serve`); without it
+	/// the certificate is not checked (segments are verified by signature either way).
+	#[arg(long)]
+	quic_fingerprint: Option<String>,
+	/// Seconds between status lines (0: none).
+	#[arg(long, default_value_t = 1)]
+	status_interval_secs: u64,
+}
+
+fn hex32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+	let s = s.trim_start_matches("0x");
+	if s == "00" || s.is_empty() {
+		return Ok([0; 32]);
+	}
+	let v = hex::decode(s).with_context(|| format!("{what}: not hex"))?;
+	v.try_into().map_err(|_| anyhow!("{what}: expected 32 bytes"))
+}
+
+fn public_key(s: &str) -> anyhow::Result<PublicKey> {
+	Ok(PublicKey::from_raw(hex32(s, "origin key")?))
+}
+
+fn verification(fp: &Option<String>) -> anyhow::Result<ServerVerification> {
+	Ok(match fp {
+		Some(f) => ServerVerification::Fingerprint(hex32(f, "quic fingerprint")?),
+		None => ServerVerification::InsecureSkip,
+	})
+}
+
+fn addr_or_none(s: &str) -> anyhow::Result<Option<SocketAddr>> {
+	if s == "none" {
+		return Ok(None);
+	}
+	Ok(Some(s.parse().with_context(|| format!("bad address {s}"))?))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+	tracing_subscriber::fmt()
+		.with_writer(std::io::stderr)
+		.with_env_filter(
+			tracing_subscriber::EnvFilter::try_from_default_env()
+				.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+		)
+		.init();
+	match Cli::parse().command {
+		Command::Serve(a) => serve(a).await,
+		Command::Publish(a) => publish(a).await,
+		Command::Watch(a) => watch(a).await,
+		Command::Load(a) => load(a).await,
+		Command::Bench { secs } => {
+			bench(Duration::from_secs_f64(secs));
+			Ok(())
+		}
+		Command::Key { seed } => {
+			let pair = sp_core::sr25519::Pair::from_string(&seed, None)
+				.map_err(|e| anyhow!("bad seed: {e:?}"))?;
+			println!("{}", hex::encode(pair.public().0));
+			Ok(())
+		}
+	}
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+	let mut keys = OriginKeys::default();
+	if let Some(k) = &a.origin_key {
+		keys.default = Some(public_key(k)?);
+	}
+	for s in &a.stream_key {
+		let (id, key) =
+			s.split_once('=').ok_or_else(|| anyhow!("--stream-key wants STREAM=KEY"))?;
+		keys.per_stream.insert(id.parse().context("stream id")?, public_key(key)?);
+	}
+	if keys.default.is_none() && keys.per_stream.is_empty() {
+		warn!("no --origin-key or --stream-key: publishers will be refused");
+	}
+	if !(0.0..=1.0).contains(&a.rate) {
+		bail!("--rate must be in [0, 1]");
+	}
+	let mut config = ServeConfig {
+		tcp: addr_or_none(&a.tcp)?,
+		quic: addr_or_none(&a.quic)?,
+		capacity: CapacitySettings {
+			max_streams: a.max_streams,
+			streaming_rate: Perbill::from_parts((a.rate * 1e9).round() as u32),
+		},
+		max_connections: a.max_connections,
+		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
+		..Default::default()
+	};
+	config.window.max_segments = a.window.max(1);
+	config.session.genesis_hash = hex32(&a.genesis, "genesis")?;
+	config.session.origin_keys = Arc::new(keys);
+	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
+	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	let server = RunningServer::start(config).await?;
+	if let Some(t) = server.tcp_addr {
+		println!("tcp://{t}");
+	}
+	if let Some(q) = server.quic_addr {
+		println!("quic://{q}");
+	}
+	println!("fingerprint {}", hex::encode(server.fingerprint));
+	let mut tick = tokio::time::interval(Duration::from_secs(10));
+	loop {
+		tokio::select! {
+			_ = tokio::signal::ctrl_c() => break,
+			_ = tick.tick() => {
+				let s = server.stats();
+				info!(
+					direct = s.admission.direct,
+					refused = s.admission.refused,
+					connections = s.connections,
+					closed_with_error = s.closed_with_error,
+					segments_stored = s.segments_stored,
+					mbytes_sent = s.bytes_sent / 1_000_000,
+					"server stats"
+				);
+			},
+		}
+	}
+	server.shutdown().await;
+	Ok(())
+}
+
+async fn publish(a: PublishArgs) -> anyhow::Result<()> {
+	let pair = sp_core::sr25519::Pair::from_string(&a.origin_seed, None)
+		.map_err(|e| anyhow!("bad --origin-seed: {e:?}"))?;
+	let genesis: Hash32 = hex32(&a.genesis, "genesis")?;
+	let mut config = PublishConfig::new(a.stream, a.server.clone());
+	config.genesis_hash = genesis;
+	config.verification = verification(&a.quic_fingerprint)?;
+	let publisher = Publisher::start(config)?;
+	if let Some(dir) = &a.record {
+		std::fs::create_dir_all(dir)?;
+	}
+	let mut input: Box<dyn tokio::io::AsyncRead + Unpin> = if a.input == "-" {
+		Box::new(tokio::io::stdin())
+	} else {
+		Box::new(tokio::fs::File::open(&a.input).await.with_context(|| a.input.clone())?)
+	};
+	let mut segmenter = TsSegmenter::new(TsConfig {
+		target_duration_ms: a.target_duration_ms,
+		..Default::default()
+	});
+	let mut seq = a.start_seq;
+	let mut buf = vec![0u8; 64 * 1024];
+	let mut eof = false;
+	while !eof {
+		let n = input.read(&mut buf).await?;
+		if n == 0 {
+			segmenter.finish();
+			eof = true;
+		} else {
+			segmenter.push(&buf[..n]);
+		}
+		while let Some(ts) = segmenter.poll_segment() {
+			if ts.forced {
+				warn!(seq, bytes = ts.data.len(), "segment cut without a key frame (max size)");
+			}
+			if let Some(dir) = &a.record {
+				std::fs::write(dir.join(format!("{seq}.ts")), &ts.data)?;
+			}
+			let seg = Segment::build(
+				&pair,
+				genesis,
+				a.stream,
+				seq,
+				ts.duration_ms,
+				Bytes::clone(&ts.data),
+				a.chunk_size,
+			);
+			info!(seq, bytes = ts.data.len(), duration_ms = ts.duration_ms, "segment published");
+			publisher.push(Arc::new(seg));
+			seq += 1;
+		}
+	}
+	let stats = segmenter.stats().clone();
+	info!(
+		segments = seq - a.start_seq,
+		packets = stats.packets,
+		resync_bytes = stats.resync_bytes,
+		"input ended"
+	);
+	let reports = publisher.finish(seq, Duration::from_secs(a.finish_timeout_secs)).await;
+	let mut ok = reports.len() == a.server.len();
+	for r in &reports {
+		println!(
+			"{}: acked={} dropped={} connections={} complete={}",
+			r.server, r.acked, r.dropped, r.connections, r.complete
+		);
+		ok &= r.complete && r.dropped == 0;
+	}
+	if !ok {
+		bail!("not every server acknowledged every segment");
+	}
+	Ok(())
+}
+
+async fn watch(a: WatchArgs) -> anyhow::Result<()> {
+	let mut core = ViewerConfig::new(a.stream, public_key(&a.origin_key)?);
+	core.genesis_hash = hex32(&a.genesis, "genesis")?;
+	core.start = match a.from {
+		Some(n) => Start::At(n),
+		None => Start::Live { back: a.live_back },
+	};
+	core.controller.policy = match a.transport {
+		TransportArg::Auto => TransportPolicy::Auto,
+		TransportArg::Tcp => TransportPolicy::Only(Transport::Tcp),
+		TransportArg::Udp => TransportPolicy::Only(Transport::Quic),
+	};
+	let mut config = WatchConfig::new(core);
+	for s in &a.server {
+		match s.transport {
+			Transport::Tcp => config.tcp = Some(s.addr),
+			Transport::Quic => config.quic = Some(s.addr),
+		}
+	}
+	config.verification = verification(&a.quic_fingerprint)?;
+	if config.verification == ServerVerification::InsecureSkip && config.quic.is_some() {
+		warn!("no --quic-fingerprint: the QUIC server certificate is not checked (segments still are)");
+	}
+	config.gateway = Some(a.gateway);
+	config.playlist_segments = a.playlist_segments;
+	config.record_dir = a.record;
+	config.status_interval =
+		(a.status_interval_secs > 0).then(|| Duration::from_secs(a.status_interval_secs));
+	let handle = watch::start(config, None).await?;
+	if let Some(url) = &handle.gateway_url {
+		println!("{url}");
+	}
+	// The viewer runs (and keeps the gateway up after the stream ends) until interrupted.
+	tokio::signal::ctrl_c().await?;
+	let stats = handle.stop().await;
+	info!(?stats, "stopped");
+	Ok(())
+}
+
+async fn load(a: LoadArgs) -> anyhow::Result<()> {
+	use dsp_streaming::net::load::{self, LoadConfig, LoadCounters};
+	use std::{
+		io::BufRead,
+		process::{Command as Proc, Stdio},
+		sync::atomic::Ordering,
+	};
+	let pair = sp_core::sr25519::Pair::from_string("//LoadOrigin", None)
+		.map_err(|e| anyhow!("seed: {e:?}"))?;
+	let key = hex::encode(pair.public().0);
+	let capacity = (a.viewers + 64).to_string();
+	let mut child = Proc::new(std::env::current_exe()?)
+		.args(["serve", "--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0", "--origin-key", &key])
+		.args(["--max-streams", &capacity, "--max-connections", &capacity, "--window", "10"])
+		.env("RUST_LOG", "warn")
+		.stdout(Stdio::piped())
+		.spawn()
+		.context("starting dsp serve")?;
+	let server_pid = child.id();
+	let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped; qed")).lines();
+	let mut next = || -> anyhow::Result<String> {
+		lines.next().ok_or_else(|| anyhow!("dsp serve exited"))?.map_err(Into::into)
+	};
+	let tcp: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
+	let quic: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
+	let server = match a.transport {
+		TransportArg::Udp => quic,
+		_ => tcp,
+	};
+	let config = Arc::new(LoadConfig {
+		server,
+		publish_to: tcp,
+		stream: 1,
+		viewers: a.viewers,
+		bitrate_kbps: a.bitrate_kbps,
+		segment_ms: a.segment_ms,
+		duration: Duration::from_secs(a.duration_secs),
+		connect_rate: a.connect_rate.max(1),
+		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
+	});
+	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+	let feeder = {
+		let config = config.clone();
+		let stop = stop_rx.clone();
+		tokio::spawn(async move { load::feed(&config, pair, stop).await })
+	};
+	let counters = Arc::new(LoadCounters::default());
+	let quic_clients = match server.transport {
+		Transport::Quic => load::quic_clients(a.viewers, 100)?,
+		Transport::Tcp => Vec::new(),
+	};
+	let ramp_start = std::time::Instant::now();
+	let mut tasks = Vec::with_capacity(a.viewers);
+	let pause = Duration::from_secs_f64(1.0 / config.connect_rate as f64);
+	for i in 0..a.viewers {
+		let q = quic_clients.get(i / 100).cloned();
+		tasks.push(tokio::spawn(load::viewer(
+			config.clone(),
+			q,
+			counters.clone(),
+			stop_rx.clone(),
+		)));
+		tokio::time::sleep(pause).await;
+	}
+	while (counters.connected.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed))
+		< a.viewers as u64
+	{
+		if ramp_start.elapsed() > Duration::from_secs(120) {
+			warn!("not every viewer connected within 120 s");
+			break;
+		}
+		tokio::time::sleep(Duration::from_millis(100)).await;
+	}
+	// One segment interval so every session has started receiving.
+	tokio::time::sleep(Duration::from_millis(a.segment_ms as u64)).await;
+	let m = measure(&counters, config.duration, || load::sample_process(server_pid)).await;
+	let _ = stop_tx.send(true);
+	for t in tasks {
+		let _ = t.await;
+	}
+	let _ = feeder.await;
+	let _ = child.kill();
+	let _ = child.wait();
+	let name = match server.transport {
+		Transport::Tcp => "dsp-tcp",
+		Transport::Quic => "dsp-quic",
+	};
+	let dsp = report(name, &a, &m);
+	if a.compare_nginx {
+		let nginx = nginx_load(&a).await?;
+		if nginx > 0.0 {
+			println!("ratio_dsp_to_nginx_gbit_per_cpu_sec={:.2}", dsp / nginx);
+		}
+	}
+	Ok(())
+}
+
+/// What one measured window saw.
+struct Measured {
+	elapsed: f64,
+	bytes: u64,
+	stalls: u64,
+	segments: u64,
+	connected: u64,
+	failed: u64,
+	dropped: u64,
+	cpu_secs: f64,
+	client_cpu_secs: f64,
+	rss: u64,
+	peak_rss: u64,
+}
+
+async fn measure(
+	counters: &dsp_streaming::net::load::LoadCounters,
+	duration: Duration,
+	sample: impl Fn() -> Option<dsp_streaming::net::load::ProcSample>,
+) -> Measured {
+	use std::sync::atomic::Ordering;
+	let s0 = sample().unwrap_or_default();
+	let me = std::process::id();
+	let c0 = dsp_streaming::net::load::sample_process(me).unwrap_or_default();
+	let (b0, st0, seg0) = (
+		counters.bytes.load(Ordering::Relaxed),
+		counters.stalls.load(Ordering::Relaxed),
+		counters.segments.load(Ordering::Relaxed),
+	);
+	let t0 = std::time::Instant::now();
+	let mut peak_rss = s0.rss;
+	while t0.elapsed() < duration {
+		tokio::time::sleep(Duration::from_secs(1)).await;
+		if let Some(s) = sample() {
+			peak_rss = peak_rss.max(s.rss);
+		}
+	}
+	let s1 = sample().unwrap_or_default();
+	let c1 = dsp_streaming::net::load::sample_process(me).unwrap_or_default();
+	Measured {
+		elapsed: t0.elapsed().as_secs_f64(),
+		bytes: counters.bytes.load(Ordering::Relaxed) - b0,
+		stalls: counters.stalls.load(Ordering::Relaxed) - st0,
+		segments: counters.segments.load(Ordering::Relaxed) - seg0,
+		connected: counters.connected.load(Ordering::Relaxed),
+		failed: counters.failed.load(Ordering::Relaxed),
+		dropped: counters.dropped.load(Ordering::Relaxed),
+		cpu_secs: s1.cpu_secs - s0.cpu_secs,
+		client_cpu_secs: c1.cpu_secs - c0.cpu_secs,
+		rss: s1.rss,
+		peak_rss: peak_rss.max(s1.peak_rss),
+	}
+}
+
+/// Prints a report; returns Gbit per server CPU-second.
+fn report(name: &str, a: &LoadArgs, m: &Measured) -> f64 {
+	let gbit = m.bytes as f64 * 8.0 / 1e9;
+	let per_cpu = if m.cpu_secs > 0.0 { gbit / m.cpu_secs } else { 0.0 };
+	println!(
+		"[{name}] viewers={} bitrate_kbps={} window_secs={:.1}",
+		a.viewers, a.bitrate_kbps, m.elapsed
+	);
+	println!(
+		"[{name}] sessions_held={} failed={} dropped={} stalls={} segments_received={}",
+		m.connected.saturating_sub(m.dropped),
+		m.failed,
+		m.dropped,
+		m.stalls,
+		m.segments
+	);
+	println!(
+		"[{name}] goodput_gbps={:.3} expected_gbps={:.3}",
+		gbit / m.elapsed,
+		a.viewers as f64 * a.bitrate_kbps as f64 / 1e6
+	);
+	println!(
+		"[{name}] server_cpu_secs={:.2} server_cores={:.2} gbit_per_cpu_sec={per_cpu:.3}",
+		m.cpu_secs,
+		m.cpu_secs / m.elapsed
+	);
+	println!(
+		"[{name}] server_rss_mib={:.1} server_peak_rss_mib={:.1} load_client_cores={:.2}",
+		m.rss as f64 / 1048576.0,
+		m.peak_rss as f64 / 1048576.0,
+		m.client_cpu_secs / m.elapsed
+	);
+	per_cpu
+}
+
+/// nginx serving segments of the same size to the same number of HLS-style clients.
+async fn nginx_load(a: &LoadArgs) -> anyhow::Result<f64> {
+	use dsp_streaming::net::load::{self, LoadCounters};
+	use std::process::{Command as Proc, Stdio};
+	let dir = std::env::temp_dir().join(format!("dsp-nginx-{}", std::process::id()));
+	let www = dir.join("www/seg");
+	std::fs::create_dir_all(&www)?;
+	std::fs::create_dir_all(dir.join("tmp"))?;
+	let len = (a.bitrate_kbps as u64 * a.segment_ms as u64 / 8) as usize;
+	let count = 10;
+	for i in 0..count {
+		let data: Vec<u8> = (0..len).map(|j| (j as u64 * 31 + i as u64) as u8).collect();
+		std::fs::write(www.join(format!("{i}.ts")), data)?;
+	}
+	// nginx workers may run as another user: make the tree readable.
+	for p in [dir.clone(), dir.join("www"), www.clone()] {
+		use std::os::unix::fs::PermissionsExt;
+		std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+	}
+	let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+	let d = dir.display();
+	let conf = format!(
+		"worker_processes auto;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+		 events {{ worker_connections {}; }}\n\
+		 http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; \
+		 keepalive_timeout 120s; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
+		 fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp; \
+		 server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+		a.viewers + 64
+	);
+	let conf_path = dir.join("nginx.conf");
+	std::fs::write(&conf_path, conf)?;
+	let mut child = Proc::new("nginx")
+		.arg("-p")
+		.arg(&dir)
+		.arg("-c")
+		.arg(&conf_path)
+		.args(["-g", "daemon off;"])
+		.stderr(Stdio::null())
+		.spawn()
+		.context("starting nginx")?;
+	let master = child.id();
+	let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+	let started = std::time::Instant::now();
+	while tokio::net::TcpStream::connect(addr).await.is_err() {
+		if started.elapsed() > Duration::from_secs(10) {
+			let _ = child.kill();
+			bail!("nginx did not start (see {d}/error.log)");
+		}
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
+	let counters = Arc::new(LoadCounters::default());
+	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+	let mut tasks = Vec::new();
+	let pause = Duration::from_secs_f64(1.0 / a.connect_rate.max(1) as f64);
+	for i in 0..a.viewers {
+		let phase = Duration::from_millis(a.segment_ms as u64 * i as u64 / a.viewers.max(1) as u64);
+		tasks.push(tokio::spawn(load::http_viewer(
+			addr,
+			count,
+			a.segment_ms,
+			phase,
+			counters.clone(),
+			stop_rx.clone(),
+		)));
+		tokio::time::sleep(pause).await;
+	}
+	tokio::time::sleep(Duration::from_millis(a.segment_ms as u64 * 2)).await;
+	let m = measure(&counters, Duration::from_secs(a.duration_secs), || {
+		load::sample_process_tree(master)
+	})
+	.await;
+	let _ = stop_tx.send(true);
+	for t in tasks {
+		let _ = t.await;
+	}
+	let _ = Proc::new("nginx")
+		.arg("-p")
+		.arg(&dir)
+		.arg("-c")
+		.arg(&conf_path)
+		.args(["-s", "stop"])
+		.stderr(Stdio::null())
+		.status();
+	let _ = child.wait();
+	let _ = std::fs::remove_dir_all(&dir);
+	Ok(report("nginx", a, &m))
+}
+
+/// Runs `f` repeatedly for `time`; returns operations per second.
+fn rate(time: Duration, mut f: impl FnMut()) -> f64 {
+	let start = std::time::Instant::now();
+	let mut n = 0u64;
+	while start.elapsed() < time {
+		for _ in 0..16 {
+			f();
+		}
+		n += 16;
+	}
+	n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn bench(time: Duration) {
+	use dsp_streaming::{
+		protocol::{decode_body, encode_frame, Chunk, Message, LENGTH_PREFIX},
+		segment::{verify_header, SegmentLimits},
+	};
+	use std::hint::black_box;
+	let pair = sp_core::sr25519::Pair::from_string("//Bench", None).expect("valid seed; qed");
+	let chunk = Bytes::from(vec![7u8; DEFAULT_CHUNK_SIZE as usize]);
+	let msg = Message::Chunk(Chunk { stream: 1, sequence: 2, index: 0, data: chunk.clone() });
+	let frame = encode_frame(&msg);
+	let body = frame.slice(LENGTH_PREFIX..);
+	let mib = DEFAULT_CHUNK_SIZE as f64 / 1048576.0;
+
+	let r = rate(time, || {
+		black_box(encode_frame(black_box(&msg)));
+	});
+	println!("frame_encode_64k: {r:.0}/s ({:.0} MiB/s)", r * mib);
+	let r = rate(time, || {
+		black_box(decode_body(black_box(body.clone())).ok());
+	});
+	println!("frame_decode_64k (zero copy): {r:.0}/s ({:.0} MiB/s)", r * mib);
+	let hash = sp_crypto_hashing::blake2_256(&chunk);
+	let r = rate(time, || {
+		black_box(sp_crypto_hashing::blake2_256(black_box(&chunk)) == hash);
+	});
+	println!("chunk_hash_verify_64k: {r:.0}/s ({:.0} MiB/s)", r * mib);
+	// A 2 s segment at 500 kbit/s: 125 000 bytes, two chunks.
+	let seg = Segment::build(
+		&pair,
+		[0; 32],
+		1,
+		0,
+		2000,
+		Bytes::from(vec![1u8; 125_000]),
+		DEFAULT_CHUNK_SIZE,
+	);
+	let limits = SegmentLimits::default();
+	let public = pair.public();
+	let r = rate(time, || {
+		black_box(verify_header(black_box(&seg.header), &[0; 32], 1, &public, &limits).is_ok());
+	});
+	println!("header_signature_verify: {r:.0}/s");
+	let data = Bytes::from(vec![1u8; 125_000]);
+	let r = rate(time, || {
+		black_box(Segment::build(&pair, [0; 32], 1, 0, 2000, data.clone(), DEFAULT_CHUNK_SIZE));
+	});
+	println!("segment_build_and_sign_125k: {r:.0}/s");
+}

@@ -1,0 +1,349 @@
+//! Load generator for `dsp load`: N real viewer sessions (TCP or QUIC) against a server, a
+//! publisher feeding it a synthetic stream at a fixed bitrate, and the server's CPU time and
+//! memory read from `/proc` (Linux).
+//!
+//! The load viewers are deliberately lighter than `dsp watch`: they speak the protocol, count
+//! bytes and time segment arrivals, but do not verify signatures or hashes (the server's cost,
+//! not the client's, is what is measured; verification is covered by the tests).
+
+use super::{publish::Publisher, read_frame, tls, write_frames, Endpoint, ReadError};
+use crate::{
+	protocol::{encode_frame, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	segment::Segment,
+	viewer::Transport,
+};
+use bytes::Bytes;
+use std::{
+	io,
+	net::SocketAddr,
+	sync::{
+		atomic::{AtomicU64, Ordering},
+		Arc,
+	},
+	time::{Duration, Instant},
+};
+use tokio::{net::TcpStream, sync::watch};
+
+/// Settings of a load run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+	/// Server endpoint the viewers use.
+	pub server: Endpoint,
+	/// Endpoint the publisher uses.
+	pub publish_to: Endpoint,
+	/// Stream id.
+	pub stream: u64,
+	/// Viewer sessions to open.
+	pub viewers: usize,
+	/// Stream bitrate in kbit/s.
+	pub bitrate_kbps: u32,
+	/// Segment duration in milliseconds.
+	pub segment_ms: u32,
+	/// How long to hold the sessions after all connected.
+	pub duration: Duration,
+	/// Sessions opened per second while ramping up.
+	pub connect_rate: u32,
+	/// A segment arriving later than this after the previous one counts as a stall
+	/// (default: 1.5 × `segment_ms`).
+	pub stall_after: Duration,
+}
+
+/// Counters shared by the load viewers.
+#[derive(Default)]
+pub struct LoadCounters {
+	/// Sessions that completed the handshake.
+	pub connected: AtomicU64,
+	/// Sessions that ended before the run was over.
+	pub dropped: AtomicU64,
+	/// Sessions that could not connect.
+	pub failed: AtomicU64,
+	/// Bytes received (all frames).
+	pub bytes: AtomicU64,
+	/// Segments received.
+	pub segments: AtomicU64,
+	/// Gaps between two segments longer than `stall_after`.
+	pub stalls: AtomicU64,
+}
+
+/// CPU time and memory of a process, from `/proc/<pid>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+	/// User + system CPU seconds.
+	pub cpu_secs: f64,
+	/// Resident set size, bytes.
+	pub rss: u64,
+	/// Peak resident set size, bytes.
+	pub peak_rss: u64,
+}
+
+/// Reads CPU time and memory of `pid` (Linux only; `None` elsewhere or if it is gone).
+pub fn sample_process(pid: u32) -> Option<ProcSample> {
+	let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+	// Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+	let rest = stat.rsplit_once(')')?.1;
+	let fields: Vec<&str> = rest.split_whitespace().collect();
+	let utime: f64 = fields.get(11)?.parse().ok()?;
+	let stime: f64 = fields.get(12)?.parse().ok()?;
+	// USER_HZ is 100 on every Linux architecture we run on.
+	let cpu_secs = (utime + stime) / 100.0;
+	let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+	let kb = |key: &str| -> u64 {
+		status
+			.lines()
+			.find(|l| l.starts_with(key))
+			.and_then(|l| l.split_whitespace().nth(1))
+			.and_then(|v| v.parse().ok())
+			.unwrap_or(0)
+			* 1024
+	};
+	Some(ProcSample { cpu_secs, rss: kb("VmRSS:"), peak_rss: kb("VmHWM:") })
+}
+
+/// Publishes a synthetic stream (random bytes, signed) at `bitrate_kbps` until `stop`.
+pub async fn feed(
+	config: &LoadConfig,
+	pair: sp_core::sr25519::Pair,
+	mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+	let publisher = Publisher::start(super::publish::PublishConfig::new(
+		config.stream,
+		vec![config.publish_to],
+	))?;
+	let len = (config.bitrate_kbps as u64 * config.segment_ms as u64 / 8) as usize;
+	let mut tick = tokio::time::interval(Duration::from_millis(config.segment_ms as u64));
+	let mut seq = 0u64;
+	let mut x = 0x2545_f491_4f6c_dd1du64;
+	loop {
+		tokio::select! {
+			_ = tick.tick() => {},
+			_ = stop.changed() => break,
+		}
+		let data: Vec<u8> = (0..len)
+			.map(|_| {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				x as u8
+			})
+			.collect();
+		let seg = Segment::build(
+			&pair,
+			[0; 32],
+			config.stream,
+			seq,
+			config.segment_ms,
+			Bytes::from(data),
+			crate::segment::DEFAULT_CHUNK_SIZE,
+		);
+		publisher.push(Arc::new(seg));
+		seq += 1;
+	}
+	publisher.finish(seq, Duration::from_secs(5)).await;
+	Ok(())
+}
+
+/// One load viewer: runs until `stop`, counting into `counters`.
+pub async fn viewer(
+	config: Arc<LoadConfig>,
+	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
+	counters: Arc<LoadCounters>,
+	mut stop: watch::Receiver<bool>,
+) {
+	let t = Duration::from_secs(10);
+	let connected = async {
+		let (r, w, conn): (
+			Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+			Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+			Option<quinn::Connection>,
+		) = match config.server.transport {
+			Transport::Tcp => {
+				let s = TcpStream::connect(config.server.addr).await?;
+				let _ = s.set_nodelay(true);
+				let (r, w) = s.into_split();
+				(Box::new(r), Box::new(w), None)
+			}
+			Transport::Quic => {
+				let (ep, cfg) = quic.as_ref().ok_or_else(|| io::Error::other("no quic"))?;
+				let c = ep
+					.connect_with(cfg.clone(), config.server.addr, tls::SERVER_NAME)
+					.map_err(io::Error::other)?
+					.await
+					.map_err(io::Error::other)?;
+				let (s, r) = c.open_bi().await.map_err(io::Error::other)?;
+				(Box::new(r), Box::new(s), Some(c))
+			}
+		};
+		Ok::<_, io::Error>((r, w, conn))
+	};
+	let Ok(Ok((mut r, mut w, conn))) = tokio::time::timeout(t, connected).await else {
+		counters.failed.fetch_add(1, Ordering::Relaxed);
+		return;
+	};
+	let hello =
+		Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: [0; 32] };
+	let sub = Message::Subscribe { stream: config.stream, start: Start::Live { back: 0 } };
+	if write_frames(&mut w, &[encode_frame(&hello), encode_frame(&sub)], t).await.is_err() {
+		counters.failed.fetch_add(1, Ordering::Relaxed);
+		return;
+	}
+	let mut dec = FrameDecoder::new(crate::protocol::DEFAULT_MAX_FRAME_LEN);
+	let mut ping = tokio::time::interval(Duration::from_secs(5));
+	let mut last_segment: Option<Instant> = None;
+	let mut welcomed = false;
+	loop {
+		tokio::select! {
+			f = read_frame(&mut r, &mut dec) => match f {
+				Ok(Some(body)) => {
+					counters.bytes.fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
+					match body.first() {
+						Some(1) if !welcomed => {
+							welcomed = true;
+							counters.connected.fetch_add(1, Ordering::Relaxed);
+						},
+						Some(4) => {
+							let now = Instant::now();
+							if last_segment.is_some_and(|l| now - l > config.stall_after) {
+								counters.stalls.fetch_add(1, Ordering::Relaxed);
+							}
+							last_segment = Some(now);
+							counters.segments.fetch_add(1, Ordering::Relaxed);
+						},
+						Some(10) => break,
+						_ => {},
+					}
+				},
+				Ok(None) | Err(ReadError::Io(_)) | Err(ReadError::Frame(_)) => break,
+			},
+			_ = ping.tick() => {
+				if write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await.is_err() {
+					break;
+				}
+			},
+			_ = stop.changed() => {
+				if let Some(c) = conn {
+					c.close(0u32.into(), b"done");
+				}
+				return;
+			},
+		}
+	}
+	if !*stop.borrow() {
+		counters.dropped.fetch_add(1, Ordering::Relaxed);
+	}
+}
+
+/// The QUIC client endpoints for `n` viewers: one endpoint (one UDP socket) per `per_endpoint`
+/// viewers, so one socket's receive buffer is not the bottleneck.
+pub fn quic_clients(
+	n: usize,
+	per_endpoint: usize,
+) -> io::Result<Vec<(quinn::Endpoint, quinn::ClientConfig)>> {
+	let cfg = tls::client_config(
+		tls::ServerVerification::InsecureSkip,
+		Duration::from_secs(30),
+		Duration::from_secs(5),
+	)?;
+	(0..n.div_ceil(per_endpoint).max(1))
+		.map(|_| {
+			let ep = tls::endpoint(
+				SocketAddr::from(([127, 0, 0, 1], 0)),
+				None,
+				tls::DEFAULT_UDP_BUFFER,
+			)?;
+			Ok((ep, cfg.clone()))
+		})
+		.collect()
+}
+
+/// An HLS-style HTTP client for the comparison with a plain web server: on one keep-alive
+/// connection it fetches `/seg/<i>.ts` once per `segment_ms` (phase-shifted by `phase`),
+/// reading each response in full. A response that takes longer than a segment is a stall.
+pub async fn http_viewer(
+	addr: SocketAddr,
+	segments: usize,
+	segment_ms: u32,
+	phase: Duration,
+	counters: Arc<LoadCounters>,
+	mut stop: watch::Receiver<bool>,
+) {
+	use tokio::io::{AsyncReadExt, AsyncWriteExt};
+	let Ok(Ok(mut sock)) =
+		tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
+	else {
+		counters.failed.fetch_add(1, Ordering::Relaxed);
+		return;
+	};
+	let _ = sock.set_nodelay(true);
+	counters.connected.fetch_add(1, Ordering::Relaxed);
+	let period = Duration::from_millis(segment_ms as u64);
+	let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+	let mut buf = vec![0u8; 64 * 1024];
+	for i in 0usize.. {
+		tokio::select! {
+			_ = tick.tick() => {},
+			_ = stop.changed() => return,
+		}
+		let started = Instant::now();
+		let req = format!("GET /seg/{}.ts HTTP/1.1\r\nHost: load\r\n\r\n", i % segments.max(1));
+		if sock.write_all(req.as_bytes()).await.is_err() {
+			break;
+		}
+		// Head, then exactly Content-Length bytes of body.
+		let mut head = Vec::new();
+		let (body_start, len) = loop {
+			let n = match sock.read(&mut buf).await {
+				Ok(0) | Err(_) => {
+					counters.dropped.fetch_add(1, Ordering::Relaxed);
+					return;
+				}
+				Ok(n) => n,
+			};
+			head.extend_from_slice(&buf[..n]);
+			if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+				let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+				let len: usize = text
+					.lines()
+					.find_map(|l| l.strip_prefix("content-length:"))
+					.and_then(|v| v.trim().parse().ok())
+					.unwrap_or(0);
+				break (end + 4, len);
+			}
+		};
+		let mut got = head.len() - body_start;
+		while got < len {
+			match sock.read(&mut buf).await {
+				Ok(0) | Err(_) => {
+					counters.dropped.fetch_add(1, Ordering::Relaxed);
+					return;
+				}
+				Ok(n) => got += n,
+			}
+		}
+		counters.bytes.fetch_add((body_start + got) as u64, Ordering::Relaxed);
+		counters.segments.fetch_add(1, Ordering::Relaxed);
+		if started.elapsed() > period {
+			counters.stalls.fetch_add(1, Ordering::Relaxed);
+		}
+	}
+}
+
+/// CPU time and memory of a process and its direct children (nginx master and workers).
+pub fn sample_process_tree(pid: u32) -> Option<ProcSample> {
+	let mut total = sample_process(pid)?;
+	for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+		let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+		let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+		let ppid = stat
+			.rsplit_once(')')
+			.and_then(|(_, rest)| rest.split_whitespace().nth(1))
+			.and_then(|p| p.parse::<u32>().ok());
+		if ppid == Some(pid) {
+			if let Some(s) = sample_process(child) {
+				total.cpu_secs += s.cpu_secs;
+				total.rss += s.rss;
+				total.peak_rss += s.peak_rss;
+			}
+		}
+	}
+	Some(total)
+}

@@ -1,0 +1,292 @@
+//! The publisher driver: one task per streamer endpoint, each with its own
+//! [`PublishQueue`], reconnecting with backoff and resending what was not acknowledged.
+
+use super::{read_message, tls, write_frames, Endpoint, ReadError};
+use crate::{
+	protocol::{
+		encode_frame, FrameDecoder, Message, Role, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+	},
+	publisher::{PublishQueue, QueueConfig},
+	segment::Segment,
+	viewer::Transport,
+};
+use dsp_primitives::{Hash32, StreamId};
+use std::{io, sync::Arc, time::Duration};
+use tokio::{
+	io::{AsyncRead, AsyncWrite},
+	net::TcpStream,
+	sync::mpsc,
+	task::JoinHandle,
+};
+use tracing::{info, warn};
+
+/// Settings of a publisher.
+#[derive(Clone, Debug)]
+pub struct PublishConfig {
+	/// Streamer endpoints to push to.
+	pub servers: Vec<Endpoint>,
+	/// The stream.
+	pub stream: StreamId,
+	/// Genesis hash the stream is registered on.
+	pub genesis_hash: Hash32,
+	/// Backlog and in-flight limits per server.
+	pub queue: QueueConfig,
+	/// How QUIC server certificates are checked.
+	pub verification: tls::ServerVerification,
+	/// First reconnect delay, doubled per failure. Default 200 ms.
+	pub reconnect_backoff: Duration,
+	/// Longest reconnect delay. Default 5 s.
+	pub max_reconnect_backoff: Duration,
+	/// A write or a `Welcome` that takes longer fails the connection. Default 10 s.
+	pub io_timeout: Duration,
+}
+
+impl PublishConfig {
+	/// Defaults for `stream` on `servers`.
+	pub fn new(stream: StreamId, servers: Vec<Endpoint>) -> Self {
+		Self {
+			servers,
+			stream,
+			genesis_hash: [0; 32],
+			queue: QueueConfig::default(),
+			verification: tls::ServerVerification::InsecureSkip,
+			reconnect_backoff: Duration::from_millis(200),
+			max_reconnect_backoff: Duration::from_secs(5),
+			io_timeout: Duration::from_secs(10),
+		}
+	}
+}
+
+/// What one server task achieved.
+#[derive(Clone, Debug)]
+pub struct ServerReport {
+	/// The endpoint.
+	pub server: Endpoint,
+	/// Segments acknowledged.
+	pub acked: u64,
+	/// Segments dropped from a full backlog.
+	pub dropped: u64,
+	/// Connections made.
+	pub connections: u64,
+	/// Whether every segment and the end were acknowledged.
+	pub complete: bool,
+}
+
+#[derive(Clone)]
+enum Cmd {
+	Segment(Arc<Segment>),
+	Finish(u64),
+}
+
+/// A running publisher.
+pub struct Publisher {
+	senders: Vec<mpsc::UnboundedSender<Cmd>>,
+	tasks: Vec<JoinHandle<ServerReport>>,
+}
+
+impl Publisher {
+	/// Starts one task per server.
+	pub fn start(config: PublishConfig) -> io::Result<Publisher> {
+		let quic = if config.servers.iter().any(|s| s.transport == Transport::Quic) {
+			let endpoint = tls::endpoint(([0, 0, 0, 0], 0).into(), None, tls::DEFAULT_UDP_BUFFER)?;
+			let cfg = tls::client_config(
+				config.verification,
+				Duration::from_secs(10),
+				Duration::from_secs(1),
+			)?;
+			Some((endpoint, cfg))
+		} else {
+			None
+		};
+		let config = Arc::new(config);
+		let mut senders = Vec::new();
+		let mut tasks = Vec::new();
+		for server in config.servers.clone() {
+			// Unbounded on purpose: at most one command per segment (every ~2 s) and the task
+			// drains it continuously into its bounded `PublishQueue`, connected or not.
+			let (tx, rx) = mpsc::unbounded_channel();
+			senders.push(tx);
+			tasks.push(tokio::spawn(run_server(config.clone(), server, quic.clone(), rx)));
+		}
+		Ok(Publisher { senders, tasks })
+	}
+
+	/// Queues a signed segment for every server.
+	pub fn push(&self, segment: Arc<Segment>) {
+		for s in &self.senders {
+			let _ = s.send(Cmd::Segment(segment.clone()));
+		}
+	}
+
+	/// Ends the stream before `next_sequence` and waits (at most `timeout`) until every server
+	/// acknowledged everything.
+	pub async fn finish(self, next_sequence: u64, timeout: Duration) -> Vec<ServerReport> {
+		for s in &self.senders {
+			let _ = s.send(Cmd::Finish(next_sequence));
+		}
+		let mut reports = Vec::new();
+		let deadline = tokio::time::Instant::now() + timeout;
+		for t in self.tasks {
+			let abort = t.abort_handle();
+			match tokio::time::timeout_at(deadline, t).await {
+				Ok(Ok(r)) => reports.push(r),
+				_ => abort.abort(),
+			}
+		}
+		reports
+	}
+}
+
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+async fn connect(
+	server: Endpoint,
+	quic: &Option<(quinn::Endpoint, quinn::ClientConfig)>,
+) -> io::Result<(BoxRead, BoxWrite, Option<quinn::Connection>)> {
+	match server.transport {
+		Transport::Tcp => {
+			let sock = TcpStream::connect(server.addr).await?;
+			let _ = sock.set_nodelay(true);
+			let (r, w) = sock.into_split();
+			Ok((Box::new(r), Box::new(w), None))
+		}
+		Transport::Quic => {
+			let (endpoint, cfg) =
+				quic.as_ref().ok_or_else(|| io::Error::other("no quic endpoint"))?;
+			let conn = endpoint
+				.connect_with(cfg.clone(), server.addr, tls::SERVER_NAME)
+				.map_err(io::Error::other)?
+				.await
+				.map_err(io::Error::other)?;
+			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+			Ok((Box::new(recv), Box::new(send), Some(conn)))
+		}
+	}
+}
+
+fn apply(q: &mut PublishQueue, cmd: Cmd) {
+	match cmd {
+		Cmd::Segment(s) => q.push(s),
+		Cmd::Finish(n) => q.finish(n),
+	}
+}
+
+async fn run_server(
+	config: Arc<PublishConfig>,
+	server: Endpoint,
+	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
+	mut rx: mpsc::UnboundedReceiver<Cmd>,
+) -> ServerReport {
+	let mut q = PublishQueue::new(config.stream, config.queue.clone());
+	let mut connections = 0;
+	let mut failures = 0u32;
+	let mut input_open = true;
+	loop {
+		let outcome = session(&config, server, &quic, &mut q, &mut rx, &mut input_open).await;
+		q.handle_disconnected();
+		connections += 1;
+		match outcome {
+			Ok(true) => break,
+			Ok(false) => failures = 0,
+			Err(e) => {
+				failures += 1;
+				warn!(%server, error = %e, backlog = q.backlog(), "publish connection failed; will reconnect");
+			}
+		}
+		if !input_open && q.backlog() == 0 && q.is_done() {
+			break;
+		}
+		let delay = (config.reconnect_backoff * 2u32.pow(failures.min(16)))
+			.min(config.max_reconnect_backoff);
+		// Keep taking segments while waiting, so none is lost.
+		let sleep = tokio::time::sleep(delay);
+		tokio::pin!(sleep);
+		loop {
+			tokio::select! {
+				_ = &mut sleep => break,
+				c = rx.recv(), if input_open => match c {
+					Some(c) => apply(&mut q, c),
+					None => input_open = false,
+				},
+			}
+		}
+	}
+	let report = ServerReport {
+		server,
+		acked: q.acked(),
+		dropped: q.dropped(),
+		connections,
+		complete: q.is_done(),
+	};
+	info!(%server, acked = report.acked, dropped = report.dropped, "publishing finished");
+	report
+}
+
+/// One connection. `Ok(true)` when everything is acknowledged and the end confirmed.
+async fn session(
+	config: &PublishConfig,
+	server: Endpoint,
+	quic: &Option<(quinn::Endpoint, quinn::ClientConfig)>,
+	q: &mut PublishQueue,
+	rx: &mut mpsc::UnboundedReceiver<Cmd>,
+	input_open: &mut bool,
+) -> io::Result<bool> {
+	let t = config.io_timeout;
+	let (mut r, mut w, conn) = tokio::time::timeout(t, connect(server, quic))
+		.await
+		.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+	let hello = Message::Hello {
+		version: PROTOCOL_VERSION,
+		role: Role::Publisher,
+		genesis_hash: config.genesis_hash,
+	};
+	write_frames(&mut w, &[encode_frame(&hello)], t).await?;
+	let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+	let welcome = tokio::time::timeout(t, read_message(&mut r, &mut dec))
+		.await
+		.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no welcome"))?;
+	match welcome {
+		Ok(Some(Message::Welcome { .. })) => {}
+		Ok(Some(Message::Error { code, reason })) => {
+			return Err(io::Error::other(format!("server refused: {code:?}: {reason}")))
+		}
+		Ok(other) => return Err(io::Error::other(format!("unexpected answer {other:?}"))),
+		Err(e) => return Err(io::Error::other(e.to_string())),
+	}
+	write_frames(&mut w, &[encode_frame(&Message::Publish { stream: config.stream })], t).await?;
+	q.handle_connected();
+	info!(%server, backlog = q.backlog(), "publishing");
+	let mut ping = tokio::time::interval(Duration::from_secs(5));
+	let result = loop {
+		while let Some(frames) = q.poll_transmit() {
+			write_frames(&mut w, &frames, t).await?;
+		}
+		if q.is_done() {
+			break Ok(true);
+		}
+		tokio::select! {
+			m = read_message(&mut r, &mut dec) => match m {
+				Ok(Some(Message::Ack { sequence, .. })) => q.handle_ack(sequence),
+				Ok(Some(Message::End { .. })) => q.handle_end_confirmed(),
+				Ok(Some(Message::Pong(_))) => {},
+				Ok(Some(Message::Error { code, reason })) =>
+					break Err(io::Error::other(format!("server closed: {code:?}: {reason}"))),
+				Ok(Some(other)) => break Err(io::Error::other(format!("unexpected {}", other.kind()))),
+				Ok(None) => break Err(io::Error::other("server closed the connection")),
+				Err(ReadError::Io(e)) => break Err(e),
+				Err(ReadError::Frame(e)) => break Err(io::Error::other(e.to_string())),
+			},
+			c = rx.recv(), if *input_open => match c {
+				Some(c) => apply(q, c),
+				None => *input_open = false,
+			},
+			_ = ping.tick() => write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await?,
+		}
+	};
+	drop(w);
+	if let Some(c) = conn {
+		c.close(0u32.into(), b"done");
+	}
+	result
+}

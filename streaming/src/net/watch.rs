@@ -1,0 +1,445 @@
+//! The viewer driver: runs a [`ViewerCore`], one task per connection, the HLS gateway and the
+//! status line.
+
+use super::{hls, read_message, tls, write_frames, ReadError};
+use crate::{
+	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	viewer::{
+		ConnId, Delivered, Playlist, Switch, Transport, ViewerAction, ViewerConfig, ViewerCore,
+		ViewerStats,
+	},
+};
+use bytes::Bytes;
+use std::{
+	collections::HashMap,
+	io,
+	net::SocketAddr,
+	path::PathBuf,
+	sync::{Arc, Mutex},
+	time::{Duration, Instant},
+};
+use tokio::{
+	io::{AsyncRead, AsyncWrite},
+	net::{TcpListener, TcpStream},
+	sync::{mpsc, oneshot, watch},
+	task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+/// Settings of a running viewer.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+	/// Stream, origin key, limits and transport controller settings.
+	pub core: ViewerConfig,
+	/// The server's TCP address.
+	pub tcp: Option<SocketAddr>,
+	/// The server's QUIC address.
+	pub quic: Option<SocketAddr>,
+	/// How the QUIC server certificate is checked.
+	pub verification: tls::ServerVerification,
+	/// Interval of `Ping` frames (keep-alive and liveness). Default 1 s.
+	pub keepalive_interval: Duration,
+	/// Interval of QUIC path statistics samples fed to the controller. Default 1 s.
+	pub stats_interval: Duration,
+	/// Largest frame accepted from the server. Default 256 KiB.
+	pub max_frame_len: u32,
+	/// Where the HLS gateway listens; `None` for no gateway. Default `127.0.0.1:0`.
+	pub gateway: Option<SocketAddr>,
+	/// Segments kept in the gateway's playlist. Default 10 (memory: that many segments).
+	pub playlist_segments: usize,
+	/// Writes every delivered segment to `<dir>/<sequence>.ts` when set.
+	pub record_dir: Option<PathBuf>,
+	/// Prints a status line to stderr this often when set.
+	pub status_interval: Option<Duration>,
+}
+
+impl WatchConfig {
+	/// Defaults for `core`.
+	pub fn new(core: ViewerConfig) -> Self {
+		Self {
+			core,
+			tcp: None,
+			quic: None,
+			verification: tls::ServerVerification::InsecureSkip,
+			keepalive_interval: Duration::from_secs(1),
+			stats_interval: Duration::from_secs(1),
+			max_frame_len: crate::protocol::DEFAULT_MAX_FRAME_LEN,
+			gateway: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+			playlist_segments: 10,
+			record_dir: None,
+			status_interval: None,
+		}
+	}
+}
+
+/// What a running viewer reports to its owner.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+	/// A verified segment was handed to the player.
+	Delivered {
+		/// Sequence number.
+		sequence: u64,
+		/// Whether segments were skipped before it.
+		discontinuity: bool,
+		/// The media bytes.
+		data: Vec<Bytes>,
+		/// Transport in use when it was delivered.
+		transport: Option<Transport>,
+	},
+	/// A transport switch completed.
+	Switched(Switch),
+	/// The stream ended and every segment was delivered.
+	Ended,
+}
+
+enum Control {
+	Force(Transport),
+	Stop,
+}
+
+/// A running viewer.
+pub struct WatchHandle {
+	/// URL of the gateway's playlist, if the gateway runs.
+	pub gateway_url: Option<String>,
+	control: mpsc::Sender<Control>,
+	task: JoinHandle<ViewerStats>,
+}
+
+impl WatchHandle {
+	/// Switches to `transport` at the next segment boundary and stays on it.
+	pub async fn force_transport(&self, transport: Transport) {
+		let _ = self.control.send(Control::Force(transport)).await;
+	}
+
+	/// Stops the viewer and returns its counters.
+	pub async fn stop(self) -> ViewerStats {
+		let _ = self.control.send(Control::Stop).await;
+		self.task.await.unwrap_or_default()
+	}
+
+	/// Waits until the viewer stops by itself (it does not, except when its task fails).
+	pub async fn join(self) -> ViewerStats {
+		self.task.await.unwrap_or_default()
+	}
+}
+
+enum ConnEvent {
+	Message(ConnId, Message),
+	Closed(ConnId, String),
+	PathStats { conn: ConnId, rtt: Duration, lost: u64, sent: u64 },
+}
+
+struct ConnCtx {
+	config: WatchConfig,
+	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
+}
+
+/// Starts a viewer. `events`, when given, receives every delivered segment (the viewer waits
+/// for the receiver: it is the player).
+pub async fn start(
+	config: WatchConfig,
+	events: Option<mpsc::Sender<WatchEvent>>,
+) -> io::Result<WatchHandle> {
+	let quic = match config.quic {
+		Some(addr) => {
+			let bind: SocketAddr = if addr.is_ipv4() {
+				([0, 0, 0, 0], 0).into()
+			} else {
+				(std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+			};
+			let endpoint = tls::endpoint(bind, None, tls::DEFAULT_UDP_BUFFER)?;
+			let cfg = tls::client_config(
+				config.verification,
+				Duration::from_secs(10),
+				config.keepalive_interval,
+			)?;
+			Some((endpoint, cfg))
+		}
+		None => None,
+	};
+	let playlist =
+		Arc::new(Mutex::new(Playlist::new(config.core.stream, config.playlist_segments)));
+	let (shutdown_tx, shutdown_rx) = watch::channel(false);
+	let mut gateway_url = None;
+	if let Some(addr) = config.gateway {
+		let listener = TcpListener::bind(addr).await?;
+		let local = listener.local_addr()?;
+		gateway_url = Some(hls::playlist_url(local, config.core.stream));
+		tokio::spawn(hls::serve(listener, playlist.clone(), shutdown_rx));
+	}
+	if let Some(dir) = &config.record_dir {
+		std::fs::create_dir_all(dir)?;
+	}
+	let (control, control_rx) = mpsc::channel(8);
+	let ctx = Arc::new(ConnCtx { config, quic });
+	let task = tokio::spawn(run(ctx, playlist, control_rx, events, shutdown_tx));
+	Ok(WatchHandle { gateway_url, control, task })
+}
+
+/// Span over which the status line's bitrate is averaged.
+const BITRATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Events from connection tasks in flight to the viewer loop. Bounded: a connection task
+/// waits (and stops reading its socket) while the loop is busy.
+const CONN_EVENTS: usize = 256;
+
+struct ConnHandle {
+	close: Option<oneshot::Sender<Option<(ErrorCode, String)>>>,
+	task: JoinHandle<()>,
+}
+
+async fn run(
+	ctx: Arc<ConnCtx>,
+	playlist: Arc<Mutex<Playlist>>,
+	mut control: mpsc::Receiver<Control>,
+	events: Option<mpsc::Sender<WatchEvent>>,
+	shutdown: watch::Sender<bool>,
+) -> ViewerStats {
+	let mut core = ViewerCore::new(ctx.config.core.clone());
+	let (tx, mut rx) = mpsc::channel(CONN_EVENTS);
+	let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+	let mut status = ctx.config.status_interval.map(tokio::time::interval);
+	let mut ended_reported = false;
+	// (time, media bytes) samples of the last BITRATE_WINDOW, for a bitrate that does not
+	// swing with segment arrivals.
+	let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+	core.start(Instant::now());
+
+	loop {
+		while let Some(a) = core.poll_action() {
+			match a {
+				ViewerAction::Connect { conn, transport, start } => {
+					info!(conn, %transport, ?start, "connecting");
+					let (close_tx, close_rx) = oneshot::channel();
+					let task = tokio::spawn(run_conn(
+						ctx.clone(),
+						conn,
+						transport,
+						start,
+						tx.clone(),
+						close_rx,
+					));
+					conns.insert(conn, ConnHandle { close: Some(close_tx), task });
+				}
+				ViewerAction::Close { conn, code, reason } => {
+					if code.is_some() {
+						warn!(conn, ?code, %reason, "closing connection: bad data from server");
+					} else {
+						info!(conn, %reason, "closing connection");
+					}
+					if let Some(mut h) = conns.remove(&conn) {
+						let sent = h
+							.close
+							.take()
+							.is_some_and(|c| c.send(code.map(|c| (c, reason))).is_ok());
+						if !sent {
+							h.task.abort();
+						}
+					}
+				}
+			}
+		}
+		while let Some(s) = core.poll_switch() {
+			info!(from = %s.from, to = %s.to, reason = ?s.reason, "transport switched");
+			if let Some(ev) = &events {
+				let _ = ev.send(WatchEvent::Switched(s)).await;
+			}
+		}
+		while let Some(d) = core.poll_delivered() {
+			deliver(&ctx.config, &playlist, &d);
+			if let Some(ev) = &events {
+				let _ = ev
+					.send(WatchEvent::Delivered {
+						sequence: d.segment.sequence(),
+						discontinuity: d.discontinuity,
+						data: d.segment.chunks.clone(),
+						transport: core.transport(),
+					})
+					.await;
+			}
+		}
+		if core.is_ended() && !ended_reported {
+			ended_reported = true;
+			playlist.lock().unwrap_or_else(|e| e.into_inner()).end();
+			info!("stream ended; all segments delivered");
+			if let Some(ev) = &events {
+				let _ = ev.send(WatchEvent::Ended).await;
+			}
+		}
+		let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+		tokio::select! {
+			ev = rx.recv() => {
+				let now = Instant::now();
+				match ev.expect("the loop holds a sender; qed") {
+					ConnEvent::Message(conn, m) => core.handle_message(now, conn, m),
+					ConnEvent::Closed(conn, why) => {
+						conns.remove(&conn);
+						core.handle_closed(now, conn, why);
+					},
+					ConnEvent::PathStats { conn, rtt, lost, sent } =>
+						core.handle_path_stats(now, conn, rtt, lost, sent),
+				}
+			},
+			_ = async { tokio::time::sleep_until(deadline.expect("guarded; qed")).await }, if deadline.is_some() => {
+				core.handle_timeout(Instant::now());
+			},
+			c = control.recv() => match c {
+				Some(Control::Force(t)) => core.force_transport(Instant::now(), t),
+				Some(Control::Stop) | None => break,
+			},
+			_ = async { status.as_mut().expect("guarded; qed").tick().await }, if status.is_some() => {
+				let stats = core.stats();
+				let now = Instant::now();
+				samples.push_back((now, stats.media_bytes));
+				while samples.front().is_some_and(|(t, _)| now - *t > BITRATE_WINDOW) {
+					samples.pop_front();
+				}
+				let (t0, b0) = samples.front().copied().unwrap_or((now, stats.media_bytes));
+				let secs = (now - t0).as_secs_f64().max(0.001);
+				let kbps = (stats.media_bytes - b0) as f64 * 8.0 / 1000.0 / secs;
+				let buffered = playlist.lock().unwrap_or_else(|e| e.into_inner()).buffered_ms();
+				eprintln!(
+					"[dsp watch] transport={} bitrate={:.0}kbps buffer={:.1}s segments={} switches={} gaps={} duplicates={} rejected={}",
+					core.transport().map_or("-".to_string(), |t| t.to_string()),
+					kbps,
+					buffered as f64 / 1000.0,
+					stats.buffer.delivered,
+					core.switches().len(),
+					stats.buffer.skipped,
+					stats.buffer.duplicates,
+					stats.rejected_connections,
+				);
+			},
+		}
+	}
+	let _ = shutdown.send(true);
+	for (_, h) in conns {
+		h.task.abort();
+	}
+	core.stats()
+}
+
+fn deliver(config: &WatchConfig, playlist: &Mutex<Playlist>, d: &Delivered) {
+	playlist.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+	if let Some(dir) = &config.record_dir {
+		let path = dir.join(format!("{}.ts", d.segment.sequence()));
+		if let Err(e) = std::fs::write(&path, d.segment.to_vec()) {
+			warn!(path = %path.display(), error = %e, "could not record segment");
+		}
+	}
+	debug!(seq = d.segment.sequence(), discontinuity = d.discontinuity, "segment delivered");
+}
+
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+async fn connect(
+	ctx: &ConnCtx,
+	transport: Transport,
+) -> io::Result<(BoxRead, BoxWrite, Option<quinn::Connection>)> {
+	let no_addr = || io::Error::new(io::ErrorKind::NotFound, format!("no {transport} address"));
+	match transport {
+		Transport::Tcp => {
+			let addr = ctx.config.tcp.ok_or_else(no_addr)?;
+			let sock = TcpStream::connect(addr).await?;
+			let _ = sock.set_nodelay(true);
+			let (r, w) = sock.into_split();
+			Ok((Box::new(r), Box::new(w), None))
+		}
+		Transport::Quic => {
+			let addr = ctx.config.quic.ok_or_else(no_addr)?;
+			let (endpoint, cfg) = ctx.quic.as_ref().ok_or_else(no_addr)?;
+			let conn = endpoint
+				.connect_with(cfg.clone(), addr, tls::SERVER_NAME)
+				.map_err(io::Error::other)?
+				.await
+				.map_err(io::Error::other)?;
+			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+			Ok((Box::new(recv), Box::new(send), Some(conn)))
+		}
+	}
+}
+
+async fn run_conn(
+	ctx: Arc<ConnCtx>,
+	conn: ConnId,
+	transport: Transport,
+	start: Start,
+	tx: mpsc::Sender<ConnEvent>,
+	mut close: oneshot::Receiver<Option<(ErrorCode, String)>>,
+) {
+	let cfg = &ctx.config;
+	let io_timeout = cfg.keepalive_interval * 5;
+	let result: Result<String, String> = async {
+		let (mut r, mut w, quic) = tokio::select! {
+			c = connect(&ctx, transport) => c.map_err(|e| format!("connect failed: {e}"))?,
+			_ = &mut close => return Ok("closed before connecting".to_string()),
+		};
+		let hello = Message::Hello {
+			version: PROTOCOL_VERSION,
+			role: Role::Viewer,
+			genesis_hash: cfg.core.genesis_hash,
+		};
+		let sub = Message::Subscribe { stream: cfg.core.stream, start };
+		write_frames(&mut w, &[encode_frame(&hello), encode_frame(&sub)], io_timeout)
+			.await
+			.map_err(|e| format!("write failed: {e}"))?;
+		let mut dec = FrameDecoder::new(cfg.max_frame_len);
+		let mut ping = tokio::time::interval(cfg.keepalive_interval);
+		let mut stats = tokio::time::interval(cfg.stats_interval);
+		let mut nonce = 0u64;
+		loop {
+			tokio::select! {
+				m = read_message(&mut r, &mut dec) => match m {
+					Ok(Some(m)) => {
+						if tx.send(ConnEvent::Message(conn, m)).await.is_err() {
+							return Ok("viewer stopped".into());
+						}
+					},
+					Ok(None) => return Err("server closed the connection".into()),
+					Err(ReadError::Frame(e)) => {
+						let frame = encode_frame(&Message::error(e.code(), e.to_string()));
+						let _ = write_frames(&mut w, &[frame], io_timeout).await;
+						return Err(format!("bad frame from server: {e}"));
+					},
+					Err(ReadError::Io(e)) => return Err(format!("read failed: {e}")),
+				},
+				_ = ping.tick() => {
+					nonce += 1;
+					write_frames(&mut w, &[encode_frame(&Message::Ping(nonce))], io_timeout)
+						.await
+						.map_err(|e| format!("write failed: {e}"))?;
+				},
+				_ = stats.tick(), if quic.is_some() => {
+					let s = quic.as_ref().expect("guarded; qed").stats();
+					let _ = tx.try_send(ConnEvent::PathStats {
+						conn,
+						rtt: s.path.rtt,
+						lost: s.path.lost_packets,
+						sent: s.path.sent_packets,
+					});
+				},
+				c = &mut close => {
+					if let Ok(Some((code, reason))) = c {
+						let frame = encode_frame(&Message::error(code, reason));
+						let _ = write_frames(&mut w, &[frame], io_timeout).await;
+					}
+					drop(w);
+					if let Some(q) = &quic {
+						q.close(0u32.into(), b"closed by viewer");
+					}
+					return Ok("closed by viewer".into());
+				},
+			}
+		}
+	}
+	.await;
+	let why = match result {
+		Ok(why) => why,
+		Err(why) => {
+			debug!(conn, %transport, %why, "connection ended");
+			why
+		}
+	};
+	let _ = tx.send(ConnEvent::Closed(conn, why)).await;
+}

@@ -1,0 +1,526 @@
+//! The wire protocol: versioned, length-prefixed SCALE frames, identical over TCP and over one
+//! QUIC bidirectional stream. `PROTOCOL.md` next to this crate is the normative description;
+//! this module is its implementation.
+//!
+//! A frame is `u32 little-endian body length` followed by the body, which is the SCALE encoding
+//! of one [`Message`]. The first body byte is therefore the message type (the enum index).
+//!
+//! Everything here is sans-IO: [`FrameDecoder`] is fed bytes and yields frames, [`encode_frame`]
+//! turns a message into bytes. No socket, no clock.
+
+use bytes::{Buf, Bytes, BytesMut};
+use codec::{Decode, Encode};
+use dsp_primitives::{AdmissionMode, Hash32, SegmentHeader, Signed, StreamId};
+
+/// Protocol version spoken by this implementation. A peer announcing another version is refused
+/// with [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// ALPN identifier of the protocol over QUIC.
+pub const ALPN: &[u8] = b"dsp/1";
+
+/// Bytes of the length prefix in front of every frame body.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Default largest frame body accepted, in bytes (256 KiB). It must hold one chunk (at most
+/// [`MAX_CHUNK_SIZE`]) plus its 25-byte message header, and one segment header with its chunk
+/// hashes (32 bytes each: 256 KiB allows ~8000 chunks). A reader holds at most one frame of
+/// this size per connection.
+pub const DEFAULT_MAX_FRAME_LEN: u32 = 256 * 1024;
+
+/// Largest chunk size a segment header may declare (128 KiB).
+pub const MAX_CHUNK_SIZE: u32 = 128 * 1024;
+
+/// Who opens a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
+pub enum Role {
+	/// Receives segments of one stream.
+	#[codec(index = 0)]
+	Viewer,
+	/// Pushes signed segments of one stream (the origin's publish client).
+	#[codec(index = 1)]
+	Publisher,
+}
+
+/// Where a subscription starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
+pub enum Start {
+	/// At the live edge: `back` segments before the newest one held (`back = 0`: the newest;
+	/// if none is held yet, the first one to arrive).
+	#[codec(index = 0)]
+	Live {
+		/// How many segments before the newest to start at.
+		back: u32,
+	},
+	/// At this sequence number (or the oldest one still held, if it is gone).
+	#[codec(index = 1)]
+	At(u64),
+}
+
+/// One chunk of a segment. `data` is a slice of the received frame (zero copy).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct Chunk {
+	/// Stream of the segment.
+	pub stream: StreamId,
+	/// Sequence number of the segment.
+	pub sequence: u64,
+	/// Index of the chunk in the segment header's `chunk_hashes`.
+	pub index: u32,
+	/// The chunk bytes.
+	pub data: Bytes,
+}
+
+/// Why a connection is closed. Sent in [`Message::Error`] just before the sender closes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
+pub enum ErrorCode {
+	/// The frame or message could not be decoded.
+	#[codec(index = 0)]
+	Malformed,
+	/// A frame was longer than the receiver's `max_frame_len`.
+	#[codec(index = 1)]
+	FrameTooLarge,
+	/// The message type byte is not known to the receiver.
+	#[codec(index = 2)]
+	UnknownMessage,
+	/// A known message arrived in a state where it is not allowed.
+	#[codec(index = 3)]
+	UnexpectedMessage,
+	/// The peer speaks another protocol version.
+	#[codec(index = 4)]
+	UnsupportedVersion,
+	/// The peer is on another chain (genesis hash differs).
+	#[codec(index = 5)]
+	WrongGenesis,
+	/// A segment header's signature does not verify against the stream's origin key.
+	#[codec(index = 6)]
+	BadSignature,
+	/// A chunk does not match its hash (or its length) in the segment header.
+	#[codec(index = 7)]
+	BadChunk,
+	/// A segment header breaks a limit or is inconsistent (sizes, chunk count, stream).
+	#[codec(index = 8)]
+	BadHeader,
+	/// No origin key is known for the stream, or too many streams are tracked.
+	#[codec(index = 9)]
+	UnknownStream,
+	/// The server holds no more sessions (or would only admit this viewer in P2P mode, which
+	/// this server does not offer).
+	#[codec(index = 10)]
+	Full,
+	/// Nothing was received within the idle timeout (or no hello within the hello timeout).
+	#[codec(index = 11)]
+	IdleTimeout,
+	/// The peer did not read fast enough: its send queue or lag exceeded the limits.
+	#[codec(index = 12)]
+	SlowConsumer,
+	/// The server is shutting down.
+	#[codec(index = 13)]
+	Shutdown,
+}
+
+/// Every message of the protocol. The enum index is the message type byte on the wire.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub enum Message {
+	/// First frame of the client: who it is and which chain it is on.
+	#[codec(index = 0)]
+	Hello {
+		/// [`PROTOCOL_VERSION`] of the client.
+		version: u16,
+		/// Viewer or publisher.
+		role: Role,
+		/// Genesis hash of the chain the client's streams are registered on.
+		genesis_hash: Hash32,
+	},
+	/// The server's answer to `Hello`.
+	#[codec(index = 1)]
+	Welcome {
+		/// [`PROTOCOL_VERSION`] of the server.
+		version: u16,
+		/// How the viewer is served (publishers always get `Direct`).
+		mode: AdmissionMode,
+		/// Largest frame body the server accepts.
+		max_frame_len: u32,
+	},
+	/// Viewer → server: send me the segments of `stream` from `start` on, as they come.
+	#[codec(index = 2)]
+	Subscribe {
+		/// Stream to receive.
+		stream: StreamId,
+		/// First segment wanted.
+		start: Start,
+	},
+	/// Publisher → server: the segments that follow belong to `stream`.
+	#[codec(index = 3)]
+	Publish {
+		/// Stream to publish.
+		stream: StreamId,
+	},
+	/// A signed segment header; its chunks follow in order, each in a `Chunk` frame.
+	#[codec(index = 4)]
+	Header(Signed<SegmentHeader>),
+	/// One chunk of the segment whose header came last.
+	#[codec(index = 5)]
+	Chunk(Chunk),
+	/// Server → publisher: segment `sequence` is stored (or was already held).
+	#[codec(index = 6)]
+	Ack {
+		/// Stream of the segment.
+		stream: StreamId,
+		/// Its sequence number.
+		sequence: u64,
+	},
+	/// The stream ended: no segment with a sequence of `next_sequence` or more will follow.
+	#[codec(index = 7)]
+	End {
+		/// The stream.
+		stream: StreamId,
+		/// One past the last segment of the stream.
+		next_sequence: u64,
+	},
+	/// Keep-alive and RTT probe; the peer answers `Pong` with the same nonce.
+	#[codec(index = 8)]
+	Ping(u64),
+	/// Answer to `Ping`.
+	#[codec(index = 9)]
+	Pong(u64),
+	/// The sender closes the connection for this reason.
+	#[codec(index = 10)]
+	Error {
+		/// Machine-readable reason.
+		code: ErrorCode,
+		/// Human-readable detail (UTF-8).
+		reason: String,
+	},
+}
+
+/// Highest message type byte defined by this version.
+const MAX_MESSAGE_TYPE: u8 = 10;
+
+impl Message {
+	/// Short name for logs.
+	pub fn kind(&self) -> &'static str {
+		match self {
+			Message::Hello { .. } => "hello",
+			Message::Welcome { .. } => "welcome",
+			Message::Subscribe { .. } => "subscribe",
+			Message::Publish { .. } => "publish",
+			Message::Header(_) => "header",
+			Message::Chunk(_) => "chunk",
+			Message::Ack { .. } => "ack",
+			Message::End { .. } => "end",
+			Message::Ping(_) => "ping",
+			Message::Pong(_) => "pong",
+			Message::Error { .. } => "error",
+		}
+	}
+
+	/// An `Error` message.
+	pub fn error(code: ErrorCode, reason: impl Into<String>) -> Self {
+		Message::Error { code, reason: reason.into() }
+	}
+}
+
+/// A frame could not be read or decoded. The connection cannot continue after any of these: the
+/// byte stream is no longer known to be aligned on frame boundaries.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+	/// The length prefix announced more than the allowed maximum.
+	#[error("frame of {len} bytes exceeds max_frame_len {max}")]
+	TooLarge {
+		/// Announced body length.
+		len: u32,
+		/// Allowed maximum.
+		max: u32,
+	},
+	/// A frame with an empty body (no message type).
+	#[error("empty frame")]
+	Empty,
+	/// The type byte is not a message of this protocol version.
+	#[error("unknown message type {0}")]
+	UnknownMessage(u8),
+	/// The body does not decode as the message its type byte names, or has trailing bytes.
+	#[error("malformed {kind} message: {detail}")]
+	Malformed {
+		/// Message type byte.
+		kind: u8,
+		/// Decoder detail.
+		detail: String,
+	},
+	/// The peer closed in the middle of a frame.
+	#[error("connection closed inside a frame ({buffered} bytes buffered)")]
+	Truncated {
+		/// Bytes of the incomplete frame that were received.
+		buffered: usize,
+	},
+}
+
+impl FrameError {
+	/// The error code to send to the peer before closing.
+	pub fn code(&self) -> ErrorCode {
+		match self {
+			FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+			FrameError::UnknownMessage(_) => ErrorCode::UnknownMessage,
+			FrameError::Empty | FrameError::Malformed { .. } | FrameError::Truncated { .. } => {
+				ErrorCode::Malformed
+			}
+		}
+	}
+}
+
+/// Encodes `msg` as one frame (length prefix + SCALE body).
+pub fn encode_frame(msg: &Message) -> Bytes {
+	let mut out = Vec::with_capacity(LENGTH_PREFIX + msg.size_hint());
+	out.extend_from_slice(&[0; LENGTH_PREFIX]);
+	msg.encode_to(&mut out);
+	let body_len = (out.len() - LENGTH_PREFIX) as u32;
+	out[..LENGTH_PREFIX].copy_from_slice(&body_len.to_le_bytes());
+	Bytes::from(out)
+}
+
+/// Decodes one frame body (without the length prefix). `Bytes` fields of the message are
+/// slices of `body`, not copies.
+pub fn decode_body(body: Bytes) -> Result<Message, FrameError> {
+	let Some(&kind) = body.first() else { return Err(FrameError::Empty) };
+	if kind > MAX_MESSAGE_TYPE {
+		return Err(FrameError::UnknownMessage(kind));
+	}
+	let total = body.len();
+	// Decode, then re-measure: SCALE has no framing of its own, so trailing bytes would be
+	// silently ignored otherwise.
+	let msg: Message = codec::decode_from_bytes(body)
+		.map_err(|e| FrameError::Malformed { kind, detail: e.to_string() })?;
+	if msg.encoded_size() != total {
+		return Err(FrameError::Malformed {
+			kind,
+			detail: format!("{} trailing bytes", total.saturating_sub(msg.encoded_size())),
+		});
+	}
+	Ok(msg)
+}
+
+/// Splits a byte stream into frames. Sans-IO: the driver reads into [`FrameDecoder::buffer`]
+/// and then calls [`FrameDecoder::next_frame`] until it returns `Ok(None)`.
+///
+/// Memory: the buffer holds at most one incomplete frame (`max_frame_len + 4` bytes) plus
+/// whatever one read added; a length prefix above `max_frame_len` is refused as soon as its four
+/// bytes are in, before any of the body is buffered.
+#[derive(Debug)]
+pub struct FrameDecoder {
+	buf: BytesMut,
+	max_frame_len: u32,
+}
+
+impl FrameDecoder {
+	/// Read granularity: how much room is reserved before each read.
+	const READ_RESERVE: usize = 16 * 1024;
+
+	/// A decoder refusing bodies longer than `max_frame_len`.
+	pub fn new(max_frame_len: u32) -> Self {
+		Self { buf: BytesMut::with_capacity(Self::READ_RESERVE), max_frame_len }
+	}
+
+	/// The buffer to read into; room for at least one read is reserved.
+	pub fn buffer(&mut self) -> &mut BytesMut {
+		let want = match self.announced_len() {
+			Some(len) => (LENGTH_PREFIX + len as usize).saturating_sub(self.buf.len()),
+			None => 0,
+		}
+		.clamp(Self::READ_RESERVE, 256 * 1024);
+		self.buf.reserve(want);
+		&mut self.buf
+	}
+
+	/// Appends bytes (for tests and for drivers that do not read into [`Self::buffer`]).
+	pub fn push(&mut self, data: &[u8]) {
+		self.buf.extend_from_slice(data);
+	}
+
+	fn announced_len(&self) -> Option<u32> {
+		(self.buf.len() >= LENGTH_PREFIX)
+			.then(|| u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]))
+	}
+
+	/// The next complete frame body, if one is buffered.
+	pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+		let Some(len) = self.announced_len() else { return Ok(None) };
+		if len > self.max_frame_len {
+			return Err(FrameError::TooLarge { len, max: self.max_frame_len });
+		}
+		if len == 0 {
+			return Err(FrameError::Empty);
+		}
+		let total = LENGTH_PREFIX + len as usize;
+		if self.buf.len() < total {
+			return Ok(None);
+		}
+		let mut frame = self.buf.split_to(total);
+		frame.advance(LENGTH_PREFIX);
+		Ok(Some(frame.freeze()))
+	}
+
+	/// The next complete message, if one is buffered.
+	pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
+		match self.next_frame()? {
+			Some(body) => decode_body(body).map(Some),
+			None => Ok(None),
+		}
+	}
+
+	/// Call when the peer closed its sending side: an error if a frame was cut short.
+	pub fn finish(&self) -> Result<(), FrameError> {
+		if self.buf.is_empty() {
+			Ok(())
+		} else {
+			Err(FrameError::Truncated { buffered: self.buf.len() })
+		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sp_core::Pair;
+
+	fn header_msg() -> Message {
+		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		let header = SegmentHeader {
+			genesis_hash: [7; 32],
+			stream: 3,
+			sequence: 9,
+			duration_ms: 2000,
+			byte_len: 10,
+			chunk_size: 8,
+			chunk_hashes: vec![[1; 32], [2; 32]],
+		};
+		Message::Header(Signed::sign(header, &pair))
+	}
+
+	fn all_messages() -> Vec<Message> {
+		vec![
+			Message::Hello { version: 1, role: Role::Viewer, genesis_hash: [0; 32] },
+			Message::Welcome { version: 1, mode: AdmissionMode::Direct, max_frame_len: 5 },
+			Message::Subscribe { stream: 1, start: Start::Live { back: 2 } },
+			Message::Subscribe { stream: 1, start: Start::At(77) },
+			Message::Publish { stream: 4 },
+			header_msg(),
+			Message::Chunk(Chunk {
+				stream: 1,
+				sequence: 2,
+				index: 3,
+				data: Bytes::from_static(b"abc"),
+			}),
+			Message::Ack { stream: 1, sequence: 2 },
+			Message::End { stream: 1, next_sequence: 5 },
+			Message::Ping(1),
+			Message::Pong(2),
+			Message::error(ErrorCode::BadChunk, "nope"),
+		]
+	}
+
+	#[test]
+	fn every_message_round_trips_through_frames() {
+		let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+		let msgs = all_messages();
+		for m in &msgs {
+			dec.push(&encode_frame(m));
+		}
+		for m in &msgs {
+			assert_eq!(dec.next_message().unwrap().as_ref(), Some(m));
+		}
+		assert_eq!(dec.next_message().unwrap(), None);
+		dec.finish().unwrap();
+	}
+
+	#[test]
+	fn frames_decode_when_fed_one_byte_at_a_time() {
+		let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+		let mut out = Vec::new();
+		// sr25519 signatures are randomised: encode one set of messages and compare with it.
+		let msgs = all_messages();
+		for m in msgs.clone() {
+			for b in encode_frame(&m).iter() {
+				dec.push(&[*b]);
+				while let Some(m) = dec.next_message().unwrap() {
+					out.push(m);
+				}
+			}
+		}
+		assert_eq!(out, msgs);
+	}
+
+	#[test]
+	fn chunk_data_is_a_slice_of_the_frame() {
+		let frame = encode_frame(&Message::Chunk(Chunk {
+			stream: 1,
+			sequence: 2,
+			index: 0,
+			data: Bytes::from(vec![9u8; 1000]),
+		}));
+		let body = frame.slice(LENGTH_PREFIX..);
+		let Message::Chunk(c) = decode_body(body.clone()).unwrap() else { panic!() };
+		// `slice_ref` panics unless `c.data` points into `body`.
+		assert_eq!(body.slice_ref(&c.data).len(), 1000);
+	}
+
+	#[test]
+	fn oversized_frame_is_refused_before_its_body_arrives() {
+		let mut dec = FrameDecoder::new(100);
+		dec.push(&101u32.to_le_bytes());
+		assert_eq!(dec.next_frame(), Err(FrameError::TooLarge { len: 101, max: 100 }));
+		assert_eq!(FrameError::TooLarge { len: 1, max: 0 }.code(), ErrorCode::FrameTooLarge);
+	}
+
+	#[test]
+	fn empty_unknown_and_garbage_frames_are_errors() {
+		let mut dec = FrameDecoder::new(100);
+		dec.push(&0u32.to_le_bytes());
+		assert_eq!(dec.next_frame(), Err(FrameError::Empty));
+
+		let mut dec = FrameDecoder::new(100);
+		dec.push(&[1, 0, 0, 0, 200]);
+		assert_eq!(dec.next_message(), Err(FrameError::UnknownMessage(200)));
+
+		// A Hello whose role byte is out of range.
+		let mut dec = FrameDecoder::new(100);
+		dec.push(&[4, 0, 0, 0, 0, 1, 0, 9]);
+		assert!(matches!(dec.next_message(), Err(FrameError::Malformed { kind: 0, .. })));
+
+		// Plain text (an HTTP request) announces a huge first frame.
+		let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+		dec.push(b"GET / HTTP/1.1\r\n\r\n");
+		assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge { .. })));
+	}
+
+	#[test]
+	fn trailing_bytes_are_malformed() {
+		let frame = encode_frame(&Message::Ping(5));
+		let mut body = frame[LENGTH_PREFIX..].to_vec();
+		body.push(0);
+		let err = decode_body(Bytes::from(body)).unwrap_err();
+		assert!(matches!(err, FrameError::Malformed { kind: 8, .. }), "{err}");
+	}
+
+	#[test]
+	fn truncated_frame_is_reported_at_finish() {
+		let frame = encode_frame(&Message::Ping(5));
+		let mut dec = FrameDecoder::new(100);
+		dec.push(&frame[..frame.len() - 1]);
+		assert_eq!(dec.next_frame(), Ok(None));
+		assert!(matches!(dec.finish(), Err(FrameError::Truncated { .. })));
+	}
+
+	#[test]
+	fn chunk_length_prefix_beyond_frame_is_malformed() {
+		// A chunk message claiming more data than the frame holds.
+		let mut body = vec![5u8];
+		body.extend(1u64.encode());
+		body.extend(2u64.encode());
+		body.extend(0u32.encode());
+		body.extend(codec::Compact(1000u32).encode());
+		body.extend([0u8; 10]);
+		assert!(matches!(
+			decode_body(Bytes::from(body)),
+			Err(FrameError::Malformed { kind: 5, .. })
+		));
+	}
+}

@@ -1,0 +1,215 @@
+//! Publisher side, sans-IO: the queue of segments one streamer endpoint has not yet
+//! acknowledged, so that a reconnect resends exactly what may have been lost.
+//!
+//! # Driving a [`PublishQueue`]
+//!
+//! Per server connection: after the server's `Welcome` (and our `Publish`), call
+//! [`PublishQueue::handle_connected`]; send what [`PublishQueue::poll_transmit`] returns;
+//! feed `Ack` and `End` from the server to [`PublishQueue::handle_ack`] and
+//! [`PublishQueue::handle_end_confirmed`]; on any failure call
+//! [`PublishQueue::handle_disconnected`] and reconnect. New segments go in with
+//! [`PublishQueue::push`] at any time, connected or not.
+
+use crate::{
+	protocol::{encode_frame, Message},
+	segment::Segment,
+};
+use bytes::Bytes;
+use dsp_primitives::StreamId;
+use std::{collections::VecDeque, sync::Arc};
+
+/// Limits of a [`PublishQueue`].
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+	/// Most unacknowledged segments kept for resending. Beyond it the oldest is dropped (and
+	/// counted): a live stream cannot wait for a server forever. Default 150 (5 min of 2 s
+	/// segments); worst-case memory is this many segments.
+	pub max_backlog: usize,
+	/// Most segments sent and not yet acknowledged on one connection. Default 8.
+	pub max_inflight: usize,
+}
+
+impl Default for QueueConfig {
+	fn default() -> Self {
+		Self { max_backlog: 150, max_inflight: 8 }
+	}
+}
+
+/// Unacknowledged segments for one server.
+#[derive(Debug)]
+pub struct PublishQueue {
+	stream: StreamId,
+	config: QueueConfig,
+	unacked: VecDeque<Arc<Segment>>,
+	/// How many of `unacked` were sent on the current connection.
+	sent: usize,
+	connected: bool,
+	end: Option<u64>,
+	end_sent: bool,
+	end_confirmed: bool,
+	dropped: u64,
+	acked: u64,
+}
+
+impl PublishQueue {
+	/// An empty queue for `stream`.
+	pub fn new(stream: StreamId, config: QueueConfig) -> Self {
+		Self {
+			stream,
+			config,
+			unacked: VecDeque::new(),
+			sent: 0,
+			connected: false,
+			end: None,
+			end_sent: false,
+			end_confirmed: false,
+			dropped: 0,
+			acked: 0,
+		}
+	}
+
+	/// Adds a new segment.
+	pub fn push(&mut self, segment: Arc<Segment>) {
+		self.unacked.push_back(segment);
+		while self.unacked.len() > self.config.max_backlog {
+			self.unacked.pop_front();
+			self.sent = self.sent.saturating_sub(1);
+			self.dropped += 1;
+		}
+	}
+
+	/// No segment with a sequence of `next_sequence` or more will follow.
+	pub fn finish(&mut self, next_sequence: u64) {
+		self.end = Some(next_sequence);
+	}
+
+	/// A connection is ready (welcomed, `Publish` sent): everything unacknowledged goes again.
+	pub fn handle_connected(&mut self) {
+		self.connected = true;
+		self.sent = 0;
+		self.end_sent = false;
+	}
+
+	/// The connection is gone.
+	pub fn handle_disconnected(&mut self) {
+		self.connected = false;
+		self.sent = 0;
+		self.end_sent = false;
+	}
+
+	/// The server stored (or already held) `sequence`: it and everything before it are done.
+	pub fn handle_ack(&mut self, sequence: u64) {
+		while self.unacked.front().is_some_and(|s| s.sequence() <= sequence) {
+			self.unacked.pop_front();
+			self.sent = self.sent.saturating_sub(1);
+			self.acked += 1;
+		}
+	}
+
+	/// The server echoed `End`.
+	pub fn handle_end_confirmed(&mut self) {
+		if self.end_sent {
+			self.end_confirmed = true;
+		}
+	}
+
+	/// Frames to send next (one segment, or the `End`), if any may be sent now.
+	pub fn poll_transmit(&mut self) -> Option<Vec<Bytes>> {
+		if !self.connected {
+			return None;
+		}
+		if self.sent < self.unacked.len() && self.sent < self.config.max_inflight {
+			let seg = &self.unacked[self.sent];
+			self.sent += 1;
+			return Some(seg.frames.clone());
+		}
+		if let Some(next_sequence) = self.end {
+			if !self.end_sent && self.unacked.is_empty() {
+				self.end_sent = true;
+				let end = Message::End { stream: self.stream, next_sequence };
+				return Some(vec![encode_frame(&end)]);
+			}
+		}
+		None
+	}
+
+	/// Whether everything was acknowledged and the end confirmed.
+	pub fn is_done(&self) -> bool {
+		self.end_confirmed && self.unacked.is_empty()
+	}
+
+	/// Segments dropped from a full backlog.
+	pub fn dropped(&self) -> u64 {
+		self.dropped
+	}
+
+	/// Segments acknowledged.
+	pub fn acked(&self) -> u64 {
+		self.acked
+	}
+
+	/// Segments waiting for acknowledgement.
+	pub fn backlog(&self) -> usize {
+		self.unacked.len()
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sp_core::Pair;
+
+	fn seg(seq: u64) -> Arc<Segment> {
+		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		Arc::new(Segment::build(&pair, [0; 32], 1, seq, 2000, Bytes::from(vec![1u8; 10]), 1024))
+	}
+
+	fn seqs(frames: Vec<Bytes>) -> u64 {
+		let msg = crate::protocol::decode_body(frames[0].slice(4..)).unwrap();
+		match msg {
+			Message::Header(h) => h.payload.sequence,
+			Message::End { next_sequence, .. } => 1000 + next_sequence,
+			_ => panic!(),
+		}
+	}
+
+	#[test]
+	fn reconnect_resends_exactly_the_unacknowledged_segments() {
+		let mut q = PublishQueue::new(1, QueueConfig::default());
+		for i in 0..3 {
+			q.push(seg(i));
+		}
+		assert!(q.poll_transmit().is_none());
+		q.handle_connected();
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![0, 1, 2]);
+		q.handle_ack(0);
+		q.handle_disconnected();
+		q.push(seg(3));
+		q.handle_connected();
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![1, 2, 3]);
+		q.finish(4);
+		assert!(q.poll_transmit().is_none(), "end waits for every ack");
+		q.handle_ack(3);
+		assert_eq!(q.poll_transmit().map(seqs), Some(1004));
+		assert!(!q.is_done());
+		q.handle_end_confirmed();
+		assert!(q.is_done());
+		assert_eq!(q.acked(), 4);
+	}
+
+	#[test]
+	fn backlog_and_inflight_are_bounded() {
+		let mut q = PublishQueue::new(1, QueueConfig { max_backlog: 3, max_inflight: 2 });
+		for i in 0..5 {
+			q.push(seg(i));
+		}
+		assert_eq!((q.backlog(), q.dropped()), (3, 2));
+		q.handle_connected();
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![2, 3]);
+		q.handle_ack(2);
+		assert_eq!(q.poll_transmit().map(seqs), Some(4));
+	}
+}

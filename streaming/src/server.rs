@@ -1,0 +1,914 @@
+//! Server side, sans-IO: the per-connection session state machine, the admission rule, and the
+//! live window of recent segments.
+//!
+//! # Driving a [`ServerSession`]
+//!
+//! 1. Feed every received frame body to [`ServerSession::handle_frame`] (or a read error to
+//!    [`ServerSession::handle_read_error`]).
+//! 2. Drain [`ServerSession::poll_event`]: answer `AdmissionRequest` with
+//!    [`ServerSession::handle_admission`], store `SegmentReceived`, record `End`, log `Closed`.
+//! 3. While [`ServerSession::wants_segments`] returns `Some((stream, from))`, look the stream up
+//!    ([`LiveWindow::lookup`]) and pass the result to [`ServerSession::handle_segments`]; call it
+//!    again whenever the stream's window changes.
+//! 4. Send every frame from [`ServerSession::poll_transmit`], in order.
+//! 5. Call [`ServerSession::handle_timeout`] at [`ServerSession::poll_timeout`].
+//! 6. Once [`ServerSession::is_closed`] and nothing is left to transmit, close the connection.
+
+use crate::{
+	protocol::{
+		decode_body, encode_frame, ErrorCode, FrameError, Message, Role, Start,
+		DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+	},
+	segment::{Assembled, Assembler, Segment, SegmentLimits},
+};
+use bytes::Bytes;
+use dsp_primitives::{AdmissionMode, CapacitySettings, Hash32, PublicKey, StreamId};
+use std::{
+	collections::{HashMap, VecDeque},
+	sync::Arc,
+	time::{Duration, Instant},
+};
+
+/// Which origin key signs which stream. Without a chain, given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct OriginKeys {
+	/// Key for streams not listed in `per_stream`.
+	pub default: Option<PublicKey>,
+	/// Keys of individual streams.
+	pub per_stream: HashMap<StreamId, PublicKey>,
+}
+
+impl OriginKeys {
+	/// The key that must sign `stream`'s headers.
+	pub fn get(&self, stream: StreamId) -> Option<PublicKey> {
+		self.per_stream.get(&stream).copied().or(self.default)
+	}
+}
+
+/// Limits and settings of one session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+	/// Genesis hash the server's streams are registered on. Default all zeros (standalone).
+	pub genesis_hash: Hash32,
+	/// Largest frame body accepted. Default [`DEFAULT_MAX_FRAME_LEN`] (256 KiB).
+	pub max_frame_len: u32,
+	/// A client must send `Hello` within this time. Default 5 s.
+	pub hello_timeout: Duration,
+	/// A client that sends nothing (not even `Ping`) for this long is closed. Default 30 s.
+	pub idle_timeout: Duration,
+	/// Segments are taken from the window only while fewer than this many bytes wait to be
+	/// sent. The queue holds references to frames shared by all sessions, so per-session memory
+	/// is a few pointers; what this bounds is how far a session runs ahead of its socket.
+	/// Default 1 MiB.
+	pub max_send_queue_bytes: usize,
+	/// Limits on received segment headers (publishers).
+	pub segment_limits: SegmentLimits,
+	/// Origin keys of the streams this server accepts.
+	pub origin_keys: Arc<OriginKeys>,
+}
+
+impl Default for SessionConfig {
+	fn default() -> Self {
+		Self {
+			genesis_hash: [0; 32],
+			max_frame_len: DEFAULT_MAX_FRAME_LEN,
+			hello_timeout: Duration::from_secs(5),
+			idle_timeout: Duration::from_secs(30),
+			max_send_queue_bytes: 1024 * 1024,
+			segment_limits: SegmentLimits::default(),
+			origin_keys: Arc::new(OriginKeys::default()),
+		}
+	}
+}
+
+/// What the window holds from a sequence number on.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+	/// Segments with a sequence of at least the one asked for, in order.
+	pub segments: Vec<Arc<Segment>>,
+	/// Oldest sequence held, if any.
+	pub oldest: Option<u64>,
+	/// Newest sequence held, if any.
+	pub newest: Option<u64>,
+	/// One past the newest sequence held (0 if the stream never had a segment).
+	pub next_sequence: u64,
+	/// `Some(n)` once the publisher ended the stream before sequence `n`.
+	pub ended: Option<u64>,
+}
+
+/// Limits of a live window.
+#[derive(Clone, Debug)]
+pub struct WindowConfig {
+	/// Most segments held per stream. Default 30 (one minute of 2 s segments).
+	pub max_segments: usize,
+	/// Most media bytes held per stream. Default 64 MiB. The newest segment is always held.
+	pub max_bytes: usize,
+}
+
+impl Default for WindowConfig {
+	fn default() -> Self {
+		Self { max_segments: 30, max_bytes: 64 * 1024 * 1024 }
+	}
+}
+
+/// What inserting a segment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+	/// Stored as the newest segment.
+	Stored,
+	/// Not newer than the newest held: already seen (a publisher resending after a reconnect).
+	Duplicate,
+}
+
+/// The recent segments of one live stream. Append-only: a segment is stored only if it is newer
+/// than every segment seen; older ones are duplicates of what was already accepted (or fell out).
+#[derive(Debug, Default)]
+pub struct LiveWindow {
+	config: WindowConfig,
+	segments: VecDeque<Arc<Segment>>,
+	bytes: usize,
+	next_sequence: u64,
+	ended: Option<u64>,
+}
+
+impl LiveWindow {
+	/// An empty window.
+	pub fn new(config: WindowConfig) -> Self {
+		Self { config, ..Default::default() }
+	}
+
+	/// Adds a verified segment.
+	pub fn insert(&mut self, segment: Arc<Segment>) -> Inserted {
+		let seq = segment.sequence();
+		if seq < self.next_sequence {
+			return Inserted::Duplicate;
+		}
+		self.ended = None;
+		self.next_sequence = seq + 1;
+		self.bytes += segment.byte_len();
+		self.segments.push_back(segment);
+		while self.segments.len() > 1
+			&& (self.segments.len() > self.config.max_segments
+				|| self.bytes > self.config.max_bytes)
+		{
+			let old = self.segments.pop_front().expect("len > 1; qed");
+			self.bytes -= old.byte_len();
+		}
+		Inserted::Stored
+	}
+
+	/// Marks the stream ended before `next_sequence`.
+	pub fn end(&mut self, next_sequence: u64) {
+		self.ended = Some(self.next_sequence.max(next_sequence));
+	}
+
+	/// Up to `max` segments from `from` on.
+	pub fn lookup(&self, from: u64, max: usize) -> Lookup {
+		let start = self.segments.partition_point(|s| s.sequence() < from);
+		Lookup {
+			segments: self.segments.iter().skip(start).take(max).cloned().collect(),
+			oldest: self.segments.front().map(|s| s.sequence()),
+			newest: self.segments.back().map(|s| s.sequence()),
+			next_sequence: self.next_sequence,
+			ended: self.ended,
+		}
+	}
+
+	/// Segments and media bytes held.
+	pub fn usage(&self) -> (usize, usize) {
+		(self.segments.len(), self.bytes)
+	}
+}
+
+/// The capacity rule applied to live sessions (DESIGN.md section 2).
+#[derive(Clone, Debug)]
+pub struct Admission {
+	settings: CapacitySettings,
+	direct: u32,
+	refused: u64,
+}
+
+/// Sessions per mode, for logs and RPC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionStats {
+	/// Direct (TCP or QUIC) viewer sessions open.
+	pub direct: u32,
+	/// P2P sessions open (always 0: this server has no P2P swarm yet).
+	pub p2p: u32,
+	/// Viewers refused since start.
+	pub refused: u64,
+}
+
+impl Admission {
+	/// Admission under `settings`.
+	pub fn new(settings: CapacitySettings) -> Self {
+		Self { settings, direct: 0, refused: 0 }
+	}
+
+	/// Applies new settings; open sessions are kept.
+	pub fn set_settings(&mut self, settings: CapacitySettings) {
+		self.settings = settings;
+	}
+
+	/// Decides for a new viewer. P2P mode needs a swarm, which this server does not offer, so a
+	/// viewer the rule would put in P2P mode is refused with [`ErrorCode::Full`].
+	pub fn try_admit(&mut self) -> Result<AdmissionMode, ErrorCode> {
+		match self.settings.admit(self.direct) {
+			AdmissionMode::Direct => {
+				self.direct += 1;
+				Ok(AdmissionMode::Direct)
+			}
+			AdmissionMode::P2p => {
+				self.refused += 1;
+				Err(ErrorCode::Full)
+			}
+		}
+	}
+
+	/// A direct session ended.
+	pub fn release(&mut self) {
+		self.direct = self.direct.saturating_sub(1);
+	}
+
+	/// Current counts.
+	pub fn stats(&self) -> AdmissionStats {
+		AdmissionStats { direct: self.direct, p2p: 0, refused: self.refused }
+	}
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum SessionEvent {
+	/// A viewer said hello: decide with [`Admission::try_admit`] and call
+	/// [`ServerSession::handle_admission`].
+	AdmissionRequest,
+	/// The viewer subscribed to `stream`: start feeding it with [`ServerSession::handle_segments`].
+	Subscribed(StreamId),
+	/// The publisher announced `stream`.
+	Publishing(StreamId),
+	/// A publisher delivered a complete, verified segment: store it.
+	SegmentReceived(Segment),
+	/// The publisher ended `stream` before `next_sequence`.
+	End {
+		/// The stream.
+		stream: StreamId,
+		/// One past its last segment.
+		next_sequence: u64,
+	},
+	/// The session closed (by us, with `code`, or by the peer when `code` is `None`).
+	Closed {
+		/// Error sent to the peer, if any.
+		code: Option<ErrorCode>,
+		/// Why.
+		reason: String,
+	},
+}
+
+#[derive(Debug)]
+enum State {
+	AwaitHello { deadline: Instant },
+	AwaitAdmission,
+	Viewer(Option<Subscription>),
+	Publisher(Option<(StreamId, Box<Assembler>)>),
+	Closed,
+}
+
+#[derive(Debug)]
+struct Subscription {
+	stream: StreamId,
+	start: Start,
+	/// Next sequence to send; `None` until the start is resolved against the window.
+	next: Option<u64>,
+	end_sent: bool,
+}
+
+/// Counters of one session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionStats {
+	/// Segments queued for sending.
+	pub segments_sent: u64,
+	/// Bytes queued for sending.
+	pub bytes_sent: u64,
+	/// Segments received from a publisher.
+	pub segments_received: u64,
+}
+
+/// One client connection, viewer or publisher. See the module docs for the call order.
+#[derive(Debug)]
+pub struct ServerSession {
+	config: SessionConfig,
+	state: State,
+	last_recv: Instant,
+	queue: VecDeque<Bytes>,
+	queued_bytes: usize,
+	events: VecDeque<SessionEvent>,
+	stats: SessionStats,
+}
+
+impl ServerSession {
+	/// A new connection at `now`.
+	pub fn new(now: Instant, config: SessionConfig) -> Self {
+		let deadline = now + config.hello_timeout;
+		Self {
+			config,
+			state: State::AwaitHello { deadline },
+			last_recv: now,
+			queue: VecDeque::new(),
+			queued_bytes: 0,
+			events: VecDeque::new(),
+			stats: SessionStats::default(),
+		}
+	}
+
+	/// Counters.
+	pub fn stats(&self) -> SessionStats {
+		self.stats
+	}
+
+	/// Whether the session is over (flush [`Self::poll_transmit`], then close).
+	pub fn is_closed(&self) -> bool {
+		matches!(self.state, State::Closed)
+	}
+
+	/// Whether this is an admitted viewer (for releasing its admission slot).
+	pub fn is_viewer(&self) -> bool {
+		matches!(self.state, State::Viewer(_))
+	}
+
+	fn send(&mut self, frame: Bytes) {
+		self.queued_bytes += frame.len();
+		self.queue.push_back(frame);
+	}
+
+	/// Closes with an error frame to the peer.
+	pub fn close(&mut self, code: ErrorCode, reason: impl Into<String>) {
+		if !self.is_closed() {
+			self.fail(code, reason.into());
+		}
+	}
+
+	fn fail(&mut self, code: ErrorCode, reason: String) {
+		self.queue.clear();
+		self.queued_bytes = 0;
+		self.send(encode_frame(&Message::error(code, reason.clone())));
+		self.state = State::Closed;
+		self.events.push_back(SessionEvent::Closed { code: Some(code), reason });
+	}
+
+	/// The peer closed its side cleanly (end of stream on a frame boundary).
+	pub fn handle_peer_closed(&mut self) {
+		if self.is_closed() {
+			return;
+		}
+		self.state = State::Closed;
+		self.events.push_back(SessionEvent::Closed { code: None, reason: "peer closed".into() });
+	}
+
+	/// A frame could not be read.
+	pub fn handle_read_error(&mut self, _now: Instant, err: FrameError) {
+		self.close(err.code(), err.to_string());
+	}
+
+	/// A frame body arrived. `body` is what [`crate::protocol::FrameDecoder`] returned.
+	pub fn handle_frame(&mut self, now: Instant, body: Bytes) {
+		if self.is_closed() {
+			return;
+		}
+		self.last_recv = now;
+		// Keep the whole frame for forwarding: rebuild its prefix in front of the shared body.
+		let msg = match decode_body(body.clone()) {
+			Ok(m) => m,
+			Err(e) => return self.handle_read_error(now, e),
+		};
+		match msg {
+			Message::Ping(n) => return self.send(encode_frame(&Message::Pong(n))),
+			Message::Pong(_) => return,
+			Message::Error { code, reason } => {
+				self.state = State::Closed;
+				self.events.push_back(SessionEvent::Closed {
+					code: None,
+					reason: format!("peer sent error {code:?}: {reason}"),
+				});
+				return;
+			}
+			_ => {}
+		}
+		let state = std::mem::replace(&mut self.state, State::Closed);
+		self.state = match (state, msg) {
+			(State::AwaitHello { .. }, Message::Hello { version, role, genesis_hash }) => {
+				if version != PROTOCOL_VERSION {
+					return self.fail(
+						ErrorCode::UnsupportedVersion,
+						format!("version {version}, server speaks {PROTOCOL_VERSION}"),
+					);
+				}
+				if genesis_hash != self.config.genesis_hash {
+					return self.fail(ErrorCode::WrongGenesis, "client is on another chain".into());
+				}
+				match role {
+					Role::Viewer => {
+						self.events.push_back(SessionEvent::AdmissionRequest);
+						State::AwaitAdmission
+					}
+					Role::Publisher => {
+						self.welcome(AdmissionMode::Direct);
+						State::Publisher(None)
+					}
+				}
+			}
+			(State::Viewer(None), Message::Subscribe { stream, start }) => {
+				self.events.push_back(SessionEvent::Subscribed(stream));
+				State::Viewer(Some(Subscription { stream, start, next: None, end_sent: false }))
+			}
+			(State::Publisher(None), Message::Publish { stream }) => {
+				let Some(key) = self.config.origin_keys.get(stream) else {
+					return self.fail(
+						ErrorCode::UnknownStream,
+						format!("no origin key for stream {stream}"),
+					);
+				};
+				self.events.push_back(SessionEvent::Publishing(stream));
+				let asm = Box::new(Assembler::new(
+					self.config.genesis_hash,
+					stream,
+					key,
+					self.config.segment_limits.clone(),
+				));
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, mut asm))), Message::Header(h)) => {
+				let frame = prefixed(&body);
+				if let Err(e) = asm.handle_header(h, frame) {
+					return self.fail(e.code(), e.to_string());
+				}
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, mut asm))), Message::Chunk(c)) => {
+				let frame = prefixed(&body);
+				match asm.handle_chunk(c, frame) {
+					Err(e) => {
+						return self.fail(e.code(), e.to_string());
+					}
+					Ok(Assembled::Progress) => {}
+					Ok(Assembled::Complete(seg)) => {
+						self.stats.segments_received += 1;
+						let sequence = seg.sequence();
+						self.events.push_back(SessionEvent::SegmentReceived(seg));
+						self.send(encode_frame(&Message::Ack { stream, sequence }));
+					}
+				}
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, asm))), Message::End { stream: s, next_sequence })
+				if s == stream && asm.in_progress().is_none() =>
+			{
+				self.events.push_back(SessionEvent::End { stream, next_sequence });
+				// Echoed as the confirmation that the end is recorded.
+				self.send(encode_frame(&Message::End { stream, next_sequence }));
+				State::Publisher(Some((stream, asm)))
+			}
+			(state, msg) => {
+				let what = format!("{} not allowed {}", msg.kind(), state_name(&state));
+				return self.fail(ErrorCode::UnexpectedMessage, what);
+			}
+		};
+	}
+
+	fn welcome(&mut self, mode: AdmissionMode) {
+		self.send(encode_frame(&Message::Welcome {
+			version: PROTOCOL_VERSION,
+			mode,
+			max_frame_len: self.config.max_frame_len,
+		}));
+	}
+
+	/// The answer to [`SessionEvent::AdmissionRequest`].
+	pub fn handle_admission(&mut self, _now: Instant, result: Result<AdmissionMode, ErrorCode>) {
+		if !matches!(self.state, State::AwaitAdmission) {
+			return;
+		}
+		match result {
+			Ok(mode) => {
+				self.welcome(mode);
+				self.state = State::Viewer(None);
+			}
+			Err(code) => self.close(code, "server is full"),
+		}
+	}
+
+	/// `Some((stream, from))` when the session can take more segments of `stream` from sequence
+	/// `from` on (see [`LiveWindow::lookup`]).
+	pub fn wants_segments(&self) -> Option<(StreamId, u64)> {
+		match &self.state {
+			State::Viewer(Some(sub))
+				if !sub.end_sent && self.queued_bytes < self.config.max_send_queue_bytes =>
+			{
+				Some((sub.stream, sub.next.unwrap_or(0)))
+			}
+			_ => None,
+		}
+	}
+
+	/// Queues what `lookup` holds for the subscription.
+	pub fn handle_segments(&mut self, _now: Instant, lookup: Lookup) {
+		let State::Viewer(Some(sub)) = &mut self.state else { return };
+		let next = match sub.next {
+			Some(n) => {
+				if lookup.oldest.is_some_and(|o| o > n) && !lookup.segments.is_empty() {
+					// The window moved past what this viewer still had to receive.
+					let oldest = lookup.oldest.unwrap_or_default();
+					return self.close(
+						ErrorCode::SlowConsumer,
+						format!("lagged: needs segment {n}, oldest held is {oldest}"),
+					);
+				}
+				n
+			}
+			None => match sub.start {
+				Start::At(n) => n,
+				Start::Live { back } => match lookup.oldest {
+					Some(oldest) => {
+						lookup.next_sequence.saturating_sub(1 + back as u64).max(oldest)
+					}
+					None => lookup.next_sequence,
+				},
+			},
+		};
+		sub.next = Some(next);
+		let mut frames = Vec::new();
+		for seg in lookup.segments.iter().filter(|s| s.sequence() >= next) {
+			if self.queued_bytes + frames.iter().map(Bytes::len).sum::<usize>()
+				>= self.config.max_send_queue_bytes
+			{
+				break;
+			}
+			sub.next = Some(seg.sequence() + 1);
+			self.stats.segments_sent += 1;
+			self.stats.bytes_sent += seg.wire_len() as u64;
+			frames.extend(seg.frames.iter().cloned());
+		}
+		let stream = sub.stream;
+		let mut end = None;
+		if let Some(end_seq) = lookup.ended {
+			// Everything held has been queued: nothing more will come.
+			if lookup.newest.is_none_or(|newest| sub.next.is_some_and(|n| n > newest)) {
+				sub.end_sent = true;
+				end = Some(end_seq);
+			}
+		}
+		for f in frames {
+			self.send(f);
+		}
+		if let Some(next_sequence) = end {
+			self.send(encode_frame(&Message::End { stream, next_sequence }));
+		}
+	}
+
+	/// The next frame to send.
+	pub fn poll_transmit(&mut self) -> Option<Bytes> {
+		let f = self.queue.pop_front()?;
+		self.queued_bytes -= f.len();
+		Some(f)
+	}
+
+	/// Whether a frame waits to be sent.
+	pub fn has_transmit(&self) -> bool {
+		!self.queue.is_empty()
+	}
+
+	/// The next thing the driver must act on.
+	pub fn poll_event(&mut self) -> Option<SessionEvent> {
+		self.events.pop_front()
+	}
+
+	/// When [`Self::handle_timeout`] must be called next.
+	pub fn poll_timeout(&self) -> Option<Instant> {
+		match self.state {
+			State::AwaitHello { deadline } => Some(deadline),
+			State::Closed => None,
+			_ => Some(self.last_recv + self.config.idle_timeout),
+		}
+	}
+
+	/// Time passed.
+	pub fn handle_timeout(&mut self, now: Instant) {
+		match self.state {
+			State::AwaitHello { deadline } if now >= deadline => {
+				self.close(ErrorCode::IdleTimeout, "no hello within hello_timeout")
+			}
+			State::Closed | State::AwaitHello { .. } => {}
+			_ if now >= self.last_recv + self.config.idle_timeout => {
+				self.close(ErrorCode::IdleTimeout, "nothing received within idle_timeout")
+			}
+			_ => {}
+		}
+	}
+}
+
+fn state_name(state: &State) -> &'static str {
+	match state {
+		State::AwaitHello { .. } => "before hello",
+		State::AwaitAdmission => "while awaiting admission",
+		State::Viewer(None) => "before subscribe",
+		State::Viewer(Some(_)) => "after subscribe",
+		State::Publisher(None) => "before publish",
+		State::Publisher(Some(_)) => "while publishing",
+		State::Closed => "after close",
+	}
+}
+
+/// The whole frame (length prefix + body) for a body that the decoder split off its prefix.
+/// Copies the body once per received frame; viewers then share this one copy.
+fn prefixed(body: &Bytes) -> Bytes {
+	let mut v = Vec::with_capacity(4 + body.len());
+	v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+	v.extend_from_slice(body);
+	Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::protocol::{FrameDecoder, LENGTH_PREFIX};
+	use sp_core::Pair;
+
+	fn origin() -> sp_core::sr25519::Pair {
+		sp_core::sr25519::Pair::from_string("//Origin", None).unwrap()
+	}
+
+	fn config() -> SessionConfig {
+		let keys = OriginKeys { default: Some(origin().public()), per_stream: HashMap::new() };
+		SessionConfig { origin_keys: Arc::new(keys), ..Default::default() }
+	}
+
+	fn body(m: &Message) -> Bytes {
+		encode_frame(m).slice(LENGTH_PREFIX..)
+	}
+
+	fn sent(s: &mut ServerSession) -> Vec<Message> {
+		let mut dec = FrameDecoder::new(u32::MAX);
+		while let Some(f) = s.poll_transmit() {
+			dec.push(&f);
+		}
+		std::iter::from_fn(|| dec.next_message().unwrap()).collect()
+	}
+
+	fn hello(role: Role) -> Message {
+		Message::Hello { version: PROTOCOL_VERSION, role, genesis_hash: [0; 32] }
+	}
+
+	fn seg(seq: u64) -> Arc<Segment> {
+		Arc::new(Segment::build(
+			&origin(),
+			[0; 32],
+			1,
+			seq,
+			2000,
+			Bytes::from(vec![seq as u8; 1000]),
+			512,
+		))
+	}
+
+	fn viewer(now: Instant, start: Start) -> ServerSession {
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+		s.handle_admission(now, Ok(AdmissionMode::Direct));
+		s.handle_frame(now, body(&Message::Subscribe { stream: 1, start }));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::Subscribed(1))));
+		assert!(matches!(sent(&mut s)[..], [Message::Welcome { .. }]));
+		s
+	}
+
+	fn closed_with(s: &mut ServerSession) -> ErrorCode {
+		assert!(s.is_closed());
+		match sent(&mut s.clone_queue()).last() {
+			Some(Message::Error { code, .. }) => *code,
+			other => panic!("no error frame: {other:?}"),
+		}
+	}
+
+	impl ServerSession {
+		fn clone_queue(&self) -> ServerSession {
+			ServerSession {
+				config: self.config.clone(),
+				state: State::Closed,
+				last_recv: self.last_recv,
+				queue: self.queue.clone(),
+				queued_bytes: self.queued_bytes,
+				events: VecDeque::new(),
+				stats: self.stats,
+			}
+		}
+	}
+
+	#[test]
+	fn viewer_gets_live_segments_in_order_then_end() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 0..5 {
+			window.insert(seg(i));
+		}
+		let mut s = viewer(now, Start::Live { back: 1 });
+		let (stream, from) = s.wants_segments().unwrap();
+		assert_eq!((stream, from), (1, 0));
+		s.handle_segments(now, window.lookup(from, 8));
+		let msgs = sent(&mut s);
+		let seqs: Vec<u64> = msgs
+			.iter()
+			.filter_map(
+				|m| if let Message::Header(h) = m { Some(h.payload.sequence) } else { None },
+			)
+			.collect();
+		assert_eq!(seqs, vec![3, 4]);
+		assert_eq!(s.wants_segments(), Some((1, 5)));
+		window.insert(seg(5));
+		window.end(6);
+		s.handle_segments(now, window.lookup(5, 8));
+		let msgs = sent(&mut s);
+		assert!(matches!(msgs.last(), Some(Message::End { stream: 1, next_sequence: 6 })));
+		assert_eq!(s.wants_segments(), None);
+	}
+
+	#[test]
+	fn viewer_starting_at_a_sequence_gets_the_oldest_held_if_it_is_gone() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig { max_segments: 3, max_bytes: usize::MAX });
+		for i in 0..10 {
+			window.insert(seg(i));
+		}
+		let mut s = viewer(now, Start::At(2));
+		s.handle_segments(now, window.lookup(0, 8));
+		assert_eq!(s.wants_segments(), Some((1, 10)));
+	}
+
+	#[test]
+	fn lagging_viewer_is_closed_as_slow_consumer() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig { max_segments: 2, max_bytes: usize::MAX });
+		let mut s = viewer(now, Start::At(0));
+		s.handle_segments(now, window.lookup(0, 8));
+		for i in 0..5 {
+			window.insert(seg(i));
+		}
+		s.handle_segments(now, window.lookup(0, 8));
+		assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
+	}
+
+	#[test]
+	fn send_queue_limit_stops_taking_segments() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 0..10 {
+			window.insert(seg(i));
+		}
+		let mut cfg = config();
+		cfg.max_send_queue_bytes = 2500;
+		let mut s = ServerSession::new(now, cfg);
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission(now, Ok(AdmissionMode::Direct));
+		s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+		s.handle_segments(now, window.lookup(0, 10));
+		assert_eq!(s.stats().segments_sent, 2);
+		assert_eq!(s.wants_segments(), None);
+		sent(&mut s);
+		assert_eq!(s.wants_segments(), Some((1, 2)));
+	}
+
+	#[test]
+	fn publisher_segments_are_verified_stored_and_acked() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		let segment = seg(7);
+		for f in &segment.frames {
+			s.handle_frame(now, f.slice(LENGTH_PREFIX..));
+		}
+		s.handle_frame(now, body(&Message::End { stream: 1, next_sequence: 8 }));
+		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+		assert!(matches!(events[0], SessionEvent::Publishing(1)));
+		let SessionEvent::SegmentReceived(got) = &events[1] else { panic!("{events:?}") };
+		assert_eq!(got.frames, segment.frames);
+		assert!(matches!(events[2], SessionEvent::End { stream: 1, next_sequence: 8 }));
+		let msgs = sent(&mut s);
+		assert!(matches!(msgs[1], Message::Ack { stream: 1, sequence: 7 }));
+		assert!(matches!(msgs[2], Message::End { stream: 1, next_sequence: 8 }));
+	}
+
+	#[test]
+	fn publisher_with_bad_signature_is_closed() {
+		let now = Instant::now();
+		let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
+		let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 512);
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		s.handle_frame(now, bad.frames[0].slice(LENGTH_PREFIX..));
+		assert_eq!(closed_with(&mut s), ErrorCode::BadSignature);
+	}
+
+	#[test]
+	fn publishing_a_stream_without_an_origin_key_is_refused() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, SessionConfig::default());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+	}
+
+	#[test]
+	fn protocol_violations_close_with_a_clear_code() {
+		let now = Instant::now();
+		let cases: Vec<(Vec<Message>, ErrorCode)> = vec![
+			(
+				vec![Message::Ping(1), Message::Subscribe { stream: 1, start: Start::At(0) }],
+				ErrorCode::UnexpectedMessage,
+			),
+			(
+				vec![Message::Hello { version: 99, role: Role::Viewer, genesis_hash: [0; 32] }],
+				ErrorCode::UnsupportedVersion,
+			),
+			(
+				vec![Message::Hello { version: 1, role: Role::Viewer, genesis_hash: [9; 32] }],
+				ErrorCode::WrongGenesis,
+			),
+			(
+				vec![hello(Role::Publisher), Message::Subscribe { stream: 1, start: Start::At(0) }],
+				ErrorCode::UnexpectedMessage,
+			),
+			(
+				vec![
+					hello(Role::Publisher),
+					Message::Publish { stream: 1 },
+					Message::Ack { stream: 1, sequence: 0 },
+				],
+				ErrorCode::UnexpectedMessage,
+			),
+		];
+		for (msgs, code) in cases {
+			let mut s = ServerSession::new(now, config());
+			for m in &msgs {
+				s.handle_frame(now, body(m));
+			}
+			assert_eq!(closed_with(&mut s), code, "{msgs:?}");
+		}
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, Bytes::from_static(&[42, 1, 2]));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnknownMessage);
+		let mut s = ServerSession::new(now, config());
+		s.handle_read_error(now, FrameError::TooLarge { len: 10, max: 1 });
+		assert_eq!(closed_with(&mut s), ErrorCode::FrameTooLarge);
+	}
+
+	#[test]
+	fn silent_clients_time_out() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, config());
+		assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+		s.handle_timeout(now + Duration::from_secs(4));
+		assert!(!s.is_closed());
+		s.handle_timeout(now + Duration::from_secs(5));
+		assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
+
+		let mut s = viewer(now, Start::At(0));
+		let later = now + Duration::from_secs(20);
+		s.handle_frame(later, body(&Message::Ping(3)));
+		assert!(matches!(sent(&mut s)[..], [Message::Pong(3)]));
+		s.handle_timeout(now + Duration::from_secs(31));
+		assert!(!s.is_closed());
+		s.handle_timeout(later + Duration::from_secs(30));
+		assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
+	}
+
+	#[test]
+	fn admission_applies_the_capacity_rule_and_refuses_p2p() {
+		use dsp_primitives::Perbill;
+		let mut a = Admission::new(CapacitySettings {
+			max_streams: 4,
+			streaming_rate: Perbill::from_percent(50),
+		});
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		assert_eq!(a.try_admit(), Err(ErrorCode::Full));
+		a.release();
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		a.set_settings(CapacitySettings { max_streams: 4, streaming_rate: Perbill::zero() });
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		assert_eq!(a.stats(), AdmissionStats { direct: 3, p2p: 0, refused: 1 });
+	}
+
+	#[test]
+	fn window_is_bounded_and_append_only() {
+		let mut w = LiveWindow::new(WindowConfig { max_segments: 3, max_bytes: 2500 });
+		assert_eq!(w.insert(seg(0)), Inserted::Stored);
+		assert_eq!(w.insert(seg(0)), Inserted::Duplicate);
+		for i in 1..5 {
+			w.insert(seg(i));
+		}
+		// 1000 bytes each, max 2500: two held.
+		assert_eq!(w.usage(), (2, 2000));
+		assert_eq!(w.lookup(0, 10).oldest, Some(3));
+		assert_eq!(w.insert(seg(2)), Inserted::Duplicate);
+	}
+}

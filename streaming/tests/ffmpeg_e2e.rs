@@ -1,0 +1,188 @@
+//! Real media end to end with the `dsp` binary: ffmpeg makes 20 s of testsrc + sine as
+//! MPEG-TS → `dsp publish` (over QUIC) → `dsp serve` → two `dsp watch` (one forced to TCP, one
+//! to QUIC). Every segment the viewers recorded is byte-identical to what was published, and
+//! ffprobe reading each viewer's HLS gateway decodes all 500 video frames.
+//!
+//! Needs ffmpeg and ffprobe on PATH (`apt-get install -y ffmpeg`). Set `DSP_SKIP_FFMPEG=1` to
+//! skip it on a machine without them; otherwise their absence fails the test.
+
+use std::{
+	io::{BufRead, BufReader, Read, Write},
+	path::Path,
+	process::{Child, Command, Stdio},
+	time::{Duration, Instant},
+};
+
+/// Kills the process (by its id) when dropped, so a failing test leaves nothing behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+	fn drop(&mut self) {
+		let _ = self.0.kill();
+		let _ = self.0.wait();
+	}
+}
+
+const BOUND: Duration = Duration::from_secs(90);
+const FRAMES: u32 = 500; // 20 s at 25 fps
+
+fn dsp() -> Command {
+	Command::new(env!("CARGO_BIN_EXE_dsp"))
+}
+
+fn have(tool: &str) -> bool {
+	Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+fn spawn_with_lines(cmd: &mut Command, lines: usize) -> (Proc, Vec<String>) {
+	let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn dsp");
+	let mut out = BufReader::new(child.stdout.take().unwrap());
+	let mut got = Vec::new();
+	for _ in 0..lines {
+		let mut l = String::new();
+		assert!(out.read_line(&mut l).unwrap() > 0, "dsp exited before printing its addresses");
+		got.push(l.trim().to_string());
+	}
+	(Proc(child), got)
+}
+
+fn http_get(url: &str) -> Option<String> {
+	let rest = url.strip_prefix("http://")?;
+	let (host, path) = rest.split_once('/')?;
+	let mut s = std::net::TcpStream::connect(host).ok()?;
+	s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+	write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n").ok()?;
+	let mut body = String::new();
+	s.read_to_string(&mut body).ok()?;
+	Some(body)
+}
+
+fn wait_for_end(url: &str) {
+	let start = Instant::now();
+	while !http_get(url).is_some_and(|b| b.contains("#EXT-X-ENDLIST")) {
+		assert!(start.elapsed() < BOUND, "viewer at {url} did not reach the end of the stream");
+		std::thread::sleep(Duration::from_millis(100));
+	}
+}
+
+fn files(dir: &Path) -> Vec<String> {
+	let mut v: Vec<String> = std::fs::read_dir(dir)
+		.unwrap()
+		.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+		.collect();
+	v.sort();
+	v
+}
+
+fn decoded_frames(url: &str) -> u32 {
+	let out = Command::new("ffprobe")
+		.args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+		.args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
+		.output()
+		.expect("ffprobe runs");
+	assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+	let text = String::from_utf8_lossy(&out.stdout);
+	text.split_whitespace()
+		.next()
+		.and_then(|n| n.parse().ok())
+		.unwrap_or_else(|| panic!("ffprobe said {text:?}"))
+}
+
+#[test]
+fn ffmpeg_to_publish_to_serve_to_watch_over_tcp_and_quic() {
+	if !(have("ffmpeg") && have("ffprobe")) {
+		if std::env::var("DSP_SKIP_FFMPEG").is_ok() {
+			eprintln!("skipped: ffmpeg/ffprobe not installed and DSP_SKIP_FFMPEG is set");
+			return;
+		}
+		panic!(
+			"ffmpeg and ffprobe are required (apt-get install -y ffmpeg), or set DSP_SKIP_FFMPEG=1"
+		);
+	}
+	let dir = tempfile::tempdir().unwrap();
+	let key = {
+		let out = dsp().args(["key", "--seed", "//FfmpegOrigin"]).output().unwrap();
+		String::from_utf8(out.stdout).unwrap().trim().to_string()
+	};
+
+	let (_server, addrs) = spawn_with_lines(
+		dsp().args([
+			"serve",
+			"--tcp",
+			"127.0.0.1:0",
+			"--quic",
+			"127.0.0.1:0",
+			"--origin-key",
+			&key,
+		]),
+		3,
+	);
+	let (tcp, quic) = (addrs[0].clone(), addrs[1].clone());
+	let fingerprint = addrs[2].strip_prefix("fingerprint ").unwrap().to_string();
+	assert!(tcp.starts_with("tcp://") && quic.starts_with("quic://"), "{addrs:?}");
+
+	let mut viewers = Vec::new();
+	for transport in ["tcp", "udp"] {
+		let rec = dir.path().join(format!("watch-{transport}"));
+		let (p, lines) = spawn_with_lines(
+			dsp()
+				.args(["watch", "--stream", "1", "--server", &tcp, "--server", &quic])
+				.args(["--origin-key", &key, "--transport", transport, "--from", "0"])
+				.args(["--quic-fingerprint", &fingerprint, "--playlist-segments", "30"])
+				.args(["--status-interval-secs", "0", "--record"])
+				.arg(&rec),
+			1,
+		);
+		viewers.push((p, lines[0].clone(), rec));
+	}
+
+	let pub_dir = dir.path().join("published");
+	let mut ffmpeg = Proc(
+		Command::new("ffmpeg")
+			.args(["-hide_banner", "-loglevel", "error"])
+			.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+			.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+			.args(["-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])
+			.args(["-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+			.args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts", "-"])
+			.stdout(Stdio::piped())
+			.spawn()
+			.expect("ffmpeg runs"),
+	);
+	let ffmpeg_out = ffmpeg.0.stdout.take().unwrap();
+	let publish = dsp()
+		.args(["publish", "--stream", "1", "--input", "-", "--server", &quic])
+		.args(["--origin-seed", "//FfmpegOrigin", "--quic-fingerprint", &fingerprint, "--record"])
+		.arg(&pub_dir)
+		.stdin(ffmpeg_out)
+		.stdout(Stdio::piped())
+		.stderr(Stdio::null())
+		.spawn()
+		.expect("publish runs");
+	let published = Proc(publish);
+	let mut published = published;
+	let status = {
+		let start = Instant::now();
+		loop {
+			if let Some(s) = published.0.try_wait().unwrap() {
+				break s;
+			}
+			assert!(start.elapsed() < BOUND, "dsp publish did not finish");
+			std::thread::sleep(Duration::from_millis(100));
+		}
+	};
+	assert!(status.success(), "dsp publish failed");
+	let segments = files(&pub_dir);
+	assert!(segments.len() >= 9, "expected ~10 segments of 2 s, got {segments:?}");
+
+	for (_proc, url, rec) in &viewers {
+		wait_for_end(url);
+		assert_eq!(files(rec), segments, "viewer recorded other segments");
+		for s in &segments {
+			let a = std::fs::read(pub_dir.join(s)).unwrap();
+			let b = std::fs::read(rec.join(s)).unwrap();
+			assert!(a == b, "segment {s} differs");
+		}
+		assert_eq!(decoded_frames(url), FRAMES, "frames decoded through {url}");
+	}
+}
