@@ -358,6 +358,8 @@ pub enum ClaimRejection {
 	CapReached,
 	/// The origin's escrow cannot pay a single unit.
 	EscrowExhausted,
+	/// The pass is for an epoch after the stream was closed.
+	StreamClosed,
 }
 
 /// Endpoints a streamer announces. Free-form text so that new transports need no migration:

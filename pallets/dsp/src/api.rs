@@ -40,7 +40,7 @@ impl<T: Config> Pallet<T> {
 			signing_key: info.signing_key,
 			pass_signers: info.pass_signers.into_inner(),
 			metadata: info.metadata.into_inner(),
-			pending_withdrawal: info.pending_withdrawal,
+			pending_withdrawal: info.pending_withdrawal.map(|p| (p.amount, p.unlocks_at)),
 			open_streams: info.open_streams,
 			retired_at: info.retired_at,
 		})
@@ -49,6 +49,7 @@ impl<T: Config> Pallet<T> {
 	/// A registered stream.
 	pub fn api_stream(id: StreamId) -> Option<StreamView<T::AccountId, BalanceOf<T>>> {
 		let info = Streams::<T>::get(id)?;
+		let open = info.is_open();
 		let signing_key = Origins::<T>::get(&info.origin)
 			.map(|o| o.signing_key)
 			.unwrap_or(PublicKey::from_raw([0; 32]));
@@ -59,7 +60,7 @@ impl<T: Config> Pallet<T> {
 			bitrate_kbps: info.bitrate_kbps,
 			price_per_unit: info.price_per_unit,
 			viewer_cap_per_epoch: info.viewer_cap_per_epoch,
-			open: info.open,
+			open,
 		})
 	}
 

@@ -6,7 +6,10 @@ use crate::pallet::{BalanceOf, Origins, Pallet as Dsp, Streams};
 use alloc::{vec, vec::Vec};
 use dsp_primitives::{Receipt, ViewerPass};
 use frame_benchmarking::v2::*;
-use frame_support::traits::{fungible::Mutate, EnsureOrigin, Get};
+use frame_support::traits::{
+	fungible::{Inspect, Mutate},
+	EnsureOrigin, Get,
+};
 use frame_system::RawOrigin;
 use sp_core::crypto::KeyTypeId;
 use sp_runtime::traits::{Bounded, Zero};
@@ -25,7 +28,8 @@ fn sign<P: Signable>(payload: P, signer: &PublicKey) -> Signed<P> {
 
 fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
 	let who: T::AccountId = account(name, index, 0);
-	let amount = BalanceOf::<T>::max_value() / 4u32.into();
+	// Small enough that `MaxClaimBatch` funded origins cannot overflow total issuance.
+	let amount = BalanceOf::<T>::max_value() / 65_536u32.into();
 	T::Currency::set_balance(&who, amount);
 	who
 }
@@ -45,8 +49,8 @@ fn signers<T: Config>() -> Vec<PublicKey> {
 }
 
 /// A registered origin with the most pass signers, the longest metadata and an escrow.
-fn setup_origin<T: Config>(extra_signer: Option<PublicKey>) -> T::AccountId {
-	let who = funded::<T>("origin", 0);
+fn setup_origin<T: Config>(index: u32, extra_signer: Option<PublicKey>) -> T::AccountId {
+	let who = funded::<T>("origin", index);
 	let mut pass_signers = signers::<T>();
 	if let Some(key) = extra_signer {
 		pass_signers.pop();
@@ -60,7 +64,7 @@ fn setup_origin<T: Config>(extra_signer: Option<PublicKey>) -> T::AccountId {
 		metadata,
 	)
 	.expect("origin registers");
-	let escrow = BalanceOf::<T>::max_value() / 16u32.into();
+	let escrow = T::Currency::balance(&who) / 16u32.into();
 	Dsp::<T>::fund_escrow(RawOrigin::Signed(who.clone()).into(), escrow).expect("escrow funds");
 	who
 }
@@ -86,7 +90,7 @@ mod benchmarks {
 
 	#[benchmark]
 	fn update_origin() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		let metadata = vec![b'n'; T::MaxMetadataLen::get() as usize];
 		let mut new_signers = signers::<T>();
 		new_signers.reverse();
@@ -97,7 +101,7 @@ mod benchmarks {
 
 	#[benchmark]
 	fn retire_origin() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()));
 		assert!(Origins::<T>::get(&who).unwrap().retired_at.is_some());
@@ -105,7 +109,7 @@ mod benchmarks {
 
 	#[benchmark]
 	fn fund_escrow() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		let before = Dsp::<T>::escrow_of(&who);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), 1_000u32.into());
@@ -114,7 +118,7 @@ mod benchmarks {
 
 	#[benchmark]
 	fn request_escrow_withdrawal() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), 1_000u32.into());
 		assert!(Origins::<T>::get(&who).unwrap().pending_withdrawal.is_some());
@@ -123,7 +127,7 @@ mod benchmarks {
 	#[benchmark]
 	fn withdraw_escrow() {
 		// Worst case: a retired origin whose record is removed.
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		Dsp::<T>::retire_origin(RawOrigin::Signed(who.clone()).into()).expect("retires");
 		let unlocks = frame_system::Pallet::<T>::block_number() + Dsp::<T>::escrow_lock_period();
 		frame_system::Pallet::<T>::set_block_number(unlocks);
@@ -134,7 +138,7 @@ mod benchmarks {
 
 	#[benchmark]
 	fn create_stream() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), 500, 1u32.into(), 1_000);
 		assert!(Streams::<T>::contains_key(0));
@@ -142,11 +146,11 @@ mod benchmarks {
 
 	#[benchmark]
 	fn close_stream() {
-		let who = setup_origin::<T>(None);
+		let who = setup_origin::<T>(0, None);
 		let stream = setup_stream::<T>(&who);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who), stream);
-		assert!(!Streams::<T>::get(stream).unwrap().open);
+		assert!(!Streams::<T>::get(stream).unwrap().is_open());
 	}
 
 	#[benchmark]
@@ -214,15 +218,17 @@ mod benchmarks {
 
 	#[benchmark]
 	fn claim(n: Linear<1, { T::MaxClaimBatch::get() }>) {
+		// Worst case: every item of a different origin and stream (no cached reads), each
+		// paying, each issuer the last of the most pass signers.
 		let issuer = new_key();
-		let origin = setup_origin::<T>(Some(issuer));
-		let stream = setup_stream::<T>(&origin);
 		let seeder = funded::<T>("seeder", 0);
 		let seeder_bytes: AccountBytes = seeder.clone().into();
 		let genesis_hash = Dsp::<T>::genesis_hash();
 		let epoch = Dsp::<T>::current_epoch();
 		let items: Vec<ClaimItem> = (0..n)
-			.map(|_| {
+			.map(|i| {
+				let origin = setup_origin::<T>(i, Some(issuer));
+				let stream = setup_stream::<T>(&origin);
 				let viewer = new_key();
 				let pass =
 					ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
@@ -245,7 +251,7 @@ mod benchmarks {
 	#[benchmark]
 	fn withdraw_credits() {
 		let issuer = new_key();
-		let origin = setup_origin::<T>(Some(issuer));
+		let origin = setup_origin::<T>(0, Some(issuer));
 		let stream = setup_stream::<T>(&origin);
 		let seeder = funded::<T>("seeder", 0);
 		let genesis_hash = Dsp::<T>::genesis_hash();

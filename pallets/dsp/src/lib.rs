@@ -28,8 +28,11 @@
 //! under claims for traffic already served.
 //!
 //! What this cannot prove: a real pass holder colluding with a seeder can sign receipts for
-//! data never sent. The pass cap, the per-stream cap and the epoch bound how much such a pair
-//! can take; the origin chooses whom it authorises to issue passes.
+//! data never sent. The pass cap, the per-stream cap and the epoch bound how much one such
+//! viewer can take. A pass signer, however, can mint passes for any number of viewer keys: each
+//! authorised signer is trusted with the origin's whole escrow, so an origin should authorise
+//! only nodes it trusts (or that it can hold to account off chain). Removing a signer stops
+//! payment for its passes of later epochs, never for passes it already issued.
 //!
 //! ## Interface
 //!
@@ -337,6 +340,8 @@ pub mod pallet {
 		NoPendingWithdrawal,
 		/// The escrow withdrawal is not unlocked yet.
 		WithdrawalLocked,
+		/// The escrow withdrawal was not executed within an epoch of unlocking; request again.
+		WithdrawalExpired,
 		/// The origin already has `MaxStreamsPerOrigin` open streams.
 		TooManyStreams,
 		/// No stream has this id.
@@ -402,6 +407,7 @@ pub mod pallet {
 					OriginInfo {
 						signing_key: *signing_key,
 						pass_signers,
+						revoked_signers: Default::default(),
 						metadata,
 						deposit: Zero::zero(),
 						open_streams: 0,
@@ -429,7 +435,7 @@ pub mod pallet {
 						bitrate_kbps: *bitrate_kbps,
 						price_per_unit: *price_per_unit,
 						viewer_cap_per_epoch: *cap,
-						open: true,
+						closed_in_epoch: None,
 						deposit: Zero::zero(),
 					},
 				);
@@ -494,6 +500,7 @@ pub mod pallet {
 				OriginInfo {
 					signing_key,
 					pass_signers,
+					revoked_signers: Default::default(),
 					metadata,
 					deposit,
 					open_streams: 0,
@@ -535,7 +542,7 @@ pub mod pallet {
 				info.signing_key = key;
 			}
 			if let Some(signers) = pass_signers {
-				info.pass_signers = signers;
+				Self::rotate_signers(&mut info, signers)?;
 			}
 			if let Some(metadata) = metadata {
 				info.metadata = metadata;
@@ -565,7 +572,11 @@ pub mod pallet {
 			Self::release(HoldReason::Deposit, &who, info.deposit);
 			info.deposit = Zero::zero();
 			info.retired_at = Some(now);
-			info.pending_withdrawal = Some((Self::escrow_of(&who), unlocks_at));
+			info.pending_withdrawal = Some(PendingWithdrawal {
+				amount: Self::escrow_of(&who),
+				requested_epoch: Self::current_epoch(),
+				unlocks_at,
+			});
 			Origins::<T>::insert(&who, info);
 			Self::deposit_event(Event::OriginRetired {
 				origin: who,
@@ -602,8 +613,11 @@ pub mod pallet {
 		}
 
 		/// Ask to withdraw escrow. It executes with [`Pallet::withdraw_escrow`] once the claim
-		/// window and the freeze have passed; a new request replaces a pending one and restarts
-		/// the wait. Claims keep being paid from the escrow meanwhile.
+		/// window and the freeze have passed, and within one epoch after that (an armed request
+		/// that never expired would let the origin front-run claims at will); a new request
+		/// replaces a pending one and restarts the wait. Claims for passes up to the request's
+		/// epoch keep being paid from the whole escrow; claims for later epochs only from the
+		/// escrow above the requested amount.
 		///
 		/// The origin must be signed by a registered, not retired origin.
 		///
@@ -625,7 +639,11 @@ pub mod pallet {
 
 			let unlocks_at = frame_system::Pallet::<T>::block_number()
 				.saturating_add(Self::escrow_lock_period());
-			info.pending_withdrawal = Some((amount, unlocks_at));
+			info.pending_withdrawal = Some(PendingWithdrawal {
+				amount,
+				requested_epoch: Self::current_epoch(),
+				unlocks_at,
+			});
 			Origins::<T>::insert(&who, info);
 			Self::deposit_event(Event::EscrowWithdrawalRequested {
 				origin: who,
@@ -648,14 +666,12 @@ pub mod pallet {
 		pub fn withdraw_escrow(origin: OriginFor<T>) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
-			let (amount, unlocks_at) =
-				info.pending_withdrawal.ok_or(Error::<T>::NoPendingWithdrawal)?;
-			ensure!(
-				frame_system::Pallet::<T>::block_number() >= unlocks_at,
-				Error::<T>::WithdrawalLocked
-			);
+			let pending = info.pending_withdrawal.clone().ok_or(Error::<T>::NoPendingWithdrawal)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			ensure!(now >= pending.unlocks_at, Error::<T>::WithdrawalLocked);
+			ensure!(Self::withdrawal_is_live(&info, now), Error::<T>::WithdrawalExpired);
 
-			let released = Self::release(HoldReason::Escrow, &who, amount);
+			let released = Self::release(HoldReason::Escrow, &who, pending.amount);
 			info.pending_withdrawal = None;
 			Self::deposit_event(Event::EscrowWithdrawn { origin: who.clone(), amount: released });
 			if info.retired_at.is_some() && Self::escrow_of(&who).is_zero() {
@@ -708,7 +724,7 @@ pub mod pallet {
 					bitrate_kbps,
 					price_per_unit,
 					viewer_cap_per_epoch,
-					open: true,
+					closed_in_epoch: None,
 					deposit,
 				},
 			);
@@ -731,7 +747,7 @@ pub mod pallet {
 			let who = ensure_signed(origin)?;
 			let mut info = Streams::<T>::get(stream).ok_or(Error::<T>::UnknownStream)?;
 			ensure!(info.origin == who, Error::<T>::NotStreamOwner);
-			ensure!(info.open, Error::<T>::StreamClosed);
+			ensure!(info.is_open(), Error::<T>::StreamClosed);
 
 			Self::release(HoldReason::Deposit, &who, info.deposit);
 			Origins::<T>::mutate(&who, |o| {
@@ -739,7 +755,7 @@ pub mod pallet {
 					o.open_streams = o.open_streams.saturating_sub(1);
 				}
 			});
-			info.open = false;
+			info.closed_in_epoch = Some(Self::current_epoch());
 			info.deposit = Zero::zero();
 			Streams::<T>::insert(stream, info);
 			Self::deposit_event(Event::StreamClosed { stream });
@@ -941,16 +957,19 @@ pub mod pallet {
 	/// What every claim item of one block is checked against, read once per batch.
 	pub(crate) struct ClaimContext<T: Config> {
 		pub genesis_hash: [u8; 32],
+		pub now: BlockNumberFor<T>,
 		pub current_epoch: EpochIndex,
-		_marker: core::marker::PhantomData<T>,
+		/// Epochs before this one may already be pruned: their receipts could be paid twice.
+		pub oldest_unpruned: EpochIndex,
 	}
 
 	impl<T: Config> ClaimContext<T> {
 		pub(crate) fn now() -> Self {
 			Self {
 				genesis_hash: Pallet::<T>::genesis_hash(),
+				now: frame_system::Pallet::<T>::block_number(),
 				current_epoch: Pallet::<T>::current_epoch(),
-				_marker: Default::default(),
+				oldest_unpruned: NextEpochToPrune::<T>::get(),
 			}
 		}
 	}
@@ -1006,11 +1025,66 @@ pub mod pallet {
 		pub(crate) fn bounded_signers(
 			signers: Vec<PublicKey>,
 		) -> Result<BoundedVec<PublicKey, T::MaxPassSigners>, Error<T>> {
-			let mut sorted = signers.clone();
+			// Length first: sorting an oversized list would be work nobody paid for.
+			let bounded: BoundedVec<_, _> =
+				signers.try_into().map_err(|_| Error::<T>::TooManyPassSigners)?;
+			let mut sorted = bounded.to_vec();
 			sorted.sort();
 			sorted.dedup();
-			ensure!(sorted.len() == signers.len(), Error::<T>::DuplicatePassSigner);
-			signers.try_into().map_err(|_| Error::<T>::TooManyPassSigners)
+			ensure!(sorted.len() == bounded.len(), Error::<T>::DuplicatePassSigner);
+			Ok(bounded)
+		}
+
+		/// Replaces an origin's pass signers. Removed signers are kept as revoked, with the
+		/// current epoch as the last one their passes are paid for, until that epoch's claim
+		/// window has closed: removing a signer must not void passes it already issued.
+		fn rotate_signers(
+			info: &mut OriginInfoOf<T>,
+			new: BoundedVec<PublicKey, T::MaxPassSigners>,
+		) -> DispatchResult {
+			let current = Self::current_epoch();
+			let mut revoked = info.revoked_signers.to_vec();
+			revoked.retain(|(key, last)| !new.contains(key) && Self::is_claimable(*last, current));
+			for key in info.pass_signers.iter().filter(|k| !new.contains(k)) {
+				revoked.retain(|(k, _)| k != key);
+				revoked.push((*key, current));
+			}
+			info.revoked_signers =
+				revoked.try_into().map_err(|_| Error::<T>::TooManyPassSigners)?;
+			info.pass_signers = new;
+			Ok(())
+		}
+
+		/// Whether `issuer` may sign passes of `epoch` for this origin.
+		fn is_authorised(info: &OriginInfoOf<T>, issuer: &PublicKey, epoch: EpochIndex) -> bool {
+			info.pass_signers.contains(issuer)
+				|| info.revoked_signers.iter().any(|(key, last)| key == issuer && epoch <= *last)
+		}
+
+		/// Whether a pending withdrawal still binds: until it executes, and for a non-retired
+		/// origin no longer than one epoch after it unlocked.
+		pub(crate) fn withdrawal_is_live(info: &OriginInfoOf<T>, now: BlockNumberFor<T>) -> bool {
+			info.pending_withdrawal.as_ref().is_some_and(|p| {
+				info.retired_at.is_some()
+					|| now <= p.unlocks_at.saturating_add(T::EpochLength::get())
+			})
+		}
+
+		/// Escrow that claims for passes of `epoch` may draw on: all of it, less a live pending
+		/// withdrawal requested before that epoch.
+		fn escrow_for_epoch(
+			origin: &T::AccountId,
+			info: &OriginInfoOf<T>,
+			epoch: EpochIndex,
+			now: BlockNumberFor<T>,
+		) -> BalanceOf<T> {
+			let escrow = Self::escrow_of(origin);
+			match &info.pending_withdrawal {
+				Some(p) if epoch > p.requested_epoch && Self::withdrawal_is_live(info, now) => {
+					escrow.saturating_sub(p.amount)
+				}
+				_ => escrow,
+			}
 		}
 
 		fn ensure_valid_settings(settings: &CapacitySettings) -> DispatchResult {
@@ -1060,12 +1134,20 @@ pub mod pallet {
 			ensure!(receipt.seeder == seeder_bytes, ClaimRejection::WrongSeeder);
 			ensure!(receipt.viewer.0 != seeder_bytes, ClaimRejection::SelfDealing);
 			ensure!(
-				Self::is_claimable(pass.epoch, ctx.current_epoch),
+				Self::is_claimable(pass.epoch, ctx.current_epoch)
+					&& pass.epoch >= ctx.oldest_unpruned,
 				ClaimRejection::OutsideClaimWindow
 			);
 			let stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
+			ensure!(
+				stream.closed_in_epoch.is_none_or(|closed| pass.epoch <= closed),
+				ClaimRejection::StreamClosed
+			);
 			let origin = Origins::<T>::get(&stream.origin).ok_or(ClaimRejection::UnknownStream)?;
-			ensure!(origin.pass_signers.contains(&pass.issuer), ClaimRejection::UnauthorisedIssuer);
+			ensure!(
+				Self::is_authorised(&origin, &pass.issuer, pass.epoch),
+				ClaimRejection::UnauthorisedIssuer
+			);
 			ensure!(Self::verify(&item.pass, &pass.issuer), ClaimRejection::BadPassSignature);
 			ensure!(
 				Self::verify(&item.receipt, &receipt.viewer),
@@ -1083,7 +1165,7 @@ pub mod pallet {
 
 			// Pay what the escrow covers; unpaid units stay claimable with the same receipt.
 			let price = stream.price_per_unit;
-			let escrow = Self::escrow_of(&stream.origin);
+			let escrow = Self::escrow_for_epoch(&stream.origin, &origin, pass.epoch, ctx.now);
 			let units = if price.is_zero() {
 				payable
 			} else {

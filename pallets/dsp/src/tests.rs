@@ -1,6 +1,6 @@
 //! Unit tests of every call: success and every error path.
 
-use crate::{mock::*, pallet::*, ClaimRejection, Error, Event, HoldReason};
+use crate::{mock::*, pallet::*, ClaimRejection, Error, Event, HoldReason, PendingWithdrawal};
 use dsp_primitives::{
 	CapacitySettings, ClaimItem, EndpointsView, Perbill, Receipt, Signable, Signed,
 };
@@ -212,7 +212,10 @@ fn retire_origin_works_and_schedules_full_withdrawal() {
 		assert_eq!(unlocks_at, 1 + (CLAIM_WINDOW as u64 + 1) * EPOCH_LENGTH + ESCROW_FREEZE);
 		let info = Origins::<Test>::get(account("Origin")).unwrap();
 		assert_eq!(info.retired_at, Some(1));
-		assert_eq!(info.pending_withdrawal, Some((1_000, unlocks_at)));
+		assert_eq!(
+			info.pending_withdrawal,
+			Some(PendingWithdrawal { amount: 1_000, requested_epoch: 0, unlocks_at })
+		);
 		assert_eq!(held(HoldReason::Deposit, "Origin"), 0);
 		assert_eq!(
 			last_event(),
@@ -357,7 +360,7 @@ fn create_stream_works() {
 		);
 		let s = Streams::<Test>::get(1).unwrap();
 		assert_eq!(
-			(s.bitrate_kbps, s.price_per_unit, s.viewer_cap_per_epoch, s.open),
+			(s.bitrate_kbps, s.price_per_unit, s.viewer_cap_per_epoch, s.is_open()),
 			(1_000, 3, 50, true)
 		);
 		assert_eq!(held(HoldReason::Deposit, "Origin"), ORIGIN_DEPOSIT + 2 * STREAM_DEPOSIT);
@@ -397,7 +400,7 @@ fn close_stream_works_and_fails() {
 		assert_noop!(Dsp::close_stream(signed("Seeder"), stream), Error::<Test>::NotStreamOwner);
 		assert_ok!(Dsp::close_stream(signed("Origin"), stream));
 		assert_eq!(last_event(), RuntimeEvent::Dsp(Event::StreamClosed { stream }));
-		assert!(!Streams::<Test>::get(stream).unwrap().open);
+		assert!(!Streams::<Test>::get(stream).unwrap().is_open());
 		assert_eq!(held(HoldReason::Deposit, "Origin"), ORIGIN_DEPOSIT);
 		assert_eq!(Origins::<Test>::get(account("Origin")).unwrap().open_streams, 0);
 		assert_noop!(Dsp::close_stream(signed("Origin"), stream), Error::<Test>::StreamClosed);
@@ -947,4 +950,119 @@ fn accounts_are_the_raw_sr25519_keys() {
 	let who: AccountId32 = key("Seeder").public().into();
 	let bytes: [u8; 32] = who.into();
 	assert_eq!(bytes, key("Seeder").public().0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules that keep an origin from escaping payment
+
+#[test]
+fn a_pending_withdrawal_reserves_its_amount_from_later_epochs() {
+	new_test_ext().execute_with(|| {
+		let stream = origin_with_stream(1, 10_000, 1_000);
+		assert_ok!(Dsp::request_escrow_withdrawal(signed("Origin"), 800));
+		// Traffic of the request's epoch (served before it) draws on the whole escrow.
+		claim_one("Seeder", "V1", stream, 1_000, 150);
+		assert_eq!(Dsp::escrow_of(&account("Origin")), 850);
+		// Later epochs only on what is above the requested amount.
+		run_to_block(EPOCH_LENGTH);
+		let it = item(&key("Issuer"), &key("V2"), &account("Seeder"), stream, 1, 1_000, 100);
+		assert_ok!(Dsp::claim(signed("Seeder"), vec![it]));
+		assert_eq!(Dsp::escrow_of(&account("Origin")), 800);
+		System::assert_has_event(RuntimeEvent::Dsp(Event::EscrowExhausted {
+			origin: account("Origin"),
+			stream,
+			unpaid_units: 50,
+		}));
+		// So the withdrawal gets its full amount.
+		run_to_block(1 + Dsp::escrow_lock_period());
+		assert_ok!(Dsp::withdraw_escrow(signed("Origin")));
+		assert_eq!(
+			last_event(),
+			RuntimeEvent::Dsp(Event::EscrowWithdrawn { origin: account("Origin"), amount: 800 })
+		);
+	});
+}
+
+#[test]
+fn a_withdrawal_not_executed_within_an_epoch_of_unlocking_expires() {
+	new_test_ext().execute_with(|| {
+		let stream = origin_with_stream(1, 10_000, 1_000);
+		assert_ok!(Dsp::request_escrow_withdrawal(signed("Origin"), 1_000));
+		let unlocks_at = 1 + Dsp::escrow_lock_period();
+		run_to_block(unlocks_at + EPOCH_LENGTH + 1);
+		// An armed request cannot wait for claims to show up and then front-run them.
+		assert_noop!(Dsp::withdraw_escrow(signed("Origin")), Error::<Test>::WithdrawalExpired);
+		// The reservation lapsed with it: claims of later epochs use the whole escrow again.
+		let epoch = Dsp::current_epoch();
+		let it = item(&key("Issuer"), &key("V1"), &account("Seeder"), stream, epoch, 500, 300);
+		assert_ok!(Dsp::claim(signed("Seeder"), vec![it]));
+		assert_eq!(Dsp::api_credits(account("Seeder")).units_total, 300);
+		// A new request starts a new wait.
+		assert_ok!(Dsp::request_escrow_withdrawal(signed("Origin"), 700));
+		assert_noop!(Dsp::withdraw_escrow(signed("Origin")), Error::<Test>::WithdrawalLocked);
+	});
+}
+
+#[test]
+fn a_removed_pass_signer_still_pays_for_passes_it_issued() {
+	new_test_ext().execute_with(|| {
+		let stream = origin_with_stream(1, 10_000, 10_000);
+		assert_ok!(Dsp::update_origin(
+			signed("Origin"),
+			None,
+			Some(vec![key("Issuer2").public()]),
+			None
+		));
+		let info = Origins::<Test>::get(account("Origin")).unwrap();
+		assert_eq!(info.revoked_signers.into_inner(), vec![(key("Issuer").public(), 0)]);
+		// Its passes of the epoch it was removed in are still paid.
+		claim_one("Seeder", "V1", stream, 500, 10);
+		assert_eq!(Dsp::api_credits(account("Seeder")).units_total, 10);
+		// Not those of later epochs.
+		run_to_block(EPOCH_LENGTH);
+		let it = item(&key("Issuer"), &key("V2"), &account("Seeder"), stream, 1, 500, 10);
+		assert_eq!(rejected(it), ClaimRejection::UnauthorisedIssuer);
+		// Re-authorising it lifts the revocation.
+		assert_ok!(Dsp::update_origin(
+			signed("Origin"),
+			None,
+			Some(vec![key("Issuer").public(), key("Issuer2").public()]),
+			None
+		));
+		assert!(Origins::<Test>::get(account("Origin")).unwrap().revoked_signers.is_empty());
+		claim_one_at("Seeder", "V2", stream, 1, 10);
+		assert_eq!(Dsp::api_credits(account("Seeder")).units_total, 20);
+	});
+}
+
+fn claim_one_at(seeder: &str, viewer: &str, stream: u64, epoch: u32, units: u64) {
+	let it = item(&key("Issuer"), &key(viewer), &account(seeder), stream, epoch, 500, units);
+	assert_ok!(Dsp::claim(signed(seeder), vec![it]));
+}
+
+#[test]
+fn a_closed_stream_pays_only_for_epochs_up_to_its_closing() {
+	new_test_ext().execute_with(|| {
+		let stream = origin_with_stream(1, 10_000, 10_000);
+		assert_ok!(Dsp::close_stream(signed("Origin"), stream));
+		run_to_block(EPOCH_LENGTH);
+		let it = item(&key("Issuer"), &key("V1"), &account("Seeder"), stream, 1, 500, 10);
+		assert_eq!(rejected(it), ClaimRejection::StreamClosed);
+		claim_one_at("Seeder", "V1", stream, 0, 10);
+		assert_eq!(Dsp::api_credits(account("Seeder")).units_total, 10);
+	});
+}
+
+#[test]
+fn receipts_of_pruned_epochs_are_refused_even_inside_the_window() {
+	new_test_ext().execute_with(|| {
+		let stream = origin_with_stream(1, 10_000, 10_000);
+		claim_one("Seeder", "V1", stream, 500, 10);
+		// As if a runtime upgrade had widened the window after epoch 0 was pruned: its
+		// bookkeeping is gone, so paying it again must be impossible.
+		run_to_block(EPOCH_LENGTH);
+		NextEpochToPrune::<Test>::put(1);
+		let it = item(&key("Issuer"), &key("V1"), &account("Seeder"), stream, 0, 500, 20);
+		assert_eq!(rejected(it), ClaimRejection::OutsideClaimWindow);
+	});
 }

@@ -1,7 +1,7 @@
 //! Storage types of `pallet-dsp`. Views for the runtime API live in `dsp-primitives`.
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
-use dsp_primitives::{CapacitySettings, EndpointsView, PublicKey, Units};
+use dsp_primitives::{CapacitySettings, EndpointsView, EpochIndex, PublicKey, Units};
 use frame_support::{
 	traits::Get, BoundedVec, CloneNoBound, DebugNoBound, EqNoBound, PartialEqNoBound,
 };
@@ -22,16 +22,34 @@ where
 	pub signing_key: PublicKey,
 	/// Keys of streamer nodes allowed to sign viewer passes for this origin's streams.
 	pub pass_signers: BoundedVec<PublicKey, MaxSigners>,
+	/// Signers removed by the origin, each with the last epoch its passes are still paid for:
+	/// removing a signer must not void passes it already issued. Dropped once that epoch's
+	/// claim window has closed.
+	pub revoked_signers: BoundedVec<(PublicKey, EpochIndex), MaxSigners>,
 	/// Free-form metadata (name, URL).
 	pub metadata: BoundedVec<u8, MaxMeta>,
 	/// Registration deposit held on the origin's account.
 	pub deposit: Balance,
 	/// Streams of this origin that are still open.
 	pub open_streams: u32,
-	/// A requested escrow withdrawal: amount and the first block at which it may execute.
-	pub pending_withdrawal: Option<(Balance, BlockNumber)>,
+	/// A requested escrow withdrawal.
+	pub pending_withdrawal: Option<PendingWithdrawal<Balance, BlockNumber>>,
 	/// Block at which the origin retired, if it did.
 	pub retired_at: Option<BlockNumber>,
+}
+
+/// An escrow withdrawal an origin asked for.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub struct PendingWithdrawal<Balance, BlockNumber> {
+	/// Amount asked for. From the request on, claims for passes of later epochs can only draw
+	/// on the escrow above this amount, so the withdrawal never takes money owed for traffic
+	/// served after the request.
+	pub amount: Balance,
+	/// Epoch in which the withdrawal was requested.
+	pub requested_epoch: EpochIndex,
+	/// First block at which it may execute. A non-retired origin must execute it within one
+	/// epoch from then, or ask again.
+	pub unlocks_at: BlockNumber,
 }
 
 /// A registered stream. Closed streams stay so that claims for served traffic still settle.
@@ -45,10 +63,17 @@ pub struct StreamInfo<AccountId, Balance> {
 	pub price_per_unit: Balance,
 	/// Most units paid per viewer and epoch, over all seeders.
 	pub viewer_cap_per_epoch: Units,
-	/// Whether the stream still accepts viewers.
-	pub open: bool,
+	/// Epoch in which the stream was closed; passes of later epochs are not paid.
+	pub closed_in_epoch: Option<EpochIndex>,
 	/// Deposit held on the origin's account while the stream is open.
 	pub deposit: Balance,
+}
+
+impl<AccountId, Balance> StreamInfo<AccountId, Balance> {
+	/// Whether the stream still accepts viewers.
+	pub fn is_open(&self) -> bool {
+		self.closed_in_epoch.is_none()
+	}
 }
 
 /// Endpoints a streamer announces, each bounded by `MaxEndpointLen`.

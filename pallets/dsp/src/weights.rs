@@ -35,80 +35,80 @@ pub trait WeightInfo {
 pub struct SubstrateWeight<T>(PhantomData<T>);
 impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn register_origin() -> Weight {
-		Weight::from_parts(297274000, 0)
+		Weight::from_parts(295745000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	fn update_origin() -> Weight {
-		Weight::from_parts(132528000, 0)
+		Weight::from_parts(152458000, 0)
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
 	fn retire_origin() -> Weight {
-		Weight::from_parts(249803000, 0)
+		Weight::from_parts(230530000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	fn fund_escrow() -> Weight {
-		Weight::from_parts(261498000, 0)
+		Weight::from_parts(272171000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(2))
 	}
 	fn request_escrow_withdrawal() -> Weight {
-		Weight::from_parts(150497000, 0)
+		Weight::from_parts(120388000, 0)
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
 	fn withdraw_escrow() -> Weight {
-		Weight::from_parts(241193000, 0)
+		Weight::from_parts(210114000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	fn create_stream() -> Weight {
-		Weight::from_parts(258751000, 0)
+		Weight::from_parts(337343000, 0)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	fn close_stream() -> Weight {
-		Weight::from_parts(258661000, 0)
+		Weight::from_parts(293723000, 0)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	fn register_streamer() -> Weight {
-		Weight::from_parts(224775000, 0)
+		Weight::from_parts(238468000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	fn update_streamer_endpoints() -> Weight {
-		Weight::from_parts(80176000, 0)
+		Weight::from_parts(74275000, 0)
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
 	fn set_streamer_settings() -> Weight {
-		Weight::from_parts(85893000, 0)
+		Weight::from_parts(100653000, 0)
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
 	fn unregister_streamer() -> Weight {
-		Weight::from_parts(188256000, 0)
+		Weight::from_parts(198978000, 0)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	fn set_default_settings() -> Weight {
-		Weight::from_parts(34540000, 0)
+		Weight::from_parts(34654000, 0)
 			.saturating_add(T::DbWeight::get().reads(0))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
 	fn claim(n: u32) -> Weight {
-		Weight::from_parts(325906333, 0)
-			.saturating_add(Weight::from_parts(266408146, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(7))
-			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(n.into())))
-			.saturating_add(T::DbWeight::get().writes(4))
-			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(n.into())))
+		Weight::from_parts(541238000, 0)
+			.saturating_add(Weight::from_parts(478079205, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(4))
+			.saturating_add(T::DbWeight::get().reads((6_u64).saturating_mul(n.into())))
+			.saturating_add(T::DbWeight::get().writes(2))
+			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(n.into())))
 	}
 	fn withdraw_credits() -> Weight {
-		Weight::from_parts(289725000, 0)
+		Weight::from_parts(288469000, 0)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -117,80 +117,80 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 /// For tests: RocksDB database weights.
 impl WeightInfo for () {
 	fn register_origin() -> Weight {
-		Weight::from_parts(297274000, 0)
+		Weight::from_parts(295745000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn update_origin() -> Weight {
-		Weight::from_parts(132528000, 0)
+		Weight::from_parts(152458000, 0)
 			.saturating_add(RocksDbWeight::get().reads(1))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}
 	fn retire_origin() -> Weight {
-		Weight::from_parts(249803000, 0)
+		Weight::from_parts(230530000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn fund_escrow() -> Weight {
-		Weight::from_parts(261498000, 0)
+		Weight::from_parts(272171000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(2))
 	}
 	fn request_escrow_withdrawal() -> Weight {
-		Weight::from_parts(150497000, 0)
+		Weight::from_parts(120388000, 0)
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}
 	fn withdraw_escrow() -> Weight {
-		Weight::from_parts(241193000, 0)
+		Weight::from_parts(210114000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn create_stream() -> Weight {
-		Weight::from_parts(258751000, 0)
+		Weight::from_parts(337343000, 0)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(5))
 	}
 	fn close_stream() -> Weight {
-		Weight::from_parts(258661000, 0)
+		Weight::from_parts(293723000, 0)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn register_streamer() -> Weight {
-		Weight::from_parts(224775000, 0)
+		Weight::from_parts(238468000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn update_streamer_endpoints() -> Weight {
-		Weight::from_parts(80176000, 0)
+		Weight::from_parts(74275000, 0)
 			.saturating_add(RocksDbWeight::get().reads(1))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}
 	fn set_streamer_settings() -> Weight {
-		Weight::from_parts(85893000, 0)
+		Weight::from_parts(100653000, 0)
 			.saturating_add(RocksDbWeight::get().reads(1))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}
 	fn unregister_streamer() -> Weight {
-		Weight::from_parts(188256000, 0)
+		Weight::from_parts(198978000, 0)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn set_default_settings() -> Weight {
-		Weight::from_parts(34540000, 0)
+		Weight::from_parts(34654000, 0)
 			.saturating_add(RocksDbWeight::get().reads(0))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}
 	fn claim(n: u32) -> Weight {
-		Weight::from_parts(325906333, 0)
-			.saturating_add(Weight::from_parts(266408146, 0).saturating_mul(n.into()))
-			.saturating_add(RocksDbWeight::get().reads(7))
-			.saturating_add(RocksDbWeight::get().reads((2_u64).saturating_mul(n.into())))
-			.saturating_add(RocksDbWeight::get().writes(4))
-			.saturating_add(RocksDbWeight::get().writes((2_u64).saturating_mul(n.into())))
+		Weight::from_parts(541238000, 0)
+			.saturating_add(Weight::from_parts(478079205, 0).saturating_mul(n.into()))
+			.saturating_add(RocksDbWeight::get().reads(4))
+			.saturating_add(RocksDbWeight::get().reads((6_u64).saturating_mul(n.into())))
+			.saturating_add(RocksDbWeight::get().writes(2))
+			.saturating_add(RocksDbWeight::get().writes((4_u64).saturating_mul(n.into())))
 	}
 	fn withdraw_credits() -> Weight {
-		Weight::from_parts(289725000, 0)
+		Weight::from_parts(288469000, 0)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
