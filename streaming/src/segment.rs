@@ -215,6 +215,10 @@ pub fn verify_header(
 	if h.byte_len == 0 {
 		return bad("empty segment");
 	}
+	if sequence == u64::MAX {
+		// Windows and buffers count `sequence + 1`; the last value would overflow.
+		return bad("sequence u64::MAX is reserved");
+	}
 	if h.byte_len > limits.max_segment_len {
 		return bad("byte_len above max_segment_len");
 	}
@@ -464,6 +468,7 @@ mod tests {
 			SegmentHeader { chunk_hashes: vec![[0; 32]; 2], ..base.clone() },
 			SegmentHeader { byte_len: DEFAULT_MAX_SEGMENT_LEN + 1, ..base.clone() },
 			SegmentHeader { duration_ms: 60_001, ..base.clone() },
+			SegmentHeader { sequence: u64::MAX, ..base.clone() },
 		];
 		for h in cases {
 			assert!(matches!(check(h), Err(SegmentError::BadHeader { .. })));

@@ -260,7 +260,11 @@ impl TsSegmenter {
 
 	fn parse_pat(&mut self, payload: &[u8]) {
 		let Some(section) = psi_section(payload, 0x00) else { return };
-		// Program loop: after 5 bytes of header fields, 4 bytes per program, then CRC.
+		// Program loop: after 5 bytes of header fields, 4 bytes per program, then CRC. A
+		// section too short for one entry is malformed input: ignore it.
+		if section.len() < 9 {
+			return;
+		}
 		let body = &section[5..section.len().saturating_sub(4).max(5)];
 		for entry in body.chunks_exact(4) {
 			let program = u16::from_be_bytes([entry[0], entry[1]]);
@@ -471,5 +475,18 @@ pub(crate) mod tests {
 		let seg = s.poll_segment().unwrap();
 		assert!(seg.forced);
 		assert_eq!(seg.data.len(), 10 * 188);
+	}
+
+	#[test]
+	fn malformed_tables_are_ignored_without_panicking() {
+		// PAT and PMT whose section lengths (0..=8) are too short for one entry, then a valid
+		// stream: the bad tables are skipped and the stream still cuts.
+		let mut input = Vec::new();
+		for len in 0..=8u8 {
+			input.extend(packet(0, true, false, &[0, 0x00, 0xb0, len, 0, 1, 0xc1, 0, 0]));
+			input.extend(packet(0x1000, true, false, &[0, 0x02, 0xb0, len, 0, 1, 0xc1, 0, 0]));
+		}
+		input.extend(synthetic_ts(4, 50));
+		assert_eq!(segments_of(&input, 1000).len(), 2);
 	}
 }
