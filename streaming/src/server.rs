@@ -381,7 +381,14 @@ impl ServerSession {
 			Err(e) => return self.handle_read_error(now, e),
 		};
 		match msg {
-			Message::Ping(n) => return self.send(encode_frame(&Message::Pong(n))),
+			Message::Ping(n) => {
+				// Replies count against the send queue too: a peer that pings and never reads
+				// must not grow it without bound.
+				if self.queued_bytes >= self.config.max_send_queue_bytes {
+					return self.fail(ErrorCode::SlowConsumer, "pings while not reading".into());
+				}
+				return self.send(encode_frame(&Message::Pong(n)));
+			}
 			Message::Pong(_) => return,
 			Message::Error { code, reason } => {
 				self.state = State::Closed;
@@ -752,6 +759,25 @@ mod tests {
 			window.insert(seg(i));
 		}
 		s.handle_segments(now, window.lookup(0, 8));
+		assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
+	}
+
+	#[test]
+	fn a_peer_that_pings_and_never_reads_is_closed() {
+		let now = Instant::now();
+		let mut cfg = config();
+		cfg.max_send_queue_bytes = 1000;
+		let mut s = ServerSession::new(now, cfg);
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission(now, Ok(AdmissionMode::Direct));
+		// Nobody calls poll_transmit: the pongs pile up until the limit closes the session.
+		for n in 0..10_000u64 {
+			s.handle_frame(now, body(&Message::Ping(n)));
+			if s.is_closed() {
+				break;
+			}
+		}
+		assert!(s.is_closed(), "session still open after 10 000 unread pings");
 		assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
 	}
 
