@@ -8,7 +8,7 @@
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
-use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, StreamId};
+use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, Signed, StreamEnd, StreamId};
 use dsp_streaming::{
 	net::{
 		publish::{PublishConfig, Publisher},
@@ -392,7 +392,11 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
 		resync_bytes = stats.resync_bytes,
 		"input ended"
 	);
-	let reports = publisher.finish(seq, Duration::from_secs(a.finish_timeout_secs)).await;
+	let end = Signed::sign(
+		StreamEnd { genesis_hash: genesis, stream: a.stream, next_sequence: seq },
+		&pair,
+	);
+	let reports = publisher.finish(end, Duration::from_secs(a.finish_timeout_secs)).await;
 	let mut ok = reports.len() == a.server.len();
 	for r in &reports {
 		println!(

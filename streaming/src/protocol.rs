@@ -10,11 +10,11 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use codec::{Decode, Encode};
-use dsp_primitives::{AdmissionMode, Hash32, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{AdmissionMode, Hash32, SegmentHeader, Signed, StreamEnd, StreamId};
 
 /// Protocol version spoken by this implementation. A peer announcing another version is refused
 /// with [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN identifier of the protocol over QUIC.
 pub const ALPN: &[u8] = b"dsp/1";
@@ -170,13 +170,10 @@ pub enum Message {
 		sequence: u64,
 	},
 	/// The stream ended: no segment with a sequence of `next_sequence` or more will follow.
+	/// Signed by the origin like a header, so that nobody else can end a stream; the server
+	/// forwards the publisher's signed message unchanged.
 	#[codec(index = 7)]
-	End {
-		/// The stream.
-		stream: StreamId,
-		/// One past the last segment of the stream.
-		next_sequence: u64,
-	},
+	End(Signed<StreamEnd>),
 	/// Keep-alive and RTT probe; the peer answers `Pong` with the same nonce.
 	#[codec(index = 8)]
 	Ping(u64),
@@ -207,7 +204,7 @@ impl Message {
 			Message::Header(_) => "header",
 			Message::Chunk(_) => "chunk",
 			Message::Ack { .. } => "ack",
-			Message::End { .. } => "end",
+			Message::End(_) => "end",
 			Message::Ping(_) => "ping",
 			Message::Pong(_) => "pong",
 			Message::Error { .. } => "error",
@@ -410,7 +407,10 @@ mod tests {
 				data: Bytes::from_static(b"abc"),
 			}),
 			Message::Ack { stream: 1, sequence: 2 },
-			Message::End { stream: 1, next_sequence: 5 },
+			Message::End(Signed::sign(
+				StreamEnd { genesis_hash: [7; 32], stream: 1, next_sequence: 5 },
+				&sp_core::sr25519::Pair::from_string("//Origin", None).unwrap(),
+			)),
 			Message::Ping(1),
 			Message::Pong(2),
 			Message::error(ErrorCode::BadChunk, "nope"),

@@ -15,7 +15,7 @@ use crate::{
 	segment::Segment,
 };
 use bytes::Bytes;
-use dsp_primitives::StreamId;
+use dsp_primitives::{Signed, StreamEnd, StreamId};
 use std::{collections::VecDeque, sync::Arc};
 
 /// Limits of a [`PublishQueue`].
@@ -44,7 +44,7 @@ pub struct PublishQueue {
 	/// How many of `unacked` were sent on the current connection.
 	sent: usize,
 	connected: bool,
-	end: Option<u64>,
+	end: Option<Signed<StreamEnd>>,
 	end_sent: bool,
 	end_confirmed: bool,
 	dropped: u64,
@@ -78,9 +78,11 @@ impl PublishQueue {
 		}
 	}
 
-	/// No segment with a sequence of `next_sequence` or more will follow.
-	pub fn finish(&mut self, next_sequence: u64) {
-		self.end = Some(next_sequence);
+	/// No segment with a sequence of `end.next_sequence` or more will follow; `end` is signed
+	/// by the origin.
+	pub fn finish(&mut self, end: Signed<StreamEnd>) {
+		debug_assert_eq!(end.payload.stream, self.stream, "end of another stream");
+		self.end = Some(end);
 	}
 
 	/// A connection is ready (welcomed, `Publish` sent): everything unacknowledged goes again.
@@ -123,11 +125,10 @@ impl PublishQueue {
 			self.sent += 1;
 			return Some(seg.frames.clone());
 		}
-		if let Some(next_sequence) = self.end {
+		if let Some(end) = &self.end {
 			if !self.end_sent && self.unacked.is_empty() {
 				self.end_sent = true;
-				let end = Message::End { stream: self.stream, next_sequence };
-				return Some(vec![encode_frame(&end)]);
+				return Some(vec![encode_frame(&Message::End(end.clone()))]);
 			}
 		}
 		None
@@ -168,7 +169,7 @@ mod tests {
 		let msg = crate::protocol::decode_body(frames[0].slice(4..)).unwrap();
 		match msg {
 			Message::Header(h) => h.payload.sequence,
-			Message::End { next_sequence, .. } => 1000 + next_sequence,
+			Message::End(end) => 1000 + end.payload.next_sequence,
 			_ => panic!(),
 		}
 	}
@@ -189,7 +190,9 @@ mod tests {
 		q.handle_connected();
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![1, 2, 3]);
-		q.finish(4);
+		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		let end = StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence: 4 };
+		q.finish(Signed::sign(end, &pair));
 		assert!(q.poll_transmit().is_none(), "end waits for every ack");
 		q.handle_ack(3);
 		assert_eq!(q.poll_transmit().map(seqs), Some(1004));

@@ -3,7 +3,7 @@
 
 use crate::protocol::{encode_frame, Chunk, ErrorCode, Message, MAX_CHUNK_SIZE};
 use bytes::Bytes;
-use dsp_primitives::{Hash32, PublicKey, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{Hash32, PublicKey, SegmentHeader, Signed, StreamEnd, StreamId};
 use sp_crypto_hashing::blake2_256;
 
 /// Default chunk size: 64 KiB, the top of DESIGN.md's 16–64 KiB range; a 2 s segment at
@@ -237,6 +237,30 @@ pub fn verify_header(
 	Ok(())
 }
 
+/// Checks an origin-signed end of stream: chain, stream and signature.
+pub fn verify_end(
+	end: &Signed<StreamEnd>,
+	genesis_hash: &Hash32,
+	stream: StreamId,
+	origin: &PublicKey,
+) -> Result<(), SegmentError> {
+	let sequence = end.payload.next_sequence;
+	if &end.payload.genesis_hash != genesis_hash {
+		return Err(SegmentError::WrongGenesis { sequence });
+	}
+	if end.payload.stream != stream {
+		return Err(SegmentError::WrongStream {
+			sequence,
+			got: end.payload.stream,
+			expected: stream,
+		});
+	}
+	if !end.verify(origin) {
+		return Err(SegmentError::BadSignature { sequence });
+	}
+	Ok(())
+}
+
 /// Length of chunk `index` of a (validated) header.
 fn chunk_len(h: &SegmentHeader, index: u32) -> usize {
 	let start = index as u64 * h.chunk_size as u64;
@@ -286,6 +310,11 @@ impl Assembler {
 	/// Whether a segment is in progress.
 	pub fn in_progress(&self) -> Option<u64> {
 		self.current.as_ref().map(|c| c.header.payload.sequence)
+	}
+
+	/// Checks an end of stream against this stream's chain and origin key.
+	pub fn verify_end(&self, end: &Signed<StreamEnd>) -> Result<(), SegmentError> {
+		verify_end(end, &self.genesis_hash, self.stream, &self.origin)
 	}
 
 	/// Feeds a header frame. `frame` is the whole frame as received (length prefix included), or

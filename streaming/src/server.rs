@@ -22,7 +22,9 @@ use crate::{
 	segment::{Assembled, Assembler, Segment, SegmentLimits},
 };
 use bytes::Bytes;
-use dsp_primitives::{AdmissionMode, CapacitySettings, Hash32, PublicKey, StreamId};
+use dsp_primitives::{
+	AdmissionMode, CapacitySettings, Hash32, PublicKey, Signed, StreamEnd, StreamId,
+};
 use std::{
 	collections::{HashMap, VecDeque},
 	sync::Arc,
@@ -92,8 +94,9 @@ pub struct Lookup {
 	pub newest: Option<u64>,
 	/// One past the newest sequence held (0 if the stream never had a segment).
 	pub next_sequence: u64,
-	/// `Some(n)` once the publisher ended the stream before sequence `n`.
-	pub ended: Option<u64>,
+	/// Once the publisher ended the stream: the sequence it ended before, and the origin-signed
+	/// `End` frame to forward as is.
+	pub ended: Option<(u64, Bytes)>,
 }
 
 /// Limits of a live window.
@@ -128,7 +131,7 @@ pub struct LiveWindow {
 	segments: VecDeque<Arc<Segment>>,
 	bytes: usize,
 	next_sequence: u64,
-	ended: Option<u64>,
+	ended: Option<(u64, Bytes)>,
 }
 
 impl LiveWindow {
@@ -157,9 +160,10 @@ impl LiveWindow {
 		Inserted::Stored
 	}
 
-	/// Marks the stream ended before `next_sequence`.
-	pub fn end(&mut self, next_sequence: u64) {
-		self.ended = Some(self.next_sequence.max(next_sequence));
+	/// Marks the stream ended, with the origin's signed (already verified) end.
+	pub fn end(&mut self, end: Signed<StreamEnd>) {
+		let next_sequence = self.next_sequence.max(end.payload.next_sequence);
+		self.ended = Some((next_sequence, encode_frame(&Message::End(end))));
 	}
 
 	/// Up to `max` segments from `from` on.
@@ -170,7 +174,7 @@ impl LiveWindow {
 			oldest: self.segments.front().map(|s| s.sequence()),
 			newest: self.segments.back().map(|s| s.sequence()),
 			next_sequence: self.next_sequence,
-			ended: self.ended,
+			ended: self.ended.clone(),
 		}
 	}
 
@@ -248,13 +252,8 @@ pub enum SessionEvent {
 	Publishing(StreamId),
 	/// A publisher delivered a complete, verified segment: store it.
 	SegmentReceived(Segment),
-	/// The publisher ended `stream` before `next_sequence`.
-	End {
-		/// The stream.
-		stream: StreamId,
-		/// One past its last segment.
-		next_sequence: u64,
-	},
+	/// The publisher ended a stream with this origin-signed (and verified) end.
+	End(Signed<StreamEnd>),
 	/// The session closed (by us, with `code`, or by the peer when `code` is `None`).
 	Closed {
 		/// Error sent to the peer, if any.
@@ -466,12 +465,16 @@ impl ServerSession {
 				}
 				State::Publisher(Some((stream, asm)))
 			}
-			(State::Publisher(Some((stream, asm))), Message::End { stream: s, next_sequence })
-				if s == stream && asm.in_progress().is_none() =>
+			(State::Publisher(Some((stream, asm))), Message::End(end))
+				if end.payload.stream == stream && asm.in_progress().is_none() =>
 			{
-				self.events.push_back(SessionEvent::End { stream, next_sequence });
+				// Only the origin may end a stream: anybody can say `Publish`.
+				if let Err(e) = asm.verify_end(&end) {
+					return self.fail(e.code(), e.to_string());
+				}
 				// Echoed as the confirmation that the end is recorded.
-				self.send(encode_frame(&Message::End { stream, next_sequence }));
+				self.send(prefixed(&body));
+				self.events.push_back(SessionEvent::End(end));
 				State::Publisher(Some((stream, asm)))
 			}
 			(state, msg) => {
@@ -554,20 +557,19 @@ impl ServerSession {
 			self.stats.bytes_sent += seg.wire_len() as u64;
 			frames.extend(seg.frames.iter().cloned());
 		}
-		let stream = sub.stream;
 		let mut end = None;
-		if let Some(end_seq) = lookup.ended {
+		if let Some((_, end_frame)) = lookup.ended {
 			// Everything held has been queued: nothing more will come.
 			if lookup.newest.is_none_or(|newest| sub.next.is_some_and(|n| n > newest)) {
 				sub.end_sent = true;
-				end = Some(end_seq);
+				end = Some(end_frame);
 			}
 		}
 		for f in frames {
 			self.send(f);
 		}
-		if let Some(next_sequence) = end {
-			self.send(encode_frame(&Message::End { stream, next_sequence }));
+		if let Some(end_frame) = end {
+			self.send(end_frame);
 		}
 	}
 
@@ -676,6 +678,10 @@ mod tests {
 		))
 	}
 
+	fn end(next_sequence: u64) -> Signed<StreamEnd> {
+		Signed::sign(StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence }, &origin())
+	}
+
 	fn viewer(now: Instant, start: Start) -> ServerSession {
 		let mut s = ServerSession::new(now, config());
 		s.handle_frame(now, body(&hello(Role::Viewer)));
@@ -730,10 +736,12 @@ mod tests {
 		assert_eq!(seqs, vec![3, 4]);
 		assert_eq!(s.wants_segments(), Some((1, 5)));
 		window.insert(seg(5));
-		window.end(6);
+		let the_end = end(6);
+		window.end(the_end.clone());
 		s.handle_segments(now, window.lookup(5, 8));
 		let msgs = sent(&mut s);
-		assert!(matches!(msgs.last(), Some(Message::End { stream: 1, next_sequence: 6 })));
+		// Forwarded exactly as the origin signed it (sr25519 signatures are randomised).
+		assert_eq!(msgs.last(), Some(&Message::End(the_end)));
 		assert_eq!(s.wants_segments(), None);
 	}
 
@@ -811,15 +819,45 @@ mod tests {
 		for f in &segment.frames {
 			s.handle_frame(now, f.slice(LENGTH_PREFIX..));
 		}
-		s.handle_frame(now, body(&Message::End { stream: 1, next_sequence: 8 }));
+		let the_end = end(8);
+		s.handle_frame(now, body(&Message::End(the_end.clone())));
 		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
 		assert!(matches!(events[0], SessionEvent::Publishing(1)));
 		let SessionEvent::SegmentReceived(got) = &events[1] else { panic!("{events:?}") };
 		assert_eq!(got.frames, segment.frames);
-		assert!(matches!(events[2], SessionEvent::End { stream: 1, next_sequence: 8 }));
+		assert!(matches!(&events[2], SessionEvent::End(e) if *e == the_end), "{events:?}");
 		let msgs = sent(&mut s);
 		assert!(matches!(msgs[1], Message::Ack { stream: 1, sequence: 7 }));
-		assert!(matches!(msgs[2], Message::End { stream: 1, next_sequence: 8 }));
+		assert_eq!(msgs[2], Message::End(the_end));
+	}
+
+	#[test]
+	fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		// Anybody can say `Publish`; only the origin's key can end the stream.
+		let forged = Signed::sign(
+			end(3).payload,
+			&sp_core::sr25519::Pair::from_string("//Eve", None).unwrap(),
+		);
+		s.handle_frame(now, body(&Message::End(forged)));
+		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+		assert!(!events.iter().any(|e| matches!(e, SessionEvent::End(_))), "{events:?}");
+		assert_eq!(closed_with(&mut s), ErrorCode::BadSignature);
+		// An end for another chain does not pass either.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		let mut other_chain = end(3).payload;
+		other_chain.genesis_hash = [9; 32];
+		s.handle_frame(now, body(&Message::End(Signed::sign(other_chain, &origin()))));
+		assert!(s.is_closed());
+		assert!(window.lookup(0, 1).ended.is_none());
+		window.end(end(3));
+		assert!(window.lookup(0, 1).ended.is_some());
 	}
 
 	#[test]
@@ -856,7 +894,11 @@ mod tests {
 				ErrorCode::UnsupportedVersion,
 			),
 			(
-				vec![Message::Hello { version: 1, role: Role::Viewer, genesis_hash: [9; 32] }],
+				vec![Message::Hello {
+					version: PROTOCOL_VERSION,
+					role: Role::Viewer,
+					genesis_hash: [9; 32],
+				}],
 				ErrorCode::WrongGenesis,
 			),
 			(

@@ -886,8 +886,13 @@ impl ViewerCore {
 					}
 				}
 			}
-			Message::End { stream, next_sequence } if stream == self.config.stream => {
-				self.buffer.handle_end(conn, next_sequence)
+			Message::End(end) if end.payload.stream == self.config.stream => {
+				// Only the origin may end a stream: an unsigned or forged end is bad input.
+				let c = self.conns.get_mut(&conn).expect("checked; qed");
+				if let Err(e) = c.assembler.verify_end(&end) {
+					return self.reject(now, conn, e);
+				}
+				self.buffer.handle_end(conn, end.payload.next_sequence)
 			}
 			Message::Pong(_) | Message::Ping(_) => {}
 			Message::Error { code, reason } => {
@@ -1078,6 +1083,8 @@ mod tests {
 	use super::*;
 	use crate::protocol::{decode_body, LENGTH_PREFIX};
 	use sp_core::Pair;
+
+	use dsp_primitives::{Signed, StreamEnd};
 
 	fn origin() -> sp_core::sr25519::Pair {
 		sp_core::sr25519::Pair::from_string("//Origin", None).unwrap()
@@ -1332,7 +1339,7 @@ mod tests {
 
 	fn welcome() -> Message {
 		Message::Welcome {
-			version: 1,
+			version: crate::protocol::PROTOCOL_VERSION,
 			mode: dsp_primitives::AdmissionMode::Direct,
 			max_frame_len: 1 << 20,
 		}
@@ -1405,11 +1412,21 @@ mod tests {
 		v.poll_action();
 		v.handle_message(t0, 1, welcome());
 		feed(&mut v, t0, 1, &seg(0));
-		v.handle_message(t0, 1, Message::End { stream: 1, next_sequence: 1 });
+		let end = StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence: 1 };
+		// A forged end is bad input: that connection is dropped and the stream goes on.
+		let forged =
+			Signed::sign(end.clone(), &sp_core::sr25519::Pair::from_string("//Eve", None).unwrap());
+		v.handle_message(t0, 1, Message::End(forged));
+		assert!(!v.is_ended());
+		assert_eq!(v.stats().rejected_connections, 1);
+		while v.poll_action().is_some() {}
+		v.handle_message(t0, 2, welcome());
+		feed(&mut v, t0, 2, &seg(0));
+		v.handle_message(t0, 2, Message::End(Signed::sign(end, &origin())));
 		assert!(v.is_ended());
-		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 1, .. })));
+		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 2, .. })));
 		// The connection's end is not a failure: no reconnect.
-		v.handle_closed(t0, 1, "closed".into());
+		v.handle_closed(t0, 2, "closed".into());
 		assert_eq!(v.poll_action(), None);
 		assert_eq!(v.poll_timeout(), None);
 	}

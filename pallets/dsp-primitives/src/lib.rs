@@ -52,6 +52,8 @@ pub mod domain {
 	pub const VIEWER_PASS: &[u8] = b"dsp/viewer-pass/v1";
 	/// Tag of [`super::Receipt`] signatures.
 	pub const RECEIPT: &[u8] = b"dsp/receipt/v1";
+	/// Tag of [`super::StreamEnd`] signatures.
+	pub const STREAM_END: &[u8] = b"dsp/stream-end/v1";
 }
 
 /// A payload that is signed off chain under a domain tag.
@@ -215,6 +217,37 @@ pub struct SegmentHeader {
 
 impl Signable for SegmentHeader {
 	const DOMAIN: &'static [u8] = domain::SEGMENT_HEADER;
+	fn genesis_hash(&self) -> &Hash32 {
+		&self.genesis_hash
+	}
+}
+
+/// The origin's statement that a stream ended: no segment with a sequence of `next_sequence`
+/// or more will follow. Signed like a header, so that nobody but the origin can end a stream.
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	serde::Serialize,
+	serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEnd {
+	/// Chain the stream is registered on.
+	pub genesis_hash: Hash32,
+	/// The stream that ended.
+	pub stream: StreamId,
+	/// One past the last segment of the stream.
+	pub next_sequence: u64,
+}
+
+impl Signable for StreamEnd {
+	const DOMAIN: &'static [u8] = domain::STREAM_END;
 	fn genesis_hash(&self) -> &Hash32 {
 		&self.genesis_hash
 	}

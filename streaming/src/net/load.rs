@@ -13,6 +13,7 @@ use crate::{
 	viewer::Transport,
 };
 use bytes::Bytes;
+use dsp_primitives::{Signed, StreamEnd};
 use std::{
 	io,
 	net::SocketAddr,
@@ -138,7 +139,8 @@ pub async fn feed(
 		publisher.push(Arc::new(seg));
 		seq += 1;
 	}
-	publisher.finish(seq, Duration::from_secs(5)).await;
+	let end = StreamEnd { genesis_hash: [0; 32], stream: config.stream, next_sequence: seq };
+	publisher.finish(Signed::sign(end, &pair), Duration::from_secs(5)).await;
 	Ok(())
 }
 

@@ -10,7 +10,7 @@ use crate::{
 	segment::Segment,
 	viewer::Transport,
 };
-use dsp_primitives::{Hash32, StreamId};
+use dsp_primitives::{Hash32, Signed, StreamEnd, StreamId};
 use std::{io, sync::Arc, time::Duration};
 use tokio::{
 	io::{AsyncRead, AsyncWrite},
@@ -75,7 +75,7 @@ pub struct ServerReport {
 #[derive(Clone)]
 enum Cmd {
 	Segment(Arc<Segment>),
-	Finish(u64),
+	Finish(Signed<StreamEnd>),
 }
 
 /// A running publisher.
@@ -118,11 +118,11 @@ impl Publisher {
 		}
 	}
 
-	/// Ends the stream before `next_sequence` and waits (at most `timeout`) until every server
-	/// acknowledged everything.
-	pub async fn finish(self, next_sequence: u64, timeout: Duration) -> Vec<ServerReport> {
+	/// Ends the stream with the origin-signed `end` and waits (at most `timeout`) until every
+	/// server acknowledged everything.
+	pub async fn finish(self, end: Signed<StreamEnd>, timeout: Duration) -> Vec<ServerReport> {
 		for s in &self.senders {
-			let _ = s.send(Cmd::Finish(next_sequence));
+			let _ = s.send(Cmd::Finish(end.clone()));
 		}
 		let mut reports = Vec::new();
 		let deadline = tokio::time::Instant::now() + timeout;
@@ -168,7 +168,7 @@ async fn connect(
 fn apply(q: &mut PublishQueue, cmd: Cmd) {
 	match cmd {
 		Cmd::Segment(s) => q.push(s),
-		Cmd::Finish(n) => q.finish(n),
+		Cmd::Finish(end) => q.finish(end),
 	}
 }
 

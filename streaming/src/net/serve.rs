@@ -414,9 +414,10 @@ where
 						debug!(%peer, stream = ?stream_id, seq, outcome = ?r, "segment from publisher");
 					}
 				}
-				SessionEvent::End { stream, next_sequence } => {
+				SessionEvent::End(end) => {
+					let (stream, next_sequence) = (end.payload.stream, end.payload.next_sequence);
 					if let Some(s) = &slot {
-						s.update(|w| w.end(next_sequence));
+						s.update(|w| w.end(end));
 					}
 					info!(%peer, stream, next_sequence, "publisher ended stream");
 				}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use dsp_primitives::{Signed, StreamEnd};
 use dsp_streaming::{
 	net::{
 		publish::{PublishConfig, Publisher},
@@ -83,7 +84,8 @@ pub async fn publish(servers: Vec<Endpoint>, stream: u64, count: u64, len: usize
 		publisher.push(Arc::new(segment(stream, seq, len)));
 		tokio::time::sleep(pace).await;
 	}
-	let reports = publisher.finish(count, Duration::from_secs(30)).await;
+	let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: count };
+	let reports = publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await;
 	for r in reports {
 		assert!(r.complete, "publisher did not finish: {r:?}");
 		assert_eq!(r.dropped, 0);
