@@ -75,6 +75,18 @@ fn setup_stream<T: Config>(origin: &T::AccountId) -> StreamId {
 	NextStreamId::<T>::get() - 1
 }
 
+/// A valid item for a fresh viewer of `stream` in the current epoch: 1000 units for `seeder`,
+/// the pass signed by `issuer` (a key of this keystore).
+fn paying_item<T: Config>(issuer: PublicKey, stream: StreamId, seeder: &T::AccountId) -> ClaimItem {
+	let genesis_hash = Dsp::<T>::genesis_hash();
+	let epoch = Dsp::<T>::current_epoch();
+	let viewer = new_key();
+	let pass = ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
+	let seeder: AccountBytes = seeder.clone().into();
+	let receipt = Receipt { genesis_hash, stream, epoch, seeder, viewer, units: 1_000 };
+	ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) }
+}
+
 #[benchmarks]
 mod benchmarks {
 	use super::*;
@@ -222,25 +234,10 @@ mod benchmarks {
 		// paying, each issuer the last of the most pass signers.
 		let issuer = new_key();
 		let seeder = funded::<T>("seeder", 0);
-		let seeder_bytes: AccountBytes = seeder.clone().into();
-		let genesis_hash = Dsp::<T>::genesis_hash();
-		let epoch = Dsp::<T>::current_epoch();
 		let items: Vec<ClaimItem> = (0..n)
 			.map(|i| {
 				let origin = setup_origin::<T>(i, Some(issuer));
-				let stream = setup_stream::<T>(&origin);
-				let viewer = new_key();
-				let pass =
-					ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
-				let receipt = Receipt {
-					genesis_hash,
-					stream,
-					epoch,
-					seeder: seeder_bytes,
-					viewer,
-					units: 1_000,
-				};
-				ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) }
+				paying_item::<T>(issuer, setup_stream::<T>(&origin), &seeder)
 			})
 			.collect();
 		#[extrinsic_call]
@@ -252,21 +249,8 @@ mod benchmarks {
 	fn withdraw_credits() {
 		let issuer = new_key();
 		let origin = setup_origin::<T>(0, Some(issuer));
-		let stream = setup_stream::<T>(&origin);
 		let seeder = funded::<T>("seeder", 0);
-		let genesis_hash = Dsp::<T>::genesis_hash();
-		let epoch = Dsp::<T>::current_epoch();
-		let viewer = new_key();
-		let pass = ViewerPass { genesis_hash, stream, epoch, viewer, max_units: 1_000, issuer };
-		let receipt = Receipt {
-			genesis_hash,
-			stream,
-			epoch,
-			seeder: seeder.clone().into(),
-			viewer,
-			units: 1_000,
-		};
-		let item = ClaimItem { pass: sign(pass, &issuer), receipt: sign(receipt, &viewer) };
+		let item = paying_item::<T>(issuer, setup_stream::<T>(&origin), &seeder);
 		Dsp::<T>::claim(RawOrigin::Signed(seeder.clone()).into(), vec![item]).expect("claims");
 		assert!(!Credits::<T>::get(&seeder).available.is_zero());
 		#[extrinsic_call]
