@@ -10,12 +10,14 @@
 //! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
 //!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
+//! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics.
 //! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
 //!   TLS, and the load generator behind `dsp load`.
 //!
-//! Everything but [`net`] is sans-IO: no sockets, no clock; inputs come through
+//! Everything but [`net`] and [`chain::client`] is sans-IO: no sockets, no clock; inputs come through
 //! `handle_*(now, …)`, outputs leave through `poll_*`.
 
+pub mod chain;
 pub mod net;
 pub mod protocol;
 pub mod publisher;

@@ -1,0 +1,200 @@
+//! Signed `pallet-dsp` extrinsics, built without the runtime crate.
+//!
+//! The viewer tool must stay light (a 1 GB device), so it does not link the runtime or a
+//! metadata-driven client. Instead it encodes the few calls it needs for the one runtime it
+//! talks to, and refuses to sign for any other: [`RuntimeInfo::check`] compares the node's
+//! `specName` and `transactionVersion` with the values this encoding was written for. The
+//! runtime bumps `transaction_version` whenever call indices or extension data change, so a
+//! mismatch is caught before anything is signed. `tests/` cross-checks these bytes against the
+//! runtime's own `UncheckedExtrinsic`.
+
+use codec::{Compact, Encode};
+use dsp_primitives::{ClaimItem, Hash32};
+use sp_core::{sr25519, Pair};
+use sp_crypto_hashing::blake2_256;
+
+/// `spec_name` of the DSP runtime.
+pub const SPEC_NAME: &str = "dsp";
+/// `transaction_version` whose call indices and extensions this module encodes.
+pub const TRANSACTION_VERSION: u32 = 1;
+/// Index of `pallet-dsp` in the runtime.
+pub const DSP_PALLET_INDEX: u8 = 7;
+/// Call index of `pallet_dsp::claim`.
+pub const CLAIM_CALL_INDEX: u8 = 13;
+/// Call index of `pallet_dsp::withdraw_credits`.
+pub const WITHDRAW_CREDITS_CALL_INDEX: u8 = 14;
+
+/// Extrinsic format version 4, signed (`0b1000_0000 | 4`).
+const SIGNED_V4: u8 = 0x84;
+/// `MultiAddress::Id`.
+const ADDRESS_ID: u8 = 0;
+/// `MultiSignature::Sr25519`.
+const SIGNATURE_SR25519: u8 = 1;
+/// `Era::Immortal`.
+const ERA_IMMORTAL: u8 = 0;
+/// `CheckMetadataHash` mode `Disabled`.
+const METADATA_HASH_DISABLED: u8 = 0;
+/// Signing payloads longer than this are hashed first (as `sp_runtime` does).
+const MAX_UNHASHED_PAYLOAD: usize = 256;
+
+/// What the node says about its runtime (`state_getRuntimeVersion`, `chain_getBlockHash(0)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeInfo {
+	/// `specName`.
+	pub spec_name: String,
+	/// `specVersion`: signed into every extrinsic.
+	pub spec_version: u32,
+	/// `transactionVersion`: must equal [`TRANSACTION_VERSION`].
+	pub transaction_version: u32,
+	/// Hash of block 0: signed into every extrinsic (and every pass and receipt).
+	pub genesis_hash: Hash32,
+}
+
+/// The node runs a runtime this tool cannot sign for.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RuntimeMismatch {
+	/// Another chain's runtime.
+	#[error("the node runs runtime {0:?}, not {SPEC_NAME:?}")]
+	SpecName(String),
+	/// Calls or extensions changed since this tool was built.
+	#[error(
+		"the node's runtime has transaction_version {0}, this dsp tool encodes version \
+		 {TRANSACTION_VERSION}: upgrade the tool"
+	)]
+	TransactionVersion(u32),
+}
+
+impl RuntimeInfo {
+	/// Refuses runtimes whose extrinsic format this module does not know.
+	pub fn check(&self) -> Result<(), RuntimeMismatch> {
+		if self.spec_name != SPEC_NAME {
+			return Err(RuntimeMismatch::SpecName(self.spec_name.clone()));
+		}
+		if self.transaction_version != TRANSACTION_VERSION {
+			return Err(RuntimeMismatch::TransactionVersion(self.transaction_version));
+		}
+		Ok(())
+	}
+}
+
+/// The encoded call `Dsp::claim { items }`.
+pub fn claim_call(items: &[ClaimItem]) -> Vec<u8> {
+	let mut call = vec![DSP_PALLET_INDEX, CLAIM_CALL_INDEX];
+	items.encode_to(&mut call);
+	call
+}
+
+/// The encoded call `Dsp::withdraw_credits { amount }` (`None`: everything available).
+pub fn withdraw_credits_call(amount: Option<u128>) -> Vec<u8> {
+	let mut call = vec![DSP_PALLET_INDEX, WITHDRAW_CREDITS_CALL_INDEX];
+	amount.encode_to(&mut call);
+	call
+}
+
+/// A signed, immortal, tip-free extrinsic carrying `call`, ready for `author_submitExtrinsic`.
+///
+/// Extension data, in the runtime's order: `CheckNonZeroSender`, `CheckSpecVersion`,
+/// `CheckTxVersion`, `CheckGenesis`, `CheckEra` (immortal), `CheckNonce`, `CheckWeight`,
+/// `ChargeTransactionPayment` (tip 0), `CheckMetadataHash` (disabled).
+pub fn signed_extrinsic(
+	signer: &sr25519::Pair,
+	call: &[u8],
+	nonce: u32,
+	runtime: &RuntimeInfo,
+) -> Vec<u8> {
+	let explicit = (ERA_IMMORTAL, Compact(nonce), Compact(0u128), METADATA_HASH_DISABLED);
+	let implicit = (
+		runtime.spec_version,
+		runtime.transaction_version,
+		runtime.genesis_hash,
+		runtime.genesis_hash, // the era's block: genesis for an immortal extrinsic
+		None::<Hash32>,       // no metadata hash
+	);
+	let mut payload = call.to_vec();
+	explicit.encode_to(&mut payload);
+	implicit.encode_to(&mut payload);
+	let signature = if payload.len() > MAX_UNHASHED_PAYLOAD {
+		signer.sign(&blake2_256(&payload))
+	} else {
+		signer.sign(&payload)
+	};
+
+	let mut body = vec![SIGNED_V4, ADDRESS_ID];
+	body.extend_from_slice(&signer.public().0);
+	body.push(SIGNATURE_SR25519);
+	body.extend_from_slice(&signature.0);
+	explicit.encode_to(&mut body);
+	body.extend_from_slice(call);
+	let mut extrinsic = Compact(body.len() as u32).encode();
+	extrinsic.extend_from_slice(&body);
+	extrinsic
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use codec::Decode;
+
+	fn runtime() -> RuntimeInfo {
+		RuntimeInfo {
+			spec_name: SPEC_NAME.into(),
+			spec_version: 100,
+			transaction_version: TRANSACTION_VERSION,
+			genesis_hash: [7; 32],
+		}
+	}
+
+	#[test]
+	fn check_refuses_other_runtimes() {
+		assert_eq!(runtime().check(), Ok(()));
+		let other = RuntimeInfo { spec_name: "polkadot".into(), ..runtime() };
+		assert_eq!(other.check(), Err(RuntimeMismatch::SpecName("polkadot".into())));
+		let newer = RuntimeInfo { transaction_version: 2, ..runtime() };
+		assert_eq!(newer.check(), Err(RuntimeMismatch::TransactionVersion(2)));
+	}
+
+	#[test]
+	fn withdraw_credits_extrinsic_has_the_v4_layout_and_a_valid_signature() {
+		let pair = sr25519::Pair::from_string("//Bob", None).unwrap();
+		let call = withdraw_credits_call(Some(5));
+		assert_eq!(call, [7, 14, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+		let xt = signed_extrinsic(&pair, &call, 3, &runtime());
+
+		let mut input = &xt[..];
+		let len = Compact::<u32>::decode(&mut input).unwrap().0 as usize;
+		assert_eq!(len, input.len());
+		assert_eq!(input[0], SIGNED_V4);
+		assert_eq!(input[1], ADDRESS_ID);
+		assert_eq!(&input[2..34], &pair.public().0);
+		assert_eq!(input[34], SIGNATURE_SR25519);
+		let signature = sr25519::Signature::from_raw(input[35..99].try_into().unwrap());
+		let mut rest = &input[99..];
+		let explicit = <(u8, Compact<u32>, Compact<u128>, u8)>::decode(&mut rest).unwrap();
+		assert_eq!((explicit.0, explicit.1 .0, explicit.2 .0, explicit.3), (0, 3, 0, 0));
+		assert_eq!(rest, &call[..]);
+
+		let mut payload = call.clone();
+		explicit.encode_to(&mut payload);
+		(100u32, TRANSACTION_VERSION, [7u8; 32], [7u8; 32], None::<Hash32>).encode_to(&mut payload);
+		assert!(payload.len() <= MAX_UNHASHED_PAYLOAD);
+		assert!(sr25519::Pair::verify(&signature, &payload, &pair.public()));
+		let mut other_nonce = payload.clone();
+		other_nonce[call.len() + 1] = 4 << 2;
+		assert!(!sr25519::Pair::verify(&signature, &other_nonce, &pair.public()));
+	}
+
+	#[test]
+	fn long_payloads_are_signed_by_hash() {
+		let pair = sr25519::Pair::from_string("//Bob", None).unwrap();
+		let call = vec![DSP_PALLET_INDEX, CLAIM_CALL_INDEX, 0].repeat(100);
+		let xt = signed_extrinsic(&pair, &call, 0, &runtime());
+		let signature = sr25519::Signature::from_raw(
+			xt[xt.len() - call.len() - 4 - 64..][..64].try_into().unwrap(),
+		);
+		let mut payload = call.clone();
+		(0u8, Compact(0u32), Compact(0u128), 0u8).encode_to(&mut payload);
+		(100u32, TRANSACTION_VERSION, [7u8; 32], [7u8; 32], None::<Hash32>).encode_to(&mut payload);
+		assert!(sr25519::Pair::verify(&signature, blake2_256(&payload), &pair.public()));
+		assert!(!sr25519::Pair::verify(&signature, &payload, &pair.public()));
+	}
+}
