@@ -10,6 +10,8 @@
 //! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
 //!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
+//! - [`p2p`]: the viewer swarm: its request/response wire protocol, the serving state machine
+//!   (passes, rate limits, bans), and receipts (viewer book, seeder ledger, claim batches).
 //! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
 //!   TLS, and the load generator behind `dsp load`.
 //!
@@ -17,6 +19,7 @@
 //! `handle_*(now, …)`, outputs leave through `poll_*`.
 
 pub mod net;
+pub mod p2p;
 pub mod protocol;
 pub mod publisher;
 pub mod segment;
