@@ -4,6 +4,7 @@
 //! - `dsp publish`: MPEG-TS on stdin → signed segments → one or more servers.
 //! - `dsp watch`: viewer with transport switching and a local HLS gateway.
 //! - `dsp key`: the public key of a seed (what `serve` and `watch` need as `--origin-key`).
+//! - `dsp claim`: verified claim batches from a seeder's receipt ledger.
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -53,6 +54,9 @@ enum Command {
 		#[arg(long, default_value_t = 1.0)]
 		secs: f64,
 	},
+	/// Load a seeder's receipt ledger, verify every (pass, receipt) item as the pallet would,
+	/// print a summary and write the SCALE-encoded claim batches (hex, one per line).
+	Claim(ClaimArgs),
 	/// Print the sr25519 public key (hex) of a seed or secret URI.
 	Key {
 		/// Seed, e.g. `//Alice` or a 0x-prefixed hex seed.
@@ -100,6 +104,29 @@ struct ServeArgs {
 	/// Seconds a write may make no progress before the client is closed.
 	#[arg(long, default_value_t = 10)]
 	write_stall_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct ClaimArgs {
+	/// Ledger directory (holds `ledger.scale`).
+	#[arg(long)]
+	ledger: PathBuf,
+	/// The seeder's account (hex public key): what its receipts must name.
+	#[arg(long)]
+	seeder: String,
+	/// Authorised pass signer key (hex). Repeatable.
+	#[arg(long, required = true)]
+	pass_signer: Vec<String>,
+	/// Genesis hash (hex).
+	#[arg(long, default_value = "00")]
+	genesis: String,
+	/// Most items per batch (the runtime's `MaxClaimBatch` is 1024).
+	#[arg(long, default_value_t = 1024)]
+	max: usize,
+	/// Write the batches here (hex of `SCALE(Vec<ClaimItem>)`, one batch per line) instead of
+	/// stdout.
+	#[arg(long)]
+	out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
 			bench(Duration::from_secs_f64(secs));
 			Ok(())
 		}
+		Command::Claim(a) => claim(a),
 		Command::Key { seed } => {
 			let pair = sp_core::sr25519::Pair::from_string(&seed, None)
 				.map_err(|e| anyhow!("bad seed: {e:?}"))?;
@@ -330,6 +358,47 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		}
 	}
 	server.shutdown().await;
+	Ok(())
+}
+
+fn claim(a: ClaimArgs) -> anyhow::Result<()> {
+	use codec::Encode;
+	use dsp_streaming::p2p::receipts::{LedgerConfig, PassSigners, SeederLedger};
+	let signers = a.pass_signer.iter().map(|k| public_key(k)).collect::<Result<Vec<_>, _>>()?;
+	let config = LedgerConfig::new(
+		hex32(&a.genesis, "genesis")?,
+		hex32(&a.seeder, "seeder")?,
+		PassSigners { default: signers, per_stream: Default::default() },
+	);
+	let ledger = SeederLedger::load(config, &a.ledger)?;
+	let (batches, rejected) = ledger.claim_batches(a.max.max(1));
+	for (item, why) in &rejected {
+		let r = &item.receipt.payload;
+		warn!(stream = r.stream, epoch = r.epoch, viewer = %hex::encode(r.viewer.0), ?why, "item skipped");
+	}
+	let mut per: std::collections::BTreeMap<(StreamId, u32), (usize, u64)> = Default::default();
+	for item in batches.iter().flatten() {
+		let r = &item.receipt.payload;
+		let e = per.entry((r.stream, r.epoch)).or_default();
+		e.0 += 1;
+		e.1 += r.units;
+	}
+	println!(
+		"items {} in {} batches, {} skipped",
+		per.values().map(|v| v.0).sum::<usize>(),
+		batches.len(),
+		rejected.len()
+	);
+	for ((stream, epoch), (items, units)) in &per {
+		println!("stream {stream} epoch {epoch}: {items} items, {units} units");
+	}
+	let text: String = batches.iter().map(|b| hex::encode(b.encode()) + "\n").collect();
+	match &a.out {
+		Some(path) => {
+			std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+		}
+		None => print!("{text}"),
+	}
 	Ok(())
 }
 
