@@ -18,6 +18,7 @@ use dsp_streaming::{
 		watch::{self, WatchConfig},
 		Endpoint,
 	},
+	p2p::tracker::{PassSigning, TrackerConfig},
 	protocol::Start,
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
 	server::OriginKeys,
@@ -85,10 +86,21 @@ struct ServeArgs {
 	/// Most direct viewer sessions (`max_streams`).
 	#[arg(long, default_value_t = 2000)]
 	max_streams: u32,
-	/// Dynamic streaming rate `r` in [0, 1]: the share of `max_streams` handed to P2P. This
-	/// server has no P2P swarm, so viewers beyond `floor(max_streams * (1 - r))` are refused.
+	/// Dynamic streaming rate `r` in [0, 1]: the share of `max_streams` handed to P2P. Viewers
+	/// beyond `floor(max_streams * (1 - r))` direct sessions are admitted in P2P mode with
+	/// `--pass-seed`, refused without it.
 	#[arg(long, default_value_t = 0.0)]
 	rate: f64,
+	/// Seed (secret URI) of the key that signs viewer passes: one of the origin's authorised
+	/// pass signers. Enables P2P admission and the tracker.
+	#[arg(long)]
+	pass_seed: Option<String>,
+	/// Credit epoch written into passes (without a chain to follow).
+	#[arg(long, default_value_t = 0)]
+	epoch: u32,
+	/// `max_units` of each pass (1 unit = 1 KiB).
+	#[arg(long, default_value_t = 4 * 1024 * 1024)]
+	pass_max_units: u64,
 	/// Segments kept per live stream.
 	#[arg(long, default_value_t = 30)]
 	window: usize,
@@ -331,6 +343,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
 	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	if let Some(seed) = &a.pass_seed {
+		let signer = sp_core::sr25519::Pair::from_string(seed, None)
+			.map_err(|e| anyhow!("bad --pass-seed: {e:?}"))?;
+		let mut tracker = TrackerConfig::new(config.session.genesis_hash, a.epoch);
+		tracker.max_units_per_pass = a.pass_max_units;
+		tracker.max_streams = config.max_streams_tracked;
+		info!(signer = %hex::encode(signer.public().0), "p2p admission on: issuing viewer passes");
+		config.p2p = Some(PassSigning { signer, tracker });
+	}
 	let server = RunningServer::start(config).await?;
 	if let Some(t) = server.tcp_addr {
 		println!("tcp://{t}");
@@ -347,6 +368,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 				let s = server.stats();
 				info!(
 					direct = s.admission.direct,
+					p2p = s.admission.p2p,
 					refused = s.admission.refused,
 					connections = s.connections,
 					closed_with_error = s.closed_with_error,

@@ -494,3 +494,106 @@ async fn bad_input_is_refused_or_disconnected_and_other_peers_are_unaffected() {
 	.await
 	.expect("test finishes in time");
 }
+
+/// A raw TCP viewer session: sends `msgs`, returns the next `n` messages from the server.
+struct RawSession {
+	sock: tokio::net::TcpStream,
+	dec: dsp_streaming::protocol::FrameDecoder,
+}
+
+impl RawSession {
+	async fn connect(to: std::net::SocketAddr) -> Self {
+		let sock = tokio::net::TcpStream::connect(to).await.unwrap();
+		Self { sock, dec: dsp_streaming::protocol::FrameDecoder::new(1 << 20) }
+	}
+
+	async fn send(&mut self, m: &dsp_streaming::protocol::Message) {
+		use tokio::io::AsyncWriteExt;
+		self.sock.write_all(&dsp_streaming::protocol::encode_frame(m)).await.unwrap();
+	}
+
+	async fn recv(&mut self) -> dsp_streaming::protocol::Message {
+		tokio::time::timeout(
+			Duration::from_secs(10),
+			dsp_streaming::net::read_message(&mut self.sock, &mut self.dec),
+		)
+		.await
+		.expect("server answers")
+		.unwrap()
+		.expect("connection open")
+	}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps() {
+	use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill, PublicKey};
+	use dsp_streaming::{
+		p2p::{
+			receipts::verify_pass,
+			tracker::{PassSigning, TrackerConfig},
+		},
+		protocol::{Message, PeerInfo, Role, PROTOCOL_VERSION},
+		segment::verify_chunk,
+	};
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		let mut cfg = common::serve_config();
+		// r = 1: every viewer is admitted in P2P mode.
+		cfg.capacity = CapacitySettings { max_streams: 10, streaming_rate: Perbill::one() };
+		cfg.p2p = Some(PassSigning {
+			signer: pair("//PassSigner"),
+			tracker: TrackerConfig::new(GENESIS, 3),
+		});
+		let server = common::server(cfg).await;
+		common::publish(vec![common::tcp(&server)], STREAM, 3, 40_000, Duration::ZERO).await;
+
+		let info = |n: u8| PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![4, 127, 0, 0, 1]] };
+		let mut viewers = Vec::new();
+		for n in 1..=2u8 {
+			let mut v = RawSession::connect(server.tcp_addr.unwrap()).await;
+			v.send(&Message::Hello {
+				version: PROTOCOL_VERSION,
+				role: Role::Viewer,
+				genesis_hash: GENESIS,
+			})
+			.await;
+			assert!(matches!(v.recv().await, Message::Welcome { mode: AdmissionMode::P2p, .. }));
+			let key = PublicKey::from_raw([n; 32]);
+			v.send(&Message::Join { stream: STREAM, viewer: key, peer: info(n) }).await;
+			let Message::Joined { pass, peers } = v.recv().await else { panic!("no Joined") };
+			// The pass verifies as a seeder (and the pallet) checks it.
+			assert_eq!(verify_pass(&pass, &GENESIS, &signers()), Ok(()));
+			assert_eq!(
+				(pass.payload.stream, pass.payload.epoch, pass.payload.viewer),
+				(STREAM, 3, key)
+			);
+			// The second viewer learns of the first; nobody of itself.
+			let expected: Vec<PeerInfo> = (1..n).rev().map(info).collect();
+			assert_eq!(peers, expected);
+			viewers.push(v);
+		}
+		assert_eq!(server.stats().admission.p2p, 2);
+		assert_eq!(server.stats().admission.direct, 0);
+
+		// An urgent gap: the node sends the header and the chunk, verifiable on their own.
+		let v = &mut viewers[1];
+		v.send(&Message::Fetch { stream: STREAM, sequence: 1, index: 2 }).await;
+		let Message::Header(h) = v.recv().await else { panic!("no header") };
+		verify_header(&h, &GENESIS, STREAM, &origin().public(), &SegmentLimits::default()).unwrap();
+		let Message::Chunk(c) = v.recv().await else { panic!("no chunk") };
+		assert_eq!((c.sequence, c.index), (1, 2));
+		verify_chunk(&h.payload, c.index, &c.data).unwrap();
+		v.send(&Message::Fetch { stream: STREAM, sequence: 99, index: 0 }).await;
+		assert_eq!(v.recv().await, Message::NotHeld { stream: STREAM, sequence: 99, index: 0 });
+		// A fetch for a stream it did not join closes the session with a clear error.
+		v.send(&Message::Fetch { stream: STREAM + 1, sequence: 1, index: 0 }).await;
+		assert!(matches!(
+			v.recv().await,
+			Message::Error { code: dsp_streaming::protocol::ErrorCode::UnexpectedMessage, .. }
+		));
+		drop(viewers);
+		server.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
