@@ -138,7 +138,10 @@ async fn download(
 async fn swarm_delivers_byte_identical_chunks_over_quic_and_tcp() {
 	init_logs();
 	tokio::time::timeout(TEST_TIMEOUT, async {
-		let seeder = node(1, "//Seeder", store(false)).await;
+		let ledger_dir = tempfile::tempdir().unwrap();
+		let mut cfg = config(1, "//Seeder");
+		cfg.ledger_dir = Some(ledger_dir.path().to_path_buf());
+		let seeder = P2pNode::start(cfg, store(false)).await.unwrap();
 		let expected = segment().to_vec();
 		for (i, quic) in [(0u8, true), (1, false)] {
 			let viewer_key = format!("//Viewer{i}");
@@ -168,9 +171,9 @@ async fn swarm_delivers_byte_identical_chunks_over_quic_and_tcp() {
 		assert_eq!(stats.chunks_served, 2 * segment().chunks.len() as u64);
 		assert_eq!(stats.bans, 0);
 
-		// The ledger persisted by the seeder reloads with both receipts verified.
-		let dir = tempfile::tempdir().unwrap();
-		seeder.save_ledger(dir.path().to_path_buf()).await.unwrap().unwrap();
+		// The ledger the seeder persisted when it stopped reloads with both receipts verified.
+		seeder.shutdown().await;
+		let dir = ledger_dir;
 		let ledger = SeederLedger::load(config(1, "//Seeder").ledger, dir.path()).unwrap();
 		let (batches, bad) = ledger.claim_batches(16);
 		assert!(bad.is_empty());

@@ -8,7 +8,7 @@
 use crate::{
 	p2p::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
-		receipts::{LedgerConfig, SeederLedger},
+		receipts::{write_ledger, LedgerConfig, SeederLedger},
 		serving::{ChunkSource, FetchError, Serving, ServingConfig, ServingEvent, ServingStats},
 		wire::{CodecRequest, RefusalCode, Request, Response},
 	},
@@ -49,6 +49,13 @@ pub struct P2pConfig {
 	pub serving: ServingConfig,
 	/// Receipt ledger settings (this node as a seeder).
 	pub ledger: LedgerConfig,
+	/// Directory of the persisted ledger: loaded (and verified) at start, saved every
+	/// `ledger_save_interval` when it changed and when the node is told to. `None` (default):
+	/// in memory only.
+	pub ledger_dir: Option<PathBuf>,
+	/// How often a changed ledger is saved. Default 10 s: a crash loses at most that much
+	/// bookkeeping, never a receipt older than it.
+	pub ledger_save_interval: Duration,
 	/// How long [`P2pNode::start`] waits for its listeners. Default 5 s.
 	pub listen_timeout: Duration,
 	/// Events buffered for [`P2pNode::next_event`]; beyond it they are dropped and logged.
@@ -68,6 +75,8 @@ impl P2pConfig {
 			limits: SwarmLimits::default(),
 			serving: ServingConfig::default(),
 			ledger,
+			ledger_dir: None,
+			ledger_save_interval: Duration::from_secs(10),
 			listen_timeout: Duration::from_secs(5),
 			event_buffer: 256,
 		}
@@ -139,7 +148,8 @@ enum Pending {
 /// Commands queued to the driver. Callers wait on the bounded channel rather than grow it.
 const COMMAND_QUEUE: usize = 64;
 
-/// A running P2P node. Dropping it stops the driver.
+/// A running P2P node. Dropping it stops the driver, which saves a changed ledger first; call
+/// [`P2pNode::shutdown`] to wait for that.
 pub struct P2pNode {
 	/// The node's libp2p identity.
 	pub peer_id: PeerId,
@@ -148,12 +158,6 @@ pub struct P2pNode {
 	commands: mpsc::Sender<Command>,
 	events: mpsc::Receiver<ServingEvent>,
 	task: JoinHandle<()>,
-}
-
-impl Drop for P2pNode {
-	fn drop(&mut self) {
-		self.task.abort();
-	}
 }
 
 impl P2pNode {
@@ -166,6 +170,11 @@ impl P2pNode {
 		let keypair = Keypair::ed25519_from_bytes(config.secret)
 			.map_err(|e| P2pError::Setup(format!("secret key: {e}")))?;
 		let peer_id = keypair.public().to_peer_id();
+		let ledger = match &config.ledger_dir {
+			Some(dir) => SeederLedger::load(config.ledger.clone(), dir)
+				.map_err(|e| P2pError::Setup(format!("ledger in {}: {e}", dir.display())))?,
+			None => SeederLedger::new(config.ledger.clone()),
+		};
 		let mut swarm = build_swarm(keypair, &config.limits).map_err(P2pError::Setup)?;
 		for addr in &config.listen {
 			swarm
@@ -191,10 +200,15 @@ impl P2pNode {
 		info!(%peer_id, addrs = ?listen_addrs, "p2p node listening");
 		let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
 		let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
-		let serving =
-			Serving::new(config.serving.clone(), SeederLedger::new(config.ledger.clone()));
-		let driver = Driver { swarm, serving, source, pending: HashMap::new(), events: events_tx };
-		let task = tokio::spawn(driver.run(rx));
+		let driver = Driver {
+			swarm,
+			serving: Serving::new(config.serving.clone(), ledger),
+			source,
+			pending: HashMap::new(),
+			events: events_tx,
+			ledger_dir: config.ledger_dir.clone(),
+		};
+		let task = tokio::spawn(driver.run(rx, config.ledger_save_interval));
 		Ok(P2pNode { peer_id, listen_addrs, commands, events, task })
 	}
 
@@ -252,6 +266,13 @@ impl P2pNode {
 		self.call(|tx| Command::SaveLedger(dir, tx)).await
 	}
 
+	/// Stops the driver: closes every connection and saves a changed ledger to `ledger_dir`.
+	pub async fn shutdown(self) {
+		let P2pNode { commands, task, .. } = self;
+		drop(commands);
+		let _ = task.await;
+	}
+
 	/// The next event of the serving core (bans, `Have` announcements).
 	pub async fn next_event(&mut self) -> Option<ServingEvent> {
 		self.events.recv().await
@@ -264,19 +285,43 @@ struct Driver<S> {
 	source: Arc<S>,
 	pending: HashMap<OutboundRequestId, Pending>,
 	events: mpsc::Sender<ServingEvent>,
+	ledger_dir: Option<PathBuf>,
 }
 
 impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
-	async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+	async fn run(mut self, mut commands: mpsc::Receiver<Command>, save_every: Duration) {
+		let mut save = tokio::time::interval(save_every);
 		loop {
 			tokio::select! {
 				ev = self.swarm.select_next_some() => self.handle_swarm_event(ev),
 				cmd = commands.recv() => match cmd {
 					Some(cmd) => self.handle_command(cmd),
-					None => return,
+					None => return self.save_ledger().await,
 				},
+				_ = save.tick(), if self.ledger_dir.is_some() => self.save_ledger().await,
 			}
 			self.apply_serving_events();
+		}
+	}
+
+	/// Saves the ledger if it changed. The file is written on a blocking thread; the swarm
+	/// waits meanwhile (a few milliseconds for thousands of entries), which keeps a save and the
+	/// next change strictly ordered.
+	async fn save_ledger(&mut self) {
+		let Some(dir) = self.ledger_dir.clone() else { return };
+		if !self.serving.take_ledger_changed() {
+			return;
+		}
+		let bytes = self.serving.ledger().encode();
+		let entries = self.serving.ledger().entries().count();
+		let write = tokio::task::spawn_blocking(move || write_ledger(&dir, &bytes));
+		match write.await {
+			Ok(Ok(())) => debug!(entries, "ledger saved"),
+			Ok(Err(e)) => {
+				self.serving.mark_ledger_changed();
+				warn!(error = %e, "saving the ledger failed; retrying at the next tick")
+			}
+			Err(e) => warn!(error = %e, "ledger save task failed"),
 		}
 	}
 

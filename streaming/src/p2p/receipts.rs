@@ -411,20 +411,14 @@ impl SeederLedger {
 		(batches, bad)
 	}
 
-	/// Writes the ledger to `dir/ledger.scale` atomically: a temporary file is written and
-	/// synced, then renamed over the old one, so a crash leaves either the old or the new ledger.
+	/// The persisted form: SCALE of the entries in key order.
+	pub fn encode(&self) -> Vec<u8> {
+		self.entries.values().collect::<Vec<_>>().encode()
+	}
+
+	/// Writes the ledger to `dir/ledger.scale` atomically (see [`write_ledger`]).
 	pub fn save(&self, dir: &Path) -> io::Result<()> {
-		std::fs::create_dir_all(dir)?;
-		let entries: Vec<&LedgerEntry> = self.entries.values().collect();
-		let tmp = dir.join(format!("{LEDGER_FILE}.tmp"));
-		{
-			let mut f = std::fs::File::create(&tmp)?;
-			f.write_all(&entries.encode())?;
-			f.sync_all()?;
-		}
-		std::fs::rename(&tmp, ledger_path(dir))?;
-		// The rename is durable only once the directory is synced.
-		std::fs::File::open(dir)?.sync_all()
+		write_ledger(dir, &self.encode())
 	}
 
 	/// Reads `dir/ledger.scale` (an empty ledger if there is none). Every entry is checked again
@@ -451,6 +445,21 @@ impl SeederLedger {
 		}
 		Ok(ledger)
 	}
+}
+
+/// Writes encoded ledger bytes to `dir/ledger.scale` atomically: a temporary file is written and
+/// synced, then renamed over the old one, and the directory is synced, so a crash leaves either
+/// the old or the new ledger. Blocking; async shells call it from a blocking task.
+pub fn write_ledger(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+	std::fs::create_dir_all(dir)?;
+	let tmp = dir.join(format!("{LEDGER_FILE}.tmp"));
+	{
+		let mut f = std::fs::File::create(&tmp)?;
+		f.write_all(bytes)?;
+		f.sync_all()?;
+	}
+	std::fs::rename(&tmp, ledger_path(dir))?;
+	std::fs::File::open(dir)?.sync_all()
 }
 
 /// Path of the ledger file in `dir`.

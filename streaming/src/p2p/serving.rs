@@ -140,6 +140,8 @@ pub struct ServingStats {
 pub struct Serving {
 	config: ServingConfig,
 	ledger: SeederLedger,
+	/// Whether the ledger changed since [`Serving::take_ledger_changed`] was last called.
+	ledger_changed: bool,
 	peers: HashMap<PeerId, PeerState>,
 	banned: HashSet<PeerId>,
 	ban_order: VecDeque<PeerId>,
@@ -156,6 +158,7 @@ impl Serving {
 		Self {
 			config,
 			ledger,
+			ledger_changed: false,
 			peers: HashMap::new(),
 			banned: HashSet::new(),
 			ban_order: VecDeque::new(),
@@ -169,6 +172,17 @@ impl Serving {
 	/// The receipt ledger (for saving and claims).
 	pub fn ledger(&self) -> &SeederLedger {
 		&self.ledger
+	}
+
+	/// Whether the ledger changed (a pass, receipt or served chunk) since the last call: the
+	/// shell saves it then.
+	pub fn take_ledger_changed(&mut self) -> bool {
+		std::mem::take(&mut self.ledger_changed)
+	}
+
+	/// The ledger must be saved again (the last save failed).
+	pub fn mark_ledger_changed(&mut self) {
+		self.ledger_changed = true;
 	}
 
 	/// Counters.
@@ -299,6 +313,7 @@ impl Serving {
 				}
 				match self.ledger.handle_pass(p) {
 					Ok(()) => {
+						self.ledger_changed = true;
 						if let Some(state) = self.peers.get_mut(&peer) {
 							state.passes.insert(stream, (viewer, epoch));
 						}
@@ -321,6 +336,7 @@ impl Serving {
 				match source.chunk(stream, sequence, index) {
 					Some(data) => {
 						self.ledger.handle_served(stream, &viewer, epoch, data.len() as u64);
+						self.ledger_changed = true;
 						self.stats.chunks_served += 1;
 						self.stats.bytes_served += data.len() as u64;
 						Response::Chunk(data)
@@ -337,7 +353,10 @@ impl Serving {
 					return self.refuse(RefusalCode::BadReceipt, "receipt for another viewer");
 				}
 				match self.ledger.handle_receipt(r) {
-					Ok(_) => Response::Ok,
+					Ok(_) => {
+						self.ledger_changed = true;
+						Response::Ok
+					}
 					Err(
 						e @ (ReceiptError::BadReceiptSignature
 						| ReceiptError::UnitsDecreased { .. }),
