@@ -106,7 +106,7 @@ pub enum ErrorCode {
 	#[codec(index = 9)]
 	UnknownStream,
 	/// The server holds no more sessions (or would only admit this viewer in P2P mode, which
-	/// this server does not offer).
+	/// this server does not offer: it has no pass-signing key).
 	#[codec(index = 10)]
 	Full,
 	/// Nothing was received within the idle timeout (or no hello within the hello timeout).

@@ -6,7 +6,9 @@
 //! 1. Feed every received frame body to [`ServerSession::handle_frame`] (or a read error to
 //!    [`ServerSession::handle_read_error`]).
 //! 2. Drain [`ServerSession::poll_event`]: answer `AdmissionRequest` with
-//!    [`ServerSession::handle_admission`], store `SegmentReceived`, record `End`, log `Closed`.
+//!    [`ServerSession::handle_admission`], `JoinRequest` (P2P mode) with
+//!    [`ServerSession::handle_joined`], `FetchRequest` with [`ServerSession::handle_fetch`];
+//!    store `SegmentReceived`, record `End`, log `Closed`.
 //! 3. While [`ServerSession::wants_segments`] returns `Some((stream, from))`, look the stream up
 //!    ([`LiveWindow::lookup`]) and pass the result to [`ServerSession::handle_segments`]; call it
 //!    again whenever the stream's window changes.
