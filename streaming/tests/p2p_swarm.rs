@@ -287,11 +287,11 @@ impl request_response::Codec for RawCodec {
 	}
 	async fn write_response<T: AsyncWrite + Unpin + Send>(
 		&mut self,
-		_: &StreamProtocol,
+		p: &StreamProtocol,
 		io: &mut T,
 		r: Vec<u8>,
 	) -> io::Result<()> {
-		io.write_all(&r).await
+		self.write_request(p, io, r).await
 	}
 }
 

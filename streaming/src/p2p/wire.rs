@@ -276,10 +276,7 @@ impl From<WireError> for io::Error {
 impl WireLimits {
 	/// Decodes a request, strictly (see the module docs).
 	pub fn decode_request(&self, bytes: &[u8]) -> Result<Request, WireError> {
-		if bytes.len() > self.max_request_len {
-			return Err(WireError::TooLarge { max: self.max_request_len });
-		}
-		let req: Request = decode_all(bytes, "request")?;
+		let req: Request = decode_all(bytes, self.max_request_len, "request")?;
 		if let Request::Have { segments, .. } = &req {
 			if segments.len() > self.max_have_segments {
 				return Err(WireError::OverLimit("have: more segments than max_have_segments"));
@@ -293,10 +290,7 @@ impl WireLimits {
 
 	/// Decodes a response, strictly (see the module docs).
 	pub fn decode_response(&self, bytes: &[u8]) -> Result<Response, WireError> {
-		if bytes.len() > self.max_response_len {
-			return Err(WireError::TooLarge { max: self.max_response_len });
-		}
-		let res: Response = decode_all(bytes, "response")?;
+		let res: Response = decode_all(bytes, self.max_response_len, "response")?;
 		if let Response::Refused { reason, .. } = &res {
 			if reason.len() > self.max_reason_len {
 				return Err(WireError::OverLimit("refusal reason longer than max_reason_len"));
@@ -306,7 +300,10 @@ impl WireLimits {
 	}
 }
 
-fn decode_all<T: Decode>(bytes: &[u8], what: &'static str) -> Result<T, WireError> {
+fn decode_all<T: Decode>(bytes: &[u8], max: usize, what: &'static str) -> Result<T, WireError> {
+	if bytes.len() > max {
+		return Err(WireError::TooLarge { max });
+	}
 	if bytes.is_empty() {
 		return Err(WireError::Empty);
 	}
