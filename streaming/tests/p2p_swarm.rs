@@ -600,3 +600,52 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps(
 	.await
 	.expect("test finishes in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_that_stops_signing_is_cut_off_after_the_slack_and_resumes_with_a_receipt() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		// Slack of 100 units (100 KiB): two 64 KiB chunks (128 units) exceed it.
+		let mut cfg = config(30, "//Seeder");
+		cfg.ledger.slack_units = 100;
+		let seeder = P2pNode::start(cfg, store(false)).await.unwrap();
+		let v = node(31, "//Unused", store(false)).await;
+		let at = Some(addr(&seeder, true));
+		assert_eq!(
+			v.request(seeder.peer_id, at, Request::Pass(pass("//Signer"))).await.unwrap(),
+			Response::Ok
+		);
+		let header = segment().header.payload;
+		let mut book = ReceiptBook::new(
+			BookConfig { genesis_hash: GENESIS, stream: STREAM, max_seeders: 8 },
+			pair("//Signer"),
+		);
+		let seeder_account = pair("//Seeder").public().0;
+		for index in 0..2 {
+			let chunk = v.fetch_chunk(seeder.peer_id, None, header.clone(), index).await.unwrap();
+			book.handle_received(seeder_account, 0, chunk.len() as u64).unwrap();
+		}
+		// No receipt sent: the third chunk is refused, and stays refused.
+		for _ in 0..2 {
+			let r = v.fetch_chunk(seeder.peer_id, None, header.clone(), 2).await;
+			assert!(
+				matches!(&r, Err(P2pError::NotServed(s)) if s.contains("ReceiptsBehind")),
+				"{r:?}"
+			);
+		}
+		// A receipt for what arrived resumes the service.
+		let receipt = book.poll_receipt(&seeder_account, 0).unwrap();
+		assert_eq!(receipt.payload.units, 128);
+		assert_eq!(
+			v.request(seeder.peer_id, None, Request::Receipt(receipt)).await.unwrap(),
+			Response::Ok
+		);
+		let chunk = v.fetch_chunk(seeder.peer_id, None, header.clone(), 2).await.unwrap();
+		assert_eq!(chunk, segment().chunks[2]);
+		// Refusals for lagging receipts are not a ban.
+		assert!(!seeder.is_banned(v.peer_id).await.unwrap());
+		assert!(!v.is_banned(seeder.peer_id).await.unwrap());
+	})
+	.await
+	.expect("test finishes in time");
+}
