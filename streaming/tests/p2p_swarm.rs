@@ -119,7 +119,8 @@ async fn download(
 	viewer: &str,
 ) -> Result<Vec<u8>, P2pError> {
 	let seeder = from.peer_id;
-	assert_eq!(v.request(seeder, Some(at), Request::Pass(pass(viewer))).await?, Response::Ok);
+	let pass = Request::bound_pass(pass(viewer), &pair(viewer), &v.peer_id);
+	assert_eq!(v.request(seeder, Some(at), pass).await?, Response::Ok);
 	let header =
 		match v.request(seeder, None, Request::GetHeader { stream: STREAM, sequence: 7 }).await? {
 			Response::Header(h) => h,
@@ -223,9 +224,13 @@ async fn corrupt_peer_is_banned_on_its_first_bad_chunk_while_a_good_peer_deliver
 		let header = segment().header.payload;
 
 		assert_eq!(
-			v.request(evil.peer_id, Some(addr(&evil, true)), Request::Pass(pass("//V")))
-				.await
-				.unwrap(),
+			v.request(
+				evil.peer_id,
+				Some(addr(&evil, true)),
+				Request::bound_pass(pass("//V"), &pair("//V"), &v.peer_id)
+			)
+			.await
+			.unwrap(),
 			Response::Ok
 		);
 		let err = v.fetch_chunk(evil.peer_id, None, header.clone(), 0).await.unwrap_err();
@@ -375,19 +380,23 @@ async fn bad_input_is_refused_or_disconnected_and_other_peers_are_unaffected() {
 		let mut other = pass("//NoPass");
 		other.payload.stream = STREAM + 1;
 		let other = Signed::sign(other.payload, &pair("//PassSigner"));
-		assert_eq!(
-			nopass.request(seeder.peer_id, None, Request::Pass(other)).await.unwrap(),
-			Response::Ok
-		);
+		let other = Request::bound_pass(other, &pair("//NoPass"), &nopass.peer_id);
+		assert_eq!(nopass.request(seeder.peer_id, None, other).await.unwrap(), Response::Ok);
 		assert_eq!(
 			refusal(nopass.request(seeder.peer_id, None, get.clone()).await),
 			RefusalCode::NoPass
 		);
-		// A forged pass.
+		// A forged pass, and a genuine one bound to another peer (a replay).
 		let mut forged = pass("//NoPass");
 		forged.payload.max_units = u64::MAX;
+		let forged = Request::bound_pass(forged, &pair("//NoPass"), &nopass.peer_id);
 		assert_eq!(
-			refusal(nopass.request(seeder.peer_id, None, Request::Pass(forged)).await),
+			refusal(nopass.request(seeder.peer_id, None, forged).await),
+			RefusalCode::BadPass
+		);
+		let replayed = Request::bound_pass(pass("//NoPass"), &pair("//NoPass"), &seeder.peer_id);
+		assert_eq!(
+			refusal(nopass.request(seeder.peer_id, None, replayed).await),
 			RefusalCode::BadPass
 		);
 
@@ -457,7 +466,11 @@ async fn bad_input_is_refused_or_disconnected_and_other_peers_are_unaffected() {
 		let small = P2pNode::start(small, empty()).await.unwrap();
 		assert_eq!(
 			small
-				.request(seeder.peer_id, Some(tcp.clone()), Request::Pass(pass("//Small")))
+				.request(
+					seeder.peer_id,
+					Some(tcp.clone()),
+					Request::bound_pass(pass("//Small"), &pair("//Small"), &small.peer_id)
+				)
 				.await
 				.unwrap(),
 			Response::Ok
@@ -612,7 +625,13 @@ async fn viewer_that_stops_signing_is_cut_off_after_the_slack_and_resumes_with_a
 		let v = node(31, "//Unused", store(false)).await;
 		let at = Some(addr(&seeder, true));
 		assert_eq!(
-			v.request(seeder.peer_id, at, Request::Pass(pass("//Signer"))).await.unwrap(),
+			v.request(
+				seeder.peer_id,
+				at,
+				Request::bound_pass(pass("//Signer"), &pair("//Signer"), &v.peer_id)
+			)
+			.await
+			.unwrap(),
 			Response::Ok
 		);
 		let header = segment().header.payload;

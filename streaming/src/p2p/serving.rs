@@ -18,7 +18,7 @@
 
 use super::{
 	receipts::{ReceiptError, SeederLedger},
-	wire::{HaveSegment, RefusalCode, Request, Response},
+	wire::{verify_peer_binding, HaveSegment, RefusalCode, Request, Response},
 };
 use crate::segment::{verify_chunk, SegmentError};
 use bytes::Bytes;
@@ -306,10 +306,13 @@ impl Serving {
 		let pass = state.passes.get(&stream).copied();
 		let passes_full = state.passes.len() >= cfg.max_passes_per_peer;
 		match (request, pass) {
-			(Request::Pass(p), _) => {
+			(Request::Pass { pass: p, binding }, _) => {
 				let (viewer, epoch) = (p.payload.viewer, p.payload.epoch);
 				if pass.is_none() && passes_full {
 					return self.refuse(RefusalCode::Busy, "passes for too many streams");
+				}
+				if !verify_peer_binding(&p.payload, &peer, &binding) {
+					return self.refuse(RefusalCode::BadPass, "pass not bound to this peer");
 				}
 				match self.ledger.handle_pass(p) {
 					Ok(()) => {
@@ -459,6 +462,10 @@ mod tests {
 		libp2p::identity::Keypair::ed25519_from_bytes([n; 32]).unwrap().public().to_peer_id()
 	}
 
+	fn bound(viewer: &str, to: PeerId) -> Request {
+		Request::bound_pass(pass(viewer), &pair(viewer), &to)
+	}
+
 	fn get(index: u32) -> Request {
 		Request::GetChunk { stream: 1, sequence: 0, index }
 	}
@@ -476,13 +483,14 @@ mod tests {
 		assert_eq!(code(&s.handle_request(now, me, get(0), &st)), Some(RefusalCode::NoPass));
 		let hdr = Request::GetHeader { stream: 1, sequence: 0 };
 		assert_eq!(code(&s.handle_request(now, me, hdr.clone(), &st)), Some(RefusalCode::NoPass));
-		let mut forged = pass("//Viewer");
+		let Request::Pass { pass: mut forged, binding } = bound("//Viewer", me) else { panic!() };
 		forged.payload.max_units = 1_000_000;
-		assert_eq!(
-			code(&s.handle_request(now, me, Request::Pass(forged), &st)),
-			Some(RefusalCode::BadPass)
-		);
-		assert_eq!(s.handle_request(now, me, Request::Pass(pass("//Viewer")), &st), Response::Ok);
+		let forged = Request::Pass { pass: forged, binding };
+		assert_eq!(code(&s.handle_request(now, me, forged, &st)), Some(RefusalCode::BadPass));
+		// A pass bound to another peer (replayed by whoever was shown it).
+		let replayed = bound("//Viewer", peer(2));
+		assert_eq!(code(&s.handle_request(now, me, replayed, &st)), Some(RefusalCode::BadPass));
+		assert_eq!(s.handle_request(now, me, bound("//Viewer", me), &st), Response::Ok);
 		assert!(matches!(s.handle_request(now, me, hdr, &st), Response::Header(_)));
 		assert_eq!(s.handle_request(now, me, get(1), &st), Response::Chunk(st.0.chunks[1].clone()));
 		assert_eq!(code(&s.handle_request(now, me, get(9), &st)), Some(RefusalCode::NotHeld));
@@ -493,7 +501,7 @@ mod tests {
 	#[test]
 	fn receipts_behind_cut_service_until_a_new_receipt() {
 		let (mut s, st, now, me) = (serving(Default::default()), store(), Instant::now(), peer(3));
-		s.handle_request(now, me, Request::Pass(pass("//Viewer")), &st);
+		s.handle_request(now, me, bound("//Viewer", me), &st);
 		// Slack 7 units: two 4 KiB chunks (8 units) use it up, the third is refused.
 		assert!(matches!(s.handle_request(now, me, get(0), &st), Response::Chunk(_)));
 		assert!(matches!(s.handle_request(now, me, get(1), &st), Response::Chunk(_)));

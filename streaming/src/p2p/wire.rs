@@ -14,8 +14,9 @@
 
 use bytes::Bytes;
 use codec::{Decode, DecodeAll, Encode};
-use dsp_primitives::{Receipt, SegmentHeader, Signed, StreamId, ViewerPass};
+use dsp_primitives::{Receipt, SegmentHeader, Signature, Signed, StreamId, ViewerPass};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::PeerId;
 use std::io;
 
 /// libp2p protocol name. A change that old peers would misread gets a new name
@@ -56,14 +57,37 @@ impl HaveSegment {
 	}
 }
 
+/// Domain tag of a pass's peer binding (see [`Request::Pass`]).
+pub const PEER_BINDING_DOMAIN: &[u8] = b"dsp/p2p-peer/v1";
+
+/// The bytes a viewer signs to bind its pass to its libp2p identity:
+/// `SCALE(("dsp/p2p-peer/v1", genesis_hash, stream, epoch, peer_id bytes))`.
+pub fn peer_binding_payload(pass: &ViewerPass, peer: &PeerId) -> Vec<u8> {
+	(PEER_BINDING_DOMAIN, pass.genesis_hash, pass.stream, pass.epoch, peer.to_bytes()).encode()
+}
+
+/// Whether `binding` is the pass viewer's signature binding the pass to `peer`.
+pub fn verify_peer_binding(pass: &ViewerPass, peer: &PeerId, binding: &Signature) -> bool {
+	use sp_core::Pair as _;
+	sp_core::sr25519::Pair::verify(binding, peer_binding_payload(pass, peer), &pass.viewer)
+}
+
 /// What a peer asks of another peer. The first request on a connection must be `Pass`: nothing
 /// else is served to a peer that has not shown a valid viewer pass for the stream.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 pub enum Request {
-	/// The requester's viewer pass for one stream, signed by a pass signer the origin authorised.
-	/// Answered `Ok` (or `Refused{BadPass}`).
+	/// The requester's viewer pass for one stream, signed by a pass signer the origin authorised,
+	/// and bound to the requester's libp2p identity by the pass's viewer key: without the
+	/// binding, a seeder shown the pass could replay it to other seeders and use up the viewer's
+	/// receipt slack there. Answered `Ok` (or `Refused{BadPass}`). Build it with
+	/// [`Request::bound_pass`].
 	#[codec(index = 0)]
-	Pass(Signed<ViewerPass>),
+	Pass {
+		/// The pass.
+		pass: Signed<ViewerPass>,
+		/// sr25519 signature by `pass.viewer` over [`peer_binding_payload`] for the requester.
+		binding: Signature,
+	},
 	/// The origin-signed header of a segment. Answered `Header` or `Refused{NotHeld}`.
 	#[codec(index = 1)]
 	GetHeader {
@@ -98,10 +122,22 @@ pub enum Request {
 }
 
 impl Request {
+	/// A `Pass` request for a node whose libp2p identity is `peer`, bound by `viewer` (the key
+	/// the pass names).
+	pub fn bound_pass(
+		pass: Signed<ViewerPass>,
+		viewer: &sp_core::sr25519::Pair,
+		peer: &PeerId,
+	) -> Self {
+		use sp_core::Pair as _;
+		let binding = viewer.sign(&peer_binding_payload(&pass.payload, peer));
+		Request::Pass { pass, binding }
+	}
+
 	/// Short name for logs.
 	pub fn kind(&self) -> &'static str {
 		match self {
-			Request::Pass(_) => "pass",
+			Request::Pass { .. } => "pass",
 			Request::GetHeader { .. } => "get_header",
 			Request::GetChunk { .. } => "get_chunk",
 			Request::Have { .. } => "have",
@@ -112,7 +148,7 @@ impl Request {
 	/// The stream the request is about.
 	pub fn stream(&self) -> StreamId {
 		match self {
-			Request::Pass(p) => p.payload.stream,
+			Request::Pass { pass, .. } => pass.payload.stream,
 			Request::GetHeader { stream, .. }
 			| Request::GetChunk { stream, .. }
 			| Request::Have { stream, .. } => *stream,
@@ -420,7 +456,14 @@ mod tests {
 			units: 5,
 		};
 		vec![
-			Request::Pass(Signed::sign(pass, &pair("//Issuer"))),
+			Request::bound_pass(
+				Signed::sign(pass, &pair("//Issuer")),
+				&viewer,
+				&libp2p::identity::Keypair::ed25519_from_bytes([1; 32])
+					.unwrap()
+					.public()
+					.to_peer_id(),
+			),
 			Request::GetHeader { stream: 2, sequence: 7 },
 			Request::GetChunk { stream: 2, sequence: 7, index: 3 },
 			Request::Have {
@@ -447,6 +490,22 @@ mod tests {
 		] {
 			assert_eq!(limits.decode_response(&r.encode()).unwrap(), r);
 		}
+	}
+
+	#[test]
+	fn pass_binding_names_one_peer_and_needs_the_viewer_key() {
+		let peer = |n: u8| {
+			libp2p::identity::Keypair::ed25519_from_bytes([n; 32]).unwrap().public().to_peer_id()
+		};
+		let Request::Pass { pass, binding } = all_requests().remove(0) else { panic!() };
+		assert!(verify_peer_binding(&pass.payload, &peer(1), &binding));
+		assert!(!verify_peer_binding(&pass.payload, &peer(2), &binding));
+		let Request::Pass { binding: by_other, .. } =
+			Request::bound_pass(pass.clone(), &pair("//Other"), &peer(1))
+		else {
+			panic!()
+		};
+		assert!(!verify_peer_binding(&pass.payload, &peer(1), &by_other));
 	}
 
 	#[test]
