@@ -15,7 +15,7 @@ use crate::{
 	segment::SegmentError,
 };
 use bytes::Bytes;
-use dsp_primitives::SegmentHeader;
+use dsp_primitives::{EpochIndex, SegmentHeader};
 use futures::StreamExt;
 use libp2p::{
 	identity::Keypair,
@@ -134,6 +134,7 @@ enum Command {
 	IsBanned(PeerId, oneshot::Sender<bool>),
 	Stats(oneshot::Sender<ServingStats>),
 	SaveLedger(PathBuf, oneshot::Sender<io::Result<()>>),
+	PruneLedger(EpochIndex, oneshot::Sender<usize>),
 }
 
 enum Pending {
@@ -266,6 +267,12 @@ impl P2pNode {
 		self.call(|tx| Command::SaveLedger(dir, tx)).await
 	}
 
+	/// Forgets ledger entries of epochs before `epoch` (claimed, or past their claim window);
+	/// returns how many.
+	pub async fn prune_ledger(&self, epoch: EpochIndex) -> Result<usize, P2pError> {
+		self.call(|tx| Command::PruneLedger(epoch, tx)).await
+	}
+
 	/// Stops the driver: closes every connection and saves a changed ledger to `ledger_dir`.
 	pub async fn shutdown(self) {
 		let P2pNode { commands, task, .. } = self;
@@ -354,6 +361,9 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 			}
 			Command::SaveLedger(dir, tx) => {
 				let _ = tx.send(self.serving.ledger().save(&dir));
+			}
+			Command::PruneLedger(epoch, tx) => {
+				let _ = tx.send(self.serving.prune_ledger_before(epoch));
 			}
 		}
 	}
@@ -444,9 +454,16 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 
 	fn apply_serving_events(&mut self) {
 		while let Some(ev) = self.serving.poll_event() {
-			if let ServingEvent::Ban { peer, reason } = &ev {
-				warn!(%peer, %reason, "p2p peer banned");
-				self.swarm.behaviour_mut().blocked.block_peer(*peer);
+			match &ev {
+				ServingEvent::Ban { peer, reason } => {
+					warn!(%peer, %reason, "p2p peer banned");
+					self.swarm.behaviour_mut().blocked.block_peer(*peer);
+				}
+				ServingEvent::Unban { peer } => {
+					debug!(%peer, "p2p ban lifted (ban list full)");
+					self.swarm.behaviour_mut().blocked.unblock_peer(*peer);
+				}
+				ServingEvent::Have { .. } => {}
 			}
 			if self.events.try_send(ev).is_err() {
 				debug!("p2p event buffer full or closed; event dropped");

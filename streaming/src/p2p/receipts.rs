@@ -369,6 +369,14 @@ impl SeederLedger {
 		Ok(ReceiptOutcome::Advanced(got))
 	}
 
+	/// Forgets every entry of an epoch before `epoch`: call it once their claim window closed
+	/// (and after claiming them), or the ledger fills up and refuses new passes.
+	pub fn prune_before(&mut self, epoch: EpochIndex) -> usize {
+		let before = self.entries.len();
+		self.entries.retain(|(_, _, e), _| *e >= epoch);
+		before - self.entries.len()
+	}
+
 	/// `bytes` were served to `viewer`. Ignored without a pass (nothing is served without one).
 	pub fn handle_served(
 		&mut self,
@@ -672,6 +680,13 @@ mod tests {
 			l.handle_pass(pass_for(&v, 5)).unwrap();
 			l.handle_receipt(Signed::sign(receipt(&v, 5, 3), &pair(&v))).unwrap();
 		}
+		// Old epochs are pruned once claimed; a full ledger refuses new passes until then.
+		let mut small =
+			SeederLedger::new(LedgerConfig { max_entries: 1, ..ledger().config().clone() });
+		small.handle_pass(pass_for("//Viewer", 4)).unwrap();
+		assert_eq!(small.handle_pass(pass_for("//Viewer", 5)), Err(ReceiptError::Full(1)));
+		assert_eq!(small.prune_before(5), 1);
+		small.handle_pass(pass_for("//Viewer", 5)).unwrap();
 		// A pass without a receipt is not claimable.
 		l.handle_pass(pass_for("//Silent", 5)).unwrap();
 		let (batches, bad) = l.claim_batches(2);

@@ -56,8 +56,9 @@ pub struct ServingConfig {
 	pub max_peers: usize,
 	/// Most streams one peer may hold passes for. Default 4.
 	pub max_passes_per_peer: usize,
-	/// Most peers remembered as banned; the oldest ban is forgotten beyond it (libp2p's block
-	/// list keeps blocking it at the transport). Default 4096.
+	/// Most peers remembered as banned; beyond it the oldest ban is lifted
+	/// ([`ServingEvent::Unban`]), so that fresh identities cannot grow the ban list (and
+	/// libp2p's block list) without bound. Default 4096.
 	pub max_banned: usize,
 	/// Most disconnected peers whose bad-input count is remembered, so that reconnecting does
 	/// not reset it; the oldest is forgotten beyond it. Default 4096, 40 bytes each.
@@ -88,6 +89,11 @@ pub enum ServingEvent {
 		peer: PeerId,
 		/// Why, for logs.
 		reason: String,
+	},
+	/// Unblock `peer`: its ban was the oldest and `max_banned` newer ones exist.
+	Unban {
+		/// The peer.
+		peer: PeerId,
 	},
 	/// `peer` announced what it holds (for the download scheduler).
 	Have {
@@ -174,6 +180,13 @@ impl Serving {
 		&self.ledger
 	}
 
+	/// Forgets ledger entries of epochs before `epoch` (see [`SeederLedger::prune_before`]).
+	pub fn prune_ledger_before(&mut self, epoch: EpochIndex) -> usize {
+		let n = self.ledger.prune_before(epoch);
+		self.ledger_changed |= n > 0;
+		n
+	}
+
 	/// Whether the ledger changed (a pass, receipt or served chunk) since the last call: the
 	/// shell saves it then.
 	pub fn take_ledger_changed(&mut self) -> bool {
@@ -204,6 +217,7 @@ impl Serving {
 		if self.ban_order.len() > self.config.max_banned {
 			if let Some(old) = self.ban_order.pop_front() {
 				self.banned.remove(&old);
+				self.events.push_back(ServingEvent::Unban { peer: old });
 			}
 		}
 		self.peers.remove(&peer);
@@ -578,6 +592,19 @@ mod tests {
 		s.handle_request(now, peer(7), get(0), &st);
 		s.handle_request(now, peer(8), get(0), &st);
 		assert_eq!(code(&s.handle_request(now, peer(9), get(0), &st)), Some(RefusalCode::Busy));
+	}
+
+	#[test]
+	fn the_ban_list_is_bounded_and_lifts_the_oldest_ban() {
+		let cfg = ServingConfig { max_banned: 2, ..Default::default() };
+		let mut s = serving(cfg);
+		for n in 1..=3 {
+			s.ban(peer(n), "test");
+		}
+		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+		assert_eq!(events.len(), 4);
+		assert!(events.contains(&ServingEvent::Unban { peer: peer(1) }), "{events:?}");
+		assert!(!s.is_banned(&peer(1)) && s.is_banned(&peer(2)) && s.is_banned(&peer(3)));
 	}
 
 	#[test]
