@@ -11,6 +11,8 @@
 //!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
 //! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics.
+//! - [`p2p`]: the viewer swarm: its request/response wire protocol, the serving state machine
+//!   (passes, rate limits, bans), and receipts (viewer book, seeder ledger, claim batches).
 //! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
 //!   TLS, and the load generator behind `dsp load`.
 //!
@@ -19,6 +21,7 @@
 
 pub mod chain;
 pub mod net;
+pub mod p2p;
 pub mod protocol;
 pub mod publisher;
 pub mod segment;

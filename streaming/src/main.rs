@@ -4,6 +4,7 @@
 //! - `dsp publish`: MPEG-TS on stdin → signed segments → one or more servers.
 //! - `dsp watch`: viewer with transport switching and a local HLS gateway.
 //! - `dsp key`: the public key of a seed (what `serve` and `watch` need as `--origin-key`).
+//! - `dsp claim`: verified claim batches from a seeder's receipt ledger.
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use dsp_streaming::{
 		watch::{self, WatchConfig},
 		Endpoint,
 	},
+	p2p::tracker::{PassSigning, TrackerConfig},
 	protocol::Start,
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
 	server::OriginKeys,
@@ -53,6 +55,9 @@ enum Command {
 		#[arg(long, default_value_t = 1.0)]
 		secs: f64,
 	},
+	/// Load a seeder's receipt ledger, verify every (pass, receipt) item as the pallet would,
+	/// print a summary and write the SCALE-encoded claim batches (hex, one per line).
+	Claim(ClaimArgs),
 	/// Print the sr25519 public key (hex) of a seed or secret URI.
 	Key {
 		/// Seed, e.g. `//Alice` or a 0x-prefixed hex seed.
@@ -81,10 +86,21 @@ struct ServeArgs {
 	/// Most direct viewer sessions (`max_streams`).
 	#[arg(long, default_value_t = 2000)]
 	max_streams: u32,
-	/// Dynamic streaming rate `r` in [0, 1]: the share of `max_streams` handed to P2P. This
-	/// server has no P2P swarm, so viewers beyond `floor(max_streams * (1 - r))` are refused.
+	/// Dynamic streaming rate `r` in [0, 1]: the share of `max_streams` handed to P2P. Viewers
+	/// beyond `floor(max_streams * (1 - r))` direct sessions are admitted in P2P mode with
+	/// `--pass-seed`, refused without it.
 	#[arg(long, default_value_t = 0.0)]
 	rate: f64,
+	/// Seed (secret URI) of the key that signs viewer passes: one of the origin's authorised
+	/// pass signers. Enables P2P admission and the tracker.
+	#[arg(long)]
+	pass_seed: Option<String>,
+	/// Credit epoch written into passes (without a chain to follow).
+	#[arg(long, default_value_t = 0)]
+	epoch: u32,
+	/// `max_units` of each pass (1 unit = 1 KiB).
+	#[arg(long, default_value_t = 4 * 1024 * 1024)]
+	pass_max_units: u64,
 	/// Segments kept per live stream.
 	#[arg(long, default_value_t = 30)]
 	window: usize,
@@ -100,6 +116,29 @@ struct ServeArgs {
 	/// Seconds a write may make no progress before the client is closed.
 	#[arg(long, default_value_t = 10)]
 	write_stall_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct ClaimArgs {
+	/// Ledger directory (holds `ledger.scale`).
+	#[arg(long)]
+	ledger: PathBuf,
+	/// The seeder's account (hex public key): what its receipts must name.
+	#[arg(long)]
+	seeder: String,
+	/// Authorised pass signer key (hex). Repeatable.
+	#[arg(long, required = true)]
+	pass_signer: Vec<String>,
+	/// Genesis hash (hex).
+	#[arg(long, default_value = "00")]
+	genesis: String,
+	/// Most items per batch (the runtime's `MaxClaimBatch` is 1024).
+	#[arg(long, default_value_t = 1024)]
+	max: usize,
+	/// Write the batches here (hex of `SCALE(Vec<ClaimItem>)`, one batch per line) instead of
+	/// stdout.
+	#[arg(long)]
+	out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
 			bench(Duration::from_secs_f64(secs));
 			Ok(())
 		}
+		Command::Claim(a) => claim(a),
 		Command::Key { seed } => {
 			let pair = sp_core::sr25519::Pair::from_string(&seed, None)
 				.map_err(|e| anyhow!("bad seed: {e:?}"))?;
@@ -303,6 +343,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
 	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	if let Some(seed) = &a.pass_seed {
+		let signer = sp_core::sr25519::Pair::from_string(seed, None)
+			.map_err(|e| anyhow!("bad --pass-seed: {e:?}"))?;
+		let mut tracker = TrackerConfig::new(config.session.genesis_hash, a.epoch);
+		tracker.max_units_per_pass = a.pass_max_units;
+		tracker.max_streams = config.max_streams_tracked;
+		info!(signer = %hex::encode(signer.public().0), "p2p admission on: issuing viewer passes");
+		config.p2p = Some(PassSigning { signer, tracker });
+	}
 	let server = RunningServer::start(config).await?;
 	if let Some(t) = server.tcp_addr {
 		println!("tcp://{t}");
@@ -319,6 +368,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 				let s = server.stats();
 				info!(
 					direct = s.admission.direct,
+					p2p = s.admission.p2p,
 					refused = s.admission.refused,
 					connections = s.connections,
 					closed_with_error = s.closed_with_error,
@@ -330,6 +380,47 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		}
 	}
 	server.shutdown().await;
+	Ok(())
+}
+
+fn claim(a: ClaimArgs) -> anyhow::Result<()> {
+	use codec::Encode;
+	use dsp_streaming::p2p::receipts::{LedgerConfig, PassSigners, SeederLedger};
+	let signers = a.pass_signer.iter().map(|k| public_key(k)).collect::<Result<Vec<_>, _>>()?;
+	let config = LedgerConfig::new(
+		hex32(&a.genesis, "genesis")?,
+		hex32(&a.seeder, "seeder")?,
+		PassSigners { default: signers, per_stream: Default::default() },
+	);
+	let ledger = SeederLedger::load(config, &a.ledger)?;
+	let (batches, rejected) = ledger.claim_batches(a.max.max(1));
+	for (item, why) in &rejected {
+		let r = &item.receipt.payload;
+		warn!(stream = r.stream, epoch = r.epoch, viewer = %hex::encode(r.viewer.0), ?why, "item skipped");
+	}
+	let mut per: std::collections::BTreeMap<(StreamId, u32), (usize, u64)> = Default::default();
+	for item in batches.iter().flatten() {
+		let r = &item.receipt.payload;
+		let e = per.entry((r.stream, r.epoch)).or_default();
+		e.0 += 1;
+		e.1 += r.units;
+	}
+	println!(
+		"items {} in {} batches, {} skipped",
+		per.values().map(|v| v.0).sum::<usize>(),
+		batches.len(),
+		rejected.len()
+	);
+	for ((stream, epoch), (items, units)) in &per {
+		println!("stream {stream} epoch {epoch}: {items} items, {units} units");
+	}
+	let text: String = batches.iter().map(|b| hex::encode(b.encode()) + "\n").collect();
+	match &a.out {
+		Some(path) => {
+			std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+		}
+		None => print!("{text}"),
+	}
 	Ok(())
 }
 

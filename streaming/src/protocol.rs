@@ -10,7 +10,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use codec::{Decode, Encode};
-use dsp_primitives::{AdmissionMode, Hash32, SegmentHeader, Signed, StreamEnd, StreamId};
+use dsp_primitives::{
+	AdmissionMode, Hash32, PublicKey, SegmentHeader, Signed, StreamEnd, StreamId, ViewerPass,
+};
 
 /// Protocol version spoken by this implementation. A peer announcing another version is refused
 /// with [`ErrorCode::UnsupportedVersion`].
@@ -104,7 +106,7 @@ pub enum ErrorCode {
 	#[codec(index = 9)]
 	UnknownStream,
 	/// The server holds no more sessions (or would only admit this viewer in P2P mode, which
-	/// this server does not offer).
+	/// this server does not offer: it has no pass-signing key).
 	#[codec(index = 10)]
 	Full,
 	/// Nothing was received within the idle timeout (or no hello within the hello timeout).
@@ -116,6 +118,42 @@ pub enum ErrorCode {
 	/// The server is shutting down.
 	#[codec(index = 13)]
 	Shutdown,
+}
+
+/// Longest libp2p peer id accepted in a [`PeerInfo`], in bytes (an ed25519 `PeerId` is 38;
+/// 64 leaves room for other key types with inline keys).
+pub const MAX_PEER_ID_LEN: usize = 64;
+/// Most addresses in one [`PeerInfo`].
+pub const MAX_PEER_ADDRS: usize = 8;
+/// Longest address (binary multiaddr) in a [`PeerInfo`], in bytes.
+pub const MAX_PEER_ADDR_LEN: usize = 128;
+/// Most peers a server puts in one `Joined` (the decoder refuses more).
+pub const MAX_JOINED_PEERS: usize = 64;
+
+/// A P2P peer as the tracker hands it out: its libp2p peer id and listen addresses, both in
+/// libp2p's binary encodings (`PeerId::to_bytes`, `Multiaddr::to_vec`), opaque to the server.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct PeerInfo {
+	/// `PeerId` bytes, at most [`MAX_PEER_ID_LEN`].
+	pub peer_id: Vec<u8>,
+	/// Multiaddr bytes, at most [`MAX_PEER_ADDRS`] of at most [`MAX_PEER_ADDR_LEN`] each.
+	pub addrs: Vec<Vec<u8>>,
+}
+
+impl PeerInfo {
+	/// Checks the size limits; the reason if one is broken.
+	pub fn check(&self) -> Result<(), &'static str> {
+		if self.peer_id.is_empty() || self.peer_id.len() > MAX_PEER_ID_LEN {
+			return Err("peer_id empty or longer than MAX_PEER_ID_LEN");
+		}
+		if self.addrs.len() > MAX_PEER_ADDRS {
+			return Err("more than MAX_PEER_ADDRS addresses");
+		}
+		if self.addrs.iter().any(|a| a.is_empty() || a.len() > MAX_PEER_ADDR_LEN) {
+			return Err("address empty or longer than MAX_PEER_ADDR_LEN");
+		}
+		Ok(())
+	}
 }
 
 /// Every message of the protocol. The enum index is the message type byte on the wire.
@@ -188,10 +226,52 @@ pub enum Message {
 		/// Human-readable detail (UTF-8).
 		reason: String,
 	},
+	/// Viewer → server, after `Welcome { mode: P2p }`: join the swarm of `stream`.
+	#[codec(index = 16)]
+	Join {
+		/// Stream to watch.
+		stream: StreamId,
+		/// The viewer's sr25519 key: the pass names it and it signs the receipts.
+		viewer: PublicKey,
+		/// How other peers reach the viewer.
+		peer: PeerInfo,
+	},
+	/// Server → viewer: the answer to `Join`.
+	#[codec(index = 17)]
+	Joined {
+		/// The viewer's pass for this stream and epoch, signed by the server's pass signer.
+		pass: Signed<ViewerPass>,
+		/// Other peers of the swarm, newest first, at most [`MAX_JOINED_PEERS`].
+		peers: Vec<PeerInfo>,
+	},
+	/// Viewer → server (P2P mode): send chunk `index` of segment `sequence` now (an urgent gap
+	/// no peer filled). Answered with that segment's `Header` and the `Chunk`, or `NotHeld`.
+	#[codec(index = 18)]
+	Fetch {
+		/// Stream (the joined one).
+		stream: StreamId,
+		/// Segment.
+		sequence: u64,
+		/// Chunk index.
+		index: u32,
+	},
+	/// Server → viewer: the answer to a `Fetch` for a chunk the server does not hold.
+	#[codec(index = 19)]
+	NotHeld {
+		/// Stream.
+		stream: StreamId,
+		/// Segment.
+		sequence: u64,
+		/// Chunk index.
+		index: u32,
+	},
 }
 
-/// Highest message type byte defined by this version.
-const MAX_MESSAGE_TYPE: u8 = 10;
+/// Whether `kind` is a message type byte defined by this version: 0..=10 for the direct
+/// protocol, 16..=19 for the P2P tracker (16..=23 are reserved for it).
+fn is_known_type(kind: u8) -> bool {
+	kind <= 10 || (16..=19).contains(&kind)
+}
 
 impl Message {
 	/// Short name for logs.
@@ -208,6 +288,10 @@ impl Message {
 			Message::Ping(_) => "ping",
 			Message::Pong(_) => "pong",
 			Message::Error { .. } => "error",
+			Message::Join { .. } => "join",
+			Message::Joined { .. } => "joined",
+			Message::Fetch { .. } => "fetch",
+			Message::NotHeld { .. } => "not_held",
 		}
 	}
 
@@ -278,7 +362,7 @@ pub fn encode_frame(msg: &Message) -> Bytes {
 /// slices of `body`, not copies.
 pub fn decode_body(body: Bytes) -> Result<Message, FrameError> {
 	let Some(&kind) = body.first() else { return Err(FrameError::Empty) };
-	if kind > MAX_MESSAGE_TYPE {
+	if !is_known_type(kind) {
 		return Err(FrameError::UnknownMessage(kind));
 	}
 	let total = body.len();
@@ -286,6 +370,11 @@ pub fn decode_body(body: Bytes) -> Result<Message, FrameError> {
 	// silently ignored otherwise.
 	let msg: Message = codec::decode_from_bytes(body)
 		.map_err(|e| FrameError::Malformed { kind, detail: e.to_string() })?;
+	if let Message::Joined { peers, .. } = &msg {
+		if peers.len() > MAX_JOINED_PEERS || peers.iter().any(|p| p.check().is_err()) {
+			return Err(FrameError::Malformed { kind, detail: "peer list over its limits".into() });
+		}
+	}
 	if msg.encoded_size() != total {
 		return Err(FrameError::Malformed {
 			kind,
@@ -414,6 +503,29 @@ mod tests {
 			Message::Ping(1),
 			Message::Pong(2),
 			Message::error(ErrorCode::BadChunk, "nope"),
+			Message::Join {
+				stream: 1,
+				viewer: PublicKey::from_raw([3; 32]),
+				peer: PeerInfo { peer_id: vec![1; 38], addrs: vec![vec![4, 127, 0, 0, 1]] },
+			},
+			Message::Joined {
+				pass: Signed::sign(
+					ViewerPass {
+						genesis_hash: [7; 32],
+						stream: 1,
+						epoch: 0,
+						viewer: PublicKey::from_raw([3; 32]),
+						max_units: 9,
+						issuer: sp_core::sr25519::Pair::from_string("//Origin", None)
+							.unwrap()
+							.public(),
+					},
+					&sp_core::sr25519::Pair::from_string("//Origin", None).unwrap(),
+				),
+				peers: vec![PeerInfo { peer_id: vec![2; 38], addrs: vec![] }],
+			},
+			Message::Fetch { stream: 1, sequence: 2, index: 3 },
+			Message::NotHeld { stream: 1, sequence: 2, index: 3 },
 		]
 	}
 
@@ -479,6 +591,10 @@ mod tests {
 		let mut dec = FrameDecoder::new(100);
 		dec.push(&[1, 0, 0, 0, 200]);
 		assert_eq!(dec.next_message(), Err(FrameError::UnknownMessage(200)));
+		// Between the direct and the tracker messages, and past the tracker's.
+		for kind in [11u8, 15, 20, 23] {
+			assert_eq!(decode_body(Bytes::from(vec![kind])), Err(FrameError::UnknownMessage(kind)));
+		}
 
 		// A Hello whose role byte is out of range.
 		let mut dec = FrameDecoder::new(100);
@@ -489,6 +605,29 @@ mod tests {
 		let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
 		dec.push(b"GET / HTTP/1.1\r\n\r\n");
 		assert!(matches!(dec.next_frame(), Err(FrameError::TooLarge { .. })));
+	}
+
+	#[test]
+	fn joined_peer_lists_over_their_limits_are_malformed() {
+		let pass = match &all_messages()[13] {
+			Message::Joined { pass, .. } => pass.clone(),
+			other => panic!("{other:?}"),
+		};
+		let peer = PeerInfo { peer_id: vec![1; 38], addrs: vec![] };
+		let too_many =
+			Message::Joined { pass: pass.clone(), peers: vec![peer; MAX_JOINED_PEERS + 1] };
+		let long_id = Message::Joined {
+			pass,
+			peers: vec![PeerInfo { peer_id: vec![1; MAX_PEER_ID_LEN + 1], addrs: vec![] }],
+		};
+		for m in [too_many, long_id] {
+			let body = encode_frame(&m).slice(LENGTH_PREFIX..);
+			assert!(matches!(decode_body(body), Err(FrameError::Malformed { kind: 17, .. })));
+		}
+		assert!(PeerInfo { peer_id: vec![1], addrs: vec![vec![]] }.check().is_err());
+		assert!(PeerInfo { peer_id: vec![1], addrs: vec![vec![1]; MAX_PEER_ADDRS + 1] }
+			.check()
+			.is_err());
 	}
 
 	#[test]

@@ -264,7 +264,19 @@ pub fn verify_end(
 /// Length of chunk `index` of a (validated) header.
 fn chunk_len(h: &SegmentHeader, index: u32) -> usize {
 	let start = index as u64 * h.chunk_size as u64;
-	(h.byte_len as u64 - start).min(h.chunk_size as u64) as usize
+	(h.byte_len as u64).saturating_sub(start).min(h.chunk_size as u64) as usize
+}
+
+/// Checks one chunk on its own against a (verified) header: index in range, length, and
+/// blake2-256 hash. This is what lets a chunk from an untrusted P2P peer be stored, played or
+/// forwarded without the rest of its segment.
+pub fn verify_chunk(h: &SegmentHeader, index: u32, data: &[u8]) -> Result<(), SegmentError> {
+	let bad = Err(SegmentError::BadChunk { sequence: h.sequence, index });
+	let Some(hash) = h.chunk_hashes.get(index as usize) else { return bad };
+	if data.len() != chunk_len(h, index) || &blake2_256(data) != hash {
+		return bad;
+	}
+	Ok(())
 }
 
 /// What the assembler made of one frame.
@@ -349,11 +361,7 @@ impl Assembler {
 				expected,
 			});
 		}
-		if chunk.data.len() != chunk_len(h, chunk.index)
-			|| blake2_256(&chunk.data) != h.chunk_hashes[chunk.index as usize]
-		{
-			return Err(SegmentError::BadChunk { sequence: h.sequence, index: chunk.index });
-		}
+		verify_chunk(h, chunk.index, &chunk.data)?;
 		cur.frames.push(frame);
 		cur.chunks.push(chunk.data);
 		if cur.chunks.len() == h.chunk_hashes.len() {

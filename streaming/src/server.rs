@@ -6,7 +6,9 @@
 //! 1. Feed every received frame body to [`ServerSession::handle_frame`] (or a read error to
 //!    [`ServerSession::handle_read_error`]).
 //! 2. Drain [`ServerSession::poll_event`]: answer `AdmissionRequest` with
-//!    [`ServerSession::handle_admission`], store `SegmentReceived`, record `End`, log `Closed`.
+//!    [`ServerSession::handle_admission`], `JoinRequest` (P2P mode) with
+//!    [`ServerSession::handle_joined`], `FetchRequest` with [`ServerSession::handle_fetch`];
+//!    store `SegmentReceived`, record `End`, log `Closed`.
 //! 3. While [`ServerSession::wants_segments`] returns `Some((stream, from))`, look the stream up
 //!    ([`LiveWindow::lookup`]) and pass the result to [`ServerSession::handle_segments`]; call it
 //!    again whenever the stream's window changes.
@@ -16,14 +18,14 @@
 
 use crate::{
 	protocol::{
-		decode_body, encode_frame, ErrorCode, FrameError, Message, Role, Start,
-		DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, Start,
+		DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, PROTOCOL_VERSION,
 	},
 	segment::{Assembled, Assembler, Segment, SegmentLimits},
 };
 use bytes::Bytes;
 use dsp_primitives::{
-	AdmissionMode, CapacitySettings, Hash32, PublicKey, Signed, StreamEnd, StreamId,
+	AdmissionMode, CapacitySettings, Hash32, PublicKey, Signed, StreamEnd, StreamId, ViewerPass,
 };
 use std::{
 	collections::{HashMap, VecDeque},
@@ -188,7 +190,9 @@ impl LiveWindow {
 #[derive(Clone, Debug)]
 pub struct Admission {
 	settings: CapacitySettings,
+	p2p_enabled: bool,
 	direct: u32,
+	p2p: u32,
 	refused: u64,
 }
 
@@ -197,16 +201,23 @@ pub struct Admission {
 pub struct AdmissionStats {
 	/// Direct (TCP or QUIC) viewer sessions open.
 	pub direct: u32,
-	/// P2P sessions open (always 0: this server has no P2P swarm yet).
+	/// P2P sessions open (tracker sessions of viewers admitted in P2P mode).
 	pub p2p: u32,
 	/// Viewers refused since start.
 	pub refused: u64,
 }
 
 impl Admission {
-	/// Admission under `settings`.
+	/// Admission under `settings`, without P2P (see [`Self::with_p2p`]).
 	pub fn new(settings: CapacitySettings) -> Self {
-		Self { settings, direct: 0, refused: 0 }
+		Self { settings, p2p_enabled: false, direct: 0, p2p: 0, refused: 0 }
+	}
+
+	/// Whether viewers the rule puts in P2P mode are admitted (the server can issue passes) or
+	/// refused with [`ErrorCode::Full`].
+	pub fn with_p2p(mut self, enabled: bool) -> Self {
+		self.p2p_enabled = enabled;
+		self
 	}
 
 	/// Applies new settings; open sessions are kept.
@@ -214,13 +225,17 @@ impl Admission {
 		self.settings = settings;
 	}
 
-	/// Decides for a new viewer. P2P mode needs a swarm, which this server does not offer, so a
-	/// viewer the rule would put in P2P mode is refused with [`ErrorCode::Full`].
+	/// Decides for a new viewer. Without P2P, a viewer the rule would put in P2P mode is
+	/// refused with [`ErrorCode::Full`].
 	pub fn try_admit(&mut self) -> Result<AdmissionMode, ErrorCode> {
 		match self.settings.admit(self.direct) {
 			AdmissionMode::Direct => {
 				self.direct += 1;
 				Ok(AdmissionMode::Direct)
+			}
+			AdmissionMode::P2p if self.p2p_enabled => {
+				self.p2p += 1;
+				Ok(AdmissionMode::P2p)
 			}
 			AdmissionMode::P2p => {
 				self.refused += 1;
@@ -229,14 +244,17 @@ impl Admission {
 		}
 	}
 
-	/// A direct session ended.
-	pub fn release(&mut self) {
-		self.direct = self.direct.saturating_sub(1);
+	/// A session admitted in `mode` ended.
+	pub fn release(&mut self, mode: AdmissionMode) {
+		match mode {
+			AdmissionMode::Direct => self.direct = self.direct.saturating_sub(1),
+			AdmissionMode::P2p => self.p2p = self.p2p.saturating_sub(1),
+		}
 	}
 
 	/// Current counts.
 	pub fn stats(&self) -> AdmissionStats {
-		AdmissionStats { direct: self.direct, p2p: 0, refused: self.refused }
+		AdmissionStats { direct: self.direct, p2p: self.p2p, refused: self.refused }
 	}
 }
 
@@ -254,6 +272,26 @@ pub enum SessionEvent {
 	SegmentReceived(Segment),
 	/// The publisher ended a stream with this origin-signed (and verified) end.
 	End(Signed<StreamEnd>),
+	/// A P2P viewer asked to join `stream`'s swarm: issue a pass and peers, then call
+	/// [`ServerSession::handle_joined`].
+	JoinRequest {
+		/// Stream.
+		stream: StreamId,
+		/// The viewer's key.
+		viewer: PublicKey,
+		/// How peers reach it.
+		peer: PeerInfo,
+	},
+	/// A P2P viewer needs chunk `index` of segment `sequence` of `stream` now: look it up and
+	/// call [`ServerSession::handle_fetch`].
+	FetchRequest {
+		/// Stream.
+		stream: StreamId,
+		/// Segment.
+		sequence: u64,
+		/// Chunk index.
+		index: u32,
+	},
 	/// The session closed (by us, with `code`, or by the peer when `code` is `None`).
 	Closed {
 		/// Error sent to the peer, if any.
@@ -265,9 +303,14 @@ pub enum SessionEvent {
 
 #[derive(Debug)]
 enum State {
-	AwaitHello { deadline: Instant },
+	AwaitHello {
+		deadline: Instant,
+	},
 	AwaitAdmission,
 	Viewer(Option<Subscription>),
+	/// Admitted in P2P mode: `None` before `Join`, then the joined stream (and whether
+	/// `Joined` was sent).
+	P2p(Option<(StreamId, bool)>),
 	Publisher(Option<(StreamId, Box<Assembler>)>),
 	Closed,
 }
@@ -331,7 +374,7 @@ impl ServerSession {
 
 	/// Whether this is an admitted viewer (for releasing its admission slot).
 	pub fn is_viewer(&self) -> bool {
-		matches!(self.state, State::Viewer(_))
+		matches!(self.state, State::Viewer(_) | State::P2p(_))
 	}
 
 	fn send(&mut self, frame: Bytes) {
@@ -426,6 +469,24 @@ impl ServerSession {
 				self.events.push_back(SessionEvent::Subscribed(stream));
 				State::Viewer(Some(Subscription { stream, start, next: None, end_sent: false }))
 			}
+			(State::P2p(None), Message::Join { stream, viewer, peer }) => {
+				if let Err(why) = peer.check() {
+					return self.fail(ErrorCode::Malformed, format!("join: {why}"));
+				}
+				self.events.push_back(SessionEvent::JoinRequest { stream, viewer, peer });
+				State::P2p(Some((stream, false)))
+			}
+			(State::P2p(Some((joined, true))), Message::Fetch { stream, sequence, index })
+				if stream == joined =>
+			{
+				// Answers count against the send queue: a viewer that fetches and never reads
+				// must not grow it without bound.
+				if self.queued_bytes >= self.config.max_send_queue_bytes {
+					return self.fail(ErrorCode::SlowConsumer, "fetches while not reading".into());
+				}
+				self.events.push_back(SessionEvent::FetchRequest { stream, sequence, index });
+				State::P2p(Some((joined, true)))
+			}
 			(State::Publisher(None), Message::Publish { stream }) => {
 				let Some(key) = self.config.origin_keys.get(stream) else {
 					return self.fail(
@@ -500,9 +561,59 @@ impl ServerSession {
 		match result {
 			Ok(mode) => {
 				self.welcome(mode);
-				self.state = State::Viewer(None);
+				self.state = match mode {
+					AdmissionMode::Direct => State::Viewer(None),
+					AdmissionMode::P2p => State::P2p(None),
+				};
 			}
 			Err(code) => self.close(code, "server is full"),
+		}
+	}
+
+	/// Whether the viewer was admitted in P2P mode (for releasing its admission slot).
+	pub fn is_p2p(&self) -> bool {
+		matches!(self.state, State::P2p(_))
+	}
+
+	/// The answer to [`SessionEvent::JoinRequest`]: the pass and peers, or why not.
+	pub fn handle_joined(
+		&mut self,
+		_now: Instant,
+		result: Result<(Signed<ViewerPass>, Vec<PeerInfo>), (ErrorCode, String)>,
+	) {
+		let State::P2p(Some((stream, false))) = self.state else { return };
+		match result {
+			Ok((pass, mut peers)) => {
+				peers.truncate(MAX_JOINED_PEERS);
+				self.send(encode_frame(&Message::Joined { pass, peers }));
+				self.state = State::P2p(Some((stream, true)));
+			}
+			Err((code, reason)) => self.close(code, reason),
+		}
+	}
+
+	/// The answer to [`SessionEvent::FetchRequest`]: the segment if the window holds it. Sends
+	/// its header and the chunk (shared frames, no copy), or `NotHeld`.
+	pub fn handle_fetch(
+		&mut self,
+		_now: Instant,
+		sequence: u64,
+		index: u32,
+		segment: Option<Arc<Segment>>,
+	) {
+		let State::P2p(Some((stream, true))) = self.state else { return };
+		let frames = segment.as_ref().and_then(|seg| {
+			let chunk = seg.frames.get(1 + index as usize)?;
+			(seg.sequence() == sequence).then(|| (seg.frames[0].clone(), chunk.clone()))
+		});
+		match frames {
+			Some((header, chunk)) => {
+				self.stats.segments_sent += 1;
+				self.stats.bytes_sent += (header.len() + chunk.len()) as u64;
+				self.send(header);
+				self.send(chunk);
+			}
+			None => self.send(encode_frame(&Message::NotHeld { stream, sequence, index })),
 		}
 	}
 
@@ -620,6 +731,9 @@ fn state_name(state: &State) -> &'static str {
 		State::AwaitAdmission => "while awaiting admission",
 		State::Viewer(None) => "before subscribe",
 		State::Viewer(Some(_)) => "after subscribe",
+		State::P2p(None) => "before join",
+		State::P2p(Some((_, false))) => "while joining",
+		State::P2p(Some((_, true))) => "after join",
 		State::Publisher(None) => "before publish",
 		State::Publisher(Some(_)) => "while publishing",
 		State::Closed => "after close",
@@ -959,11 +1073,130 @@ mod tests {
 		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
 		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
 		assert_eq!(a.try_admit(), Err(ErrorCode::Full));
-		a.release();
+		a.release(AdmissionMode::Direct);
 		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
 		a.set_settings(CapacitySettings { max_streams: 4, streaming_rate: Perbill::zero() });
 		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
 		assert_eq!(a.stats(), AdmissionStats { direct: 3, p2p: 0, refused: 1 });
+	}
+
+	fn p2p_viewer(now: Instant) -> ServerSession {
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+		s.handle_admission(now, Ok(AdmissionMode::P2p));
+		assert!(matches!(sent(&mut s)[..], [Message::Welcome { mode: AdmissionMode::P2p, .. }]));
+		assert!(s.is_p2p() && s.is_viewer());
+		s
+	}
+
+	fn peer_info(n: u8) -> PeerInfo {
+		PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![n; 10]] }
+	}
+
+	fn join(n: u8) -> Message {
+		Message::Join { stream: 1, viewer: PublicKey::from_raw([n; 32]), peer: peer_info(n) }
+	}
+
+	fn pass() -> Signed<ViewerPass> {
+		let p = ViewerPass {
+			genesis_hash: [0; 32],
+			stream: 1,
+			epoch: 0,
+			viewer: PublicKey::from_raw([1; 32]),
+			max_units: 5,
+			issuer: origin().public(),
+		};
+		Signed::sign(p, &origin())
+	}
+
+	#[test]
+	fn p2p_viewer_joins_and_fetches_urgent_chunks() {
+		let now = Instant::now();
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, body(&join(1)));
+		match s.poll_event() {
+			Some(SessionEvent::JoinRequest { stream: 1, viewer, peer }) => {
+				assert_eq!((viewer, peer), (PublicKey::from_raw([1; 32]), peer_info(1)));
+			}
+			other => panic!("{other:?}"),
+		}
+		let pass = pass();
+		s.handle_joined(now, Ok((pass.clone(), vec![peer_info(2)])));
+		assert_eq!(sent(&mut s), vec![Message::Joined { pass, peers: vec![peer_info(2)] }]);
+
+		s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 3, index: 1 }));
+		assert!(matches!(
+			s.poll_event(),
+			Some(SessionEvent::FetchRequest { stream: 1, sequence: 3, index: 1 })
+		));
+		let segment = seg(3);
+		s.handle_fetch(now, 3, 1, Some(segment.clone()));
+		let msgs = sent(&mut s);
+		assert!(matches!(&msgs[..], [Message::Header(h), Message::Chunk(c)]
+			if h == &segment.header && c.index == 1 && c.data == segment.chunks[1]));
+		s.handle_fetch(now, 4, 0, None);
+		s.handle_fetch(now, 3, 9, Some(segment));
+		assert_eq!(
+			sent(&mut s),
+			vec![
+				Message::NotHeld { stream: 1, sequence: 4, index: 0 },
+				Message::NotHeld { stream: 1, sequence: 3, index: 9 }
+			]
+		);
+		// A fetch for another stream than the joined one closes the session.
+		s.handle_frame(now, body(&Message::Fetch { stream: 2, sequence: 0, index: 0 }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	}
+
+	#[test]
+	fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
+		let now = Instant::now();
+		// Fetch before Join; Subscribe in P2P mode; Join from a direct viewer.
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		let mut s = viewer(now, Start::At(0));
+		s.handle_frame(now, body(&join(1)));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		// Fetch while the join is still being answered.
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, body(&join(1)));
+		s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		// A peer id past its limit.
+		let mut s = p2p_viewer(now);
+		let big = Message::Join {
+			stream: 1,
+			viewer: PublicKey::from_raw([1; 32]),
+			peer: PeerInfo { peer_id: vec![0; 65], addrs: vec![] },
+		};
+		s.handle_frame(now, body(&big));
+		assert_eq!(closed_with(&mut s), ErrorCode::Malformed);
+		// The tracker refused.
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, body(&join(1)));
+		s.handle_joined(now, Err((ErrorCode::UnknownStream, "too many swarms".into())));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+	}
+
+	#[test]
+	fn admission_with_p2p_admits_beyond_the_threshold_and_counts_per_mode() {
+		use dsp_primitives::Perbill;
+		let settings =
+			CapacitySettings { max_streams: 2, streaming_rate: Perbill::from_percent(50) };
+		let mut a = Admission::new(settings).with_p2p(true);
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::P2p));
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::P2p));
+		assert_eq!(a.stats(), AdmissionStats { direct: 1, p2p: 2, refused: 0 });
+		a.release(AdmissionMode::P2p);
+		a.release(AdmissionMode::Direct);
+		assert_eq!(a.stats(), AdmissionStats { direct: 0, p2p: 1, refused: 0 });
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
 	}
 
 	#[test]

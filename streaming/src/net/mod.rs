@@ -6,6 +6,7 @@
 
 pub mod hls;
 pub mod load;
+pub mod p2p;
 pub mod publish;
 pub mod serve;
 pub mod tls;

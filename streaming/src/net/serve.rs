@@ -3,6 +3,7 @@
 
 use super::{read_frame, tls, FrameSink, ReadError};
 use crate::{
+	p2p::tracker::{PassSigning, Tracker},
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message},
 	server::{
 		Admission, AdmissionStats, Inserted, LiveWindow, ServerSession, SessionConfig,
@@ -55,6 +56,9 @@ pub struct ServeConfig {
 	/// UDP send and receive buffer asked for the QUIC socket. Default
 	/// [`tls::DEFAULT_UDP_BUFFER`] (4 MiB, capped by the kernel).
 	pub udp_buffer: usize,
+	/// Pass signing for P2P admission. `None` (default): viewers the capacity rule puts in
+	/// P2P mode are refused with `Full`.
+	pub p2p: Option<PassSigning>,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +75,7 @@ impl Default for ServeConfig {
 			write_stall_timeout: Duration::from_secs(10),
 			quic_idle_timeout: Duration::from_secs(10),
 			udp_buffer: tls::DEFAULT_UDP_BUFFER,
+			p2p: None,
 		}
 	}
 }
@@ -100,6 +105,7 @@ struct Shared {
 	config: ServeConfig,
 	streams: Mutex<HashMap<StreamId, Arc<StreamSlot>>>,
 	admission: Mutex<Admission>,
+	tracker: Option<Mutex<Tracker>>,
 	connections: AtomicU64,
 	closed_with_error: AtomicU64,
 	segments_stored: AtomicU64,
@@ -150,7 +156,8 @@ impl RunningServer {
 	/// Binds the listeners and starts accepting.
 	pub async fn start(config: ServeConfig) -> io::Result<RunningServer> {
 		let shared = Arc::new(Shared {
-			admission: Mutex::new(Admission::new(config.capacity)),
+			admission: Mutex::new(Admission::new(config.capacity).with_p2p(config.p2p.is_some())),
+			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
 			streams: Mutex::new(HashMap::new()),
 			connections: AtomicU64::new(0),
 			closed_with_error: AtomicU64::new(0),
@@ -371,7 +378,8 @@ where
 	let mut dec = FrameDecoder::new(cfg.session.max_frame_len);
 	let mut slot: Option<Arc<StreamSlot>> = None;
 	let mut changed: Option<watch::Receiver<u64>> = None;
-	let mut admitted = false;
+	let mut admitted = None;
+	let mut joined: Option<(StreamId, Vec<u8>)> = None;
 	let mut role = "unknown";
 	let mut stream_id = None;
 	let mut writer_done = None;
@@ -387,8 +395,35 @@ where
 				SessionEvent::AdmissionRequest => {
 					role = "viewer";
 					let r = shared.admission.lock().unwrap_or_else(|e| e.into_inner()).try_admit();
-					admitted = r.is_ok();
+					admitted = r.ok();
 					core.handle_admission(Instant::now(), r);
+				}
+				SessionEvent::JoinRequest { stream, viewer, peer: info } => {
+					role = "p2p";
+					stream_id = Some(stream);
+					let peer_id = info.peer_id.clone();
+					let r = match (shared.stream(stream), &shared.tracker) {
+						(Some(s), Some(t)) => {
+							slot = Some(s);
+							let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+							t.handle_join(stream, viewer, info)
+								.map_err(|e| (ErrorCode::UnknownStream, e.to_string()))
+						}
+						_ => Err((ErrorCode::UnknownStream, "too many streams tracked".into())),
+					};
+					if let Ok((_, peers)) = &r {
+						info!(%peer, stream, peers = peers.len(), "p2p viewer joined");
+						joined = Some((stream, peer_id));
+					}
+					core.handle_joined(Instant::now(), r);
+				}
+				SessionEvent::FetchRequest { sequence, index, .. } => {
+					let segment = slot.as_ref().and_then(|s| {
+						let window = s.window.lock().unwrap_or_else(|e| e.into_inner());
+						window.lookup(sequence, 1).segments.into_iter().next()
+					});
+					debug!(%peer, sequence, index, held = segment.is_some(), "p2p fetch");
+					core.handle_fetch(Instant::now(), sequence, index, segment);
 				}
 				SessionEvent::Subscribed(id) | SessionEvent::Publishing(id) => {
 					if matches!(ev, SessionEvent::Publishing(_)) {
@@ -512,8 +547,11 @@ where
 		}
 	}
 	drop(tx);
-	if admitted {
-		shared.admission.lock().unwrap_or_else(|e| e.into_inner()).release();
+	if let Some(mode) = admitted {
+		shared.admission.lock().unwrap_or_else(|e| e.into_inner()).release(mode);
+	}
+	if let (Some((stream, peer_id)), Some(t)) = (joined, &shared.tracker) {
+		t.lock().unwrap_or_else(|e| e.into_inner()).handle_leave(stream, &peer_id);
 	}
 	match writer_done {
 		Some(w) => w,
