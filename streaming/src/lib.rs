@@ -10,6 +10,10 @@
 //! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
 //!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
+//! - [`p2p`]: P2P mode's cores: the chunk scheduler, upload cap, seed rotation, neighbour
+//!   choice.
+//! - [`sim`]: the discrete-event simulator behind `dsp sim`, running those cores for thousands of
+//!   viewers on a simulated clock and network.
 //! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
 //!   TLS, and the load generator behind `dsp load`.
 //!
@@ -17,9 +21,11 @@
 //! `handle_*(now, …)`, outputs leave through `poll_*`.
 
 pub mod net;
+pub mod p2p;
 pub mod protocol;
 pub mod publisher;
 pub mod segment;
 pub mod server;
+pub mod sim;
 pub mod ts;
 pub mod viewer;

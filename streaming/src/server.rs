@@ -189,6 +189,7 @@ impl LiveWindow {
 pub struct Admission {
 	settings: CapacitySettings,
 	direct: u32,
+	p2p: u32,
 	refused: u64,
 }
 
@@ -197,7 +198,7 @@ pub struct Admission {
 pub struct AdmissionStats {
 	/// Direct (TCP or QUIC) viewer sessions open.
 	pub direct: u32,
-	/// P2P sessions open (always 0: this server has no P2P swarm yet).
+	/// P2P sessions open (counted by [`Admission::admit`]; `dsp serve` refuses them).
 	pub p2p: u32,
 	/// Viewers refused since start.
 	pub refused: u64,
@@ -206,7 +207,7 @@ pub struct AdmissionStats {
 impl Admission {
 	/// Admission under `settings`.
 	pub fn new(settings: CapacitySettings) -> Self {
-		Self { settings, direct: 0, refused: 0 }
+		Self { settings, direct: 0, p2p: 0, refused: 0 }
 	}
 
 	/// Applies new settings; open sessions are kept.
@@ -229,6 +230,25 @@ impl Admission {
 		}
 	}
 
+	/// Decides for a new viewer where a P2P swarm exists (the simulator; later the libp2p
+	/// shell): P2P mode is admitted and counted, not refused.
+	pub fn admit(&mut self) -> AdmissionMode {
+		let mode = self.settings.admit(self.direct);
+		match mode {
+			AdmissionMode::Direct => self.direct += 1,
+			AdmissionMode::P2p => self.p2p += 1,
+		}
+		mode
+	}
+
+	/// A session admitted by [`Admission::admit`] ended.
+	pub fn release_mode(&mut self, mode: AdmissionMode) {
+		match mode {
+			AdmissionMode::Direct => self.direct = self.direct.saturating_sub(1),
+			AdmissionMode::P2p => self.p2p = self.p2p.saturating_sub(1),
+		}
+	}
+
 	/// A direct session ended.
 	pub fn release(&mut self) {
 		self.direct = self.direct.saturating_sub(1);
@@ -236,7 +256,7 @@ impl Admission {
 
 	/// Current counts.
 	pub fn stats(&self) -> AdmissionStats {
-		AdmissionStats { direct: self.direct, p2p: 0, refused: self.refused }
+		AdmissionStats { direct: self.direct, p2p: self.p2p, refused: self.refused }
 	}
 }
 
