@@ -246,7 +246,9 @@ impl<M> Network<M> {
 		let e = &mut self.ends[id as usize];
 		if !e.rr.is_empty() {
 			e.link_event = true;
-			let at = e.busy_until_us.div_ceil(1000).max(now + 1);
+			// The millisecond in which the next transmission starts (not the one after it:
+			// that would idle the link for the rest of this one).
+			let at = (e.busy_until_us / 1000).max(now + 1);
 			self.push(at, Ev::LinkFree(id));
 		}
 	}
@@ -281,5 +283,30 @@ mod tests {
 		let last = got.iter().map(|g| g.0).max().unwrap();
 		assert_eq!(last, 610, "six messages take 600 ms on the uplink");
 		assert_eq!(net.sent_bytes(a), 60_000);
+	}
+
+	#[test]
+	fn saturated_uplink_keeps_its_rate_works() {
+		// 1 Gbit/s offered twice its rate for 20 s: it sends 20 s worth, not less.
+		let cfg = NetConfig { latency_ms: 50, loss: 0.0, retransmit_ms: 200 };
+		let mut net: Network<u32> = Network::new(cfg, 1);
+		let node = net.add_endpoint(125_000_000, u64::MAX / 4);
+		let viewers: Vec<_> = (0..2000).map(|_| net.add_endpoint(625_000, 2_500_000)).collect();
+		let mut received = 0u64;
+		for t in 0..20_000 {
+			if t % 2000 == 0 {
+				for &v in &viewers {
+					for _ in 0..8 {
+						net.send_bulk(t, node, v, 0, 16_384);
+					}
+				}
+			}
+			while net.poll(t).is_some() {
+				received += 16_384;
+			}
+		}
+		let expected = 20 * 125_000_000u64;
+		assert!(net.sent_bytes(node).abs_diff(expected) < expected / 100, "{}", net.sent_bytes(node));
+		assert!(received > expected * 98 / 100, "{received}");
 	}
 }
