@@ -354,7 +354,8 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
 	if !(0.0..1.0).contains(&a.loss) || !(0.0..=1.0).contains(&a.bad_peers) {
 		bail!("--loss must be in [0, 1) and --bad-peers in [0, 1]");
 	}
-	if a.viewers == 0 || a.segment_ms == 0 || a.bitrate_kbps == 0 || a.duration_secs <= a.ramp_secs {
+	if a.viewers == 0 || a.segment_ms == 0 || a.bitrate_kbps == 0 || a.duration_secs <= a.ramp_secs
+	{
 		bail!("need viewers, segment and bitrate > 0 and --duration-secs > --ramp-secs");
 	}
 	let base = SimConfig {
@@ -390,7 +391,8 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
 	let main_runs = a.rate.len();
 	let wall = std::time::Instant::now();
 	let next = std::sync::atomic::AtomicUsize::new(0);
-	let results: std::sync::Mutex<Vec<Option<RunReport>>> = std::sync::Mutex::new(vec![None; jobs.len()]);
+	let results: std::sync::Mutex<Vec<Option<RunReport>>> =
+		std::sync::Mutex::new(vec![None; jobs.len()]);
 	std::thread::scope(|s| {
 		for _ in 0..a.jobs.max(1) {
 			s.spawn(|| loop {
@@ -400,7 +402,12 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
 				if i < main_runs {
 					println!("{report}");
 				} else {
-					info!(rate = cfg.rate, viewers = cfg.viewers, node_mbps = report.node_mbps(), "plot point");
+					info!(
+						rate = cfg.rate,
+						viewers = cfg.viewers,
+						node_mbps = report.node_mbps(),
+						"plot point"
+					);
 				}
 				results.lock().expect("no panic while held")[i] = Some(report);
 			});

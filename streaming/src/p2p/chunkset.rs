@@ -176,7 +176,10 @@ mod tests {
 			ChunkSet::from_bytes(9, &[0xff]),
 			Err(ChunkSetError::WrongLength { count: 9, got: 1, expected: 2 })
 		);
-		assert_eq!(ChunkSet::from_bytes(9, &[0xff, 0x02]), Err(ChunkSetError::BitPastEnd { count: 9 }));
+		assert_eq!(
+			ChunkSet::from_bytes(9, &[0xff, 0x02]),
+			Err(ChunkSetError::BitPastEnd { count: 9 })
+		);
 		assert_eq!(
 			ChunkSet::from_bytes(MAX_CHUNKS + 1, &[]),
 			Err(ChunkSetError::TooManyChunks { count: MAX_CHUNKS + 1, max: MAX_CHUNKS })

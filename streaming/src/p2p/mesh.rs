@@ -36,7 +36,12 @@ pub struct Tracker<P> {
 impl<P: Copy + Ord> Tracker<P> {
 	/// An empty swarm; `seed` makes the choices reproducible.
 	pub fn new(config: MeshConfig, seed: u64) -> Self {
-		Self { config, members: Vec::new(), degree: BTreeMap::new(), rng: SmallRng::seed_from_u64(seed) }
+		Self {
+			config,
+			members: Vec::new(),
+			degree: BTreeMap::new(),
+			rng: SmallRng::seed_from_u64(seed),
+		}
 	}
 
 	/// Members.
@@ -62,7 +67,8 @@ impl<P: Copy + Ord> Tracker<P> {
 		while chosen.len() < want && tries > 0 {
 			tries -= 1;
 			let candidate = self.members[self.rng.random_range(0..self.members.len())];
-			if chosen.contains(&candidate) || self.degree[&candidate] >= self.config.max_neighbours {
+			if chosen.contains(&candidate) || self.degree[&candidate] >= self.config.max_neighbours
+			{
 				continue;
 			}
 			chosen.push(candidate);

@@ -110,9 +110,9 @@ impl Default for SchedulerConfig {
 			max_inflight_per_peer: 2,
 			max_inflight_peers: 16,
 			max_inflight_node: 16,
-			min_timeout_ms: 300,
+			min_timeout_ms: 600,
 			max_timeout_ms: 4000,
-			timeout_multiplier: 3,
+			timeout_multiplier: 4,
 			initial_peer_bytes_per_sec: 93_750,
 			min_peer_bytes_per_sec: 4_000,
 			busy_backoff_ms: 250,
@@ -370,8 +370,11 @@ impl Playout {
 					let startup_ms = now.saturating_sub(self.joined_at);
 					self.stats.startup_ms = Some(startup_ms);
 					self.events.push_back(PlayEvent::Started { seq: self.start_seq, startup_ms });
-					self.state =
-						PlayState::Playing { seq: self.start_seq, until: now + d as u64, duration: d };
+					self.state = PlayState::Playing {
+						seq: self.start_seq,
+						until: now + d as u64,
+						duration: d,
+					};
 				}
 				PlayState::Playing { seq, until, duration } => {
 					if now < until {
@@ -396,7 +399,8 @@ impl Playout {
 					let stalled_ms = now.saturating_sub(since);
 					self.stats.stalled_ms += stalled_ms;
 					self.events.push_back(PlayEvent::StallEnded { seq: next, stalled_ms });
-					self.state = PlayState::Playing { seq: next, until: now + d as u64, duration: d };
+					self.state =
+						PlayState::Playing { seq: next, until: now + d as u64, duration: d };
 				}
 			}
 		}
@@ -618,7 +622,13 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 		self.last_duration = duration_ms;
 		self.segments.insert(
 			seq,
-			Seg { duration_ms, have: ChunkSet::new(count), avail, inflight: vec![None; count], lens },
+			Seg {
+				duration_ms,
+				have: ChunkSet::new(count),
+				avail,
+				inflight: vec![None; count],
+				lens,
+			},
 		);
 		Ok(())
 	}
@@ -664,7 +674,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 
 	fn drop_peer_state(&mut self, peer: P, p: Peer) {
 		for (seq, h) in &p.haves {
-			if let Some(seg) = self.segments.get_mut(seq).filter(|s| s.have.chunk_count() == h.chunk_count())
+			if let Some(seg) =
+				self.segments.get_mut(seq).filter(|s| s.have.chunk_count() == h.chunk_count())
 			{
 				for i in h.iter() {
 					seg.avail[i] = seg.avail[i].saturating_sub(1);
@@ -774,7 +785,12 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 			return Err(SchedulerError::IndexOutOfRange { seq, index });
 		}
 		if seg.lens[i] != len {
-			return Err(SchedulerError::LengthMismatch { seq, index, got: len, expected: seg.lens[i] });
+			return Err(SchedulerError::LengthMismatch {
+				seq,
+				index,
+				got: len,
+				expected: seg.lens[i],
+			});
 		}
 		let requested = self.clear_inflight(seq, i);
 		match requested {
@@ -1034,13 +1050,15 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 			Source::Peer(p) => {
 				let peer = self.peers.get_mut(&p).expect("chosen among peers");
 				let expected = (peer.inflight_bytes + len as u64) * 1000 / peer.rate.max(1);
-				let timeout = (expected * c.timeout_multiplier).clamp(c.min_timeout_ms, c.max_timeout_ms);
+				let timeout =
+					(expected * c.timeout_multiplier).clamp(c.min_timeout_ms, c.max_timeout_ms);
 				peer.inflight += 1;
 				peer.inflight_bytes += len as u64;
 				self.peer_inflight += 1;
 				self.stats.peer_requests += 1;
 				// Never wait past the point where the node could still deliver in time.
-				(now + timeout).min(deadline.saturating_sub(c.node_margin_ms).max(now + c.min_timeout_ms))
+				(now + timeout)
+					.min(deadline.saturating_sub(c.node_margin_ms).max(now + c.min_timeout_ms))
 			}
 		};
 		let seg = self.segments.get_mut(&seq).expect("tracked");
@@ -1127,7 +1145,8 @@ mod tests {
 		for i in 0..2 {
 			s.handle_chunk(100, Source::Node, 0, i, 1000).unwrap();
 		}
-		assert!(events(&mut s).contains(&SchedulerEvent::Play(PlayEvent::Started { seq: 0, startup_ms: 100 })));
+		assert!(events(&mut s)
+			.contains(&SchedulerEvent::Play(PlayEvent::Started { seq: 0, startup_ms: 100 })));
 		// The peer never answers. Segment 1 is now due at 2100, urgent from 600.
 		let mut now = 100;
 		let mut node_asks = vec![];
@@ -1144,10 +1163,16 @@ mod tests {
 			}
 			cancels += std::iter::from_fn(|| s.poll_cancel()).filter(|c| c.peer == 7).count();
 		}
-		assert!(node_asks.iter().all(|&t| t >= 600), "node asked before the urgent window: {node_asks:?}");
+		assert!(
+			node_asks.iter().all(|&t| t >= 600),
+			"node asked before the urgent window: {node_asks:?}"
+		);
 		assert!(cancels >= 2, "the silent peer's requests were withdrawn");
 		for i in 0..2 {
-			assert_eq!(s.handle_chunk(now + 50, Source::Node, 1, i, 1000), Ok(ChunkOutcome::Stored));
+			assert_eq!(
+				s.handle_chunk(now + 50, Source::Node, 1, i, 1000),
+				Ok(ChunkOutcome::Stored)
+			);
 		}
 		s.handle_timeout(4099);
 		assert_eq!(s.play_stats(4099).stalls, 0, "segment 1 came in time");
@@ -1179,17 +1204,27 @@ mod tests {
 		s.handle_timeout(t);
 		let again = drain(&mut s, t);
 		assert_eq!(again.len(), 1);
-		assert_eq!((again[0].seq, again[0].index, again[0].source), (1, slow.index, Source::Peer(other)));
+		assert_eq!(
+			(again[0].seq, again[0].index, again[0].source),
+			(1, slow.index, Source::Peer(other))
+		);
 		assert_eq!(s.poll_cancel(), Some(Cancel { peer: slow_peer, seq: 1, index: slow.index }));
 		// The slow peer's answer arriving late is a duplicate once the other delivered.
 		s.handle_chunk(t + 10, Source::Peer(other), 1, slow.index, 1000).unwrap();
-		assert_eq!(s.handle_chunk(t + 20, Source::Peer(slow_peer), 1, slow.index, 1000), Ok(ChunkOutcome::Duplicate));
+		assert_eq!(
+			s.handle_chunk(t + 20, Source::Peer(slow_peer), 1, slow.index, 1000),
+			Ok(ChunkOutcome::Duplicate)
+		);
 		assert_eq!(s.stats().peer_timeouts, 1);
 	}
 
 	#[test]
 	fn earliest_deadline_then_rarest_first_works() {
-		let config = SchedulerConfig { max_inflight_per_peer: 100, max_inflight_peers: 100, ..Default::default() };
+		let config = SchedulerConfig {
+			max_inflight_per_peer: 100,
+			max_inflight_peers: 100,
+			..Default::default()
+		};
 		let mut s = S::new(config, 0, 0);
 		// Segment 0 is complete (from the node), so the order concerns segments 1 and 2.
 		for seq in 0..3 {
@@ -1240,9 +1275,18 @@ mod tests {
 			s.handle_chunk(0, Source::Node, 0, 0, 999),
 			Err(SchedulerError::LengthMismatch { seq: 0, index: 0, got: 999, expected: 1000 })
 		);
-		assert_eq!(s.handle_chunk(0, Source::Node, 0, 2, 1000), Err(SchedulerError::IndexOutOfRange { seq: 0, index: 2 }));
-		assert_eq!(s.handle_chunk(0, Source::Node, 9, 0, 1000), Err(SchedulerError::UnknownSegment { seq: 9 }));
-		assert_eq!(s.handle_header(0, 3, 2000, vec![]), Err(SchedulerError::BadChunkCount { seq: 3, count: 0 }));
+		assert_eq!(
+			s.handle_chunk(0, Source::Node, 0, 2, 1000),
+			Err(SchedulerError::IndexOutOfRange { seq: 0, index: 2 })
+		);
+		assert_eq!(
+			s.handle_chunk(0, Source::Node, 9, 0, 1000),
+			Err(SchedulerError::UnknownSegment { seq: 9 })
+		);
+		assert_eq!(
+			s.handle_header(0, 3, 2000, vec![]),
+			Err(SchedulerError::BadChunkCount { seq: 3, count: 0 })
+		);
 		s.handle_peer_joined(1);
 		assert_eq!(
 			s.handle_have(1, 0, &ChunkSet::full(5)),
@@ -1254,7 +1298,10 @@ mod tests {
 		let mut s = S::new(far, 0, 0);
 		s.handle_header(0, 0, 2000, vec![10]).unwrap();
 		s.handle_header(0, 1, 2000, vec![10]).unwrap();
-		assert_eq!(s.handle_header(0, 2, 2000, vec![10]), Err(SchedulerError::TooFarAhead { seq: 2 }));
+		assert_eq!(
+			s.handle_header(0, 2, 2000, vec![10]),
+			Err(SchedulerError::TooFarAhead { seq: 2 })
+		);
 	}
 
 	#[test]

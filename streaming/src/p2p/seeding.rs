@@ -86,7 +86,9 @@ impl<P: Copy + Ord> SeedRotation<P> {
 	pub fn fanout(&self) -> usize {
 		let n = self.members.len() as u64;
 		let per = self.config.peers_per_seed.max(1) as u64;
-		let want = n.div_ceil(per).clamp(self.config.min_seeds as u64, self.config.max_seeds.max(1) as u64);
+		let want = n
+			.div_ceil(per)
+			.clamp(self.config.min_seeds as u64, self.config.max_seeds.max(1) as u64);
 		want.min(n) as usize
 	}
 
@@ -121,7 +123,11 @@ mod tests {
 			r.handle_peer_joined(p);
 		}
 		assert_eq!(r.fanout(), 4, "ceil(100 / 32)");
-		let mut big = SeedRotation::new(SeedConfig { peers_per_seed: 1, max_seeds: 10, ..Default::default() });
+		let mut big = SeedRotation::new(SeedConfig {
+			peers_per_seed: 1,
+			max_seeds: 10,
+			..Default::default()
+		});
 		for p in 0..100u32 {
 			big.handle_peer_joined(p);
 		}
@@ -130,7 +136,8 @@ mod tests {
 
 	#[test]
 	fn seeding_rotation_is_fair_works() {
-		let mut r = SeedRotation::new(SeedConfig { peers_per_seed: 10, min_seeds: 1, max_seeds: 100 });
+		let mut r =
+			SeedRotation::new(SeedConfig { peers_per_seed: 10, min_seeds: 1, max_seeds: 100 });
 		for p in 0..50u32 {
 			r.handle_peer_joined(p);
 		}
@@ -151,7 +158,8 @@ mod tests {
 
 	#[test]
 	fn joiners_and_leavers_keep_rotation_fair_works() {
-		let mut r = SeedRotation::new(SeedConfig { peers_per_seed: 4, min_seeds: 1, max_seeds: 100 });
+		let mut r =
+			SeedRotation::new(SeedConfig { peers_per_seed: 4, min_seeds: 1, max_seeds: 100 });
 		for p in 0..8u32 {
 			r.handle_peer_joined(p);
 		}

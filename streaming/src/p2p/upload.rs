@@ -34,7 +34,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
 	fn default() -> Self {
-		Self { bytes_per_sec: DEFAULT_UPLOAD_BYTES_PER_SEC, burst_bytes: 64 * 1024, max_queued: 16 }
+		Self { bytes_per_sec: DEFAULT_UPLOAD_BYTES_PER_SEC, burst_bytes: 64 * 1024, max_queued: 8 }
 	}
 }
 
@@ -148,7 +148,13 @@ impl<P: Copy + Ord> Uploader<P> {
 	/// An idle uploader with a full bucket at `now`.
 	pub fn new(now: Millis, config: UploadConfig) -> Self {
 		let cap = UploadCap::new(now, config.bytes_per_sec, config.burst_bytes);
-		Self { config, cap, queue: BTreeSet::new(), refused: Vec::new(), stats: UploadStats::default() }
+		Self {
+			config,
+			cap,
+			queue: BTreeSet::new(),
+			refused: Vec::new(),
+			stats: UploadStats::default(),
+		}
 	}
 
 	/// Counters.
@@ -170,7 +176,11 @@ impl<P: Copy + Ord> Uploader<P> {
 			return Err(UploadRefusal::Expired);
 		}
 		let key = (req.deadline, req.to, req.seq, req.index, req.len);
-		if self.queue.iter().any(|&(_, to, seq, index, _)| (to, seq, index) == (req.to, req.seq, req.index)) {
+		if self
+			.queue
+			.iter()
+			.any(|&(_, to, seq, index, _)| (to, seq, index) == (req.to, req.seq, req.index))
+		{
 			return Err(UploadRefusal::Duplicate);
 		}
 		if self.queue.len() >= self.config.max_queued {
@@ -181,7 +191,13 @@ impl<P: Copy + Ord> Uploader<P> {
 			}
 			self.queue.remove(&last);
 			self.stats.refused += 1;
-			self.refused.push(Serve { to: last.1, seq: last.2, index: last.3, len: last.4, deadline: last.0 });
+			self.refused.push(Serve {
+				to: last.1,
+				seq: last.2,
+				index: last.3,
+				len: last.4,
+				deadline: last.0,
+			});
 		}
 		self.queue.insert(key);
 		Ok(())
@@ -276,7 +292,10 @@ mod tests {
 
 	#[test]
 	fn earliest_deadline_served_first_works() {
-		let mut up = Uploader::new(0, UploadConfig { bytes_per_sec: 1, burst_bytes: 1_000_000, ..Default::default() });
+		let mut up = Uploader::new(
+			0,
+			UploadConfig { bytes_per_sec: 1, burst_bytes: 1_000_000, ..Default::default() },
+		);
 		up.handle_request(0, req(1, 5, 0, 900)).unwrap();
 		up.handle_request(0, req(2, 3, 1, 300)).unwrap();
 		up.handle_request(0, req(3, 4, 0, 600)).unwrap();

@@ -21,7 +21,8 @@ use crate::{
 	p2p::{
 		mesh::{MeshConfig, Tracker},
 		scheduler::{
-			chunk_lens, ChunkOutcome, PlayEvent, Playout, Scheduler, SchedulerConfig, SchedulerEvent,
+			chunk_lens, ChunkOutcome, PlayEvent, Playout, Scheduler, SchedulerConfig,
+			SchedulerEvent,
 		},
 		seeding::{SeedConfig, SeedRotation},
 		upload::{Serve, UploadConfig, Uploader},
@@ -128,15 +129,38 @@ impl Default for SimConfig {
 #[derive(Clone, Debug)]
 enum Msg {
 	/// Node → P2P viewer: the (verified) header of `seq`.
-	Header { seq: u64 },
+	Header {
+		seq: u64,
+	},
 	/// A chunk; `corrupt` stands for a failed hash check at the receiver.
-	Chunk { seq: u64, index: u32, len: u32, corrupt: bool },
-	Request { seq: u64, index: u32, len: u32, deadline: Millis },
-	Cancel { seq: u64, index: u32 },
-	Reject { seq: u64, index: u32 },
-	Have { seq: u64, index: u32 },
+	Chunk {
+		seq: u64,
+		index: u32,
+		len: u32,
+		corrupt: bool,
+	},
+	Request {
+		seq: u64,
+		index: u32,
+		len: u32,
+		deadline: Millis,
+	},
+	Cancel {
+		seq: u64,
+		index: u32,
+	},
+	Reject {
+		seq: u64,
+		index: u32,
+	},
+	Have {
+		seq: u64,
+		index: u32,
+	},
 	/// A new neighbour's announcement of everything it holds.
-	HaveAll { haves: Vec<(u64, crate::p2p::chunkset::ChunkSet)> },
+	HaveAll {
+		haves: Vec<(u64, crate::p2p::chunkset::ChunkSet)>,
+	},
 	/// The sender closed the connection.
 	Bye,
 }
@@ -322,7 +346,11 @@ impl Simulation {
 					self.schedule(now + gap, Ev::Leave);
 				}
 				Ev::Timer(id) => {
-					let due = self.viewers.get(id as usize).and_then(|v| v.as_ref()).and_then(|v| v.timer_at);
+					let due = self
+						.viewers
+						.get(id as usize)
+						.and_then(|v| v.as_ref())
+						.and_then(|v| v.timer_at);
 					if due == Some(now) {
 						self.viewers[id as usize].as_mut().expect("alive").timer_at = None;
 						self.on_timer(now, id);
@@ -334,7 +362,14 @@ impl Simulation {
 		for id in ids {
 			self.account(self.end_at, id);
 		}
-		report::build(&self.cfg, &self.tally, &self.admission.stats(), self.events, wall.elapsed(), self.end_at - self.warm_at)
+		report::build(
+			&self.cfg,
+			&self.tally,
+			&self.admission.stats(),
+			self.events,
+			wall.elapsed(),
+			self.end_at - self.warm_at,
+		)
 	}
 
 	fn publish(&mut self, now: Millis) {
@@ -381,7 +416,9 @@ impl Simulation {
 	}
 
 	fn join(&mut self, now: Millis) {
-		let id = self.net.add_endpoint(self.cfg.viewer_up_kbps * 1000 / 8, self.cfg.viewer_down_kbps * 1000 / 8);
+		let id = self
+			.net
+			.add_endpoint(self.cfg.viewer_up_kbps * 1000 / 8, self.cfg.viewer_down_kbps * 1000 / 8);
 		debug_assert_eq!(id as usize, self.viewers.len());
 		self.tally.joins += 1;
 		let start = self.edge.saturating_sub(self.cfg.live_back);
@@ -399,7 +436,8 @@ impl Simulation {
 			}
 			AdmissionMode::P2p => {
 				let up = UploadConfig {
-					bytes_per_sec: (self.cfg.bitrate_kbps as f64 * 1000.0 / 8.0 * self.cfg.upload_cap_x) as u64,
+					bytes_per_sec: (self.cfg.bitrate_kbps as f64 * 1000.0 / 8.0
+						* self.cfg.upload_cap_x) as u64,
 					..Default::default()
 				};
 				let bad = self.rng.random::<f64>() < self.cfg.bad_peers;
@@ -449,9 +487,15 @@ impl Simulation {
 				continue;
 			}
 			v.neighbours.insert(y);
-			let haves: Vec<_> = v.sched.haves().filter(|(_, h)| h.held() > 0).map(|(s, h)| (s, h.clone())).collect();
+			let haves: Vec<_> = v
+				.sched
+				.haves()
+				.filter(|(_, h)| h.held() > 0)
+				.map(|(s, h)| (s, h.clone()))
+				.collect();
 			if !haves.is_empty() {
-				let len = 16 + haves.iter().map(|(_, h)| 8 + h.to_bytes().len() as u32).sum::<u32>();
+				let len =
+					16 + haves.iter().map(|(_, h)| 8 + h.to_bytes().len() as u32).sum::<u32>();
 				self.net.send_control(now, x, y, Msg::HaveAll { haves }, len);
 			}
 		}
@@ -560,7 +604,8 @@ impl Simulation {
 		let mut announce = None;
 		let mut reconnect = Vec::new();
 		{
-			let Some(Some(Viewer { role: Role::P2p(v), .. })) = self.viewers.get_mut(to as usize) else {
+			let Some(Some(Viewer { role: Role::P2p(v), .. })) = self.viewers.get_mut(to as usize)
+			else {
 				return;
 			};
 			match msg {
@@ -571,7 +616,9 @@ impl Simulation {
 					let source = if from == NODE { Source::Node } else { Source::Peer(from) };
 					if corrupt && from != NODE {
 						v.sched.handle_bad_chunk(now, from, seq, index);
-					} else if let Ok(ChunkOutcome::Stored) = v.sched.handle_chunk(now, source, seq, index, len) {
+					} else if let Ok(ChunkOutcome::Stored) =
+						v.sched.handle_chunk(now, source, seq, index, len)
+					{
 						announce = Some((seq, index));
 						if warm {
 							self.tally.delivered_bytes += len as u64;
@@ -585,14 +632,20 @@ impl Simulation {
 				}
 				Msg::Request { seq, index, len, deadline } => {
 					if !v.sched.holds(seq, index)
-						|| v.uploader.handle_request(now, Serve { to: from, seq, index, len, deadline }).is_err()
+						|| v.uploader
+							.handle_request(now, Serve { to: from, seq, index, len, deadline })
+							.is_err()
 					{
 						self.net.send_control(now, to, from, Msg::Reject { seq, index }, 24);
 					}
 				}
 				Msg::Cancel { seq, index } => {
 					v.uploader.handle_cancel(from, seq, index);
-					self.net.drop_queued(to, from, |m| matches!(m, Msg::Chunk { seq: s, index: i, .. } if *s == seq && *i == index));
+					self.net.drop_queued(
+						to,
+						from,
+						|m| matches!(m, Msg::Chunk { seq: s, index: i, .. } if *s == seq && *i == index),
+					);
 				}
 				Msg::Reject { seq, index } => v.sched.handle_request_failed(now, from, seq, index),
 				Msg::Have { seq, index } => v.sched.handle_have_chunk(from, seq, index),
@@ -672,7 +725,12 @@ impl Simulation {
 							q
 						}
 					};
-					let msg = Msg::Request { seq: r.seq, index: r.index, len: r.len, deadline: r.deadline };
+					let msg = Msg::Request {
+						seq: r.seq,
+						index: r.index,
+						len: r.len,
+						deadline: r.deadline,
+					};
 					out.push((to, msg, 32, false));
 				}
 				while let Some(c) = p.sched.poll_cancel() {
@@ -695,7 +753,8 @@ impl Simulation {
 				}
 				while let Some(s) = p.uploader.poll_serve(now) {
 					if p.sched.holds(s.seq, s.index) {
-						let msg = Msg::Chunk { seq: s.seq, index: s.index, len: s.len, corrupt: p.bad };
+						let msg =
+							Msg::Chunk { seq: s.seq, index: s.index, len: s.len, corrupt: p.bad };
 						out.push((s.to, msg, s.len, true));
 					} else {
 						out.push((s.to, Msg::Reject { seq: s.seq, index: s.index }, 24, false));

@@ -306,7 +306,11 @@ mod tests {
 			}
 		}
 		let expected = 20 * 125_000_000u64;
-		assert!(net.sent_bytes(node).abs_diff(expected) < expected / 100, "{}", net.sent_bytes(node));
+		assert!(
+			net.sent_bytes(node).abs_diff(expected) < expected / 100,
+			"{}",
+			net.sent_bytes(node)
+		);
 		assert!(received > expected * 98 / 100, "{received}");
 	}
 }

@@ -41,13 +41,17 @@ pub fn draw(path: &Path, runs: &[RunReport]) -> anyhow::Result<()> {
 			let mut points: Vec<(f64, f64)> = runs
 				.iter()
 				.filter(|r| r.rate == rate)
-				.map(|r| (r.viewers as f64, if panel == 0 { r.node_mbps() } else { r.direct_max as f64 }))
+				.map(|r| {
+					(r.viewers as f64, if panel == 0 { r.node_mbps() } else { r.direct_max as f64 })
+				})
 				.collect();
 			points.sort_by(|a, b| a.0.total_cmp(&b.0));
 			chart
 				.draw_series(LineSeries::new(points, colour.stroke_width(2)))?
 				.label(format!("r = {rate:.2}"))
-				.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+				.legend(move |(x, y)| {
+					PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+				});
 		}
 		chart
 			.configure_series_labels()

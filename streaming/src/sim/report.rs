@@ -119,7 +119,9 @@ pub(super) fn build(
 	startups.sort_unstable();
 	let threshold = dsp_primitives::CapacitySettings {
 		max_streams: cfg.max_streams,
-		streaming_rate: dsp_primitives::Perbill::from_parts((cfg.rate.clamp(0.0, 1.0) * 1e9).round() as u32),
+		streaming_rate: dsp_primitives::Perbill::from_parts(
+			(cfg.rate.clamp(0.0, 1.0) * 1e9).round() as u32,
+		),
 	}
 	.p2p_threshold();
 	RunReport {
