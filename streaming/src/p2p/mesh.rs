@@ -54,46 +54,16 @@ impl<P: Copy + Ord> Tracker<P> {
 		self.members.is_empty()
 	}
 
-	/// `peer` joins: returns the members it should connect to (and adds it, with their edges
-	/// counted on both sides).
-	pub fn join(&mut self, peer: P) -> Vec<P> {
-		if self.degree.contains_key(&peer) {
-			return Vec::new();
-		}
-		let want = self.config.neighbours.min(self.members.len());
+	/// Up to `want` random members that are not full and pass `ok`; their degrees go up.
+	fn pick(&mut self, want: usize, ok: impl Fn(P) -> bool) -> Vec<P> {
 		let mut chosen = Vec::with_capacity(want);
 		// Bounded tries: a swarm whose members are all full gives fewer neighbours.
 		let mut tries = want * 4 + 8;
-		while chosen.len() < want && tries > 0 {
+		while chosen.len() < want && tries > 0 && !self.members.is_empty() {
 			tries -= 1;
 			let candidate = self.members[self.rng.random_range(0..self.members.len())];
-			if chosen.contains(&candidate) || self.degree[&candidate] >= self.config.max_neighbours
-			{
-				continue;
-			}
-			chosen.push(candidate);
-		}
-		for c in &chosen {
-			*self.degree.get_mut(c).expect("member") += 1;
-		}
-		self.members.push(peer);
-		self.degree.insert(peer, chosen.len());
-		chosen
-	}
-
-	/// `peer` asks for more neighbours (some left): up to `want` members not in `exclude`.
-	pub fn more(&mut self, peer: P, want: usize, exclude: &[P]) -> Vec<P> {
-		let mut chosen = Vec::new();
-		if !self.degree.contains_key(&peer) || self.members.len() < 2 {
-			return chosen;
-		}
-		let mut tries = want * 4 + 8;
-		while chosen.len() < want && tries > 0 {
-			tries -= 1;
-			let candidate = self.members[self.rng.random_range(0..self.members.len())];
-			if candidate == peer
-				|| chosen.contains(&candidate)
-				|| exclude.contains(&candidate)
+			if chosen.contains(&candidate)
+				|| !ok(candidate)
 				|| self.degree[&candidate] >= self.config.max_neighbours
 			{
 				continue;
@@ -103,6 +73,28 @@ impl<P: Copy + Ord> Tracker<P> {
 		for c in &chosen {
 			*self.degree.get_mut(c).expect("member") += 1;
 		}
+		chosen
+	}
+
+	/// `peer` joins: returns the members it should connect to (and adds it, with their edges
+	/// counted on both sides).
+	pub fn join(&mut self, peer: P) -> Vec<P> {
+		if self.degree.contains_key(&peer) {
+			return Vec::new();
+		}
+		let want = self.config.neighbours.min(self.members.len());
+		let chosen = self.pick(want, |_| true);
+		self.members.push(peer);
+		self.degree.insert(peer, chosen.len());
+		chosen
+	}
+
+	/// `peer` asks for more neighbours (some left): up to `want` members not in `exclude`.
+	pub fn more(&mut self, peer: P, want: usize, exclude: &[P]) -> Vec<P> {
+		if !self.degree.contains_key(&peer) {
+			return Vec::new();
+		}
+		let chosen = self.pick(want, |c| c != peer && !exclude.contains(&c));
 		*self.degree.get_mut(&peer).expect("member") += chosen.len();
 		chosen
 	}
