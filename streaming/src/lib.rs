@@ -13,6 +13,10 @@
 //! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics.
 //! - [`p2p`]: the viewer swarm: its request/response wire protocol, the serving state machine
 //!   (passes, rate limits, bans), and receipts (viewer book, seeder ledger, claim batches).
+//! - [`p2p`]: P2P mode's cores: the chunk scheduler, upload cap, seed rotation, neighbour
+//!   choice.
+//! - [`sim`]: the discrete-event simulator behind `dsp sim`, running those cores for thousands of
+//!   viewers on a simulated clock and network.
 //! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
 //!   TLS, and the load generator behind `dsp load`.
 //!
@@ -26,5 +30,6 @@ pub mod protocol;
 pub mod publisher;
 pub mod segment;
 pub mod server;
+pub mod sim;
 pub mod ts;
 pub mod viewer;

@@ -3,6 +3,8 @@
 //! - `dsp serve`: TCP and QUIC streamer with live windows.
 //! - `dsp publish`: MPEG-TS on stdin → signed segments → one or more servers.
 //! - `dsp watch`: viewer with transport switching and a local HLS gateway.
+//! - `dsp sim`: the P2P simulator (the real scheduler, upload cap, seeding and admission on a
+//!   simulated clock and network).
 //! - `dsp key`: the public key of a seed (what `serve` and `watch` need as `--origin-key`).
 //! - `dsp claim`: verified claim batches from a seeder's receipt ledger.
 
@@ -58,6 +60,10 @@ enum Command {
 	/// Load a seeder's receipt ledger, verify every (pass, receipt) item as the pallet would,
 	/// print a summary and write the SCALE-encoded claim batches (hex, one per line).
 	Claim(ClaimArgs),
+	/// Simulate N viewers of one stream (direct and P2P per the capacity rule) on a simulated
+	/// clock and network, running the real scheduler, upload cap, seed rotation and admission;
+	/// print per-run figures and optionally plot node egress and direct sessions vs viewers.
+	Sim(SimArgs),
 	/// Print the sr25519 public key (hex) of a seed or secret URI.
 	Key {
 		/// Seed, e.g. `//Alice` or a 0x-prefixed hex seed.
@@ -205,6 +211,74 @@ struct LoadArgs {
 	compare_nginx: bool,
 }
 
+#[derive(clap::Args)]
+struct SimArgs {
+	/// Viewers watching at once.
+	#[arg(long, default_value_t = 2000)]
+	viewers: u32,
+	/// `max_streams` of the streamer.
+	#[arg(long, default_value_t = 2000)]
+	max_streams: u32,
+	/// Dynamic streaming rate(s) `r` in [0, 1]: repeat the flag or give a list (`0,0.5,1`).
+	#[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![0.0, 0.5, 1.0])]
+	rate: Vec<f64>,
+	/// Stream bitrate, kbit/s.
+	#[arg(long, default_value_t = 500)]
+	bitrate_kbps: u32,
+	/// Segment duration, ms.
+	#[arg(long, default_value_t = 2000)]
+	segment_ms: u32,
+	/// Chunk size, KiB.
+	#[arg(long, default_value_t = 16)]
+	chunk_kib: u32,
+	/// Viewer upload cap as a multiple of the bitrate.
+	#[arg(long, default_value_t = 1.5)]
+	upload_cap_x: f64,
+	/// Share of the viewers leaving (replaced by new ones) per minute, e.g. 0.1 for 10 %.
+	#[arg(long, default_value_t = 0.1)]
+	churn_per_min: f64,
+	/// Simulated seconds, ramp included.
+	#[arg(long, default_value_t = 60)]
+	duration_secs: u64,
+	/// The viewers join evenly over this many seconds; byte figures are measured after it.
+	#[arg(long, default_value_t = 20)]
+	ramp_secs: u64,
+	/// One-way latency of every link, ms.
+	#[arg(long, default_value_t = 50)]
+	latency_ms: u64,
+	/// Packet loss probability (each lost packet delays its message by a retransmission).
+	#[arg(long, default_value_t = 0.0)]
+	loss: f64,
+	/// Seed of every random choice (same seed, same figures).
+	#[arg(long, default_value_t = 1)]
+	seed: u64,
+	/// Viewers' physical uplink, kbit/s.
+	#[arg(long, default_value_t = 5000)]
+	viewer_up_kbps: u64,
+	/// Viewers' downlink, kbit/s.
+	#[arg(long, default_value_t = 20000)]
+	viewer_down_kbps: u64,
+	/// The node's uplink, Mbit/s.
+	#[arg(long, default_value_t = 1000)]
+	node_up_mbps: u64,
+	/// A joining viewer starts this many segments behind the newest.
+	#[arg(long, default_value_t = 3)]
+	live_back: u64,
+	/// Share of P2P viewers sending corrupt chunks (exercises verification and bans).
+	#[arg(long, default_value_t = 0.0)]
+	bad_peers: f64,
+	/// Write an SVG plot of node egress and direct sessions against the number of viewers
+	/// (one line per rate) to this file.
+	#[arg(long)]
+	plot: Option<PathBuf>,
+	/// Viewer counts for the plot (runs at `--viewers` are reused).
+	#[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![500, 1000, 1500, 2000, 2500, 3000])]
+	plot_viewers: Vec<u32>,
+	/// Runs at once (each is single-threaded).
+	#[arg(long, default_value_t = 2)]
+	jobs: usize,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TransportArg {
 	/// QUIC first, TCP when UDP is blocked or worse.
@@ -297,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
 		Command::Publish(a) => publish(a).await,
 		Command::Watch(a) => watch(a).await,
 		Command::Load(a) => load(a).await,
+		Command::Sim(a) => sim(a),
 		Command::Bench { secs } => {
 			bench(Duration::from_secs_f64(secs));
 			Ok(())
@@ -309,6 +384,83 @@ async fn main() -> anyhow::Result<()> {
 			Ok(())
 		}
 	}
+}
+
+fn sim(a: SimArgs) -> anyhow::Result<()> {
+	use dsp_streaming::sim::{self, report::RunReport, SimConfig};
+	if a.rate.iter().any(|r| !(0.0..=1.0).contains(r)) {
+		bail!("--rate must be in [0, 1]");
+	}
+	if !(0.0..1.0).contains(&a.loss) || !(0.0..=1.0).contains(&a.bad_peers) {
+		bail!("--loss must be in [0, 1) and --bad-peers in [0, 1]");
+	}
+	if a.viewers == 0 || a.segment_ms == 0 || a.bitrate_kbps == 0 || a.duration_secs <= a.ramp_secs
+	{
+		bail!("need viewers, segment and bitrate > 0 and --duration-secs > --ramp-secs");
+	}
+	let base = SimConfig {
+		viewers: a.viewers,
+		max_streams: a.max_streams,
+		bitrate_kbps: a.bitrate_kbps,
+		segment_ms: a.segment_ms,
+		chunk_kib: a.chunk_kib,
+		upload_cap_x: a.upload_cap_x,
+		churn_per_min: a.churn_per_min,
+		duration_secs: a.duration_secs,
+		ramp_secs: a.ramp_secs,
+		latency_ms: a.latency_ms,
+		loss: a.loss,
+		seed: a.seed,
+		viewer_up_kbps: a.viewer_up_kbps,
+		viewer_down_kbps: a.viewer_down_kbps,
+		node_up_mbps: a.node_up_mbps,
+		live_back: a.live_back,
+		bad_peers: a.bad_peers,
+		..Default::default()
+	};
+	// The main runs first (printed), then the extra viewer counts the plot needs.
+	let mut jobs: Vec<SimConfig> =
+		a.rate.iter().map(|&rate| SimConfig { rate, ..base.clone() }).collect();
+	if a.plot.is_some() {
+		for &rate in &a.rate {
+			for &viewers in a.plot_viewers.iter().filter(|&&v| v != a.viewers && v > 0) {
+				jobs.push(SimConfig { rate, viewers, ..base.clone() });
+			}
+		}
+	}
+	let main_runs = a.rate.len();
+	let wall = std::time::Instant::now();
+	let next = std::sync::atomic::AtomicUsize::new(0);
+	let results: std::sync::Mutex<Vec<Option<RunReport>>> =
+		std::sync::Mutex::new(vec![None; jobs.len()]);
+	std::thread::scope(|s| {
+		for _ in 0..a.jobs.max(1) {
+			s.spawn(|| loop {
+				let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+				let Some(cfg) = jobs.get(i) else { break };
+				let report = sim::run(cfg.clone());
+				if i < main_runs {
+					println!("{report}");
+				} else {
+					info!(
+						rate = cfg.rate,
+						viewers = cfg.viewers,
+						node_mbps = report.node_mbps(),
+						"plot point"
+					);
+				}
+				results.lock().expect("no panic while held")[i] = Some(report);
+			});
+		}
+	});
+	let results: Vec<RunReport> =
+		results.into_inner().expect("no panic while held").into_iter().flatten().collect();
+	if let Some(path) = &a.plot {
+		sim::plot::draw(path, &results)?;
+		println!("plot written to {}", path.display());
+	}
+	println!("{} runs in {:.1} s wall", results.len(), wall.elapsed().as_secs_f64());
+	Ok(())
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {

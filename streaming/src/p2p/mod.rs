@@ -1,5 +1,33 @@
-//! The viewer swarm (issue 4): viewers admitted in P2P mode fetch verified chunks from each
-//! other over libp2p and sign receipts for what they received.
+//! # P2P mode: the sans-IO cores
+//!
+//! When a streamer's direct sessions reach `floor(max_streams * (1 - r))`
+//! ([`dsp_primitives::CapacitySettings::admit`]), new viewers are admitted in P2P mode. How it
+//! works end to end:
+//!
+//! 1. **Joining.** The node's tracker ([`mesh::Tracker`]) gives the new viewer a bounded list of
+//!    other P2P viewers of the stream; it connects to them (its *neighbours*) and to the node.
+//!    The viewer picks its first segment a few segments behind the live edge, so the swarm has
+//!    had time to spread it.
+//! 2. **Headers from the node.** The node sends every P2P viewer each origin-signed segment
+//!    header (a few hundred bytes). The viewer verifies it (`segment::verify_header`) before
+//!    anything else: from then on every chunk is checked on its own against the header's hash,
+//!    whoever sends it.
+//! 3. **Seeding.** The node pushes each new chunk to a few viewers, a rotating set chosen by
+//!    [`seeding::SeedRotation`] (about one per 32 members), so the swarm has the data without the
+//!    node serving everybody.
+//! 4. **Announcing.** A viewer that stores a verified chunk announces it to its neighbours ("have",
+//!    a [`chunkset::ChunkSet`] per segment, or one chunk at a time).
+//! 5. **Fetching.** Each viewer's [`scheduler::Scheduler`] decides what to ask whom: chunks
+//!    due soon (the urgent window) from the node when no peer delivered in time, everything
+//!    further ahead from neighbours, earliest deadline first and rarest first, with adaptive
+//!    per-request timeouts, a slow peer's request asked elsewhere.
+//! 6. **Serving.** A viewer serves its neighbours' requests earliest requester-deadline first,
+//!    under an upload cap ([`upload::Uploader`], [`upload::UploadCap`]; 1.5 Mbit/s by default,
+//!    what a phone can spare).
+//! 7. **Authenticity.** A chunk that fails its hash check is never stored, played or forwarded;
+//!    [`scheduler::Scheduler::handle_bad_chunk`] bans its sender for the stream.
+//!
+//! The networked half:
 //!
 //! - [`wire`]: the `/dsp/p2p/1` request/response messages and their codec, with hard limits.
 //! - [`serving`]: the sans-IO serving state machine (passes, rate limits, bans, chunk checks).
@@ -8,9 +36,31 @@
 //! - [`behaviour`]: the libp2p `NetworkBehaviour` (request-response, connection limits, block
 //!   list) and the transports (QUIC, TCP + noise + yamux); its async driver is
 //!   [`crate::net::p2p`].
+//!
+//! Everything here but [`behaviour`] is sans-IO: time is a `u64` millisecond clock ([`Millis`]) passed in by the
+//! caller, so the same cores run under the libp2p shell and under the simulator
+//! (`crate::sim`, `dsp sim`) with a simulated clock.
 
 pub mod behaviour;
+pub mod chunkset;
+pub mod mesh;
 pub mod receipts;
+pub mod scheduler;
+pub mod seeding;
 pub mod serving;
 pub mod tracker;
+pub mod upload;
 pub mod wire;
+
+/// Milliseconds on the caller's clock (any origin; the simulator starts at 0). One clock for
+/// everything in `p2p` and `sim`.
+pub type Millis = u64;
+
+/// Where a chunk comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source<P> {
+	/// The streamer node (urgent fetches and seeding pushes).
+	Node,
+	/// Another viewer.
+	Peer(P),
+}

@@ -1,0 +1,1332 @@
+//! [`Scheduler`]: what one P2P viewer fetches next, and from whom; [`Playout`]: the player model
+//! that turns segment completions into play deadlines, stalls and startup time.
+//!
+//! # Windows
+//!
+//! Each segment has a *deadline*: the time its playback must start (all of a segment is needed
+//! then: the player gets whole segments over HLS). Relative to `now`:
+//!
+//! ```text
+//!  now        now + urgent_window                     now + lookahead
+//!   |---- urgent: node ----|----------- peers, earliest deadline first, rarest first ---------|
+//! ```
+//!
+//! - A missing chunk inside the *urgent window* that is not already on its way comes from the
+//!   node. A chunk asked from a peer must arrive `node_margin` before its deadline; a request
+//!   still open then times out and the chunk goes to the node.
+//! - Everything further ahead, up to the *lookahead*, comes from peers only: segments in
+//!   deadline order, inside a segment the chunk fewest neighbours hold first (so the swarm spreads
+//!   different chunks of a segment from different seeds), each from the neighbour expected to
+//!   deliver first given its measured throughput and what is already queued to it. A request that
+//!   takes longer than its adaptive timeout (a multiple of the expected time, bounded) is
+//!   withdrawn ([`Scheduler::poll_cancel`]), the peer's estimate is halved, and the chunk is
+//!   asked elsewhere.
+//!
+//! # Call order
+//!
+//! 1. [`Scheduler::new`] with the first sequence to play (the shell picks it, a few segments
+//!    behind the live edge).
+//! 2. Feed inputs: verified headers ([`Scheduler::handle_header`]), neighbours' announcements
+//!    ([`Scheduler::handle_have`], [`Scheduler::handle_have_chunk`]), neighbours coming and going,
+//!    verified chunks ([`Scheduler::handle_chunk`]), chunks that failed verification
+//!    ([`Scheduler::handle_bad_chunk`]: the peer is banned), refusals
+//!    ([`Scheduler::handle_request_failed`]), the real player's position
+//!    ([`Scheduler::handle_playhead`], optional).
+//! 3. After any input, send every [`Scheduler::poll_request`] and [`Scheduler::poll_cancel`],
+//!    act on every [`Scheduler::poll_event`].
+//! 4. Call [`Scheduler::handle_timeout`] at [`Scheduler::poll_timeout`], then step 3 again.
+//!
+//! Memory: at most `max_tracked_segments` segments (a bitfield and three small arrays per chunk),
+//! `max_peers` neighbours with a bitfield per tracked segment each, `max_banned` banned ids.
+
+use super::{
+	chunkset::{ChunkSet, MAX_CHUNKS},
+	Millis, Source,
+};
+use dsp_primitives::SegmentHeader;
+use std::{
+	collections::{BTreeMap, BTreeSet, VecDeque},
+	fmt::Debug,
+	hash::Hash,
+};
+use thiserror::Error;
+
+/// Settings of a [`Scheduler`].
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+	/// Chunks whose segment is due within this many ms and not on their way come from the node.
+	/// Default 1500 ms: the node answers within a round trip plus one chunk's transfer, a few
+	/// hundred ms on a phone link, with room for a second try.
+	pub urgent_window_ms: u64,
+	/// A peer request must deliver at least this long before the chunk's deadline; otherwise it
+	/// times out then and the chunk goes to the node. Default 800 ms (node round trip and
+	/// transfer, with margin).
+	pub node_margin_ms: u64,
+	/// Segments due further ahead than this are not fetched yet. Default 12 s: every segment a
+	/// live viewer a few segments behind the edge can know of.
+	pub lookahead_ms: u64,
+	/// Deadline of the first segment, counted from [`Scheduler::new`]. Default 1000 ms: the
+	/// first segment goes to the node at once (it is inside the urgent window), so startup is a
+	/// round trip plus one segment's transfer.
+	pub startup_ms: u64,
+	/// Requests open to one peer. Default 2: keeps the peer's queue short (so its own
+	/// earliest-deadline-first order decides) while hiding one round trip.
+	pub max_inflight_per_peer: usize,
+	/// Requests open to peers in total. Default 16.
+	pub max_inflight_peers: usize,
+	/// Requests open to the node. Default 16 (a whole 2 s segment of 16 KiB chunks at 500 kbit/s).
+	pub max_inflight_node: usize,
+	/// Shortest peer request timeout. Default 300 ms.
+	pub min_timeout_ms: u64,
+	/// Longest request timeout (also the node's). Default 4000 ms.
+	pub max_timeout_ms: u64,
+	/// Timeout as a multiple of the expected transfer time. Default 3.
+	pub timeout_multiplier: u64,
+	/// Throughput assumed for a neighbour not measured yet, bytes/s. Default 93 750
+	/// (750 kbit/s: half the default upload cap, since a neighbour serves others too).
+	pub initial_peer_bytes_per_sec: u64,
+	/// Lowest throughput estimate, bytes/s: a slow peer is still tried for chunks due far
+	/// ahead, which is how it can recover. Default 4 000.
+	pub min_peer_bytes_per_sec: u64,
+	/// A peer that refused a request is not asked again for this long. Default 250 ms.
+	pub busy_backoff_ms: u64,
+	/// Segments tracked (already played ones kept for neighbours included). Default 16.
+	pub max_tracked_segments: usize,
+	/// Played segments kept so neighbours behind us can still fetch them. Default 4.
+	pub keep_played_segments: u64,
+	/// Neighbours tracked; more are refused. Default 64.
+	pub max_peers: usize,
+	/// Banned ids remembered (oldest forgotten first). Default 1024.
+	pub max_banned: usize,
+}
+
+impl Default for SchedulerConfig {
+	fn default() -> Self {
+		Self {
+			urgent_window_ms: 1500,
+			node_margin_ms: 800,
+			lookahead_ms: 12_000,
+			startup_ms: 1000,
+			max_inflight_per_peer: 2,
+			max_inflight_peers: 16,
+			max_inflight_node: 16,
+			min_timeout_ms: 600,
+			max_timeout_ms: 4000,
+			timeout_multiplier: 4,
+			initial_peer_bytes_per_sec: 93_750,
+			min_peer_bytes_per_sec: 4_000,
+			busy_backoff_ms: 250,
+			max_tracked_segments: 16,
+			keep_played_segments: 4,
+			max_peers: 64,
+			max_banned: 1024,
+		}
+	}
+}
+
+/// Bad input to the scheduler. Nothing was stored; the caller decides whether the sender broke
+/// the protocol (a peer's chunk that does not fit the header is as bad as a bad hash).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum SchedulerError {
+	/// No header is known for this segment (not announced yet, or long played).
+	#[error("segment {seq} unknown")]
+	UnknownSegment {
+		/// Segment.
+		seq: u64,
+	},
+	/// The chunk index is past the header's chunk count.
+	#[error("chunk {index} of segment {seq} out of range")]
+	IndexOutOfRange {
+		/// Segment.
+		seq: u64,
+		/// Index given.
+		index: u32,
+	},
+	/// The chunk length is not the header's.
+	#[error("chunk {index} of segment {seq}: {got} bytes, header says {expected}")]
+	LengthMismatch {
+		/// Segment.
+		seq: u64,
+		/// Chunk.
+		index: u32,
+		/// Length given.
+		got: u32,
+		/// Length in the header.
+		expected: u32,
+	},
+	/// A header with no chunks or more than [`MAX_CHUNKS`].
+	#[error("segment {seq}: {count} chunks")]
+	BadChunkCount {
+		/// Segment.
+		seq: u64,
+		/// Chunk count given.
+		count: usize,
+	},
+	/// A header further ahead than `max_tracked_segments` allows; ask again later.
+	#[error("segment {seq} too far ahead")]
+	TooFarAhead {
+		/// Segment.
+		seq: u64,
+	},
+	/// An announcement whose chunk count is not the header's.
+	#[error("have for segment {seq}: {got} chunks, header says {expected}")]
+	HaveMismatch {
+		/// Segment.
+		seq: u64,
+		/// Count announced.
+		got: usize,
+		/// Count in the header.
+		expected: usize,
+	},
+}
+
+/// Chunk lengths of a segment of `byte_len` bytes cut into `chunk_size` chunks (the last one
+/// shorter).
+pub fn chunk_lens(byte_len: u32, chunk_size: u32) -> Vec<u32> {
+	let chunk_size = chunk_size.max(1);
+	let n = byte_len.div_ceil(chunk_size);
+	(0..n).map(|i| if i + 1 < n { chunk_size } else { byte_len - i * chunk_size }).collect()
+}
+
+/// What to ask for: chunk `index` of segment `seq` from `source`, needed by `deadline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRequest<P> {
+	/// Who to ask.
+	pub source: Source<P>,
+	/// Segment.
+	pub seq: u64,
+	/// Chunk index.
+	pub index: u32,
+	/// Chunk length (from the header).
+	pub len: u32,
+	/// When the segment must play; a serving peer orders its queue by it and drops the
+	/// request past it.
+	pub deadline: Millis,
+}
+
+/// A request to withdraw (it timed out, or the chunk came from elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancel<P> {
+	/// Peer that was asked.
+	pub peer: P,
+	/// Segment.
+	pub seq: u64,
+	/// Chunk index.
+	pub index: u32,
+}
+
+/// What a [`Playout`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayEvent {
+	/// Playback began with `seq`, `startup_ms` after joining.
+	Started {
+		/// First segment played.
+		seq: u64,
+		/// Join to first frame.
+		startup_ms: u64,
+	},
+	/// Segment `seq` played to its end.
+	Played {
+		/// Segment.
+		seq: u64,
+	},
+	/// Playback stopped: `seq` is due and not complete.
+	StallStarted {
+		/// Segment waited for.
+		seq: u64,
+	},
+	/// Playback went on with `seq` after `stalled_ms`.
+	StallEnded {
+		/// Segment that arrived.
+		seq: u64,
+		/// Length of the stall.
+		stalled_ms: u64,
+	},
+}
+
+/// Playback counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlayStats {
+	/// Join to first frame, once started.
+	pub startup_ms: Option<u64>,
+	/// Media time played.
+	pub played_ms: u64,
+	/// Time stalled after the start (ongoing stall included up to the last input).
+	pub stalled_ms: u64,
+	/// Stalls begun.
+	pub stalls: u64,
+	/// Segments played to their end.
+	pub segments_played: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlayState {
+	/// Before the first segment is complete.
+	Waiting,
+	/// Playing `seq` (`duration` ms long) until `until`.
+	Playing { seq: u64, until: Millis, duration: u32 },
+	/// `next` is due since `since` and not complete.
+	Stalled { next: u64, since: Millis },
+}
+
+/// Model of the player: plays segments back to back in real time from `start_seq`, stalls when
+/// the next one is not complete, and reports when each segment is due.
+///
+/// Call order: [`Playout::handle_complete`] when a segment is complete, [`Playout::handle_timeout`]
+/// at [`Playout::poll_timeout`], drain [`Playout::poll_event`]. Memory: one entry per complete
+/// segment not yet played (bounded by what the owner tracks).
+#[derive(Clone, Debug)]
+pub struct Playout {
+	joined_at: Millis,
+	start_seq: u64,
+	startup_ms: u64,
+	state: PlayState,
+	/// Complete segments not played yet: sequence → duration.
+	ready: BTreeMap<u64, u32>,
+	events: VecDeque<PlayEvent>,
+	stats: PlayStats,
+}
+
+impl Playout {
+	/// A player that joined at `joined_at`, will start with `start_seq`, and wants it by
+	/// `joined_at + startup_ms`.
+	pub fn new(joined_at: Millis, start_seq: u64, startup_ms: u64) -> Self {
+		Self {
+			joined_at,
+			start_seq,
+			startup_ms,
+			state: PlayState::Waiting,
+			ready: BTreeMap::new(),
+			events: VecDeque::new(),
+			stats: PlayStats::default(),
+		}
+	}
+
+	/// The first segment not yet playing or played.
+	pub fn next_needed(&self) -> u64 {
+		match self.state {
+			PlayState::Waiting => self.start_seq,
+			PlayState::Playing { seq, .. } => seq + 1,
+			PlayState::Stalled { next, .. } => next,
+		}
+	}
+
+	/// Whether playback has started.
+	pub fn started(&self) -> bool {
+		self.state != PlayState::Waiting
+	}
+
+	/// `(seq, at)`: segment `seq` (= [`Playout::next_needed`]) is due at `at`; later segments
+	/// follow by their durations. A due time before `now` means overdue.
+	pub fn due(&self, now: Millis) -> (u64, Millis) {
+		match self.state {
+			PlayState::Waiting => (self.start_seq, self.joined_at + self.startup_ms),
+			PlayState::Playing { seq, until, .. } => (seq + 1, until),
+			PlayState::Stalled { next, .. } => (next, now),
+		}
+	}
+
+	/// Counters, with an ongoing stall counted up to `now`.
+	pub fn stats(&self, now: Millis) -> PlayStats {
+		let mut s = self.stats;
+		if let PlayState::Stalled { since, .. } = self.state {
+			s.stalled_ms += now.saturating_sub(since);
+		}
+		s
+	}
+
+	/// Segment `seq` of `duration_ms` is complete and verified.
+	pub fn handle_complete(&mut self, now: Millis, seq: u64, duration_ms: u32) {
+		// Settle what happened up to `now` first: a segment completing after its due time
+		// must not hide the stall before it.
+		self.advance(now);
+		if seq >= self.next_needed() {
+			self.ready.insert(seq, duration_ms);
+		}
+		self.advance(now);
+	}
+
+	/// The real player reports it is playing `seq` with `remaining_ms` of it left: the model
+	/// follows it (a paused or slower player moves deadlines later).
+	pub fn handle_playhead(&mut self, now: Millis, seq: u64, remaining_ms: u64) {
+		if !self.started() {
+			self.stats.startup_ms = Some(now.saturating_sub(self.joined_at));
+		}
+		self.ready.retain(|&s, _| s > seq);
+		let duration = remaining_ms.min(u32::MAX as u64) as u32;
+		self.state = PlayState::Playing { seq, until: now + remaining_ms, duration };
+	}
+
+	/// Time passed.
+	pub fn handle_timeout(&mut self, now: Millis) {
+		self.advance(now);
+	}
+
+	fn advance(&mut self, now: Millis) {
+		loop {
+			match self.state {
+				PlayState::Waiting => {
+					let Some(d) = self.ready.remove(&self.start_seq) else { return };
+					let startup_ms = now.saturating_sub(self.joined_at);
+					self.stats.startup_ms = Some(startup_ms);
+					self.events.push_back(PlayEvent::Started { seq: self.start_seq, startup_ms });
+					self.state = PlayState::Playing {
+						seq: self.start_seq,
+						until: now + d as u64,
+						duration: d,
+					};
+				}
+				PlayState::Playing { seq, until, duration } => {
+					if now < until {
+						return;
+					}
+					self.stats.segments_played += 1;
+					self.stats.played_ms += duration as u64;
+					self.events.push_back(PlayEvent::Played { seq });
+					let next = seq + 1;
+					if let Some(d) = self.ready.remove(&next) {
+						// Back to back from the boundary, not from `now`: no drift.
+						self.state =
+							PlayState::Playing { seq: next, until: until + d as u64, duration: d };
+					} else {
+						self.stats.stalls += 1;
+						self.events.push_back(PlayEvent::StallStarted { seq: next });
+						self.state = PlayState::Stalled { next, since: until };
+					}
+				}
+				PlayState::Stalled { next, since } => {
+					let Some(d) = self.ready.remove(&next) else { return };
+					let stalled_ms = now.saturating_sub(since);
+					self.stats.stalled_ms += stalled_ms;
+					self.events.push_back(PlayEvent::StallEnded { seq: next, stalled_ms });
+					self.state =
+						PlayState::Playing { seq: next, until: now + d as u64, duration: d };
+				}
+			}
+		}
+	}
+
+	/// When the current segment ends (`None` unless playing).
+	pub fn poll_timeout(&self) -> Option<Millis> {
+		match self.state {
+			PlayState::Playing { until, .. } => Some(until),
+			_ => None,
+		}
+	}
+
+	/// The next thing that happened.
+	pub fn poll_event(&mut self) -> Option<PlayEvent> {
+		self.events.pop_front()
+	}
+}
+
+/// What a [`Scheduler`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulerEvent<P> {
+	/// Every chunk of `seq` is held: the segment can be handed to the player.
+	SegmentComplete {
+		/// Segment.
+		seq: u64,
+	},
+	/// The player model moved.
+	Play(PlayEvent),
+	/// `peer` sent a chunk that failed verification and is banned for this stream: close the
+	/// connection and never accept it again.
+	PeerBanned(P),
+}
+
+/// What [`Scheduler::handle_chunk`] did with a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+	/// New: store it and announce it to the neighbours.
+	Stored,
+	/// Already held: drop it.
+	Duplicate,
+	/// Its segment was played and forgotten: drop it.
+	Stale,
+}
+
+/// Counters of one viewer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+	/// Requests sent to the node.
+	pub node_requests: u64,
+	/// Requests sent to peers.
+	pub peer_requests: u64,
+	/// New chunk bytes from the node (requested or pushed as a seed).
+	pub bytes_from_node: u64,
+	/// New chunk bytes from peers.
+	pub bytes_from_peers: u64,
+	/// Chunks pushed by the node without a request (this viewer was a seed).
+	pub seeded_chunks: u64,
+	/// Chunks received twice (bytes wasted).
+	pub duplicate_bytes: u64,
+	/// Peer requests that timed out and were asked elsewhere.
+	pub peer_timeouts: u64,
+	/// Node requests that timed out and were asked again.
+	pub node_timeouts: u64,
+	/// Peer requests refused by the peer.
+	pub refusals: u64,
+	/// Chunks that failed verification.
+	pub bad_chunks: u64,
+	/// Peers banned.
+	pub banned: u64,
+	/// Segments complete.
+	pub segments_complete: u64,
+	/// Announcements ignored (unknown segment, wrong size, banned or unknown peer).
+	pub haves_ignored: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight<P> {
+	source: Source<P>,
+	sent: Millis,
+	timeout_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct Seg<P> {
+	duration_ms: u32,
+	lens: Vec<u32>,
+	have: ChunkSet,
+	/// Neighbours announcing each chunk.
+	avail: Vec<u16>,
+	inflight: Vec<Option<InFlight<P>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+	haves: BTreeMap<u64, ChunkSet>,
+	inflight: usize,
+	inflight_bytes: u64,
+	/// Effective throughput (bytes over request-to-arrival time, so latency and the peer's
+	/// queue are in it), bytes/s.
+	rate: u64,
+	busy_until: Millis,
+}
+
+/// The chunk scheduler of one P2P viewer of one stream (see the module docs).
+#[derive(Debug)]
+pub struct Scheduler<P> {
+	config: SchedulerConfig,
+	playout: Playout,
+	segments: BTreeMap<u64, Seg<P>>,
+	peers: BTreeMap<P, Peer>,
+	banned: BTreeSet<P>,
+	banned_order: VecDeque<P>,
+	node_inflight: usize,
+	peer_inflight: usize,
+	last_duration: u32,
+	now: Millis,
+	events: VecDeque<SchedulerEvent<P>>,
+	cancels: VecDeque<Cancel<P>>,
+	stats: SchedulerStats,
+}
+
+impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
+	/// A viewer that joined at `now` and will start playback with segment `start_seq`.
+	pub fn new(config: SchedulerConfig, now: Millis, start_seq: u64) -> Self {
+		let playout = Playout::new(now, start_seq, config.startup_ms);
+		Self {
+			config,
+			playout,
+			segments: BTreeMap::new(),
+			peers: BTreeMap::new(),
+			banned: BTreeSet::new(),
+			banned_order: VecDeque::new(),
+			node_inflight: 0,
+			peer_inflight: 0,
+			last_duration: 2000,
+			now,
+			events: VecDeque::new(),
+			cancels: VecDeque::new(),
+			stats: SchedulerStats::default(),
+		}
+	}
+
+	/// Counters.
+	pub fn stats(&self) -> SchedulerStats {
+		self.stats
+	}
+
+	/// Playback counters, an ongoing stall counted up to `now`.
+	pub fn play_stats(&self, now: Millis) -> PlayStats {
+		self.playout.stats(now.max(self.now))
+	}
+
+	/// The chunks held of `seq`, if it is tracked (what to announce, what can be served).
+	pub fn have(&self, seq: u64) -> Option<&ChunkSet> {
+		self.segments.get(&seq).map(|s| &s.have)
+	}
+
+	/// Whether chunk `index` of `seq` is held (a peer asks for it).
+	pub fn holds(&self, seq: u64, index: u32) -> bool {
+		self.segments.get(&seq).is_some_and(|s| s.have.contains(index as usize))
+	}
+
+	/// Tracked segments with what is held of each, oldest first (the announcement for a new
+	/// neighbour).
+	pub fn haves(&self) -> impl Iterator<Item = (u64, &ChunkSet)> {
+		self.segments.iter().map(|(&seq, s)| (seq, &s.have))
+	}
+
+	/// Whether `peer` is banned.
+	pub fn is_banned(&self, peer: P) -> bool {
+		self.banned.contains(&peer)
+	}
+
+	/// Neighbours tracked.
+	pub fn peer_count(&self) -> usize {
+		self.peers.len()
+	}
+
+	/// The first segment the player still needs.
+	pub fn next_needed(&self) -> u64 {
+		self.playout.next_needed()
+	}
+
+	/// A verified header: segment `seq` plays for `duration_ms` and has chunks of `lens` bytes.
+	/// Segments before the playhead are ignored.
+	pub fn handle_header(
+		&mut self,
+		now: Millis,
+		seq: u64,
+		duration_ms: u32,
+		lens: Vec<u32>,
+	) -> Result<(), SchedulerError> {
+		self.now = self.now.max(now);
+		if lens.is_empty() || lens.len() > MAX_CHUNKS {
+			return Err(SchedulerError::BadChunkCount { seq, count: lens.len() });
+		}
+		if seq < self.playout.next_needed() || self.segments.contains_key(&seq) {
+			return Ok(());
+		}
+		self.forget_played();
+		if self.segments.len() >= self.config.max_tracked_segments {
+			// Make room by dropping the oldest played segment; never an unplayed one.
+			let oldest = *self.segments.keys().next().expect("full map is not empty");
+			if oldest >= self.playout.next_needed() || oldest > seq {
+				return Err(SchedulerError::TooFarAhead { seq });
+			}
+			self.forget_segment(oldest);
+		}
+		let count = lens.len();
+		let mut avail = vec![0u16; count];
+		for peer in self.peers.values() {
+			if let Some(h) = peer.haves.get(&seq).filter(|h| h.chunk_count() == count) {
+				for i in h.iter() {
+					avail[i] = avail[i].saturating_add(1);
+				}
+			}
+		}
+		self.last_duration = duration_ms;
+		self.segments.insert(
+			seq,
+			Seg {
+				duration_ms,
+				have: ChunkSet::new(count),
+				avail,
+				inflight: vec![None; count],
+				lens,
+			},
+		);
+		Ok(())
+	}
+
+	/// A verified origin-signed header (convenience for [`Scheduler::handle_header`]).
+	pub fn handle_segment_header(
+		&mut self,
+		now: Millis,
+		header: &SegmentHeader,
+	) -> Result<(), SchedulerError> {
+		let lens = chunk_lens(header.byte_len, header.chunk_size);
+		self.handle_header(now, header.sequence, header.duration_ms, lens)
+	}
+
+	/// A neighbour connected. Returns false (and ignores it) if it is banned or the neighbour
+	/// table is full.
+	pub fn handle_peer_joined(&mut self, peer: P) -> bool {
+		if self.banned.contains(&peer) || self.peers.contains_key(&peer) {
+			return false;
+		}
+		if self.peers.len() >= self.config.max_peers {
+			return false;
+		}
+		self.peers.insert(
+			peer,
+			Peer {
+				haves: BTreeMap::new(),
+				inflight: 0,
+				inflight_bytes: 0,
+				rate: self.config.initial_peer_bytes_per_sec,
+				busy_until: 0,
+			},
+		);
+		true
+	}
+
+	/// A neighbour disconnected: its announcements and open requests are forgotten (those
+	/// chunks will be asked elsewhere).
+	pub fn handle_peer_left(&mut self, peer: P) {
+		let Some(p) = self.peers.remove(&peer) else { return };
+		self.drop_peer_state(peer, p);
+	}
+
+	fn drop_peer_state(&mut self, peer: P, p: Peer) {
+		for (seq, h) in &p.haves {
+			if let Some(seg) =
+				self.segments.get_mut(seq).filter(|s| s.have.chunk_count() == h.chunk_count())
+			{
+				for i in h.iter() {
+					seg.avail[i] = seg.avail[i].saturating_sub(1);
+				}
+			}
+		}
+		for seg in self.segments.values_mut() {
+			for slot in seg.inflight.iter_mut() {
+				if matches!(slot, Some(f) if f.source == Source::Peer(peer)) {
+					*slot = None;
+					self.peer_inflight -= 1;
+				}
+			}
+		}
+	}
+
+	fn have_window(&self, seq: u64) -> bool {
+		let low = self.playout.next_needed().saturating_sub(self.config.keep_played_segments);
+		seq >= low && seq < low + self.config.max_tracked_segments as u64
+	}
+
+	/// `peer` announces the chunks of `seq` it holds (added to what it announced before).
+	pub fn handle_have(&mut self, peer: P, seq: u64, set: &ChunkSet) -> Result<(), SchedulerError> {
+		if !self.have_window(seq) || !self.peers.contains_key(&peer) {
+			self.stats.haves_ignored += 1;
+			return Ok(());
+		}
+		if let Some(seg) = self.segments.get(&seq) {
+			if seg.have.chunk_count() != set.chunk_count() {
+				self.stats.haves_ignored += 1;
+				return Err(SchedulerError::HaveMismatch {
+					seq,
+					got: set.chunk_count(),
+					expected: seg.have.chunk_count(),
+				});
+			}
+		}
+		let p = self.peers.get_mut(&peer).expect("checked above");
+		let entry = p.haves.entry(seq).or_insert_with(|| ChunkSet::new(set.chunk_count()));
+		if entry.chunk_count() != set.chunk_count() {
+			*entry = ChunkSet::new(set.chunk_count());
+		}
+		let new = entry.union_new(set);
+		if let Some(seg) = self.segments.get_mut(&seq) {
+			for i in new {
+				seg.avail[i] = seg.avail[i].saturating_add(1);
+			}
+		}
+		Ok(())
+	}
+
+	/// `peer` announces one more chunk of `seq`. Needs the header: announcements of unknown
+	/// segments are ignored (the node sends headers before any peer can hold the chunks).
+	pub fn handle_have_chunk(&mut self, peer: P, seq: u64, index: u32) {
+		let Some(seg) = self.segments.get_mut(&seq) else {
+			self.stats.haves_ignored += 1;
+			return;
+		};
+		let Some(p) = self.peers.get_mut(&peer) else {
+			self.stats.haves_ignored += 1;
+			return;
+		};
+		let count = seg.have.chunk_count();
+		let entry = p.haves.entry(seq).or_insert_with(|| ChunkSet::new(count));
+		if entry.chunk_count() == count && entry.insert(index as usize) {
+			seg.avail[index as usize] = seg.avail[index as usize].saturating_add(1);
+		} else if (index as usize) >= count {
+			self.stats.haves_ignored += 1;
+		}
+	}
+
+	fn clear_inflight(&mut self, seq: u64, index: usize) -> Option<InFlight<P>> {
+		let seg = self.segments.get_mut(&seq)?;
+		let f = seg.inflight[index].take()?;
+		let len = seg.lens[index] as u64;
+		match f.source {
+			Source::Node => self.node_inflight -= 1,
+			Source::Peer(p) => {
+				self.peer_inflight -= 1;
+				if let Some(peer) = self.peers.get_mut(&p) {
+					peer.inflight -= 1;
+					peer.inflight_bytes -= len;
+				}
+			}
+		}
+		Some(f)
+	}
+
+	/// A chunk arrived from `source` and passed verification against its header.
+	pub fn handle_chunk(
+		&mut self,
+		now: Millis,
+		source: Source<P>,
+		seq: u64,
+		index: u32,
+		len: u32,
+	) -> Result<ChunkOutcome, SchedulerError> {
+		self.now = self.now.max(now);
+		let Some(seg) = self.segments.get(&seq) else {
+			if seq < self.playout.next_needed() {
+				return Ok(ChunkOutcome::Stale);
+			}
+			return Err(SchedulerError::UnknownSegment { seq });
+		};
+		let i = index as usize;
+		if i >= seg.lens.len() {
+			return Err(SchedulerError::IndexOutOfRange { seq, index });
+		}
+		if seg.lens[i] != len {
+			return Err(SchedulerError::LengthMismatch {
+				seq,
+				index,
+				got: len,
+				expected: seg.lens[i],
+			});
+		}
+		let requested = self.clear_inflight(seq, i);
+		match requested {
+			Some(f) if f.source == source => {
+				if let Source::Peer(p) = source {
+					if let Some(peer) = self.peers.get_mut(&p) {
+						let elapsed = now.saturating_sub(f.sent).max(1);
+						let sample = len as u64 * 1000 / elapsed;
+						// EWMA with weight 1/4: follows a peer's load within a few chunks.
+						peer.rate = (peer.rate * 3 + sample) / 4;
+						peer.rate = peer.rate.max(self.config.min_peer_bytes_per_sec);
+					}
+				}
+			}
+			Some(f) => {
+				// Came from elsewhere first: withdraw the other request.
+				if let Source::Peer(p) = f.source {
+					self.cancels.push_back(Cancel { peer: p, seq, index });
+				}
+			}
+			None => {}
+		}
+		let seg = self.segments.get_mut(&seq).expect("checked above");
+		if !seg.have.insert(i) {
+			self.stats.duplicate_bytes += len as u64;
+			return Ok(ChunkOutcome::Duplicate);
+		}
+		match source {
+			Source::Node => {
+				self.stats.bytes_from_node += len as u64;
+				if requested.is_none() {
+					self.stats.seeded_chunks += 1;
+				}
+			}
+			Source::Peer(_) => self.stats.bytes_from_peers += len as u64,
+		}
+		if seg.have.is_full() {
+			let duration = seg.duration_ms;
+			self.stats.segments_complete += 1;
+			self.events.push_back(SchedulerEvent::SegmentComplete { seq });
+			self.playout.handle_complete(now, seq, duration);
+			self.drain_playout();
+		}
+		Ok(ChunkOutcome::Stored)
+	}
+
+	/// A chunk from `peer` failed verification (hash or length): it is dropped, the peer is
+	/// banned for this stream and its open requests go elsewhere.
+	pub fn handle_bad_chunk(&mut self, now: Millis, peer: P, seq: u64, index: u32) {
+		self.now = self.now.max(now);
+		self.stats.bad_chunks += 1;
+		if let Some(seg) = self.segments.get(&seq) {
+			if (index as usize) < seg.lens.len() {
+				let _ = self.clear_inflight(seq, index as usize);
+			}
+		}
+		self.ban(peer);
+	}
+
+	fn ban(&mut self, peer: P) {
+		if let Some(p) = self.peers.remove(&peer) {
+			self.drop_peer_state(peer, p);
+		}
+		if self.banned.insert(peer) {
+			self.stats.banned += 1;
+			self.banned_order.push_back(peer);
+			if self.banned_order.len() > self.config.max_banned {
+				if let Some(old) = self.banned_order.pop_front() {
+					self.banned.remove(&old);
+				}
+			}
+			tracing::warn!(?peer, "peer sent a bad chunk: banned");
+			self.events.push_back(SchedulerEvent::PeerBanned(peer));
+		}
+	}
+
+	/// `peer` refused a request (queue full, or it does not hold the chunk): ask elsewhere, and
+	/// leave it alone for `busy_backoff_ms`.
+	pub fn handle_request_failed(&mut self, now: Millis, peer: P, seq: u64, index: u32) {
+		self.now = self.now.max(now);
+		let ours = self
+			.segments
+			.get(&seq)
+			.and_then(|s| s.inflight.get(index as usize).copied().flatten())
+			.is_some_and(|f| f.source == Source::Peer(peer));
+		if !ours {
+			return;
+		}
+		let _ = self.clear_inflight(seq, index as usize);
+		self.stats.refusals += 1;
+		if let Some(p) = self.peers.get_mut(&peer) {
+			p.busy_until = now + self.config.busy_backoff_ms;
+		}
+	}
+
+	/// The real player is at segment `seq` with `remaining_ms` of it left.
+	pub fn handle_playhead(&mut self, now: Millis, seq: u64, remaining_ms: u64) {
+		self.now = self.now.max(now);
+		self.playout.handle_playhead(now, seq, remaining_ms);
+		self.drain_playout();
+	}
+
+	/// Time passed: play on, time out slow requests.
+	pub fn handle_timeout(&mut self, now: Millis) {
+		self.now = self.now.max(now);
+		self.playout.handle_timeout(now);
+		self.drain_playout();
+		let mut expired = Vec::new();
+		for (&seq, seg) in &self.segments {
+			for (i, f) in seg.inflight.iter().enumerate() {
+				if let Some(f) = f.filter(|f| f.timeout_at <= now) {
+					expired.push((seq, i, f.source));
+				}
+			}
+		}
+		for (seq, i, source) in expired {
+			let _ = self.clear_inflight(seq, i);
+			match source {
+				Source::Node => self.stats.node_timeouts += 1,
+				Source::Peer(p) => {
+					self.stats.peer_timeouts += 1;
+					self.cancels.push_back(Cancel { peer: p, seq, index: i as u32 });
+					if let Some(peer) = self.peers.get_mut(&p) {
+						peer.rate = (peer.rate / 2).max(self.config.min_peer_bytes_per_sec);
+					}
+				}
+			}
+		}
+		self.forget_played();
+	}
+
+	fn drain_playout(&mut self) {
+		while let Some(e) = self.playout.poll_event() {
+			self.events.push_back(SchedulerEvent::Play(e));
+		}
+	}
+
+	fn forget_segment(&mut self, seq: u64) {
+		let count = self.segments.get(&seq).map(|s| s.lens.len()).unwrap_or(0);
+		for i in 0..count {
+			let _ = self.clear_inflight(seq, i);
+		}
+		self.segments.remove(&seq);
+	}
+
+	/// Drops segments played more than `keep_played_segments` ago, and announcements outside
+	/// the window.
+	fn forget_played(&mut self) {
+		let low = self.playout.next_needed().saturating_sub(self.config.keep_played_segments);
+		while let Some((&seq, _)) = self.segments.first_key_value() {
+			if seq >= low {
+				break;
+			}
+			self.forget_segment(seq);
+		}
+		let high = low + self.config.max_tracked_segments as u64;
+		for p in self.peers.values_mut() {
+			p.haves.retain(|&s, _| s >= low && s < high);
+		}
+	}
+
+	/// Deadlines of the tracked segments not yet played, ascending.
+	fn deadlines(&self, now: Millis) -> Vec<(u64, Millis)> {
+		let (mut seq, mut at) = self.playout.due(now);
+		let mut out = Vec::new();
+		for (&s, seg) in self.segments.range(seq..) {
+			// Segments missing between known ones are assumed as long as the last one known.
+			while seq < s {
+				at += self.last_duration as u64;
+				seq += 1;
+			}
+			out.push((s, at));
+			at += seg.duration_ms as u64;
+			seq += 1;
+		}
+		out
+	}
+
+	/// The next request to send, if any (call until `None` after every input).
+	pub fn poll_request(&mut self, now: Millis) -> Option<ChunkRequest<P>> {
+		self.now = self.now.max(now);
+		let c = &self.config;
+		for (seq, deadline) in self.deadlines(now) {
+			if deadline > now + c.lookahead_ms {
+				break;
+			}
+			let seg = &self.segments[&seq];
+			if seg.have.is_full() {
+				continue;
+			}
+			let urgent = deadline <= now + c.urgent_window_ms;
+			let mut missing: Vec<usize> = (0..seg.lens.len())
+				.filter(|&i| !seg.have.contains(i) && seg.inflight[i].is_none())
+				.collect();
+			if missing.is_empty() {
+				continue;
+			}
+			if urgent {
+				if self.node_inflight >= c.max_inflight_node {
+					continue;
+				}
+				let i = missing[0];
+				return Some(self.issue(now, Source::Node, seq, i, deadline));
+			}
+			if self.peer_inflight >= c.max_inflight_peers {
+				continue;
+			}
+			// Rarest first among the chunks of this segment; index order among equals.
+			missing.sort_by_key(|&i| (seg.avail[i], i));
+			for i in missing {
+				if seg.avail[i] == 0 {
+					continue;
+				}
+				if let Some(peer) = self.best_peer(now, seq, i, deadline) {
+					return Some(self.issue(now, Source::Peer(peer), seq, i, deadline));
+				}
+			}
+		}
+		None
+	}
+
+	/// The neighbour expected to deliver chunk `i` of `seq` first, if one can before the
+	/// chunk would have to go to the node.
+	fn best_peer(&self, now: Millis, seq: u64, i: usize, deadline: Millis) -> Option<P> {
+		let c = &self.config;
+		let len = self.segments[&seq].lens[i] as u64;
+		let latest = deadline.saturating_sub(c.node_margin_ms);
+		self.peers
+			.iter()
+			.filter(|(_, p)| {
+				p.inflight < c.max_inflight_per_peer
+					&& p.busy_until <= now
+					&& p.haves.get(&seq).is_some_and(|h| h.contains(i))
+			})
+			.map(|(&id, p)| (now + (p.inflight_bytes + len) * 1000 / p.rate.max(1), p.inflight, id))
+			.filter(|&(eta, _, _)| eta <= latest)
+			.min()
+			.map(|(_, _, id)| id)
+	}
+
+	fn issue(
+		&mut self,
+		now: Millis,
+		source: Source<P>,
+		seq: u64,
+		i: usize,
+		deadline: Millis,
+	) -> ChunkRequest<P> {
+		let c = &self.config;
+		let len = self.segments[&seq].lens[i];
+		let timeout_at = match source {
+			Source::Node => {
+				self.node_inflight += 1;
+				self.stats.node_requests += 1;
+				now + c.max_timeout_ms
+			}
+			Source::Peer(p) => {
+				let peer = self.peers.get_mut(&p).expect("chosen among peers");
+				let expected = (peer.inflight_bytes + len as u64) * 1000 / peer.rate.max(1);
+				let timeout =
+					(expected * c.timeout_multiplier).clamp(c.min_timeout_ms, c.max_timeout_ms);
+				peer.inflight += 1;
+				peer.inflight_bytes += len as u64;
+				self.peer_inflight += 1;
+				self.stats.peer_requests += 1;
+				// Never wait past the point where the node could still deliver in time.
+				(now + timeout)
+					.min(deadline.saturating_sub(c.node_margin_ms).max(now + c.min_timeout_ms))
+			}
+		};
+		let seg = self.segments.get_mut(&seq).expect("tracked");
+		seg.inflight[i] = Some(InFlight { source, sent: now, timeout_at });
+		ChunkRequest { source, seq, index: i as u32, len, deadline }
+	}
+
+	/// A request to withdraw from a peer.
+	pub fn poll_cancel(&mut self) -> Option<Cancel<P>> {
+		self.cancels.pop_front()
+	}
+
+	/// The next thing that happened.
+	pub fn poll_event(&mut self) -> Option<SchedulerEvent<P>> {
+		self.events.pop_front()
+	}
+
+	/// When to call [`Scheduler::handle_timeout`] (and poll again) at the latest: the end of the
+	/// segment playing, the first request timeout, or when a waiting chunk enters the urgent
+	/// window or a segment enters the lookahead.
+	pub fn poll_timeout(&self) -> Option<Millis> {
+		let c = &self.config;
+		let now = self.now;
+		let mut t = self.playout.poll_timeout();
+		let mut consider = |x: Millis| {
+			if x > now {
+				t = Some(t.map_or(x, |t: Millis| t.min(x)));
+			}
+		};
+		for seg in self.segments.values() {
+			for f in seg.inflight.iter().flatten() {
+				consider(f.timeout_at);
+			}
+		}
+		for p in self.peers.values() {
+			consider(p.busy_until);
+		}
+		for (seq, deadline) in self.deadlines(now) {
+			let seg = &self.segments[&seq];
+			if seg.have.is_full() {
+				continue;
+			}
+			consider(deadline.saturating_sub(c.urgent_window_ms));
+			consider(deadline.saturating_sub(c.lookahead_ms));
+		}
+		t
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	type S = Scheduler<u32>;
+
+	fn drain(s: &mut S, now: Millis) -> Vec<ChunkRequest<u32>> {
+		std::iter::from_fn(|| s.poll_request(now)).collect()
+	}
+
+	fn events(s: &mut S) -> Vec<SchedulerEvent<u32>> {
+		std::iter::from_fn(|| s.poll_event()).collect()
+	}
+
+	/// Two segments of two 1000-byte chunks, 2 s each; peers announce what is given.
+	fn setup(peers: &[(u32, u64)]) -> S {
+		let mut s = S::new(SchedulerConfig::default(), 0, 0);
+		s.handle_header(0, 0, 2000, vec![1000, 1000]).unwrap();
+		s.handle_header(0, 1, 2000, vec![1000, 1000]).unwrap();
+		for &(p, seq) in peers {
+			assert!(s.handle_peer_joined(p));
+			s.handle_have(p, seq, &ChunkSet::full(2)).unwrap();
+		}
+		s
+	}
+
+	#[test]
+	fn urgent_window_falls_back_to_node_works() {
+		let mut s = setup(&[(7, 1)]);
+		let first = drain(&mut s, 0);
+		// Segment 0 is due at 1000 (startup), inside the urgent window: node. Segment 1 (due
+		// 3000) only from the peer that holds it.
+		assert_eq!(first.iter().filter(|r| r.seq == 0 && r.source == Source::Node).count(), 2);
+		assert_eq!(first.iter().filter(|r| r.seq == 1 && r.source == Source::Peer(7)).count(), 2);
+		for i in 0..2 {
+			s.handle_chunk(100, Source::Node, 0, i, 1000).unwrap();
+		}
+		assert!(events(&mut s)
+			.contains(&SchedulerEvent::Play(PlayEvent::Started { seq: 0, startup_ms: 100 })));
+		// The peer never answers. Segment 1 is now due at 2100, urgent from 600.
+		let mut now = 100;
+		let mut node_asks = vec![];
+		let mut cancels = 0;
+		while node_asks.len() < 2 {
+			now = s.poll_timeout().expect("something is pending");
+			assert!(now <= 2100, "fell back too late");
+			s.handle_timeout(now);
+			for r in drain(&mut s, now) {
+				if r.source == Source::Node {
+					assert_eq!(r.seq, 1);
+					node_asks.push(now);
+				}
+			}
+			cancels += std::iter::from_fn(|| s.poll_cancel()).filter(|c| c.peer == 7).count();
+		}
+		assert!(
+			node_asks.iter().all(|&t| t >= 600),
+			"node asked before the urgent window: {node_asks:?}"
+		);
+		assert!(cancels >= 2, "the silent peer's requests were withdrawn");
+		for i in 0..2 {
+			assert_eq!(
+				s.handle_chunk(now + 50, Source::Node, 1, i, 1000),
+				Ok(ChunkOutcome::Stored)
+			);
+		}
+		s.handle_timeout(4099);
+		assert_eq!(s.play_stats(4099).stalls, 0, "segment 1 came in time");
+		// Segment 1 ends at 4100; the stream has no segment 2, so a stall begins there.
+		s.handle_timeout(4100);
+		let st = s.play_stats(4100);
+		assert_eq!((st.segments_played, st.stalled_ms), (2, 0));
+		assert_eq!(s.stats().bytes_from_node, 4000);
+		assert!(s.stats().peer_timeouts >= 2);
+	}
+
+	#[test]
+	fn slow_peer_request_reissued_elsewhere_works() {
+		let mut s = setup(&[(1, 1), (2, 1)]);
+		let reqs = drain(&mut s, 0);
+		let to_peers: Vec<_> = reqs.iter().filter(|r| r.seq == 1).collect();
+		// Equal estimates: one chunk each, spread over both peers' pipelines.
+		assert_eq!(to_peers.len(), 2);
+		let slow = to_peers[0];
+		let Source::Peer(slow_peer) = slow.source else { panic!("peer request") };
+		let other = if slow_peer == 1 { 2 } else { 1 };
+		// The other request is answered at once; the slow one never.
+		for r in &to_peers[1..] {
+			let Source::Peer(p) = r.source else { panic!() };
+			s.handle_chunk(40, Source::Peer(p), 1, r.index, 1000).unwrap();
+		}
+		let t = s.poll_timeout().unwrap();
+		// A 1000-byte chunk is expected in ~10 ms: the shortest timeout applies.
+		assert_eq!(t, SchedulerConfig::default().min_timeout_ms);
+		s.handle_timeout(t);
+		let again = drain(&mut s, t);
+		assert_eq!(again.len(), 1);
+		assert_eq!(
+			(again[0].seq, again[0].index, again[0].source),
+			(1, slow.index, Source::Peer(other))
+		);
+		assert_eq!(s.poll_cancel(), Some(Cancel { peer: slow_peer, seq: 1, index: slow.index }));
+		// The slow peer's answer arriving late is a duplicate once the other delivered.
+		s.handle_chunk(t + 10, Source::Peer(other), 1, slow.index, 1000).unwrap();
+		assert_eq!(
+			s.handle_chunk(t + 20, Source::Peer(slow_peer), 1, slow.index, 1000),
+			Ok(ChunkOutcome::Duplicate)
+		);
+		assert_eq!(s.stats().peer_timeouts, 1);
+	}
+
+	#[test]
+	fn earliest_deadline_then_rarest_first_works() {
+		let config = SchedulerConfig {
+			max_inflight_per_peer: 100,
+			max_inflight_peers: 100,
+			..Default::default()
+		};
+		let mut s = S::new(config, 0, 0);
+		// Segment 0 is complete (from the node), so the order concerns segments 1 and 2.
+		for seq in 0..3 {
+			s.handle_header(0, seq, 2000, vec![1000; 3]).unwrap();
+		}
+		for i in 0..3 {
+			s.handle_chunk(0, Source::Node, 0, i, 1000).unwrap();
+		}
+		for p in 1..=3u32 {
+			s.handle_peer_joined(p);
+			s.handle_have(p, 2, &ChunkSet::full(3)).unwrap();
+		}
+		// Segment 1: chunk 2 held by one peer, chunk 0 by two, chunk 1 by three.
+		for (p, idx) in [(1, 0), (2, 0), (1, 1), (2, 1), (3, 1), (3, 2)] {
+			s.handle_have_chunk(p, 1, idx);
+		}
+		let order: Vec<(u64, u32)> = drain(&mut s, 0).iter().map(|r| (r.seq, r.index)).collect();
+		assert_eq!(order, vec![(1, 2), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]);
+	}
+
+	#[test]
+	fn banned_peer_never_asked_again_works() {
+		let mut s = setup(&[(5, 1), (6, 1)]);
+		let reqs = drain(&mut s, 0);
+		assert!(reqs.iter().any(|r| r.source == Source::Peer(5)));
+		s.handle_bad_chunk(10, 5, 1, 0);
+		assert!(events(&mut s).contains(&SchedulerEvent::PeerBanned(5)));
+		assert!(s.is_banned(5));
+		assert!(!s.handle_peer_joined(5), "a banned peer cannot come back");
+		s.handle_have(5, 1, &ChunkSet::full(2)).unwrap();
+		let mut now = 10;
+		for _ in 0..200 {
+			for r in drain(&mut s, now) {
+				assert_ne!(r.source, Source::Peer(5));
+			}
+			let Some(t) = s.poll_timeout() else { break };
+			now = t;
+			s.handle_timeout(now);
+		}
+		assert_eq!(s.stats().banned, 1);
+		assert_eq!(s.stats().bad_chunks, 1);
+	}
+
+	#[test]
+	fn bad_chunk_input_fails() {
+		let mut s = setup(&[]);
+		assert_eq!(
+			s.handle_chunk(0, Source::Node, 0, 0, 999),
+			Err(SchedulerError::LengthMismatch { seq: 0, index: 0, got: 999, expected: 1000 })
+		);
+		assert_eq!(
+			s.handle_chunk(0, Source::Node, 0, 2, 1000),
+			Err(SchedulerError::IndexOutOfRange { seq: 0, index: 2 })
+		);
+		assert_eq!(
+			s.handle_chunk(0, Source::Node, 9, 0, 1000),
+			Err(SchedulerError::UnknownSegment { seq: 9 })
+		);
+		assert_eq!(
+			s.handle_header(0, 3, 2000, vec![]),
+			Err(SchedulerError::BadChunkCount { seq: 3, count: 0 })
+		);
+		s.handle_peer_joined(1);
+		assert_eq!(
+			s.handle_have(1, 0, &ChunkSet::full(5)),
+			Err(SchedulerError::HaveMismatch { seq: 0, got: 5, expected: 2 })
+		);
+		// Nothing was stored.
+		assert_eq!(s.have(0).unwrap().held(), 0);
+		let far = SchedulerConfig { max_tracked_segments: 2, ..Default::default() };
+		let mut s = S::new(far, 0, 0);
+		s.handle_header(0, 0, 2000, vec![10]).unwrap();
+		s.handle_header(0, 1, 2000, vec![10]).unwrap();
+		assert_eq!(
+			s.handle_header(0, 2, 2000, vec![10]),
+			Err(SchedulerError::TooFarAhead { seq: 2 })
+		);
+	}
+
+	#[test]
+	fn playout_counts_stalls_works() {
+		let mut p = Playout::new(0, 10, 1000);
+		p.handle_complete(300, 10, 2000);
+		assert_eq!(p.poll_event(), Some(PlayEvent::Started { seq: 10, startup_ms: 300 }));
+		assert_eq!(p.due(300), (11, 2300));
+		p.handle_complete(1000, 11, 2000);
+		// 12 completes 500 ms after 11 ends (at 4300).
+		p.handle_complete(4800, 12, 2000);
+		let ev: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+		assert_eq!(
+			ev,
+			vec![
+				PlayEvent::Played { seq: 10 },
+				PlayEvent::Played { seq: 11 },
+				PlayEvent::StallStarted { seq: 12 },
+				PlayEvent::StallEnded { seq: 12, stalled_ms: 500 },
+			]
+		);
+		// Segment 12 ends at 6800 and there is no 13: a second stall begins, 100 ms long at 6900.
+		p.handle_timeout(6800);
+		let st = p.stats(6900);
+		assert_eq!((st.played_ms, st.stalled_ms, st.stalls, st.segments_played), (6000, 600, 2, 3));
+	}
+}
