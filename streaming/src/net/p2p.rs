@@ -37,7 +37,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 /// Settings of a P2P node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct P2pConfig {
 	/// ed25519 secret key of the node's libp2p identity (its `PeerId`).
 	pub secret: [u8; 32],
@@ -61,6 +61,19 @@ pub struct P2pConfig {
 	/// Events buffered for [`P2pNode::next_event`]; beyond it they are dropped and logged.
 	/// Default 256.
 	pub event_buffer: usize,
+}
+
+impl std::fmt::Debug for P2pConfig {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		// The secret key stays out of logs.
+		f.debug_struct("P2pConfig")
+			.field("listen", &self.listen)
+			.field("limits", &self.limits)
+			.field("serving", &self.serving)
+			.field("ledger", &self.ledger)
+			.field("ledger_dir", &self.ledger_dir)
+			.finish_non_exhaustive()
+	}
 }
 
 impl P2pConfig {
@@ -278,6 +291,19 @@ impl P2pNode {
 		let P2pNode { commands, task, .. } = self;
 		drop(commands);
 		let _ = task.await;
+	}
+
+	/// How peers reach this node, as the tracker hands it out.
+	pub fn peer_info(&self) -> crate::protocol::PeerInfo {
+		crate::protocol::PeerInfo {
+			peer_id: self.peer_id.to_bytes(),
+			addrs: self
+				.listen_addrs
+				.iter()
+				.take(crate::protocol::MAX_PEER_ADDRS)
+				.map(|a| a.to_vec())
+				.collect(),
+		}
 	}
 
 	/// The next event of the serving core (bans, `Have` announcements).
