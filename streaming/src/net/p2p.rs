@@ -148,6 +148,7 @@ enum Command {
 	Stats(oneshot::Sender<ServingStats>),
 	SaveLedger(PathBuf, oneshot::Sender<io::Result<()>>),
 	PruneLedger(EpochIndex, oneshot::Sender<usize>),
+	Epoch(EpochIndex),
 }
 
 enum Pending {
@@ -280,6 +281,11 @@ impl P2pNode {
 		self.call(|tx| Command::SaveLedger(dir, tx)).await
 	}
 
+	/// The current credit epoch (from the chain): passes far from it are refused from now on.
+	pub async fn set_epoch(&self, epoch: EpochIndex) -> Result<(), P2pError> {
+		self.commands.send(Command::Epoch(epoch)).await.map_err(|_| P2pError::Stopped)
+	}
+
 	/// Forgets ledger entries of epochs before `epoch` (claimed, or past their claim window);
 	/// returns how many.
 	pub async fn prune_ledger(&self, epoch: EpochIndex) -> Result<usize, P2pError> {
@@ -388,6 +394,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 			Command::SaveLedger(dir, tx) => {
 				let _ = tx.send(self.serving.ledger().save(&dir));
 			}
+			Command::Epoch(epoch) => self.serving.handle_epoch(epoch),
 			Command::PruneLedger(epoch, tx) => {
 				let _ = tx.send(self.serving.prune_ledger_before(epoch));
 			}

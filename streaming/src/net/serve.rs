@@ -203,6 +203,9 @@ impl RunningServer {
 				.await
 				.map_err(io::Error::other)?;
 			tracker.lock().unwrap_or_else(|e| e.into_inner()).set_bootstrap(node.peer_info());
+			if let Some(p) = &shared.config.p2p {
+				node.set_epoch(p.tracker.epoch).await.map_err(io::Error::other)?;
+			}
 			info!(peer_id = %node.peer_id, addrs = ?node.listen_addrs, "p2p seed listening");
 			p2p = Some(node);
 		}
