@@ -700,6 +700,14 @@ async fn viewer_that_stops_signing_is_cut_off_after_the_slack_and_resumes_with_a
 		// Refusals for lagging receipts are not a ban.
 		assert!(!seeder.is_banned(v.peer_id).await.unwrap());
 		assert!(!v.is_banned(seeder.peer_id).await.unwrap());
+		// Saved on demand: the latest receipt and everything served (three chunks).
+		let dir = tempfile::tempdir().unwrap();
+		seeder.save_ledger(dir.path().to_path_buf()).await.unwrap().unwrap();
+		let ledger = SeederLedger::load(config(30, "//Seeder").ledger, dir.path()).unwrap();
+		let entry = ledger.entries().next().unwrap();
+		assert_eq!(entry.receipt.as_ref().map(|r| r.payload.units), Some(128));
+		let served: usize = segment().chunks[..3].iter().map(|c| c.len()).sum();
+		assert_eq!(entry.served_bytes, served as u64);
 	})
 	.await
 	.expect("test finishes in time");

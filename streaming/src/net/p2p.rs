@@ -392,7 +392,11 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				let _ = tx.send(self.serving.stats());
 			}
 			Command::SaveLedger(dir, tx) => {
-				let _ = tx.send(self.serving.ledger().save(&dir));
+				// Encoded here, written off the swarm's task.
+				let bytes = self.serving.ledger().encode();
+				tokio::task::spawn_blocking(move || {
+					let _ = tx.send(write_ledger(&dir, &bytes));
+				});
 			}
 			Command::Epoch(epoch) => self.serving.handle_epoch(epoch),
 			Command::PruneLedger(epoch, tx) => {
