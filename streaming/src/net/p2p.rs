@@ -133,7 +133,7 @@ enum Command {
 	Request {
 		peer: PeerId,
 		addr: Option<Multiaddr>,
-		request: Request,
+		request: Box<Request>,
 		reply: oneshot::Sender<Result<Response, P2pError>>,
 	},
 	FetchChunk {
@@ -244,6 +244,7 @@ impl P2pNode {
 		addr: Option<Multiaddr>,
 		request: Request,
 	) -> Result<Response, P2pError> {
+		let request = Box::new(request);
 		self.call(|reply| Command::Request { peer, addr, request, reply }).await?
 	}
 
@@ -371,7 +372,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 					let _ = reply.send(Err(P2pError::Banned));
 					return;
 				}
-				let id = self.send(peer, addr, request);
+				let id = self.send(peer, addr, *request);
 				self.pending.insert(id, Pending::Plain(reply));
 			}
 			Command::FetchChunk { peer, addr, header, index, reply } => {
