@@ -13,6 +13,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, Signed, StreamEnd, StreamId};
 use dsp_streaming::{
+	net::p2p::P2pConfig,
 	net::{
 		publish::{PublishConfig, Publisher},
 		serve::{RunningServer, ServeConfig},
@@ -20,7 +21,10 @@ use dsp_streaming::{
 		watch::{self, WatchConfig},
 		Endpoint,
 	},
-	p2p::tracker::{PassSigning, TrackerConfig},
+	p2p::{
+		receipts::{LedgerConfig, PassSigners},
+		tracker::{PassSigning, TrackerConfig},
+	},
 	protocol::Start,
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
 	server::OriginKeys,
@@ -107,6 +111,14 @@ struct ServeArgs {
 	/// `max_units` of each pass (1 unit = 1 KiB).
 	#[arg(long, default_value_t = 4 * 1024 * 1024)]
 	pass_max_units: u64,
+	/// libp2p listen address of the node's swarm seed (serves its live windows to pass holders;
+	/// listed first to every P2P viewer), e.g. `/ip4/0.0.0.0/udp/7701/quic-v1` and
+	/// `/ip4/0.0.0.0/tcp/7701`. Repeatable; none: no seed. Needs `--pass-seed`.
+	#[arg(long)]
+	p2p_listen: Vec<String>,
+	/// Directory of the seed's receipt ledger (what `dsp claim --ledger` reads).
+	#[arg(long)]
+	ledger: Option<PathBuf>,
 	/// Segments kept per live stream.
 	#[arg(long, default_value_t = 30)]
 	window: usize,
@@ -502,7 +514,26 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		tracker.max_units_per_pass = a.pass_max_units;
 		tracker.max_streams = config.max_streams_tracked;
 		info!(signer = %hex::encode(signer.public().0), "p2p admission on: issuing viewer passes");
+		if !a.p2p_listen.is_empty() {
+			// The libp2p identity is derived from the pass key, so it is stable across restarts.
+			let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
+				b"dsp/p2p-identity".as_slice(),
+				signer.to_raw_vec(),
+			)));
+			let signers = PassSigners { default: vec![signer.public()], ..Default::default() };
+			let ledger = LedgerConfig::new(config.session.genesis_hash, signer.public().0, signers);
+			let mut seed = P2pConfig::loopback(secret, ledger);
+			seed.listen = a
+				.p2p_listen
+				.iter()
+				.map(|m| m.parse().with_context(|| format!("bad --p2p-listen {m}")))
+				.collect::<Result<_, _>>()?;
+			seed.ledger_dir = a.ledger.clone();
+			config.p2p_seed = Some(seed);
+		}
 		config.p2p = Some(PassSigning { signer, tracker });
+	} else if !a.p2p_listen.is_empty() {
+		bail!("--p2p-listen needs --pass-seed");
 	}
 	let server = RunningServer::start(config).await?;
 	if let Some(t) = server.tcp_addr {
@@ -512,6 +543,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		println!("quic://{q}");
 	}
 	println!("fingerprint {}", hex::encode(server.fingerprint));
+	if let Some(node) = server.p2p_node() {
+		for addr in &node.listen_addrs {
+			println!("p2p {addr}/p2p/{}", node.peer_id);
+		}
+	}
 	let mut tick = tokio::time::interval(Duration::from_secs(10));
 	loop {
 		tokio::select! {

@@ -541,8 +541,8 @@ impl RawSession {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps() {
-	use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill, PublicKey};
+async fn tracker_admits_p2p_viewers_with_passes_and_peers_seeds_the_swarm_and_fills_gaps() {
+	use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
 	use dsp_streaming::{
 		p2p::{
 			receipts::verify_pass,
@@ -560,11 +560,17 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps(
 			signer: pair("//PassSigner"),
 			tracker: TrackerConfig::new(GENESIS, 3),
 		});
+		// The node seeds the swarm from its live windows; passes it issued are valid there.
+		cfg.p2p_seed = Some(config(40, "//PassSigner"));
 		let server = common::server(cfg).await;
+		let seed = server.p2p_node().expect("seed runs");
 		common::publish(vec![common::tcp(&server)], STREAM, 3, 40_000, Duration::ZERO).await;
 
-		let info = |n: u8| PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![4, 127, 0, 0, 1]] };
+		let empty = || Arc::new(Store { segments: HashMap::new(), corrupt: false });
+		let nodes = [node(41, "//Unused", empty()).await, node(42, "//Unused", empty()).await];
+		let info = |n: u8| nodes[n as usize - 1].peer_info();
 		let mut viewers = Vec::new();
+		let mut passes = Vec::new();
 		for n in 1..=2u8 {
 			let mut v = RawSession::connect(server.tcp_addr.unwrap()).await;
 			v.send(&Message::Hello {
@@ -574,7 +580,7 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps(
 			})
 			.await;
 			assert!(matches!(v.recv().await, Message::Welcome { mode: AdmissionMode::P2p, .. }));
-			let key = PublicKey::from_raw([n; 32]);
+			let key = pair(&format!("//P2pViewer{n}")).public();
 			v.send(&Message::Join { stream: STREAM, viewer: key, peer: info(n) }).await;
 			let Message::Joined { pass, peers } = v.recv().await else { panic!("no Joined") };
 			// The pass verifies as a seeder (and the pallet) checks it.
@@ -583,10 +589,12 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps(
 				(pass.payload.stream, pass.payload.epoch, pass.payload.viewer),
 				(STREAM, 3, key)
 			);
-			// The second viewer learns of the first; nobody of itself.
-			let expected: Vec<PeerInfo> = (1..n).rev().map(info).collect();
+			// The node's seed first; the second viewer learns of the first; nobody of itself.
+			let expected: Vec<PeerInfo> =
+				std::iter::once(seed.peer_info()).chain((1..n).rev().map(info)).collect();
 			assert_eq!(peers, expected);
 			viewers.push(v);
+			passes.push(pass);
 		}
 		assert_eq!(server.stats().admission.p2p, 2);
 		assert_eq!(server.stats().admission.direct, 0);
@@ -607,6 +615,34 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_and_fills_urgent_gaps(
 			v.recv().await,
 			Message::Error { code: dsp_streaming::protocol::ErrorCode::UnexpectedMessage, .. }
 		));
+
+		// The pass opens the node's swarm seed: the first viewer downloads a whole segment over
+		// libp2p, verified, from the peer the tracker listed first.
+		let seed_peer = libp2p::PeerId::from_bytes(&seed.peer_info().peer_id).unwrap();
+		let seed_addr = Multiaddr::try_from(seed.peer_info().addrs[0].clone()).unwrap();
+		let v1 = &nodes[0];
+		let bound = Request::bound_pass(passes[0].clone(), &pair("//P2pViewer1"), &v1.peer_id);
+		assert_eq!(v1.request(seed_peer, Some(seed_addr), bound).await.unwrap(), Response::Ok);
+		let Response::Header(h) = v1
+			.request(seed_peer, None, Request::GetHeader { stream: STREAM, sequence: 2 })
+			.await
+			.unwrap()
+		else {
+			panic!("no header from the seed")
+		};
+		verify_header(&h, &GENESIS, STREAM, &origin().public(), &SegmentLimits::default()).unwrap();
+		let mut got = Vec::new();
+		for index in 0..h.payload.chunk_hashes.len() as u32 {
+			got.extend_from_slice(
+				&v1.fetch_chunk(seed_peer, None, h.payload.clone(), index).await.unwrap(),
+			);
+		}
+		assert_eq!(got, common::segment(STREAM, 2, 40_000).to_vec());
+		// The second viewer's pass, presented by the first viewer, is refused: its binding names
+		// the second viewer's peer id.
+		let stolen =
+			Request::bound_pass(passes[1].clone(), &pair("//P2pViewer2"), &nodes[1].peer_id);
+		assert_eq!(refusal(v1.request(seed_peer, None, stolen).await), RefusalCode::BadPass);
 		drop(viewers);
 		server.shutdown().await;
 	})
@@ -664,6 +700,14 @@ async fn viewer_that_stops_signing_is_cut_off_after_the_slack_and_resumes_with_a
 		// Refusals for lagging receipts are not a ban.
 		assert!(!seeder.is_banned(v.peer_id).await.unwrap());
 		assert!(!v.is_banned(seeder.peer_id).await.unwrap());
+		// Saved on demand: the latest receipt and everything served (three chunks).
+		let dir = tempfile::tempdir().unwrap();
+		seeder.save_ledger(dir.path().to_path_buf()).await.unwrap().unwrap();
+		let ledger = SeederLedger::load(config(30, "//Seeder").ledger, dir.path()).unwrap();
+		let entry = ledger.entries().next().unwrap();
+		assert_eq!(entry.receipt.as_ref().map(|r| r.payload.units), Some(128));
+		let served: usize = segment().chunks[..3].iter().map(|c| c.len()).sum();
+		assert_eq!(entry.served_bytes, served as u64);
 	})
 	.await
 	.expect("test finishes in time");

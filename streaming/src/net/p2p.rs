@@ -37,7 +37,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 /// Settings of a P2P node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct P2pConfig {
 	/// ed25519 secret key of the node's libp2p identity (its `PeerId`).
 	pub secret: [u8; 32],
@@ -61,6 +61,19 @@ pub struct P2pConfig {
 	/// Events buffered for [`P2pNode::next_event`]; beyond it they are dropped and logged.
 	/// Default 256.
 	pub event_buffer: usize,
+}
+
+impl std::fmt::Debug for P2pConfig {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		// The secret key stays out of logs.
+		f.debug_struct("P2pConfig")
+			.field("listen", &self.listen)
+			.field("limits", &self.limits)
+			.field("serving", &self.serving)
+			.field("ledger", &self.ledger)
+			.field("ledger_dir", &self.ledger_dir)
+			.finish_non_exhaustive()
+	}
 }
 
 impl P2pConfig {
@@ -120,7 +133,7 @@ enum Command {
 	Request {
 		peer: PeerId,
 		addr: Option<Multiaddr>,
-		request: Request,
+		request: Box<Request>,
 		reply: oneshot::Sender<Result<Response, P2pError>>,
 	},
 	FetchChunk {
@@ -135,6 +148,7 @@ enum Command {
 	Stats(oneshot::Sender<ServingStats>),
 	SaveLedger(PathBuf, oneshot::Sender<io::Result<()>>),
 	PruneLedger(EpochIndex, oneshot::Sender<usize>),
+	Epoch(EpochIndex),
 }
 
 enum Pending {
@@ -230,6 +244,7 @@ impl P2pNode {
 		addr: Option<Multiaddr>,
 		request: Request,
 	) -> Result<Response, P2pError> {
+		let request = Box::new(request);
 		self.call(|reply| Command::Request { peer, addr, request, reply }).await?
 	}
 
@@ -267,6 +282,11 @@ impl P2pNode {
 		self.call(|tx| Command::SaveLedger(dir, tx)).await
 	}
 
+	/// The current credit epoch (from the chain): passes far from it are refused from now on.
+	pub async fn set_epoch(&self, epoch: EpochIndex) -> Result<(), P2pError> {
+		self.commands.send(Command::Epoch(epoch)).await.map_err(|_| P2pError::Stopped)
+	}
+
 	/// Forgets ledger entries of epochs before `epoch` (claimed, or past their claim window);
 	/// returns how many.
 	pub async fn prune_ledger(&self, epoch: EpochIndex) -> Result<usize, P2pError> {
@@ -278,6 +298,19 @@ impl P2pNode {
 		let P2pNode { commands, task, .. } = self;
 		drop(commands);
 		let _ = task.await;
+	}
+
+	/// How peers reach this node, as the tracker hands it out.
+	pub fn peer_info(&self) -> crate::protocol::PeerInfo {
+		crate::protocol::PeerInfo {
+			peer_id: self.peer_id.to_bytes(),
+			addrs: self
+				.listen_addrs
+				.iter()
+				.take(crate::protocol::MAX_PEER_ADDRS)
+				.map(|a| a.to_vec())
+				.collect(),
+		}
 	}
 
 	/// The next event of the serving core (bans, `Have` announcements).
@@ -339,7 +372,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 					let _ = reply.send(Err(P2pError::Banned));
 					return;
 				}
-				let id = self.send(peer, addr, request);
+				let id = self.send(peer, addr, *request);
 				self.pending.insert(id, Pending::Plain(reply));
 			}
 			Command::FetchChunk { peer, addr, header, index, reply } => {
@@ -360,8 +393,13 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				let _ = tx.send(self.serving.stats());
 			}
 			Command::SaveLedger(dir, tx) => {
-				let _ = tx.send(self.serving.ledger().save(&dir));
+				// Encoded here, written off the swarm's task.
+				let bytes = self.serving.ledger().encode();
+				tokio::task::spawn_blocking(move || {
+					let _ = tx.send(write_ledger(&dir, &bytes));
+				});
 			}
+			Command::Epoch(epoch) => self.serving.handle_epoch(epoch),
 			Command::PruneLedger(epoch, tx) => {
 				let _ = tx.send(self.serving.prune_ledger_before(epoch));
 			}

@@ -1,17 +1,22 @@
 //! The server driver: TCP and QUIC listeners, one task per connection running a
 //! [`ServerSession`], and the live windows shared by all sessions.
 
+use super::p2p::{P2pConfig, P2pNode};
 use super::{read_frame, tls, FrameSink, ReadError};
 use crate::{
-	p2p::tracker::{PassSigning, Tracker},
+	p2p::{
+		serving::ChunkSource,
+		tracker::{PassSigning, Tracker},
+	},
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message},
+	segment::Segment,
 	server::{
 		Admission, AdmissionStats, Inserted, LiveWindow, ServerSession, SessionConfig,
 		SessionEvent, WindowConfig,
 	},
 };
 use bytes::Bytes;
-use dsp_primitives::{CapacitySettings, Hash32, StreamId};
+use dsp_primitives::{CapacitySettings, Hash32, SegmentHeader, Signed, StreamId};
 use std::{
 	collections::HashMap,
 	io,
@@ -59,6 +64,10 @@ pub struct ServeConfig {
 	/// Pass signing for P2P admission. `None` (default): viewers the capacity rule puts in
 	/// P2P mode are refused with `Full`.
 	pub p2p: Option<PassSigning>,
+	/// Seed the swarm: a libp2p node that serves the live windows over `/dsp/p2p/1` to viewers
+	/// holding passes, and is the first peer every `Joined` lists. Used only with `p2p`.
+	/// Default `None`.
+	pub p2p_seed: Option<P2pConfig>,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +85,7 @@ impl Default for ServeConfig {
 			quic_idle_timeout: Duration::from_secs(10),
 			udp_buffer: tls::DEFAULT_UDP_BUFFER,
 			p2p: None,
+			p2p_seed: None,
 		}
 	}
 }
@@ -150,6 +160,28 @@ pub struct RunningServer {
 	shutdown: watch::Sender<bool>,
 	tasks: Vec<JoinHandle<()>>,
 	quic: Option<quinn::Endpoint>,
+	p2p: Option<P2pNode>,
+}
+
+/// The live windows as the P2P seed's chunk source. Looks streams up without creating any.
+struct WindowSource(Arc<Shared>);
+
+impl WindowSource {
+	fn segment(&self, stream: StreamId, sequence: u64) -> Option<Arc<Segment>> {
+		let slot = self.0.streams.lock().unwrap_or_else(|e| e.into_inner()).get(&stream)?.clone();
+		let window = slot.window.lock().unwrap_or_else(|e| e.into_inner());
+		window.lookup(sequence, 1).segments.into_iter().next().filter(|s| s.sequence() == sequence)
+	}
+}
+
+impl ChunkSource for WindowSource {
+	fn header(&self, stream: StreamId, sequence: u64) -> Option<Signed<SegmentHeader>> {
+		Some(self.segment(stream, sequence)?.header.clone())
+	}
+
+	fn chunk(&self, stream: StreamId, sequence: u64, index: u32) -> Option<Bytes> {
+		self.segment(stream, sequence)?.chunks.get(index as usize).cloned()
+	}
 }
 
 impl RunningServer {
@@ -165,6 +197,18 @@ impl RunningServer {
 			bytes_sent: AtomicU64::new(0),
 			config,
 		});
+		let mut p2p = None;
+		if let (Some(cfg), Some(tracker)) = (shared.config.p2p_seed.clone(), &shared.tracker) {
+			let node = P2pNode::start(cfg, Arc::new(WindowSource(shared.clone())))
+				.await
+				.map_err(io::Error::other)?;
+			tracker.lock().unwrap_or_else(|e| e.into_inner()).set_bootstrap(node.peer_info());
+			if let Some(p) = &shared.config.p2p {
+				node.set_epoch(p.tracker.epoch).await.map_err(io::Error::other)?;
+			}
+			info!(peer_id = %node.peer_id, addrs = ?node.listen_addrs, "p2p seed listening");
+			p2p = Some(node);
+		}
 		let (shutdown, _) = watch::channel(false);
 		let permits = Arc::new(Semaphore::new(shared.config.max_connections));
 		let identity = tls::ServerIdentity::self_signed()?;
@@ -208,6 +252,7 @@ impl RunningServer {
 			shutdown,
 			tasks,
 			quic,
+			p2p,
 		})
 	}
 
@@ -228,8 +273,16 @@ impl RunningServer {
 		self.shared.admission.lock().unwrap_or_else(|e| e.into_inner()).set_settings(settings);
 	}
 
+	/// The swarm seed, if the server runs one.
+	pub fn p2p_node(&self) -> Option<&P2pNode> {
+		self.p2p.as_ref()
+	}
+
 	/// Stops accepting, tells every session to close, and waits briefly for them.
 	pub async fn shutdown(self) {
+		if let Some(node) = self.p2p {
+			node.shutdown().await;
+		}
 		let _ = self.shutdown.send(true);
 		for t in self.tasks {
 			let _ = t.await;

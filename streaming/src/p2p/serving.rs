@@ -60,6 +60,10 @@ pub struct ServingConfig {
 	/// ([`ServingEvent::Unban`]), so that fresh identities cannot grow the ban list (and
 	/// libp2p's block list) without bound. Default 4096.
 	pub max_banned: usize,
+	/// Passes of this many epochs before the current one are still accepted (a session that
+	/// started before an epoch boundary keeps its pass). Default 1. Only applies once the
+	/// current epoch is known ([`Serving::handle_epoch`]).
+	pub pass_epoch_lag: EpochIndex,
 	/// Most disconnected peers whose bad-input count is remembered, so that reconnecting does
 	/// not reset it; the oldest is forgotten beyond it. Default 4096, 40 bytes each.
 	pub max_remembered_strikes: usize,
@@ -76,6 +80,7 @@ impl Default for ServingConfig {
 			max_passes_per_peer: 4,
 			max_banned: 4096,
 			max_remembered_strikes: 4096,
+			pass_epoch_lag: 1,
 		}
 	}
 }
@@ -148,6 +153,8 @@ pub struct Serving {
 	ledger: SeederLedger,
 	/// Whether the ledger changed since [`Serving::take_ledger_changed`] was last called.
 	ledger_changed: bool,
+	/// The current credit epoch, once known.
+	epoch: Option<EpochIndex>,
 	peers: HashMap<PeerId, PeerState>,
 	banned: HashSet<PeerId>,
 	ban_order: VecDeque<PeerId>,
@@ -165,6 +172,7 @@ impl Serving {
 			config,
 			ledger,
 			ledger_changed: false,
+			epoch: None,
 			peers: HashMap::new(),
 			banned: HashSet::new(),
 			ban_order: VecDeque::new(),
@@ -201,6 +209,13 @@ impl Serving {
 	/// Counters.
 	pub fn stats(&self) -> ServingStats {
 		self.stats
+	}
+
+	/// The current credit epoch (from the chain). Passes for a future epoch, or older than
+	/// `pass_epoch_lag` epochs, are refused from now on; passes already shown stay valid for
+	/// their connection.
+	pub fn handle_epoch(&mut self, epoch: EpochIndex) {
+		self.epoch = Some(epoch);
 	}
 
 	/// Whether `peer` is banned.
@@ -327,6 +342,13 @@ impl Serving {
 				}
 				if !verify_peer_binding(&p.payload, &peer, &binding) {
 					return self.refuse(RefusalCode::BadPass, "pass not bound to this peer");
+				}
+				if let Some(now_epoch) = self.epoch {
+					let lag = self.config.pass_epoch_lag;
+					if epoch > now_epoch || epoch.saturating_add(lag) < now_epoch {
+						let why = format!("pass for epoch {epoch}, current epoch {now_epoch}");
+						return self.refuse(RefusalCode::BadPass, why);
+					}
 				}
 				match self.ledger.handle_pass(p) {
 					Ok(()) => {
@@ -510,6 +532,30 @@ mod tests {
 		assert_eq!(code(&s.handle_request(now, me, get(9), &st)), Some(RefusalCode::NotHeld));
 		// Another peer is not covered by this peer's pass.
 		assert_eq!(code(&s.handle_request(now, peer(2), get(0), &st)), Some(RefusalCode::NoPass));
+	}
+
+	#[test]
+	fn passes_outside_the_current_epochs_are_refused_once_the_epoch_is_known() {
+		let (mut s, st, now) = (serving(Default::default()), store(), Instant::now());
+		// Unknown epoch (no chain followed): any epoch is accepted.
+		assert_eq!(s.handle_request(now, peer(1), bound("//Viewer", peer(1)), &st), Response::Ok);
+		// The test pass is for epoch 0: fine at epochs 0 and 1 (lag 1), not at 2.
+		s.handle_epoch(1);
+		assert_eq!(s.handle_request(now, peer(2), bound("//Viewer", peer(2)), &st), Response::Ok);
+		s.handle_epoch(2);
+		let r = s.handle_request(now, peer(3), bound("//Viewer", peer(3)), &st);
+		assert_eq!(code(&r), Some(RefusalCode::BadPass));
+		// A pass for a future epoch is refused too.
+		let mut future = pass("//Viewer");
+		future.payload.epoch = 3;
+		let future = Signed::sign(future.payload, &pair("//Issuer"));
+		let r = s.handle_request(
+			now,
+			peer(4),
+			Request::bound_pass(future, &pair("//Viewer"), &peer(4)),
+			&st,
+		);
+		assert_eq!(code(&r), Some(RefusalCode::BadPass));
 	}
 
 	#[test]

@@ -74,6 +74,8 @@ pub enum TrackerError {
 pub struct Tracker {
 	config: TrackerConfig,
 	signer: sp_core::sr25519::Pair,
+	/// The node's own swarm peer, listed first in every `Joined`.
+	bootstrap: Option<PeerInfo>,
 	/// Per stream: members, oldest first.
 	swarms: HashMap<StreamId, VecDeque<PeerInfo>>,
 }
@@ -91,12 +93,18 @@ impl std::fmt::Debug for Tracker {
 impl Tracker {
 	/// A tracker signing passes with `signer` (a key the origin authorised on chain).
 	pub fn new(config: TrackerConfig, signer: sp_core::sr25519::Pair) -> Self {
-		Self { config, signer, swarms: HashMap::new() }
+		Self { config, signer, bootstrap: None, swarms: HashMap::new() }
 	}
 
 	/// The pass signer's public key.
 	pub fn signer(&self) -> PublicKey {
 		sp_core::Pair::public(&self.signer)
+	}
+
+	/// The node's own swarm peer (it seeds from its live windows): listed first in every
+	/// `Joined`, within `max_peers_returned`.
+	pub fn set_bootstrap(&mut self, peer: PeerInfo) {
+		self.bootstrap = Some(peer);
 	}
 
 	/// A new epoch: passes issued from now on name it.
@@ -118,8 +126,13 @@ impl Tracker {
 		}
 		let swarm = self.swarms.entry(stream).or_default();
 		swarm.retain(|p| p.peer_id != peer.peer_id);
-		let peers: Vec<PeerInfo> =
-			swarm.iter().rev().take(self.config.max_peers_returned).cloned().collect();
+		let peers: Vec<PeerInfo> = self
+			.bootstrap
+			.iter()
+			.chain(swarm.iter().rev())
+			.take(self.config.max_peers_returned)
+			.cloned()
+			.collect();
 		swarm.push_back(peer);
 		while swarm.len() > self.config.max_peers_per_stream {
 			swarm.pop_front();
@@ -192,6 +205,10 @@ mod tests {
 		assert_eq!(t.members(1), 2);
 		t.set_epoch(10);
 		assert_eq!(t.handle_join(1, viewer, peer(6)).unwrap().0.payload.epoch, 10);
+		// The node's own peer comes first, within the bound.
+		t.set_bootstrap(peer(0));
+		let (_, peers) = t.handle_join(1, viewer, peer(7)).unwrap();
+		assert_eq!(peers, vec![peer(0), peer(6)]);
 	}
 
 	#[test]
