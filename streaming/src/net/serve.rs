@@ -16,7 +16,7 @@ use crate::{
 	},
 };
 use bytes::Bytes;
-use dsp_primitives::{CapacitySettings, Hash32, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{CapacitySettings, EpochIndex, Hash32, SegmentHeader, Signed, StreamId};
 use std::{
 	collections::HashMap,
 	io,
@@ -271,6 +271,18 @@ impl RunningServer {
 	/// Applies new capacity settings without restart.
 	pub fn set_capacity(&self, settings: CapacitySettings) {
 		self.shared.admission.lock().unwrap_or_else(|e| e.into_inner()).set_settings(settings);
+	}
+
+	/// Moves pass issuing (and the swarm seed's pass checks) to credit epoch `epoch`; the
+	/// node calls it when the chain's epoch changes. Without P2P admission it does nothing.
+	pub async fn set_epoch(&self, epoch: EpochIndex) -> io::Result<()> {
+		if let Some(tracker) = &self.shared.tracker {
+			tracker.lock().unwrap_or_else(|e| e.into_inner()).set_epoch(epoch);
+		}
+		if let Some(node) = &self.p2p {
+			node.set_epoch(epoch).await.map_err(io::Error::other)?;
+		}
+		Ok(())
 	}
 
 	/// The swarm seed, if the server runs one.

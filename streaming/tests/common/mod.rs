@@ -48,7 +48,7 @@ pub fn init_logs() {
 pub fn serve_config() -> ServeConfig {
 	let mut c = ServeConfig::default();
 	c.session.origin_keys =
-		Arc::new(OriginKeys { default: Some(origin().public()), per_stream: Default::default() });
+		Arc::new(OriginKeys { default: Some(origin().public()), ..Default::default() });
 	c.window.max_segments = 64;
 	c
 }
