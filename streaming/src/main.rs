@@ -19,7 +19,7 @@ use dsp_streaming::{
 	},
 	protocol::Start,
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
-	server::OriginKeys,
+	server::{OriginKeys, StreamTableConfig},
 	ts::{TsConfig, TsSegmenter},
 	viewer::{Transport, TransportPolicy, ViewerConfig},
 };
@@ -100,6 +100,28 @@ struct ServeArgs {
 	/// Seconds a write may make no progress before the client is closed.
 	#[arg(long, default_value_t = 10)]
 	write_stall_timeout_secs: u64,
+	/// Most streams held at once (live windows, including those waited for).
+	#[arg(long, default_value_t = 256)]
+	max_streams_held: usize,
+	/// Most streams held that have no segment yet: announced by a publisher that sent none, or
+	/// subscribed to by viewers waiting for a publisher. Bounds what anonymous clients can hold.
+	#[arg(long, default_value_t = 32)]
+	max_waiting_streams: usize,
+	/// Seconds after which a stream that stored nothing (no segment, no end) is freed and its
+	/// viewers closed; also how long a viewer waits for a stream nobody publishes yet.
+	#[arg(long, default_value_t = 120)]
+	stream_idle_secs: u64,
+	/// Seconds an ended stream stays after its end, for its viewers to catch up.
+	#[arg(long, default_value_t = 30)]
+	ended_linger_secs: u64,
+	/// Record every segment and end this server stores, as the origin-signed wire frames, to
+	/// DIR/<stream>/<sequence>.seg and DIR/<stream>/end.frame (serve them later with --vod-dir).
+	#[arg(long, value_name = "DIR")]
+	record_dir: Option<PathBuf>,
+	/// Serve recordings made with --record-dir on demand: a viewer of a stream that is not live
+	/// here gets it from DIR/<stream>/ (`--from N` or from the start, then End).
+	#[arg(long, value_name = "DIR")]
+	vod_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -296,6 +318,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		},
 		max_connections: a.max_connections,
 		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
+		streams: StreamTableConfig {
+			max_streams: a.max_streams_held,
+			max_waiting: a.max_waiting_streams,
+			idle_timeout: Duration::from_secs(a.stream_idle_secs),
+			ended_linger: Duration::from_secs(a.ended_linger_secs),
+		},
+		record_dir: a.record_dir,
+		vod_dir: a.vod_dir,
 		..Default::default()
 	};
 	config.window.max_segments = a.window.max(1);
@@ -323,6 +353,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 					connections = s.connections,
 					closed_with_error = s.closed_with_error,
 					segments_stored = s.segments_stored,
+					streams_held = s.streams_held,
+					streams_freed = s.streams_freed,
+					vod_sessions = s.vod_sessions,
 					mbytes_sent = s.bytes_sent / 1_000_000,
 					"server stats"
 				);

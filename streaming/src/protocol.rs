@@ -188,10 +188,20 @@ pub enum Message {
 		/// Human-readable detail (UTF-8).
 		reason: String,
 	},
+	/// Server → publisher, the answer to `Publish`: the next sequence the server will store for
+	/// the stream (one past the newest it holds or ended at; 0 for a stream it holds nothing of).
+	/// A restarted publisher numbers its segments from here; segments below it are already held.
+	#[codec(index = 11)]
+	Expect {
+		/// The stream.
+		stream: StreamId,
+		/// Next sequence the server stores.
+		next_sequence: u64,
+	},
 }
 
 /// Highest message type byte defined by this version.
-const MAX_MESSAGE_TYPE: u8 = 10;
+const MAX_MESSAGE_TYPE: u8 = 11;
 
 impl Message {
 	/// Short name for logs.
@@ -208,6 +218,7 @@ impl Message {
 			Message::Ping(_) => "ping",
 			Message::Pong(_) => "pong",
 			Message::Error { .. } => "error",
+			Message::Expect { .. } => "expect",
 		}
 	}
 
@@ -414,6 +425,7 @@ mod tests {
 			Message::Ping(1),
 			Message::Pong(2),
 			Message::error(ErrorCode::BadChunk, "nope"),
+			Message::Expect { stream: 1, next_sequence: 42 },
 		]
 	}
 

@@ -9,6 +9,7 @@ pub mod load;
 pub mod publish;
 pub mod serve;
 pub mod tls;
+pub mod vod;
 pub mod watch;
 
 use crate::protocol::{FrameDecoder, FrameError, Message};
