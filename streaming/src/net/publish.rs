@@ -145,6 +145,14 @@ impl Publisher {
 		}
 	}
 
+	/// Stops at once without ending the stream, as a crash would: unacknowledged segments are
+	/// lost here (the servers keep what they stored).
+	pub fn abort(self) {
+		for t in self.tasks {
+			t.abort();
+		}
+	}
+
 	/// Ends the stream with the origin-signed `end` and waits (at most `timeout`) until every
 	/// server acknowledged everything.
 	pub async fn finish(self, end: Signed<StreamEnd>, timeout: Duration) -> Vec<ServerReport> {
@@ -304,31 +312,37 @@ async fn session(
 	info!(%server, backlog = q.backlog(), next_sequence, "publishing");
 	let mut ping = tokio::time::interval(Duration::from_secs(5));
 	let result = loop {
+		let mut written = Ok(());
 		while let Some(frames) = q.poll_transmit() {
-			write_frames(&mut w, &frames, t).await?;
+			written = write_frames(&mut w, &frames, t).await;
+			if written.is_err() {
+				break;
+			}
+		}
+		if let Err(e) = written {
+			// The server may have closed on purpose: its acks and `Error` are still readable
+			// and say which segment it refused.
+			read_leftovers(&mut r, &mut dec, q).await;
+			break Err(e);
 		}
 		if q.is_done() {
 			break Ok(true);
 		}
 		tokio::select! {
-			m = read_message(&mut r, &mut dec) => match m {
-				Ok(Some(Message::Ack { sequence, .. })) => q.handle_ack(sequence),
-				Ok(Some(Message::End { .. })) => q.handle_end_confirmed(),
-				Ok(Some(Message::Pong(_))) => {},
-				Ok(Some(Message::Error { code, reason })) => {
-					q.handle_refused(code, &reason);
-					break Err(io::Error::other(format!("server closed: {code:?}: {reason}")))
-				},
-				Ok(Some(other)) => break Err(io::Error::other(format!("unexpected {}", other.kind()))),
-				Ok(None) => break Err(io::Error::other("server closed the connection")),
-				Err(ReadError::Io(e)) => break Err(e),
-				Err(ReadError::Frame(e)) => break Err(io::Error::other(e.to_string())),
+			m = read_message(&mut r, &mut dec) => match handle_answer(q, m) {
+				Ok(()) => {},
+				Err(e) => break Err(e),
 			},
 			c = rx.recv(), if *input_open => match c {
 				Some(c) => apply(q, c),
 				None => *input_open = false,
 			},
-			_ = ping.tick() => write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await?,
+			_ = ping.tick() => {
+				if let Err(e) = write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await {
+					read_leftovers(&mut r, &mut dec, q).await;
+					break Err(e);
+				}
+			},
 		}
 	};
 	drop(w);
@@ -336,4 +350,34 @@ async fn session(
 		c.close(0u32.into(), b"done");
 	}
 	result
+}
+
+/// How long a publisher whose write failed keeps reading what the server sent before closing.
+const LEFTOVER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Applies one message from the server; `Err` when the connection is over.
+fn handle_answer(q: &mut PublishQueue, m: Result<Option<Message>, ReadError>) -> io::Result<()> {
+	match m {
+		Ok(Some(Message::Ack { sequence, .. })) => q.handle_ack(sequence),
+		Ok(Some(Message::End { .. })) => q.handle_end_confirmed(),
+		Ok(Some(Message::Pong(_))) => {}
+		Ok(Some(Message::Error { code, reason })) => {
+			q.handle_refused(code, &reason);
+			return Err(io::Error::other(format!("server closed: {code:?}: {reason}")));
+		}
+		Ok(Some(other)) => return Err(io::Error::other(format!("unexpected {}", other.kind()))),
+		Ok(None) => return Err(io::Error::other("server closed the connection")),
+		Err(ReadError::Io(e)) => return Err(e),
+		Err(ReadError::Frame(e)) => return Err(io::Error::other(e.to_string())),
+	}
+	Ok(())
+}
+
+/// After a failed write: takes the acks and the `Error` the server sent before it closed, for
+/// at most [`LEFTOVER_READ_TIMEOUT`].
+async fn read_leftovers(r: &mut BoxRead, dec: &mut FrameDecoder, q: &mut PublishQueue) {
+	let _ = tokio::time::timeout(LEFTOVER_READ_TIMEOUT, async {
+		while handle_answer(q, read_message(r, dec).await).is_ok() {}
+	})
+	.await;
 }
