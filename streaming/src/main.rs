@@ -1,7 +1,9 @@
 //! `dsp`: the standalone streaming tool (no chain needed).
 //!
-//! - `dsp serve`: TCP and QUIC streamer with live windows.
-//! - `dsp publish`: MPEG-TS on stdin → signed segments → one or more servers.
+//! - `dsp serve`: TCP and QUIC streamer with live windows; records streams and serves
+//!   recordings on demand.
+//! - `dsp publish`: MPEG-TS on stdin (or an HLS muxer's directory) → signed segments → one or
+//!   more servers.
 //! - `dsp watch`: viewer with transport switching and a local HLS gateway.
 //! - `dsp key`: the public key of a seed (what `serve` and `watch` need as `--origin-key`).
 
@@ -37,9 +39,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-	/// Run a streamer: TCP and QUIC listeners, live windows, push to subscribers.
+	/// Run a streamer: TCP and QUIC listeners, live windows, push to subscribers; optionally
+	/// record what publishers push and serve recordings on demand.
 	Serve(ServeArgs),
-	/// Read MPEG-TS, cut segments at key frames, sign them, push them to servers.
+	/// Read MPEG-TS and cut it at key frames (or follow an HLS muxer's directory), sign the
+	/// segments, push them to servers; a restarted publisher continues where the servers are.
 	Publish(PublishArgs),
 	/// Watch a stream: verify every segment, serve it on a local HLS gateway.
 	Watch(WatchArgs),
@@ -158,7 +162,7 @@ struct PublishArgs {
 	/// Chunk size in bytes.
 	#[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
 	chunk_size: u32,
-	/// Shortest segment in milliseconds (cut at the first key frame after it).
+	/// Shortest segment in milliseconds (cut at the first key frame after it; MPEG-TS input).
 	#[arg(long, default_value_t = 2000)]
 	target_duration_ms: u32,
 	/// Sequence number of the first segment: a number, or `auto` to continue where the servers

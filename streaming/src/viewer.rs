@@ -1375,6 +1375,21 @@ mod tests {
 		}
 	}
 
+	/// Connection 1 (QUIC, welcomed) delivers segments 0 and 1, then the viewer is forced to
+	/// TCP: connection 2 subscribes at 2. Returns segments `0..count`.
+	fn deliver_two_then_force_tcp(v: &mut ViewerCore, t0: Instant, count: u64) -> Vec<Segment> {
+		v.handle_message(t0, 1, welcome());
+		let segs: Vec<_> = (0..count).map(seg).collect();
+		feed(v, t0, 1, &segs[0]);
+		feed(v, t0, 1, &segs[1]);
+		v.force_transport(t0, Transport::Tcp);
+		assert_eq!(
+			v.poll_action(),
+			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
+		);
+		segs
+	}
+
 	#[test]
 	fn viewer_switch_resubscribes_at_the_next_needed_segment() {
 		let t0 = Instant::now();
@@ -1388,15 +1403,7 @@ mod tests {
 				start: Start::Live { back: 2 }
 			})
 		);
-		v.handle_message(t0, 1, welcome());
-		let segs: Vec<_> = (0..6).map(seg).collect();
-		feed(&mut v, t0, 1, &segs[0]);
-		feed(&mut v, t0, 1, &segs[1]);
-		v.force_transport(t0, Transport::Tcp);
-		assert_eq!(
-			v.poll_action(),
-			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
-		);
+		let segs = deliver_two_then_force_tcp(&mut v, t0, 6);
 		// Overlap: both deliver 2; the old one is closed after the new one's first segment.
 		feed(&mut v, t0, 1, &segs[2]);
 		v.handle_message(t0, 2, welcome());
@@ -1463,17 +1470,13 @@ mod tests {
 
 	/// Media sequence number of every segment URI in a rendered playlist.
 	fn media_sequences(text: &str) -> Vec<(String, u64)> {
-		let mut msn = text
+		let first = text
 			.lines()
 			.find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
 			.and_then(|n| n.parse::<u64>().ok())
 			.expect("media sequence");
-		let mut out = Vec::new();
-		for l in text.lines().filter(|l| l.ends_with(".ts")) {
-			out.push((l.to_string(), msn));
-			msn += 1;
-		}
-		out
+		let uris = text.lines().filter(|l| l.ends_with(".ts"));
+		uris.zip(first..).map(|(uri, msn)| (uri.to_string(), msn)).collect()
 	}
 
 	#[test]
@@ -1501,15 +1504,7 @@ mod tests {
 		let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 		v.start(t0);
 		v.poll_action();
-		v.handle_message(t0, 1, welcome());
-		let segs: Vec<_> = (0..7).map(seg).collect();
-		feed(&mut v, t0, 1, &segs[0]);
-		feed(&mut v, t0, 1, &segs[1]);
-		v.force_transport(t0, Transport::Tcp);
-		assert_eq!(
-			v.poll_action(),
-			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
-		);
+		let segs = deliver_two_then_force_tcp(&mut v, t0, 7);
 		v.handle_message(t0, 2, welcome());
 		// The new connection's server skipped ahead to 4 while 2 and 3 are still in flight on
 		// the old connection: closing it now would lose them.

@@ -37,6 +37,37 @@ fn have(tool: &str) -> bool {
 	Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
+/// Whether ffmpeg and ffprobe are there; without them the test fails unless DSP_SKIP_FFMPEG
+/// is set, when it is skipped.
+fn ffmpeg_present() -> bool {
+	if have("ffmpeg") && have("ffprobe") {
+		return true;
+	}
+	if std::env::var("DSP_SKIP_FFMPEG").is_ok() {
+		eprintln!("skipped: ffmpeg/ffprobe not installed and DSP_SKIP_FFMPEG is set");
+		return false;
+	}
+	panic!("ffmpeg and ffprobe are required (apt-get install -y ffmpeg), or set DSP_SKIP_FFMPEG=1");
+}
+
+/// The public key of the tests' origin seed, as `dsp key` prints it.
+fn origin_key() -> String {
+	let out = dsp().args(["key", "--seed", "//FfmpegOrigin"]).output().unwrap();
+	String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Waits (bounded by [`BOUND`]) for `p` to exit.
+fn wait_exit(p: &mut Proc, what: &str) -> std::process::ExitStatus {
+	let start = Instant::now();
+	loop {
+		if let Some(s) = p.0.try_wait().unwrap() {
+			return s;
+		}
+		assert!(start.elapsed() < BOUND, "{what} did not finish");
+		std::thread::sleep(Duration::from_millis(100));
+	}
+}
+
 fn spawn_with_lines(cmd: &mut Command, lines: usize) -> (Proc, Vec<String>) {
 	let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn dsp");
 	let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -93,20 +124,11 @@ fn decoded_frames(url: &str) -> u32 {
 
 #[test]
 fn ffmpeg_to_publish_to_serve_to_watch_over_tcp_and_quic() {
-	if !(have("ffmpeg") && have("ffprobe")) {
-		if std::env::var("DSP_SKIP_FFMPEG").is_ok() {
-			eprintln!("skipped: ffmpeg/ffprobe not installed and DSP_SKIP_FFMPEG is set");
-			return;
-		}
-		panic!(
-			"ffmpeg and ffprobe are required (apt-get install -y ffmpeg), or set DSP_SKIP_FFMPEG=1"
-		);
+	if !ffmpeg_present() {
+		return;
 	}
 	let dir = tempfile::tempdir().unwrap();
-	let key = {
-		let out = dsp().args(["key", "--seed", "//FfmpegOrigin"]).output().unwrap();
-		String::from_utf8(out.stdout).unwrap().trim().to_string()
-	};
+	let key = origin_key();
 
 	let (_server, addrs) = spawn_with_lines(
 		dsp().args([
@@ -162,18 +184,8 @@ fn ffmpeg_to_publish_to_serve_to_watch_over_tcp_and_quic() {
 		.stderr(Stdio::null())
 		.spawn()
 		.expect("publish runs");
-	let published = Proc(publish);
-	let mut published = published;
-	let status = {
-		let start = Instant::now();
-		loop {
-			if let Some(s) = published.0.try_wait().unwrap() {
-				break s;
-			}
-			assert!(start.elapsed() < BOUND, "dsp publish did not finish");
-			std::thread::sleep(Duration::from_millis(100));
-		}
-	};
+	let mut published = Proc(publish);
+	let status = wait_exit(&mut published, "dsp publish");
 	assert!(status.success(), "dsp publish failed");
 	let segments = files(&pub_dir);
 	assert!(segments.len() >= 9, "expected ~10 segments of 2 s, got {segments:?}");
@@ -241,14 +253,7 @@ fn hls_dir_case(
 		.status()
 		.expect("ffmpeg runs");
 	assert!(status.success(), "ffmpeg failed");
-	let start = Instant::now();
-	let status = loop {
-		if let Some(s) = publish.0.try_wait().unwrap() {
-			break s;
-		}
-		assert!(start.elapsed() < BOUND, "dsp publish --hls-dir did not finish");
-		std::thread::sleep(Duration::from_millis(100));
-	};
+	let status = wait_exit(&mut publish, "dsp publish --hls-dir");
 	assert!(status.success(), "dsp publish --hls-dir failed");
 	(hls, published, watched, lines[0].clone(), viewer)
 }
@@ -265,20 +270,11 @@ fn playlist_segments(path: &Path) -> Vec<String> {
 
 #[test]
 fn ffmpeg_hls_directory_to_publish_to_serve_to_watch() {
-	if !(have("ffmpeg") && have("ffprobe")) {
-		if std::env::var("DSP_SKIP_FFMPEG").is_ok() {
-			eprintln!("skipped: ffmpeg/ffprobe not installed and DSP_SKIP_FFMPEG is set");
-			return;
-		}
-		panic!(
-			"ffmpeg and ffprobe are required (apt-get install -y ffmpeg), or set DSP_SKIP_FFMPEG=1"
-		);
+	if !ffmpeg_present() {
+		return;
 	}
 	let dir = tempfile::tempdir().unwrap();
-	let key = {
-		let out = dsp().args(["key", "--seed", "//FfmpegOrigin"]).output().unwrap();
-		String::from_utf8(out.stdout).unwrap().trim().to_string()
-	};
+	let key = origin_key();
 	let (_server, addrs) = spawn_with_lines(
 		dsp().args(["serve", "--tcp", "127.0.0.1:0", "--quic", "none", "--origin-key", &key]),
 		2,

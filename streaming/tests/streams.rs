@@ -9,14 +9,11 @@ use common::*;
 use dsp_primitives::{Signed, StreamEnd};
 use dsp_streaming::{
 	net::publish::{PublishConfig, Publisher},
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	protocol::{encode_frame, ErrorCode, Message, Role, Start, PROTOCOL_VERSION},
 	viewer::{Transport, TransportPolicy},
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{
-	io::{AsyncReadExt, AsyncWriteExt},
-	net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 const LEN: usize = 50_000;
 
@@ -36,22 +33,7 @@ async fn raw_subscribe(addr: SocketAddr, stream: u64) -> Vec<Message> {
 		Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: [0; 32] };
 	s.write_all(&encode_frame(&hello)).await.unwrap();
 	s.write_all(&encode_frame(&Message::Subscribe { stream, start: Start::At(0) })).await.unwrap();
-	let mut dec = FrameDecoder::new(u32::MAX);
-	let mut buf = vec![0u8; 16 * 1024];
-	let mut out = Vec::new();
-	loop {
-		let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
-			.await
-			.expect("server closes the connection")
-			.unwrap_or(0);
-		if n == 0 {
-			return out;
-		}
-		dec.push(&buf[..n]);
-		while let Some(m) = dec.next_message().unwrap() {
-			out.push(m);
-		}
-	}
+	read_to_end(&mut s).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
