@@ -226,6 +226,16 @@ pub enum Message {
 		/// Human-readable detail (UTF-8).
 		reason: String,
 	},
+	/// Server → publisher, the answer to `Publish`: the next sequence the server will store for
+	/// the stream (one past the newest it holds or ended at; 0 for a stream it holds nothing of).
+	/// A restarted publisher numbers its segments from here; segments below it are already held.
+	#[codec(index = 11)]
+	Expect {
+		/// The stream.
+		stream: StreamId,
+		/// Next sequence the server stores.
+		next_sequence: u64,
+	},
 	/// Viewer → server, after `Welcome { mode: P2p }`: join the swarm of `stream`.
 	#[codec(index = 16)]
 	Join {
@@ -267,10 +277,10 @@ pub enum Message {
 	},
 }
 
-/// Whether `kind` is a message type byte defined by this version: 0..=10 for the direct
+/// Whether `kind` is a message type byte defined by this version: 0..=11 for the direct
 /// protocol, 16..=19 for the P2P tracker (16..=23 are reserved for it).
 fn is_known_type(kind: u8) -> bool {
-	kind <= 10 || (16..=19).contains(&kind)
+	kind <= 11 || (16..=19).contains(&kind)
 }
 
 impl Message {
@@ -288,6 +298,7 @@ impl Message {
 			Message::Ping(_) => "ping",
 			Message::Pong(_) => "pong",
 			Message::Error { .. } => "error",
+			Message::Expect { .. } => "expect",
 			Message::Join { .. } => "join",
 			Message::Joined { .. } => "joined",
 			Message::Fetch { .. } => "fetch",
@@ -503,6 +514,7 @@ mod tests {
 			Message::Ping(1),
 			Message::Pong(2),
 			Message::error(ErrorCode::BadChunk, "nope"),
+			Message::Expect { stream: 1, next_sequence: 42 },
 			Message::Join {
 				stream: 1,
 				viewer: PublicKey::from_raw([3; 32]),
@@ -592,7 +604,7 @@ mod tests {
 		dec.push(&[1, 0, 0, 0, 200]);
 		assert_eq!(dec.next_message(), Err(FrameError::UnknownMessage(200)));
 		// Between the direct and the tracker messages, and past the tracker's.
-		for kind in [11u8, 15, 20, 23] {
+		for kind in [12u8, 15, 20, 23] {
 			assert_eq!(decode_body(Bytes::from(vec![kind])), Err(FrameError::UnknownMessage(kind)));
 		}
 
@@ -609,10 +621,13 @@ mod tests {
 
 	#[test]
 	fn joined_peer_lists_over_their_limits_are_malformed() {
-		let pass = match &all_messages()[13] {
-			Message::Joined { pass, .. } => pass.clone(),
-			other => panic!("{other:?}"),
-		};
+		let pass = all_messages()
+			.into_iter()
+			.find_map(|m| match m {
+				Message::Joined { pass, .. } => Some(pass),
+				_ => None,
+			})
+			.expect("all_messages has a Joined");
 		let peer = PeerInfo { peer_id: vec![1; 38], addrs: vec![] };
 		let too_many =
 			Message::Joined { pass: pass.clone(), peers: vec![peer; MAX_JOINED_PEERS + 1] };

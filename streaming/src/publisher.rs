@@ -3,15 +3,21 @@
 //!
 //! # Driving a [`PublishQueue`]
 //!
-//! Per server connection: after the server's `Welcome` (and our `Publish`), call
-//! [`PublishQueue::handle_connected`]; send what [`PublishQueue::poll_transmit`] returns;
-//! feed `Ack` and `End` from the server to [`PublishQueue::handle_ack`] and
-//! [`PublishQueue::handle_end_confirmed`]; on any failure call
-//! [`PublishQueue::handle_disconnected`] and reconnect. New segments go in with
-//! [`PublishQueue::push`] at any time, connected or not.
+//! Per server connection: after the server's `Welcome`, our `Publish` and the server's
+//! `Expect`, call [`PublishQueue::handle_connected`]; send what [`PublishQueue::poll_transmit`]
+//! returns; feed `Ack` and `End` from the server to [`PublishQueue::handle_ack`] and
+//! [`PublishQueue::handle_end_confirmed`]; when the server closes with an error, give its code
+//! to [`PublishQueue::handle_refused`]; on any failure call
+//! [`PublishQueue::handle_disconnected`] and reconnect. Log what [`PublishQueue::poll_refused`]
+//! returns. New segments go in with [`PublishQueue::push`] at any time, connected or not.
+//!
+//! A segment the server refuses as malformed (`BadHeader`, `FrameTooLarge`) would be refused
+//! again after every reconnect, so it is dropped instead: the server processes a connection's
+//! segments in order and sends every ack before its `Error`, so the refused segment is the
+//! oldest one not acknowledged.
 
 use crate::{
-	protocol::{encode_frame, Message},
+	protocol::{encode_frame, ErrorCode, Message},
 	segment::Segment,
 };
 use bytes::Bytes;
@@ -49,6 +55,20 @@ pub struct PublishQueue {
 	end_confirmed: bool,
 	dropped: u64,
 	acked: u64,
+	/// Largest frame the connected server accepts (from its `Welcome`).
+	max_frame_len: u32,
+	refused: VecDeque<Refused>,
+	refused_count: u64,
+}
+
+/// A segment dropped because the server cannot take it; it would be refused after every
+/// reconnect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+	/// Its sequence.
+	pub sequence: u64,
+	/// Why.
+	pub reason: String,
 }
 
 impl PublishQueue {
@@ -65,6 +85,9 @@ impl PublishQueue {
 			end_confirmed: false,
 			dropped: 0,
 			acked: 0,
+			max_frame_len: u32::MAX,
+			refused: VecDeque::new(),
+			refused_count: 0,
 		}
 	}
 
@@ -85,11 +108,46 @@ impl PublishQueue {
 		self.end = Some(end);
 	}
 
-	/// A connection is ready (welcomed, `Publish` sent): everything unacknowledged goes again.
-	pub fn handle_connected(&mut self) {
+	/// A connection is ready: the server accepts frames up to `max_frame_len` (its `Welcome`)
+	/// and stores from `next_sequence` on (its `Expect`). Segments below `next_sequence` are
+	/// already held there and count as acknowledged; everything else unacknowledged goes again.
+	pub fn handle_connected(&mut self, max_frame_len: u32, next_sequence: u64) {
 		self.connected = true;
 		self.sent = 0;
 		self.end_sent = false;
+		self.max_frame_len = max_frame_len;
+		if next_sequence > 0 {
+			self.handle_ack(next_sequence - 1);
+		}
+	}
+
+	/// The server closed the connection with `code`. A malformed segment (`BadHeader`,
+	/// `FrameTooLarge`) is the oldest unacknowledged one sent on this connection: it is dropped
+	/// (see [`Self::poll_refused`]) instead of being resent forever. Other codes are about the
+	/// connection or the key, not one segment, and drop nothing.
+	pub fn handle_refused(&mut self, code: ErrorCode, reason: &str) {
+		if !matches!(code, ErrorCode::BadHeader | ErrorCode::FrameTooLarge) || self.sent == 0 {
+			return;
+		}
+		if let Some(seg) = self.unacked.pop_front() {
+			self.sent -= 1;
+			self.refuse(seg.sequence(), format!("server refused it: {code:?}: {reason}"));
+		}
+	}
+
+	fn refuse(&mut self, sequence: u64, reason: String) {
+		self.refused_count += 1;
+		self.refused.push_back(Refused { sequence, reason });
+	}
+
+	/// A segment dropped as refused, for the log.
+	pub fn poll_refused(&mut self) -> Option<Refused> {
+		self.refused.pop_front()
+	}
+
+	/// Segments dropped as refused.
+	pub fn refused(&self) -> u64 {
+		self.refused_count
 	}
 
 	/// The connection is gone.
@@ -120,8 +178,17 @@ impl PublishQueue {
 		if !self.connected {
 			return None;
 		}
-		if self.sent < self.unacked.len() && self.sent < self.config.max_inflight {
+		while self.sent < self.unacked.len() && self.sent < self.config.max_inflight {
 			let seg = &self.unacked[self.sent];
+			let largest = seg.frames.iter().map(|f| f.len() - crate::protocol::LENGTH_PREFIX).max();
+			if largest.is_some_and(|l| l > self.max_frame_len as usize) {
+				// The server would close with FrameTooLarge: do not send it at all.
+				let seg = self.unacked.remove(self.sent).expect("index checked; qed");
+				let reason =
+					format!("a frame exceeds the server's max_frame_len {}", self.max_frame_len);
+				self.refuse(seg.sequence(), reason);
+				continue;
+			}
 			self.sent += 1;
 			return Some(seg.frames.clone());
 		}
@@ -181,13 +248,13 @@ mod tests {
 			q.push(seg(i));
 		}
 		assert!(q.poll_transmit().is_none());
-		q.handle_connected();
+		q.handle_connected(u32::MAX, 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![0, 1, 2]);
 		q.handle_ack(0);
 		q.handle_disconnected();
 		q.push(seg(3));
-		q.handle_connected();
+		q.handle_connected(u32::MAX, 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![1, 2, 3]);
 		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
@@ -209,10 +276,67 @@ mod tests {
 			q.push(seg(i));
 		}
 		assert_eq!((q.backlog(), q.dropped()), (3, 2));
-		q.handle_connected();
+		q.handle_connected(u32::MAX, 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![2, 3]);
 		q.handle_ack(2);
 		assert_eq!(q.poll_transmit().map(seqs), Some(4));
+	}
+
+	#[test]
+	fn a_segment_refused_as_malformed_is_dropped_not_resent() {
+		let mut q = PublishQueue::new(1, QueueConfig::default());
+		for i in 0..4 {
+			q.push(seg(i));
+		}
+		q.handle_connected(u32::MAX, 0);
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![0, 1, 2, 3]);
+		// The server stored 0, then refused 1.
+		q.handle_ack(0);
+		q.handle_refused(ErrorCode::BadHeader, "segment 1: bad header: duration");
+		q.handle_disconnected();
+		assert_eq!(q.poll_refused().map(|r| r.sequence), Some(1));
+		q.handle_connected(u32::MAX, 1);
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![2, 3], "the refused segment was sent again");
+		// A connection-level error drops nothing.
+		q.handle_refused(ErrorCode::IdleTimeout, "idle");
+		q.handle_refused(ErrorCode::BadSignature, "wrong key");
+		assert_eq!((q.backlog(), q.refused()), (2, 1));
+	}
+
+	#[test]
+	fn a_segment_with_a_frame_above_the_servers_limit_is_not_sent() {
+		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		let mut q = PublishQueue::new(1, QueueConfig::default());
+		q.push(seg(0));
+		q.push(Arc::new(Segment::build(
+			&pair,
+			[0; 32],
+			1,
+			1,
+			2000,
+			Bytes::from(vec![1u8; 5000]),
+			4096,
+		)));
+		q.push(seg(2));
+		q.handle_connected(1000, 0);
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![0, 2]);
+		assert_eq!(q.poll_refused().map(|r| r.sequence), Some(1));
+	}
+
+	#[test]
+	fn a_reconnect_skips_what_the_server_already_holds() {
+		let mut q = PublishQueue::new(1, QueueConfig::default());
+		for i in 0..5 {
+			q.push(seg(i));
+		}
+		// The connection broke before the acks of 0..=2 arrived; the server says it has them.
+		q.handle_connected(u32::MAX, 3);
+		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
+		assert_eq!(sent, vec![3, 4]);
+		assert_eq!(q.acked(), 3);
 	}
 }

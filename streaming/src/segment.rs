@@ -13,19 +13,38 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Default largest segment accepted, in bytes (16 MiB: 2 s at 64 Mbit/s).
 pub const DEFAULT_MAX_SEGMENT_LEN: u32 = 16 * 1024 * 1024;
 
+/// Shortest play time a segment may declare, in milliseconds. A zero or near-zero duration
+/// (a segment cut without timestamps) breaks HLS players and the viewer's goodput measure.
+pub const MIN_SEGMENT_DURATION_MS: u32 = 10;
+
+/// Longest play time a segment may declare, in milliseconds (a minute).
+pub const MAX_SEGMENT_DURATION_MS: u32 = 60_000;
+
+/// The play time a publisher declares for a segment that lasted `duration_ms`: clamped to
+/// [`MIN_SEGMENT_DURATION_MS`]`..=`[`MAX_SEGMENT_DURATION_MS`], which every receiver accepts.
+pub fn clamp_duration_ms(duration_ms: u32) -> u32 {
+	duration_ms.clamp(MIN_SEGMENT_DURATION_MS, MAX_SEGMENT_DURATION_MS)
+}
+
 /// Limits applied to every received segment header.
 #[derive(Clone, Debug)]
 pub struct SegmentLimits {
 	/// Largest `byte_len` accepted. Default [`DEFAULT_MAX_SEGMENT_LEN`]. Worst case memory of one
 	/// segment being assembled.
 	pub max_segment_len: u32,
-	/// Largest `duration_ms` accepted. Default 60 000 (a minute).
+	/// Smallest `duration_ms` accepted. Default [`MIN_SEGMENT_DURATION_MS`].
+	pub min_duration_ms: u32,
+	/// Largest `duration_ms` accepted. Default [`MAX_SEGMENT_DURATION_MS`].
 	pub max_duration_ms: u32,
 }
 
 impl Default for SegmentLimits {
 	fn default() -> Self {
-		Self { max_segment_len: DEFAULT_MAX_SEGMENT_LEN, max_duration_ms: 60_000 }
+		Self {
+			max_segment_len: DEFAULT_MAX_SEGMENT_LEN,
+			min_duration_ms: MIN_SEGMENT_DURATION_MS,
+			max_duration_ms: MAX_SEGMENT_DURATION_MS,
+		}
 	}
 }
 
@@ -155,7 +174,8 @@ impl Segment {
 		v
 	}
 
-	/// Signs and frames a segment of media bytes (the origin side).
+	/// Signs and frames a segment of media bytes (the origin side). `duration_ms` is clamped
+	/// with [`clamp_duration_ms`], so every receiver accepts it.
 	pub fn build(
 		pair: &sp_core::sr25519::Pair,
 		genesis_hash: Hash32,
@@ -174,7 +194,7 @@ impl Segment {
 			genesis_hash,
 			stream,
 			sequence,
-			duration_ms,
+			duration_ms: clamp_duration_ms(duration_ms),
 			byte_len: data.len() as u32,
 			chunk_size,
 			chunk_hashes: chunks.iter().map(|c| blake2_256(c)).collect(),
@@ -224,6 +244,9 @@ pub fn verify_header(
 	}
 	if h.duration_ms > limits.max_duration_ms {
 		return bad("duration_ms above max_duration_ms");
+	}
+	if h.duration_ms < limits.min_duration_ms {
+		return bad("duration_ms below min_duration_ms");
 	}
 	if h.chunk_size == 0 || h.chunk_size > MAX_CHUNK_SIZE {
 		return bad("chunk_size out of range");
@@ -505,10 +528,23 @@ mod tests {
 			SegmentHeader { chunk_hashes: vec![[0; 32]; 2], ..base.clone() },
 			SegmentHeader { byte_len: DEFAULT_MAX_SEGMENT_LEN + 1, ..base.clone() },
 			SegmentHeader { duration_ms: 60_001, ..base.clone() },
+			SegmentHeader { duration_ms: 0, ..base.clone() },
+			SegmentHeader { duration_ms: MIN_SEGMENT_DURATION_MS - 1, ..base.clone() },
 			SegmentHeader { sequence: u64::MAX, ..base.clone() },
 		];
 		for h in cases {
 			assert!(matches!(check(h), Err(SegmentError::BadHeader { .. })));
+		}
+	}
+
+	#[test]
+	fn built_segments_declare_a_clamped_duration_that_receivers_accept() {
+		for (asked, declared) in
+			[(0, MIN_SEGMENT_DURATION_MS), (2000, 2000), (u32::MAX, MAX_SEGMENT_DURATION_MS)]
+		{
+			let seg = Segment::build(&origin(), [1; 32], 5, 0, asked, Bytes::from_static(b"x"), 64);
+			assert_eq!(seg.duration_ms(), declared);
+			assert!(feed(&mut assembler(), &seg).unwrap().is_some());
 		}
 	}
 }

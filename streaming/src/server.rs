@@ -9,9 +9,11 @@
 //!    [`ServerSession::handle_admission`], `JoinRequest` (P2P mode) with
 //!    [`ServerSession::handle_joined`], `FetchRequest` with [`ServerSession::handle_fetch`];
 //!    store `SegmentReceived`, record `End`, log `Closed`.
+//!    On `Publishing`, open the stream's window ([`StreamTable::open`]) and answer with
+//!    [`ServerSession::handle_publish_ready`] (or close the session if the table refuses).
 //! 3. While [`ServerSession::wants_segments`] returns `Some((stream, from))`, look the stream up
-//!    ([`LiveWindow::lookup`]) and pass the result to [`ServerSession::handle_segments`]; call it
-//!    again whenever the stream's window changes.
+//!    ([`LiveWindow::lookup`], or a recording) and pass the result to
+//!    [`ServerSession::handle_segments`]; call it again whenever the stream's window changes.
 //! 4. Send every frame from [`ServerSession::poll_transmit`], in order.
 //! 5. Call [`ServerSession::handle_timeout`] at [`ServerSession::poll_timeout`].
 //! 6. Once [`ServerSession::is_closed`] and nothing is left to transmit, close the connection.
@@ -115,6 +117,9 @@ pub struct Lookup {
 	/// Once the publisher ended the stream: the sequence it ended before, and the origin-signed
 	/// `End` frame to forward as is.
 	pub ended: Option<(u64, Bytes)>,
+	/// A recording served on demand rather than a live window: it has no live edge, so
+	/// `Start::Live` starts at its oldest segment.
+	pub on_demand: bool,
 }
 
 /// Limits of a live window.
@@ -193,12 +198,176 @@ impl LiveWindow {
 			newest: self.segments.back().map(|s| s.sequence()),
 			next_sequence: self.next_sequence,
 			ended: self.ended.clone(),
+			on_demand: false,
+		}
+	}
+
+	/// The next sequence this window stores: one past the newest segment seen, or where the
+	/// stream ended if that is later. What a (re)connecting publisher is told to continue from.
+	pub fn next_sequence(&self) -> u64 {
+		match &self.ended {
+			Some((end, _)) => self.next_sequence.max(*end),
+			None => self.next_sequence,
 		}
 	}
 
 	/// Segments and media bytes held.
 	pub fn usage(&self) -> (usize, usize) {
 		(self.segments.len(), self.bytes)
+	}
+}
+
+/// Limits of a [`StreamTable`].
+#[derive(Clone, Debug)]
+pub struct StreamTableConfig {
+	/// Most streams with a window at once. Default 256; worst-case memory is this many
+	/// windows ([`WindowConfig::max_bytes`] each).
+	pub max_streams: usize,
+	/// Most of them that hold no segment yet: announced by a publisher that has not delivered
+	/// one, or waited for by viewers of a stream that has an origin key. Default 32. Anybody can
+	/// say `Publish` or `Subscribe`, so this is what bounds slots held for nothing.
+	pub max_waiting: usize,
+	/// A stream that stored nothing (no segment, no end) for this long is freed, and the
+	/// sessions still on it are closed (`UnknownStream`; viewers reconnect, a publisher that
+	/// comes back gets a new window). This is also how long a viewer waits for a stream that
+	/// nobody publishes. Default 120 s.
+	pub idle_timeout: Duration,
+	/// An ended stream is freed this long after its end, time for its viewers to catch up.
+	/// Default 30 s.
+	pub ended_linger: Duration,
+}
+
+impl Default for StreamTableConfig {
+	fn default() -> Self {
+		Self {
+			max_streams: 256,
+			max_waiting: 32,
+			idle_timeout: Duration::from_secs(120),
+			ended_linger: Duration::from_secs(30),
+		}
+	}
+}
+
+#[derive(Debug)]
+struct TableEntry<S> {
+	slot: S,
+	/// When the stream was opened or last stored a segment.
+	last_activity: Instant,
+	has_segments: bool,
+	ended_at: Option<Instant>,
+}
+
+impl<S> TableEntry<S> {
+	fn expires_at(&self, config: &StreamTableConfig) -> Instant {
+		match self.ended_at {
+			Some(at) => at + config.ended_linger,
+			None => self.last_activity + config.idle_timeout,
+		}
+	}
+}
+
+/// Which streams hold a window (`S`, the driver's slot), sans-IO: opened by publishers and by
+/// viewers of streams with an origin key, bounded in number, freed once ended or idle.
+///
+/// Call order: [`Self::open`] on `Publish` / `Subscribe`; [`Self::handle_segment`] and
+/// [`Self::handle_end`] when a window stores something; [`Self::handle_timeout`] at
+/// [`Self::poll_timeout`]; then close the sessions of every slot from [`Self::poll_freed`].
+#[derive(Debug)]
+pub struct StreamTable<S> {
+	config: StreamTableConfig,
+	entries: HashMap<StreamId, TableEntry<S>>,
+	freed: VecDeque<(StreamId, S)>,
+}
+
+impl<S: Clone> StreamTable<S> {
+	/// An empty table.
+	pub fn new(config: StreamTableConfig) -> Self {
+		Self { config, entries: HashMap::new(), freed: VecDeque::new() }
+	}
+
+	/// The slot of `stream`, if it has one.
+	pub fn get(&self, stream: StreamId) -> Option<S> {
+		self.entries.get(&stream).map(|e| e.slot.clone())
+	}
+
+	/// Streams held, and how many of them hold no segment yet.
+	pub fn usage(&self) -> (usize, usize) {
+		let waiting = self.entries.values().filter(|e| !e.has_segments).count();
+		(self.entries.len(), waiting)
+	}
+
+	/// The slot of `stream`, made with `make` if it has none. The caller has checked that the
+	/// stream has an origin key. Refused with [`ErrorCode::UnknownStream`] when `max_streams`
+	/// streams, or `max_waiting` streams without a segment, are held (after freeing expired
+	/// ones).
+	pub fn open(
+		&mut self,
+		now: Instant,
+		stream: StreamId,
+		make: impl FnOnce() -> S,
+	) -> Result<S, ErrorCode> {
+		if let Some(s) = self.get(stream) {
+			return Ok(s);
+		}
+		self.handle_timeout(now);
+		let (held, waiting) = self.usage();
+		if held >= self.config.max_streams || waiting >= self.config.max_waiting {
+			return Err(ErrorCode::UnknownStream);
+		}
+		let slot = make();
+		self.entries.insert(
+			stream,
+			TableEntry {
+				slot: slot.clone(),
+				last_activity: now,
+				has_segments: false,
+				ended_at: None,
+			},
+		);
+		Ok(slot)
+	}
+
+	/// `stream`'s window stored a segment.
+	pub fn handle_segment(&mut self, now: Instant, stream: StreamId) {
+		if let Some(e) = self.entries.get_mut(&stream) {
+			e.last_activity = now;
+			e.has_segments = true;
+			e.ended_at = None;
+		}
+	}
+
+	/// `stream`'s publisher ended it.
+	pub fn handle_end(&mut self, now: Instant, stream: StreamId) {
+		if let Some(e) = self.entries.get_mut(&stream) {
+			e.last_activity = now;
+			e.ended_at = Some(now);
+		}
+	}
+
+	/// When the next stream expires.
+	pub fn poll_timeout(&self) -> Option<Instant> {
+		self.entries.values().map(|e| e.expires_at(&self.config)).min()
+	}
+
+	/// Frees every stream that expired by `now`.
+	pub fn handle_timeout(&mut self, now: Instant) {
+		let config = &self.config;
+		let expired: Vec<StreamId> = self
+			.entries
+			.iter()
+			.filter(|(_, e)| now >= e.expires_at(config))
+			.map(|(id, _)| *id)
+			.collect();
+		for id in expired {
+			if let Some(e) = self.entries.remove(&id) {
+				self.freed.push_back((id, e.slot));
+			}
+		}
+	}
+
+	/// A freed stream whose sessions must be closed.
+	pub fn poll_freed(&mut self) -> Option<(StreamId, S)> {
+		self.freed.pop_front()
 	}
 }
 
@@ -361,6 +530,9 @@ pub struct ServerSession {
 	queued_bytes: usize,
 	events: VecDeque<SessionEvent>,
 	stats: SessionStats,
+	/// Said `Hello` as a publisher: on an error its queued acks still go out before the
+	/// `Error`, so it knows which segment was refused.
+	publisher: bool,
 }
 
 impl ServerSession {
@@ -375,6 +547,7 @@ impl ServerSession {
 			queued_bytes: 0,
 			events: VecDeque::new(),
 			stats: SessionStats::default(),
+			publisher: false,
 		}
 	}
 
@@ -406,8 +579,12 @@ impl ServerSession {
 	}
 
 	fn fail(&mut self, code: ErrorCode, reason: String) {
-		self.queue.clear();
-		self.queued_bytes = 0;
+		if !self.publisher {
+			// A viewer's queue holds media it will not get now; the error goes first. A
+			// publisher's holds acks (a few bytes each), which tell it what was stored.
+			self.queue.clear();
+			self.queued_bytes = 0;
+		}
 		self.send(encode_frame(&Message::error(code, reason.clone())));
 		self.state = State::Closed;
 		self.events.push_back(SessionEvent::Closed { code: Some(code), reason });
@@ -476,12 +653,20 @@ impl ServerSession {
 						State::AwaitAdmission
 					}
 					Role::Publisher => {
+						self.publisher = true;
 						self.welcome(AdmissionMode::Direct);
 						State::Publisher(None)
 					}
 				}
 			}
 			(State::Viewer(None), Message::Subscribe { stream, start }) => {
+				// Waiting for a stream nobody may publish would hold a slot for nothing.
+				if self.config.origin_keys.get(stream).is_none() {
+					return self.fail(
+						ErrorCode::UnknownStream,
+						format!("no origin key for stream {stream}"),
+					);
+				}
 				self.events.push_back(SessionEvent::Subscribed(stream));
 				State::Viewer(Some(Subscription { stream, start, next: None, end_sent: false }))
 			}
@@ -567,6 +752,15 @@ impl ServerSession {
 			mode,
 			max_frame_len: self.config.max_frame_len,
 		}));
+	}
+
+	/// The answer to [`SessionEvent::Publishing`] once the stream's window is open: tells the
+	/// publisher the next sequence the server stores ([`LiveWindow::next_sequence`]).
+	pub fn handle_publish_ready(&mut self, _now: Instant, next_sequence: u64) {
+		if let State::Publisher(Some((stream, _))) = &self.state {
+			let stream = *stream;
+			self.send(encode_frame(&Message::Expect { stream, next_sequence }));
+		}
 	}
 
 	/// The answer to [`SessionEvent::AdmissionRequest`].
@@ -663,6 +857,7 @@ impl ServerSession {
 			}
 			None => match sub.start {
 				Start::At(n) => n,
+				Start::Live { .. } if lookup.on_demand => lookup.oldest.unwrap_or_default(),
 				Start::Live { back } => match lookup.oldest {
 					Some(oldest) => {
 						lookup.next_sequence.saturating_sub(1 + back as u64).max(oldest)
@@ -841,6 +1036,7 @@ mod tests {
 				queued_bytes: self.queued_bytes,
 				events: VecDeque::new(),
 				stats: self.stats,
+				publisher: self.publisher,
 			}
 		}
 	}
@@ -1252,5 +1448,138 @@ mod tests {
 		assert_eq!(w.usage(), (2, 2000));
 		assert_eq!(w.lookup(0, 10).oldest, Some(3));
 		assert_eq!(w.insert(seg(2)), Inserted::Duplicate);
+	}
+
+	fn table(max_streams: usize, max_waiting: usize) -> StreamTable<u32> {
+		StreamTable::new(StreamTableConfig {
+			max_streams,
+			max_waiting,
+			idle_timeout: Duration::from_secs(100),
+			ended_linger: Duration::from_secs(10),
+		})
+	}
+
+	#[test]
+	fn stream_slots_are_bounded_and_waiting_ones_more_so() {
+		let now = Instant::now();
+		let mut t = table(3, 2);
+		assert_eq!(t.open(now, 1, || 1), Ok(1));
+		assert_eq!(t.open(now, 2, || 2), Ok(2));
+		// Two streams without a segment: a third waiting one is refused.
+		assert_eq!(t.open(now, 3, || 3), Err(ErrorCode::UnknownStream));
+		// An open stream is found again, not made twice.
+		assert_eq!(t.open(now, 1, || 99), Ok(1));
+		t.handle_segment(now, 1);
+		assert_eq!(t.open(now, 3, || 3), Ok(3));
+		assert_eq!(t.usage(), (3, 2));
+		t.handle_segment(now, 2);
+		assert_eq!(t.open(now, 4, || 4), Err(ErrorCode::UnknownStream), "max_streams");
+	}
+
+	#[test]
+	fn ended_and_idle_streams_are_freed() {
+		let t0 = Instant::now();
+		let s = Duration::from_secs;
+		let mut t = table(8, 8);
+		for id in 1..=3 {
+			t.open(t0, id, || id as u32).unwrap();
+			t.handle_segment(t0, id);
+		}
+		t.handle_end(t0 + s(5), 1);
+		// Stream 2 keeps getting segments; stream 3 has no publisher any more.
+		for i in 1..=20 {
+			t.handle_segment(t0 + s(i * 10), 2);
+		}
+		assert_eq!(t.poll_timeout(), Some(t0 + s(15)));
+		t.handle_timeout(t0 + s(14));
+		assert_eq!(t.poll_freed(), None);
+		t.handle_timeout(t0 + s(15));
+		assert_eq!(t.poll_freed(), Some((1, 1)));
+		t.handle_timeout(t0 + s(100));
+		assert_eq!(t.poll_freed(), Some((3, 3)));
+		assert_eq!(t.poll_freed(), None);
+		assert_eq!(t.get(2), Some(2));
+		// A stream that restarts after its end is not freed at the old end's linger.
+		t.handle_end(t0 + s(200), 2);
+		t.handle_segment(t0 + s(201), 2);
+		t.handle_timeout(t0 + s(211));
+		assert_eq!(t.get(2), Some(2));
+	}
+
+	#[test]
+	fn a_full_table_frees_expired_streams_before_refusing() {
+		let t0 = Instant::now();
+		let mut t = table(1, 1);
+		t.open(t0, 1, || 1).unwrap();
+		assert_eq!(t.open(t0, 2, || 2), Err(ErrorCode::UnknownStream));
+		// Nothing stored for the idle timeout: the slot goes to the next stream.
+		assert_eq!(t.open(t0 + Duration::from_secs(100), 2, || 2), Ok(2));
+		assert_eq!(t.poll_freed(), Some((1, 1)));
+	}
+
+	#[test]
+	fn subscribing_to_a_stream_without_origin_key_is_refused() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, SessionConfig::default());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission(now, Ok(AdmissionMode::Direct));
+		s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+		assert!(!std::iter::from_fn(|| s.poll_event())
+			.any(|e| matches!(e, SessionEvent::Subscribed(_))));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+	}
+
+	#[test]
+	fn publisher_is_told_where_to_continue() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		assert_eq!(window.next_sequence(), 0);
+		for i in 0..3 {
+			window.insert(seg(i));
+		}
+		assert_eq!(window.next_sequence(), 3);
+		window.end(end(5));
+		assert_eq!(window.next_sequence(), 5);
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		s.handle_publish_ready(now, window.next_sequence());
+		let msgs = sent(&mut s);
+		assert_eq!(msgs[1], Message::Expect { stream: 1, next_sequence: 5 });
+	}
+
+	#[test]
+	fn a_refused_publisher_still_gets_the_acks_queued_before_the_error() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		for f in &seg(0).frames {
+			s.handle_frame(now, f.slice(LENGTH_PREFIX..));
+		}
+		let mut bad = seg(1).header.clone();
+		bad.payload.duration_ms = 0;
+		s.handle_frame(now, body(&Message::Header(bad)));
+		let msgs = sent(&mut s);
+		assert_eq!(msgs[1], Message::Ack { stream: 1, sequence: 0 });
+		assert!(matches!(msgs[2], Message::Error { code: ErrorCode::BadHeader, .. }), "{msgs:?}");
+	}
+
+	#[test]
+	fn on_demand_live_start_is_the_beginning_of_the_recording() {
+		let now = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 3..8 {
+			window.insert(seg(i));
+		}
+		let mut s = viewer(now, Start::Live { back: 1 });
+		let mut lookup = window.lookup(0, 8);
+		lookup.on_demand = true;
+		s.handle_segments(now, lookup);
+		let first = sent(&mut s).into_iter().find_map(|m| match m {
+			Message::Header(h) => Some(h.payload.sequence),
+			_ => None,
+		});
+		assert_eq!(first, Some(3));
 	}
 }

@@ -17,8 +17,9 @@
 //! # Switching without gap or duplicate
 //!
 //! A switch is make-before-break: the new connection subscribes at the first sequence the player
-//! still needs while the old one keeps delivering; the first complete segment on the new
-//! connection closes the old one. Both may deliver the same sequence during the overlap;
+//! still needs while the old one keeps delivering; the old one is closed once the new one has
+//! delivered a segment no later than the next one the player needs (so nothing the old one
+//! still has in flight can be lost), or when the old one dies. Both may deliver the same sequence during the overlap;
 //! [`SegmentBuffer`] passes the first verified copy and drops the other. A sequence is skipped
 //! (a gap, counted and marked as a discontinuity) only when no open connection can still deliver
 //! it: each connection delivers in ascending order, so that is when every open connection has
@@ -352,7 +353,8 @@ impl TransportController {
 		}
 	}
 
-	/// `conn` delivered a complete segment of `duration` play time in `transfer` time.
+	/// `conn` delivered a complete segment of `duration` play time in `transfer` time, and it
+	/// was not later than the next segment the player needed.
 	pub fn handle_segment(
 		&mut self,
 		now: Instant,
@@ -360,7 +362,27 @@ impl TransportController {
 		duration: Duration,
 		transfer: Duration,
 	) {
+		self.handle_segment_at(now, conn, duration, transfer, true);
+	}
+
+	/// `conn` delivered a complete segment of `duration` play time in `transfer` time.
+	/// `caught_up`: the segment was not later than the next one the player needed. A switch
+	/// completes only on such a segment: one further ahead means the old connection may still
+	/// deliver the segments in between.
+	pub fn handle_segment_at(
+		&mut self,
+		now: Instant,
+		conn: ConnId,
+		duration: Duration,
+		transfer: Duration,
+		caught_up: bool,
+	) {
 		self.failures_in_a_row = 0;
+		if let Some((cand, _)) = self.candidate.as_mut().filter(|(c, _)| c.id == conn && !caught_up)
+		{
+			cand.last_progress = now;
+			return;
+		}
 		if self.candidate.as_ref().is_some_and(|(c, _)| c.id == conn) {
 			let (mut cand, reason) = self.candidate.take().expect("checked; qed");
 			cand.last_progress = now;
@@ -881,8 +903,10 @@ impl ViewerCore {
 						let transfer = now - c.header_at.unwrap_or(now);
 						let duration = Duration::from_millis(seg.duration_ms() as u64);
 						self.stats.media_bytes += seg.byte_len() as u64;
+						let caught_up =
+							self.buffer.next_needed().is_none_or(|n| seg.sequence() <= n);
 						self.buffer.handle_segment(conn, seg);
-						self.controller.handle_segment(now, conn, duration, transfer);
+						self.controller.handle_segment_at(now, conn, duration, transfer, caught_up);
 					}
 				}
 			}
@@ -975,6 +999,9 @@ impl ViewerCore {
 #[derive(Clone, Debug)]
 struct Entry {
 	sequence: u64,
+	/// HLS media sequence number: consecutive over the entries ever pushed, so a gap in
+	/// stream sequences never renumbers a segment a player already saw.
+	media_sequence: u64,
 	duration_ms: u32,
 	chunks: Vec<Bytes>,
 	discontinuity: bool,
@@ -986,6 +1013,7 @@ pub struct Playlist {
 	stream: StreamId,
 	max_segments: usize,
 	entries: VecDeque<Entry>,
+	next_media_sequence: u64,
 	discontinuity_sequence: u64,
 	ended: bool,
 	last_requested: Option<u64>,
@@ -998,6 +1026,7 @@ impl Playlist {
 			stream,
 			max_segments: max_segments.max(3),
 			entries: VecDeque::new(),
+			next_media_sequence: 0,
 			discontinuity_sequence: 0,
 			ended: false,
 			last_requested: None,
@@ -1008,16 +1037,17 @@ impl Playlist {
 	pub fn push(&mut self, d: &Delivered) {
 		self.entries.push_back(Entry {
 			sequence: d.segment.sequence(),
+			media_sequence: self.next_media_sequence,
 			duration_ms: d.segment.duration_ms(),
 			chunks: d.segment.chunks.clone(),
 			discontinuity: d.discontinuity && !self.entries.is_empty(),
 		});
+		self.next_media_sequence += 1;
 		while self.entries.len() > self.max_segments {
-			if let Some(old) = self.entries.pop_front() {
-				if self.entries.front().is_some_and(|e| e.discontinuity) {
-					self.discontinuity_sequence += 1;
-				}
-				drop(old);
+			// RFC 8216 6.2.1: removing a discontinuity tag increments the discontinuity
+			// sequence.
+			if self.entries.pop_front().is_some_and(|old| old.discontinuity) {
+				self.discontinuity_sequence += 1;
 			}
 		}
 	}
@@ -1038,7 +1068,7 @@ impl Playlist {
 		let target = self.entries.iter().map(|e| e.duration_ms.div_ceil(1000)).max().unwrap_or(2);
 		let mut s = String::new();
 		let _ = writeln!(s, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}", target.max(1));
-		let first = self.entries.front().map_or(0, |e| e.sequence);
+		let first = self.entries.front().map_or(self.next_media_sequence, |e| e.media_sequence);
 		let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
 		if self.discontinuity_sequence > 0 {
 			let _ = writeln!(s, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
@@ -1345,6 +1375,21 @@ mod tests {
 		}
 	}
 
+	/// Connection 1 (QUIC, welcomed) delivers segments 0 and 1, then the viewer is forced to
+	/// TCP: connection 2 subscribes at 2. Returns segments `0..count`.
+	fn deliver_two_then_force_tcp(v: &mut ViewerCore, t0: Instant, count: u64) -> Vec<Segment> {
+		v.handle_message(t0, 1, welcome());
+		let segs: Vec<_> = (0..count).map(seg).collect();
+		feed(v, t0, 1, &segs[0]);
+		feed(v, t0, 1, &segs[1]);
+		v.force_transport(t0, Transport::Tcp);
+		assert_eq!(
+			v.poll_action(),
+			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
+		);
+		segs
+	}
+
 	#[test]
 	fn viewer_switch_resubscribes_at_the_next_needed_segment() {
 		let t0 = Instant::now();
@@ -1358,15 +1403,7 @@ mod tests {
 				start: Start::Live { back: 2 }
 			})
 		);
-		v.handle_message(t0, 1, welcome());
-		let segs: Vec<_> = (0..6).map(seg).collect();
-		feed(&mut v, t0, 1, &segs[0]);
-		feed(&mut v, t0, 1, &segs[1]);
-		v.force_transport(t0, Transport::Tcp);
-		assert_eq!(
-			v.poll_action(),
-			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
-		);
+		let segs = deliver_two_then_force_tcp(&mut v, t0, 6);
 		// Overlap: both deliver 2; the old one is closed after the new one's first segment.
 		feed(&mut v, t0, 1, &segs[2]);
 		v.handle_message(t0, 2, welcome());
@@ -1429,6 +1466,64 @@ mod tests {
 		v.handle_closed(t0, 2, "closed".into());
 		assert_eq!(v.poll_action(), None);
 		assert_eq!(v.poll_timeout(), None);
+	}
+
+	/// Media sequence number of every segment URI in a rendered playlist.
+	fn media_sequences(text: &str) -> Vec<(String, u64)> {
+		let first = text
+			.lines()
+			.find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+			.and_then(|n| n.parse::<u64>().ok())
+			.expect("media sequence");
+		let uris = text.lines().filter(|l| l.ends_with(".ts"));
+		uris.zip(first..).map(|(uri, msn)| (uri.to_string(), msn)).collect()
+	}
+
+	#[test]
+	fn playlist_never_renumbers_a_segment_across_a_gap() {
+		let mut p = Playlist::new(1, 3);
+		let mut seen: HashMap<String, u64> = HashMap::new();
+		for (s, disc) in [(0, false), (1, false), (5, true), (6, false), (7, false), (9, true)] {
+			p.push(&Delivered { segment: seg(s), discontinuity: disc });
+			for (uri, msn) in media_sequences(&p.render()) {
+				// A player identifies segments by media sequence number: once it fetched one,
+				// the same number must keep naming the same URI.
+				assert_eq!(*seen.entry(uri.clone()).or_insert(msn), msn, "{uri} renumbered");
+			}
+		}
+		// The gap is marked, and the discontinuity tags that slid out are counted.
+		let text = p.render();
+		assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{text}");
+		assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+		assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n9.ts"), "{text}");
+	}
+
+	#[test]
+	fn switch_completes_only_when_the_new_connection_has_the_next_needed_segment() {
+		let t0 = Instant::now();
+		let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
+		v.start(t0);
+		v.poll_action();
+		let segs = deliver_two_then_force_tcp(&mut v, t0, 7);
+		v.handle_message(t0, 2, welcome());
+		// The new connection's server skipped ahead to 4 while 2 and 3 are still in flight on
+		// the old connection: closing it now would lose them.
+		feed(&mut v, t0, 2, &segs[4]);
+		assert_eq!(v.poll_action(), None, "old connection closed before it delivered 2 and 3");
+		assert_eq!(v.transport(), Some(Transport::Quic));
+		feed(&mut v, t0, 1, &segs[2]);
+		feed(&mut v, t0, 1, &segs[3]);
+		assert_eq!(v.poll_action(), None);
+		// Now the new connection delivers the next segment the player needs: switch done.
+		feed(&mut v, t0, 2, &segs[5]);
+		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 1, .. })));
+		assert_eq!(v.transport(), Some(Transport::Tcp));
+		feed(&mut v, t0, 2, &segs[6]);
+		let got: Vec<(u64, bool)> = std::iter::from_fn(|| v.poll_delivered())
+			.map(|d| (d.segment.sequence(), d.discontinuity))
+			.collect();
+		assert_eq!(got, (0..7).map(|s| (s, false)).collect::<Vec<_>>());
+		assert_eq!(v.stats().buffer.skipped, 0);
 	}
 
 	#[test]

@@ -8,43 +8,18 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use dsp_streaming::{
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	protocol::{encode_frame, ErrorCode, Message, Role, Start, PROTOCOL_VERSION},
 	segment::Segment,
 	viewer::{Transport, TransportPolicy},
 };
 use sp_core::Pair;
 use std::{net::SocketAddr, time::Duration};
-use tokio::{
-	io::{AsyncReadExt, AsyncWriteExt},
-	net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 const STREAM: u64 = 9;
 const COUNT: u64 = 60;
 // 60 × 256 KiB = 15 MiB: far more than the kernel buffers of a client that never reads.
 const LEN: usize = 256 * 1024;
-const READ_BOUND: Duration = Duration::from_secs(20);
-
-/// Reads until the server closes; returns every message received.
-async fn read_to_end<R: AsyncReadExt + Unpin>(r: &mut R) -> Vec<Message> {
-	let mut dec = FrameDecoder::new(u32::MAX);
-	let mut buf = vec![0u8; 64 * 1024];
-	let mut out = Vec::new();
-	loop {
-		let n = tokio::time::timeout(READ_BOUND, r.read(&mut buf))
-			.await
-			.expect("server closes the connection")
-			.unwrap_or(0);
-		if n == 0 {
-			return out;
-		}
-		dec.push(&buf[..n]);
-		while let Some(m) = dec.next_message().expect("server sends valid frames") {
-			out.push(m);
-		}
-	}
-}
-
 fn last_error(msgs: &[Message]) -> Option<ErrorCode> {
 	match msgs.last() {
 		Some(Message::Error { code, .. }) => Some(*code),

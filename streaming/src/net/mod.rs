@@ -10,6 +10,7 @@ pub mod p2p;
 pub mod publish;
 pub mod serve;
 pub mod tls;
+pub mod vod;
 pub mod watch;
 
 use crate::protocol::{FrameDecoder, FrameError, Message};

@@ -1,5 +1,7 @@
 //! The publisher driver: one task per streamer endpoint, each with its own
 //! [`PublishQueue`], reconnecting with backoff and resending what was not acknowledged.
+//! [`Publisher::resume_point`] tells a restarted publisher where the servers want it to
+//! continue (their `Expect`).
 
 use super::{read_message, tls, write_frames, Endpoint, ReadError};
 use crate::{
@@ -15,7 +17,7 @@ use std::{io, sync::Arc, time::Duration};
 use tokio::{
 	io::{AsyncRead, AsyncWrite},
 	net::TcpStream,
-	sync::mpsc,
+	sync::{mpsc, watch},
 	task::JoinHandle,
 };
 use tracing::{info, warn};
@@ -66,6 +68,8 @@ pub struct ServerReport {
 	pub acked: u64,
 	/// Segments dropped from a full backlog.
 	pub dropped: u64,
+	/// Segments dropped because the server refused them as malformed.
+	pub refused: u64,
 	/// Connections made.
 	pub connections: u64,
 	/// Whether every segment and the end were acknowledged.
@@ -82,6 +86,8 @@ enum Cmd {
 pub struct Publisher {
 	senders: Vec<mpsc::UnboundedSender<Cmd>>,
 	tasks: Vec<JoinHandle<ServerReport>>,
+	/// Per server: the `next_sequence` of its first `Expect`, once it arrived.
+	expects: Vec<watch::Receiver<Option<u64>>>,
 }
 
 impl Publisher {
@@ -101,20 +107,49 @@ impl Publisher {
 		let config = Arc::new(config);
 		let mut senders = Vec::new();
 		let mut tasks = Vec::new();
+		let mut expects = Vec::new();
 		for server in config.servers.clone() {
 			// Unbounded on purpose: at most one command per segment (every ~2 s) and the task
 			// drains it continuously into its bounded `PublishQueue`, connected or not.
 			let (tx, rx) = mpsc::unbounded_channel();
+			let (expect_tx, expect_rx) = watch::channel(None);
 			senders.push(tx);
-			tasks.push(tokio::spawn(run_server(config.clone(), server, quic.clone(), rx)));
+			expects.push(expect_rx);
+			tasks.push(tokio::spawn(run_server(
+				config.clone(),
+				server,
+				quic.clone(),
+				rx,
+				expect_tx,
+			)));
 		}
-		Ok(Publisher { senders, tasks })
+		Ok(Publisher { senders, tasks, expects })
+	}
+
+	/// Where to number the first segment: the highest `next_sequence` the servers announced
+	/// (each server holds everything below its own). Waits until every server answered or
+	/// `timeout` passed; `None` if none answered, when the caller must choose itself.
+	pub async fn resume_point(&self, timeout: Duration) -> Option<u64> {
+		let deadline = tokio::time::Instant::now() + timeout;
+		for rx in &self.expects {
+			let mut rx = rx.clone();
+			let _ = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+		}
+		self.expects.iter().filter_map(|rx| *rx.borrow()).max()
 	}
 
 	/// Queues a signed segment for every server.
 	pub fn push(&self, segment: Arc<Segment>) {
 		for s in &self.senders {
 			let _ = s.send(Cmd::Segment(segment.clone()));
+		}
+	}
+
+	/// Stops at once without ending the stream, as a crash would: unacknowledged segments are
+	/// lost here (the servers keep what they stored).
+	pub fn abort(self) {
+		for t in self.tasks {
+			t.abort();
 		}
 	}
 
@@ -177,14 +212,19 @@ async fn run_server(
 	server: Endpoint,
 	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
 	mut rx: mpsc::UnboundedReceiver<Cmd>,
+	expect: watch::Sender<Option<u64>>,
 ) -> ServerReport {
 	let mut q = PublishQueue::new(config.stream, config.queue.clone());
 	let mut connections = 0;
 	let mut failures = 0u32;
 	let mut input_open = true;
 	loop {
-		let outcome = session(&config, server, &quic, &mut q, &mut rx, &mut input_open).await;
+		let outcome =
+			session(&config, server, &quic, &mut q, &mut rx, &mut input_open, &expect).await;
 		q.handle_disconnected();
+		while let Some(r) = q.poll_refused() {
+			warn!(%server, sequence = r.sequence, reason = %r.reason, refused = q.refused(), "segment dropped: the server cannot take it");
+		}
 		connections += 1;
 		match outcome {
 			Ok(true) => break,
@@ -216,10 +256,11 @@ async fn run_server(
 		server,
 		acked: q.acked(),
 		dropped: q.dropped(),
+		refused: q.refused(),
 		connections,
 		complete: q.is_done(),
 	};
-	info!(%server, acked = report.acked, dropped = report.dropped, "publishing finished");
+	info!(%server, acked = report.acked, dropped = report.dropped, refused = report.refused, "publishing finished");
 	report
 }
 
@@ -231,6 +272,7 @@ async fn session(
 	q: &mut PublishQueue,
 	rx: &mut mpsc::UnboundedReceiver<Cmd>,
 	input_open: &mut bool,
+	expect: &watch::Sender<Option<u64>>,
 ) -> io::Result<bool> {
 	let t = config.io_timeout;
 	let (mut r, mut w, conn) = tokio::time::timeout(t, connect(server, quic))
@@ -243,45 +285,64 @@ async fn session(
 	};
 	write_frames(&mut w, &[encode_frame(&hello)], t).await?;
 	let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
-	let welcome = tokio::time::timeout(t, read_message(&mut r, &mut dec))
-		.await
-		.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no welcome"))?;
-	match welcome {
-		Ok(Some(Message::Welcome { .. })) => {}
-		Ok(Some(Message::Error { code, reason })) => {
-			return Err(io::Error::other(format!("server refused: {code:?}: {reason}")))
-		}
-		Ok(other) => return Err(io::Error::other(format!("unexpected answer {other:?}"))),
-		Err(e) => return Err(io::Error::other(e.to_string())),
-	}
 	write_frames(&mut w, &[encode_frame(&Message::Publish { stream: config.stream })], t).await?;
-	q.handle_connected();
-	info!(%server, backlog = q.backlog(), "publishing");
+	let mut answer = async || {
+		let m = tokio::time::timeout(t, read_message(&mut r, &mut dec))
+			.await
+			.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer from the server"))?;
+		match m {
+			Ok(Some(Message::Error { code, reason })) => {
+				Err(io::Error::other(format!("server refused: {code:?}: {reason}")))
+			}
+			Ok(Some(m)) => Ok(m),
+			Ok(None) => Err(io::Error::other("server closed the connection")),
+			Err(e) => Err(io::Error::other(e.to_string())),
+		}
+	};
+	let max_frame_len = match answer().await? {
+		Message::Welcome { max_frame_len, .. } => max_frame_len,
+		other => return Err(io::Error::other(format!("expected welcome, got {}", other.kind()))),
+	};
+	let next_sequence = match answer().await? {
+		Message::Expect { next_sequence, .. } => next_sequence,
+		other => return Err(io::Error::other(format!("expected expect, got {}", other.kind()))),
+	};
+	expect.send_if_modified(|e| e.is_none() && e.insert(next_sequence) == &next_sequence);
+	q.handle_connected(max_frame_len, next_sequence);
+	info!(%server, backlog = q.backlog(), next_sequence, "publishing");
 	let mut ping = tokio::time::interval(Duration::from_secs(5));
 	let result = loop {
+		let mut written = Ok(());
 		while let Some(frames) = q.poll_transmit() {
-			write_frames(&mut w, &frames, t).await?;
+			written = write_frames(&mut w, &frames, t).await;
+			if written.is_err() {
+				break;
+			}
+		}
+		if let Err(e) = written {
+			// The server may have closed on purpose: its acks and `Error` are still readable
+			// and say which segment it refused.
+			read_leftovers(&mut r, &mut dec, q).await;
+			break Err(e);
 		}
 		if q.is_done() {
 			break Ok(true);
 		}
 		tokio::select! {
-			m = read_message(&mut r, &mut dec) => match m {
-				Ok(Some(Message::Ack { sequence, .. })) => q.handle_ack(sequence),
-				Ok(Some(Message::End { .. })) => q.handle_end_confirmed(),
-				Ok(Some(Message::Pong(_))) => {},
-				Ok(Some(Message::Error { code, reason })) =>
-					break Err(io::Error::other(format!("server closed: {code:?}: {reason}"))),
-				Ok(Some(other)) => break Err(io::Error::other(format!("unexpected {}", other.kind()))),
-				Ok(None) => break Err(io::Error::other("server closed the connection")),
-				Err(ReadError::Io(e)) => break Err(e),
-				Err(ReadError::Frame(e)) => break Err(io::Error::other(e.to_string())),
+			m = read_message(&mut r, &mut dec) => match handle_answer(q, m) {
+				Ok(()) => {},
+				Err(e) => break Err(e),
 			},
 			c = rx.recv(), if *input_open => match c {
 				Some(c) => apply(q, c),
 				None => *input_open = false,
 			},
-			_ = ping.tick() => write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await?,
+			_ = ping.tick() => {
+				if let Err(e) = write_frames(&mut w, &[encode_frame(&Message::Ping(0))], t).await {
+					read_leftovers(&mut r, &mut dec, q).await;
+					break Err(e);
+				}
+			},
 		}
 	};
 	drop(w);
@@ -289,4 +350,34 @@ async fn session(
 		c.close(0u32.into(), b"done");
 	}
 	result
+}
+
+/// How long a publisher whose write failed keeps reading what the server sent before closing.
+const LEFTOVER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Applies one message from the server; `Err` when the connection is over.
+fn handle_answer(q: &mut PublishQueue, m: Result<Option<Message>, ReadError>) -> io::Result<()> {
+	match m {
+		Ok(Some(Message::Ack { sequence, .. })) => q.handle_ack(sequence),
+		Ok(Some(Message::End { .. })) => q.handle_end_confirmed(),
+		Ok(Some(Message::Pong(_))) => {}
+		Ok(Some(Message::Error { code, reason })) => {
+			q.handle_refused(code, &reason);
+			return Err(io::Error::other(format!("server closed: {code:?}: {reason}")));
+		}
+		Ok(Some(other)) => return Err(io::Error::other(format!("unexpected {}", other.kind()))),
+		Ok(None) => return Err(io::Error::other("server closed the connection")),
+		Err(ReadError::Io(e)) => return Err(e),
+		Err(ReadError::Frame(e)) => return Err(io::Error::other(e.to_string())),
+	}
+	Ok(())
+}
+
+/// After a failed write: takes the acks and the `Error` the server sent before it closed, for
+/// at most [`LEFTOVER_READ_TIMEOUT`].
+async fn read_leftovers(r: &mut BoxRead, dec: &mut FrameDecoder, q: &mut PublishQueue) {
+	let _ = tokio::time::timeout(LEFTOVER_READ_TIMEOUT, async {
+		while handle_answer(q, read_message(r, dec).await).is_ok() {}
+	})
+	.await;
 }

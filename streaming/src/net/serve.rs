@@ -1,8 +1,14 @@
 //! The server driver: TCP and QUIC listeners, one task per connection running a
-//! [`ServerSession`], and the live windows shared by all sessions.
+//! [`ServerSession`], the live windows shared by all sessions (in a [`StreamTable`] that frees
+//! ended and idle streams), and optionally the recorder and the on-demand source of
+//! [`super::vod`].
 
 use super::p2p::{P2pConfig, P2pNode};
-use super::{read_frame, tls, FrameSink, ReadError};
+use super::{
+	read_frame, tls,
+	vod::{Recorder, VodStream},
+	FrameSink, ReadError,
+};
 use crate::{
 	p2p::{
 		serving::ChunkSource,
@@ -12,17 +18,17 @@ use crate::{
 	segment::Segment,
 	server::{
 		Admission, AdmissionStats, Inserted, LiveWindow, ServerSession, SessionConfig,
-		SessionEvent, WindowConfig,
+		SessionEvent, StreamTable, StreamTableConfig, WindowConfig,
 	},
 };
 use bytes::Bytes;
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32, SegmentHeader, Signed, StreamId};
 use std::{
-	collections::HashMap,
 	io,
 	net::SocketAddr,
+	path::PathBuf,
 	sync::{
-		atomic::{AtomicU64, Ordering},
+		atomic::{AtomicBool, AtomicU64, Ordering},
 		Arc, Mutex,
 	},
 	time::{Duration, Instant},
@@ -51,8 +57,14 @@ pub struct ServeConfig {
 	/// Most connections open at once, viewers, publishers and not-yet-identified clients
 	/// together; further ones are refused with `Full`. Default 4096.
 	pub max_connections: usize,
-	/// Most streams tracked at once (each holds a window). Default 256.
-	pub max_streams_tracked: usize,
+	/// Streams held at once, and when ended or idle ones are freed.
+	pub streams: StreamTableConfig,
+	/// Records every segment and end the server stores to `<dir>/<stream>/` (see
+	/// [`super::vod`]). Default none.
+	pub record_dir: Option<PathBuf>,
+	/// Serves recordings under this directory on demand to viewers of streams that are not
+	/// live here. Default none.
+	pub vod_dir: Option<PathBuf>,
 	/// A write that makes no progress for this long closes the session (a client that does
 	/// not read). Default 10 s.
 	pub write_stall_timeout: Duration,
@@ -80,7 +92,9 @@ impl Default for ServeConfig {
 			window: WindowConfig::default(),
 			capacity: CapacitySettings::spec_default(),
 			max_connections: 4096,
-			max_streams_tracked: 256,
+			streams: StreamTableConfig::default(),
+			record_dir: None,
+			vod_dir: None,
 			write_stall_timeout: Duration::from_secs(10),
 			quic_idle_timeout: Duration::from_secs(10),
 			udp_buffer: tls::DEFAULT_UDP_BUFFER,
@@ -103,40 +117,73 @@ pub struct ServerStats {
 	pub segments_stored: u64,
 	/// Bytes queued to viewers.
 	pub bytes_sent: u64,
+	/// Streams holding a window now.
+	pub streams_held: usize,
+	/// Streams freed (ended or idle) since start.
+	pub streams_freed: u64,
+	/// On-demand sessions started since start.
+	pub vod_sessions: u64,
 }
 
 struct StreamSlot {
 	window: Mutex<LiveWindow>,
 	/// Bumped on every change of the window; sessions wait on it instead of polling.
 	changed: watch::Sender<u64>,
+	/// The table let go of this slot: its viewers are closed, its publisher opens a new one.
+	freed: AtomicBool,
 }
 
 struct Shared {
 	config: ServeConfig,
-	streams: Mutex<HashMap<StreamId, Arc<StreamSlot>>>,
+	streams: Mutex<StreamTable<Arc<StreamSlot>>>,
+	recorder: Option<Recorder>,
 	admission: Mutex<Admission>,
 	tracker: Option<Mutex<Tracker>>,
 	connections: AtomicU64,
 	closed_with_error: AtomicU64,
 	segments_stored: AtomicU64,
 	bytes_sent: AtomicU64,
+	streams_freed: AtomicU64,
+	vod_sessions: AtomicU64,
 }
 
+/// How often the stream table is checked for ended and idle streams: a stream is freed at most
+/// this long after its timeout.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Shared {
-	fn stream(&self, id: StreamId) -> Option<Arc<StreamSlot>> {
-		let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-		if let Some(s) = streams.get(&id) {
-			return Some(s.clone());
-		}
-		if streams.len() >= self.config.max_streams_tracked {
-			return None;
-		}
-		let slot = Arc::new(StreamSlot {
-			window: Mutex::new(LiveWindow::new(self.config.window.clone())),
-			changed: watch::channel(0).0,
+	fn table(&self) -> std::sync::MutexGuard<'_, StreamTable<Arc<StreamSlot>>> {
+		self.streams.lock().unwrap_or_else(|e| e.into_inner())
+	}
+
+	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
+	fn open_stream(&self, id: StreamId) -> Result<Arc<StreamSlot>, ErrorCode> {
+		let mut table = self.table();
+		let r = table.open(Instant::now(), id, || {
+			Arc::new(StreamSlot {
+				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
+				changed: watch::channel(0).0,
+				freed: AtomicBool::new(false),
+			})
 		});
-		streams.insert(id, slot.clone());
-		Some(slot)
+		self.release_freed(&mut table);
+		r
+	}
+
+	/// Frees expired streams.
+	fn sweep(&self) {
+		let mut table = self.table();
+		table.handle_timeout(Instant::now());
+		self.release_freed(&mut table);
+	}
+
+	fn release_freed(&self, table: &mut StreamTable<Arc<StreamSlot>>) {
+		while let Some((id, slot)) = table.poll_freed() {
+			slot.freed.store(true, Ordering::Relaxed);
+			slot.changed.send_modify(|v| *v += 1);
+			self.streams_freed.fetch_add(1, Ordering::Relaxed);
+			info!(stream = id, "stream freed (ended or idle)");
+		}
 	}
 }
 
@@ -168,7 +215,7 @@ struct WindowSource(Arc<Shared>);
 
 impl WindowSource {
 	fn segment(&self, stream: StreamId, sequence: u64) -> Option<Arc<Segment>> {
-		let slot = self.0.streams.lock().unwrap_or_else(|e| e.into_inner()).get(&stream)?.clone();
+		let slot = self.0.table().get(stream)?;
 		let window = slot.window.lock().unwrap_or_else(|e| e.into_inner());
 		window.lookup(sequence, 1).segments.into_iter().next().filter(|s| s.sequence() == sequence)
 	}
@@ -187,14 +234,18 @@ impl ChunkSource for WindowSource {
 impl RunningServer {
 	/// Binds the listeners and starts accepting.
 	pub async fn start(config: ServeConfig) -> io::Result<RunningServer> {
+		let recorder = config.record_dir.clone().map(Recorder::new).transpose()?;
 		let shared = Arc::new(Shared {
 			admission: Mutex::new(Admission::new(config.capacity).with_p2p(config.p2p.is_some())),
 			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
-			streams: Mutex::new(HashMap::new()),
+			streams: Mutex::new(StreamTable::new(config.streams.clone())),
+			recorder,
 			connections: AtomicU64::new(0),
 			closed_with_error: AtomicU64::new(0),
 			segments_stored: AtomicU64::new(0),
 			bytes_sent: AtomicU64::new(0),
+			streams_freed: AtomicU64::new(0),
+			vod_sessions: AtomicU64::new(0),
 			config,
 		});
 		let mut p2p = None;
@@ -213,6 +264,7 @@ impl RunningServer {
 		let permits = Arc::new(Semaphore::new(shared.config.max_connections));
 		let identity = tls::ServerIdentity::self_signed()?;
 		let mut tasks = Vec::new();
+		tasks.push(tokio::spawn(sweep(shared.clone(), shutdown.subscribe())));
 		let mut tcp_addr = None;
 		if let Some(addr) = shared.config.tcp {
 			let listener = TcpListener::bind(addr).await?;
@@ -265,6 +317,9 @@ impl RunningServer {
 			closed_with_error: s.closed_with_error.load(Ordering::Relaxed),
 			segments_stored: s.segments_stored.load(Ordering::Relaxed),
 			bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+			streams_held: s.table().usage().0,
+			streams_freed: s.streams_freed.load(Ordering::Relaxed),
+			vod_sessions: s.vod_sessions.load(Ordering::Relaxed),
 		}
 	}
 
@@ -302,6 +357,16 @@ impl RunningServer {
 		if let Some(q) = self.quic {
 			q.close(0u32.into(), b"shutdown");
 			let _ = tokio::time::timeout(Duration::from_secs(2), q.wait_idle()).await;
+		}
+	}
+}
+
+async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+	let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+	loop {
+		tokio::select! {
+			_ = tick.tick() => shared.sweep(),
+			_ = shutdown.changed() => return,
 		}
 	}
 }
@@ -445,6 +510,11 @@ where
 	let mut changed: Option<watch::Receiver<u64>> = None;
 	let mut admitted = None;
 	let mut joined: Option<(StreamId, Vec<u8>)> = None;
+	let mut vod: Option<VodStream> = None;
+	// The recording has no more segments and no end: nothing more to look up.
+	let mut vod_exhausted = false;
+	// Whether this publisher stored a segment yet (an earlier recorded end no longer holds).
+	let mut recorded_any = false;
 	let mut role = "unknown";
 	let mut stream_id = None;
 	let mut writer_done = None;
@@ -467,14 +537,21 @@ where
 					role = "p2p";
 					stream_id = Some(stream);
 					let peer_id = info.peer_id.clone();
-					let r = match (shared.stream(stream), &shared.tracker) {
-						(Some(s), Some(t)) => {
+					let live = shared.table().get(stream);
+					let r = match (
+						live.map_or_else(|| shared.open_stream(stream), Ok),
+						&shared.tracker,
+					) {
+						(Ok(s), Some(t)) => {
 							slot = Some(s);
 							let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
 							t.handle_join(stream, viewer, info)
 								.map_err(|e| (ErrorCode::UnknownStream, e.to_string()))
 						}
-						_ => Err((ErrorCode::UnknownStream, "too many streams tracked".into())),
+						(Err(code), _) => Err((code, "too many streams held".into())),
+						(_, None) => {
+							Err((ErrorCode::UnknownStream, "no P2P on this server".into()))
+						}
 					};
 					if let Ok((_, peers)) = &r {
 						info!(%peer, stream, peers = peers.len(), "p2p viewer joined");
@@ -490,34 +567,103 @@ where
 					debug!(%peer, sequence, index, held = segment.is_some(), "p2p fetch");
 					core.handle_fetch(Instant::now(), sequence, index, segment);
 				}
-				SessionEvent::Subscribed(id) | SessionEvent::Publishing(id) => {
-					if matches!(ev, SessionEvent::Publishing(_)) {
-						role = "publisher";
-					}
+				SessionEvent::Subscribed(id) => {
 					stream_id = Some(id);
-					match shared.stream(id) {
-						Some(s) => {
+					let live = shared.table().get(id);
+					let recorded = match (&live, &cfg.vod_dir) {
+						(None, Some(dir)) => {
+							match VodStream::open(dir, id, cfg.session.max_frame_len).await {
+								Ok(v) => v,
+								Err(e) => {
+									warn!(%peer, stream = id, error = %e, "recording unusable");
+									core.close(
+										ErrorCode::UnknownStream,
+										format!("recording of stream {id} unusable"),
+									);
+									None
+								}
+							}
+						}
+						_ => None,
+					};
+					if let Some(v) = recorded {
+						shared.vod_sessions.fetch_add(1, Ordering::Relaxed);
+						info!(%peer, transport, role, stream = id, segments = v.len(), "on-demand session started");
+						vod = Some(v);
+					} else if !core.is_closed() {
+						// Live, or waiting (bounded) for a publisher of a stream with a key.
+						match live.map_or_else(|| shared.open_stream(id), Ok) {
+							Ok(s) => {
+								changed = Some(s.changed.subscribe());
+								slot = Some(s);
+								info!(%peer, transport, role, stream = id, "session started");
+							}
+							Err(code) => core.close(code, "too many streams held"),
+						}
+					}
+				}
+				SessionEvent::Publishing(id) => {
+					role = "publisher";
+					stream_id = Some(id);
+					match shared.open_stream(id) {
+						Ok(s) => {
+							let next_sequence =
+								s.window.lock().unwrap_or_else(|e| e.into_inner()).next_sequence();
+							core.handle_publish_ready(Instant::now(), next_sequence);
 							changed = Some(s.changed.subscribe());
 							slot = Some(s);
+							info!(%peer, transport, role, stream = id, next_sequence, "session started");
 						}
-						None => core.close(ErrorCode::UnknownStream, "too many streams tracked"),
+						Err(code) => core.close(code, "too many streams held"),
 					}
-					info!(%peer, transport, role, stream = id, "session started");
 				}
 				SessionEvent::SegmentReceived(seg) => {
-					let seq = seg.sequence();
+					let (id, seq) = (seg.stream(), seg.sequence());
+					if slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed)) {
+						// Freed while this publisher was silent: continue in a new window.
+						match shared.open_stream(id) {
+							Ok(s) => {
+								changed = Some(s.changed.subscribe());
+								slot = Some(s);
+							}
+							Err(code) => {
+								core.close(code, "too many streams held");
+								slot = None;
+							}
+						}
+					}
 					if let Some(s) = &slot {
-						let r = s.update(|w| w.insert(Arc::new(seg)));
+						let seg = Arc::new(seg);
+						let r = s.update(|w| w.insert(seg.clone()));
 						if r == Inserted::Stored {
 							shared.segments_stored.fetch_add(1, Ordering::Relaxed);
+							shared.table().handle_segment(Instant::now(), id);
+							if let Some(rec) = &shared.recorder {
+								if !recorded_any {
+									recorded_any = true;
+									if let Err(e) = rec.reopen(id).await {
+										warn!(stream = id, error = %e, "could not remove the recorded end");
+									}
+								}
+								if let Err(e) = rec.segment(&seg).await {
+									warn!(stream = id, seq, error = %e, "could not record segment");
+								}
+							}
 						}
-						debug!(%peer, stream = ?stream_id, seq, outcome = ?r, "segment from publisher");
+						debug!(%peer, stream = id, seq, outcome = ?r, "segment from publisher");
 					}
 				}
 				SessionEvent::End(end) => {
 					let (stream, next_sequence) = (end.payload.stream, end.payload.next_sequence);
+					let frame = encode_frame(&Message::End(end.clone()));
 					if let Some(s) = &slot {
 						s.update(|w| w.end(end));
+						shared.table().handle_end(Instant::now(), stream);
+					}
+					if let Some(rec) = &shared.recorder {
+						if let Err(e) = rec.end(stream, frame).await {
+							warn!(stream, error = %e, "could not record the end");
+						}
 					}
 					info!(%peer, stream, next_sequence, "publisher ended stream");
 				}
@@ -555,6 +701,29 @@ where
 			}
 			_ => starved = true,
 		}
+		if let (Some(v), false) = (&vod, vod_exhausted) {
+			// On demand: read one segment per lookup, only while the session takes more.
+			while let Some((_, from)) = core.wants_segments() {
+				match v.lookup(from).await {
+					Ok(lookup) => {
+						let got = !lookup.segments.is_empty();
+						core.handle_segments(Instant::now(), lookup);
+						if !got {
+							vod_exhausted = core.wants_segments().is_some();
+							break;
+						}
+					}
+					Err(e) => {
+						warn!(%peer, stream = ?stream_id, error = %e, "recording unreadable");
+						core.close(ErrorCode::UnknownStream, "recording unreadable");
+						break;
+					}
+				}
+			}
+		}
+		if role == "viewer" && slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed)) {
+			core.close(ErrorCode::UnknownStream, "stream freed: ended, idle or never published");
+		}
 		let sent = core.stats().bytes_sent;
 		shared.bytes_sent.fetch_add(sent - last_bytes_sent, Ordering::Relaxed);
 		last_bytes_sent = sent;
@@ -566,7 +735,6 @@ where
 			break;
 		}
 		let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
-		let wants = core.wants_segments().is_some();
 		tokio::select! {
 			r = read_frame(&mut reader, &mut dec), if !core.is_closed() && !peer_closed => {
 				let now = Instant::now();
@@ -594,7 +762,8 @@ where
 					}
 				},
 			},
-			r = async { changed.as_mut().expect("guarded; qed").changed().await }, if changed.is_some() && wants => {
+			// Also while not wanting segments: a freed slot must close its sessions.
+			r = async { changed.as_mut().expect("guarded; qed").changed().await }, if changed.is_some() => {
 				if r.is_err() {
 					changed = None;
 				}

@@ -31,6 +31,31 @@ use tokio::{net::UdpSocket, sync::mpsc};
 /// Every test is bounded by this.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long [`read_to_end`] waits for the server to send or close.
+pub const READ_BOUND: Duration = Duration::from_secs(20);
+
+/// Reads until the server closes; returns every message received.
+pub async fn read_to_end<R: tokio::io::AsyncReadExt + Unpin>(
+	r: &mut R,
+) -> Vec<dsp_streaming::protocol::Message> {
+	let mut dec = dsp_streaming::protocol::FrameDecoder::new(u32::MAX);
+	let mut buf = vec![0u8; 64 * 1024];
+	let mut out = Vec::new();
+	loop {
+		let n = tokio::time::timeout(READ_BOUND, r.read(&mut buf))
+			.await
+			.expect("server closes the connection")
+			.unwrap_or(0);
+		if n == 0 {
+			return out;
+		}
+		dec.push(&buf[..n]);
+		while let Some(m) = dec.next_message().expect("server sends valid frames") {
+			out.push(m);
+		}
+	}
+}
+
 pub fn origin() -> sp_core::sr25519::Pair {
 	sp_core::sr25519::Pair::from_string("//TestOrigin", None).unwrap()
 }
