@@ -42,6 +42,10 @@ pub struct DspRunCmd {
 	#[arg(long, value_name = "MS", default_value_t = DEFAULT_DEV_BLOCK_TIME_MS,
 		value_parser = clap::value_parser!(u64).range(10..))]
 	pub dev_block_time: u64,
+
+	/// The streaming worker.
+	#[clap(flatten)]
+	pub worker: crate::worker::WorkerOptions,
 }
 
 /// Maintenance subcommands.

@@ -131,19 +131,23 @@ pub fn run() -> sc_cli::Result<()> {
 			let dev_block_time = Duration::from_millis(cli.run.dev_block_time);
 			runner.run_node_until_exit(|config| async move {
 				match config.network.network_backend {
-					sc_network::config::NetworkBackendType::Libp2p => service::new_full::<
-						sc_network::NetworkWorker<
-							Block,
-							<Block as sp_runtime::traits::Block>::Hash,
-						>,
-					>(config, dev_block_time)
-					.map_err(sc_cli::Error::Service),
-					sc_network::config::NetworkBackendType::Litep2p => service::new_full::<
-						sc_network::Litep2pNetworkBackend,
-					>(
-						config, dev_block_time
-					)
-					.map_err(sc_cli::Error::Service),
+					sc_network::config::NetworkBackendType::Libp2p => {
+						service::new_full::<
+							sc_network::NetworkWorker<
+								Block,
+								<Block as sp_runtime::traits::Block>::Hash,
+							>,
+						>(config, dev_block_time, cli.run.worker.clone())
+						.map_err(sc_cli::Error::Service)
+					}
+					sc_network::config::NetworkBackendType::Litep2p => {
+						service::new_full::<sc_network::Litep2pNetworkBackend>(
+							config,
+							dev_block_time,
+							cli.run.worker.clone(),
+						)
+						.map_err(sc_cli::Error::Service)
+					}
 				}
 			})
 		}

@@ -4,9 +4,11 @@
 //! - `system_accountNextIndex` (substrate-frame-rpc-system): nonces that count the pool.
 //! - `payment_queryInfo`, `payment_queryFeeDetails`: fee estimates.
 //! - `dsp_*` ([`dsp`]): DSP settings, origins, streams, streamers, credits, claims.
+//! - `dsp_liveLoad`, `dsp_subscribeLiveLoad` ([`live`]): the streaming worker's live load.
 //! - `engine_createBlock`, `engine_finalizeBlock` on development chains (manual seal).
 
 pub mod dsp;
+pub mod live;
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct FullDeps<C, P> {
 	pub pool: Arc<P>,
 	/// Command channel of manual seal, on development chains only.
 	pub manual_seal: Option<mpsc::Sender<EngineCommand<Hash>>>,
+	/// The streaming worker's live state.
+	pub worker: crate::worker::WorkerHandle,
 }
 
 /// All of the node's own RPC methods, merged into one module.
@@ -50,15 +54,17 @@ where
 	P: TransactionPool + 'static,
 {
 	use dsp::{DspApiServer, DspRpc};
+	use live::DspLiveApiServer;
 	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
 	use substrate_frame_rpc_system::{System, SystemApiServer};
 
-	let FullDeps { client, pool, manual_seal } = deps;
+	let FullDeps { client, pool, manual_seal, worker } = deps;
 	let mut module = RpcModule::new(());
 
 	module.merge(System::new(client.clone(), pool).into_rpc())?;
 	module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
 	module.merge(DspRpc::new(client).into_rpc())?;
+	module.merge(live::DspLive::new(worker).into_rpc())?;
 	if let Some(commands) = manual_seal {
 		module.merge(ManualSeal::new(commands).into_rpc())?;
 	}

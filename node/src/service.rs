@@ -171,6 +171,7 @@ pub fn new_partial(config: &Configuration) -> Result<Service, ServiceError> {
 pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 	config: Configuration,
 	dev_block_time: Duration,
+	worker_options: crate::worker::WorkerOptions,
 ) -> Result<TaskManager, ServiceError> {
 	let sc_service::PartialComponents {
 		client,
@@ -273,16 +274,36 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 		Consensus::AuraGrandpa { .. } => None,
 	};
 
+	// The streaming worker: started now, steered by finalized blocks (see `crate::worker`).
+	let worker = crate::worker::WorkerHandle::default();
+	let worker_task = crate::worker::start(crate::worker::WorkerParams {
+		client: client.clone(),
+		keystore: keystore_container.local_keystore(),
+		options: worker_options,
+		dev_key_seed: config.dev_key_seed.clone(),
+		ledger_dir: config.data_path.join("dsp").join("ledger"),
+		prometheus: prometheus_registry.clone(),
+		handle: worker.clone(),
+	})
+	.map_err(ServiceError::Other)?;
+	if let Some(task) = worker_task {
+		// Essential: a worker that cannot serve (e.g. its port is taken) stops the node rather
+		// than leave a streamer that the chain lists but nobody can reach.
+		task_manager.spawn_essential_handle().spawn("dsp-streaming-worker", Some("dsp"), task);
+	}
+
 	let rpc_extensions_builder = {
 		let client = client.clone();
 		let pool = transaction_pool.clone();
 		let manual_seal = manual_seal_commands.as_ref().map(|(sender, _)| sender.clone());
+		let worker = worker.clone();
 
 		Box::new(move |_| {
 			let deps = crate::rpc::FullDeps {
 				client: client.clone(),
 				pool: pool.clone(),
 				manual_seal: manual_seal.clone(),
+				worker: worker.clone(),
 			};
 			crate::rpc::create_full(deps).map_err(Into::into)
 		})

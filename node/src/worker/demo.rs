@@ -1,0 +1,174 @@
+//! The development chain's demo stream: ffmpeg's test pattern, cut into segments, signed with
+//! the dev origin's key and published to this node's own worker, so that
+//! `dsp watch --stream 0` plays as soon as `dsp-node --dev` is up.
+
+use dsp_primitives::{Hash32, Signed, StreamEnd, StreamId};
+use dsp_streaming::{
+	net::{
+		publish::{PublishConfig, Publisher},
+		Endpoint,
+	},
+	segment::{Segment, DEFAULT_CHUNK_SIZE},
+	ts::{TsConfig, TsSegmenter},
+	viewer::Transport,
+};
+use std::{net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
+use tokio::{io::AsyncReadExt, process::Command};
+
+/// How the demo is fed.
+pub struct DemoConfig {
+	/// Stream to publish (the genesis demo stream).
+	pub stream: StreamId,
+	/// The origin's key (the dev seed's).
+	pub origin: sp_core::sr25519::Pair,
+	/// Chain the segments are signed for.
+	pub genesis_hash: Hash32,
+	/// The worker's TCP endpoint.
+	pub server: SocketAddr,
+	/// Video bitrate passed to the encoder, kbit/s (the stream's registered bitrate minus
+	/// audio).
+	pub video_kbps: u32,
+}
+
+/// The ffmpeg command line: a 640x360 test pattern with a tone, 2 s GOPs (one key frame per
+/// segment), MPEG-TS on stdout, paced in real time.
+fn ffmpeg_args(video_kbps: u32) -> Vec<String> {
+	let v = format!("{video_kbps}k");
+	[
+		"-hide_banner",
+		"-loglevel",
+		"error",
+		"-re",
+		"-f",
+		"lavfi",
+		"-i",
+		"testsrc=size=640x360:rate=25",
+		"-f",
+		"lavfi",
+		"-i",
+		"sine=frequency=440:sample_rate=48000",
+		"-c:v",
+		"libx264",
+		"-preset",
+		"veryfast",
+		"-tune",
+		"zerolatency",
+		"-pix_fmt",
+		"yuv420p",
+		"-g",
+		"50",
+		"-keyint_min",
+		"50",
+		"-sc_threshold",
+		"0",
+		"-b:v",
+		&v,
+		"-maxrate",
+		&v,
+		"-bufsize",
+		&v,
+		"-c:a",
+		"aac",
+		"-b:a",
+		"64k",
+		"-f",
+		"mpegts",
+		"-",
+	]
+	.iter()
+	.map(|s| s.to_string())
+	.collect()
+}
+
+/// Runs the demo until the node stops. Returns early (after logging why) if ffmpeg is missing
+/// or the publisher cannot start; the node keeps running either way.
+pub async fn run(config: DemoConfig) {
+	let mut child = match Command::new("ffmpeg")
+		.args(ffmpeg_args(config.video_kbps))
+		.stdin(Stdio::null())
+		.stdout(Stdio::piped())
+		.stderr(Stdio::inherit())
+		.kill_on_drop(true)
+		.spawn()
+	{
+		Ok(child) => child,
+		Err(e) => {
+			log::warn!(
+				target: "dsp-worker",
+				"demo stream {} not started: cannot run ffmpeg ({e}). Install it (apt-get install \
+				 ffmpeg) or publish yourself: ffmpeg ... -f mpegts - | dsp publish --stream {} \
+				 --input - --server tcp://{} --origin-seed //Alice --genesis 0x{}",
+				config.stream,
+				config.stream,
+				config.server,
+				hex::encode(config.genesis_hash),
+			);
+			return;
+		}
+	};
+	let Some(mut stdout) = child.stdout.take() else { return };
+	let mut publish = PublishConfig::new(
+		config.stream,
+		vec![Endpoint { transport: Transport::Tcp, addr: config.server }],
+	);
+	publish.genesis_hash = config.genesis_hash;
+	let publisher = match Publisher::start(publish) {
+		Ok(p) => p,
+		Err(e) => {
+			log::warn!(target: "dsp-worker", "demo publisher failed to start: {e}");
+			return;
+		}
+	};
+	// Continue after what the worker already holds (none after a restart: windows are in
+	// memory), so a restarted demo never collides with its own segments.
+	let mut next = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
+	log::info!(
+		target: "dsp-worker",
+		"demo stream {}: ffmpeg test pattern → tcp://{} from segment {next}",
+		config.stream,
+		config.server,
+	);
+	let mut segmenter = TsSegmenter::new(TsConfig::default());
+	let mut buf = vec![0u8; 64 * 1024];
+	loop {
+		let n = match stdout.read(&mut buf).await {
+			Ok(0) | Err(_) => break,
+			Ok(n) => n,
+		};
+		segmenter.push(&buf[..n]);
+		while let Some(ts) = segmenter.poll_segment() {
+			let segment = Segment::build(
+				&config.origin,
+				config.genesis_hash,
+				config.stream,
+				next,
+				ts.duration_ms,
+				ts.data,
+				DEFAULT_CHUNK_SIZE,
+			);
+			publisher.push(Arc::new(segment));
+			next += 1;
+		}
+	}
+	let status = child.wait().await;
+	log::warn!(target: "dsp-worker", "demo ffmpeg ended ({status:?}); demo stream {} ends", config.stream);
+	let end =
+		StreamEnd { genesis_hash: config.genesis_hash, stream: config.stream, next_sequence: next };
+	publisher.finish(Signed::sign(end, &config.origin), Duration::from_secs(5)).await;
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn ffmpeg_cuts_a_key_frame_per_two_second_segment_at_the_asked_bitrate() {
+		let args = ffmpeg_args(436);
+		let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+		assert_eq!(after("-g"), "50"); // 25 fps × 2 s
+		assert_eq!(after("-keyint_min"), "50");
+		assert_eq!(after("-b:v"), "436k");
+		assert_eq!(after("-f"), "lavfi");
+		assert_eq!(args.last().unwrap(), "-");
+	}
+}

@@ -1,0 +1,417 @@
+//! The streaming worker inside `dsp-node` (DESIGN.md section 7): the data plane's server
+//! (`dsp_streaming::net::serve`) run on the service's task manager and steered by the chain.
+//!
+//! - **Identity**: the node's streaming key ([`keys`]) is its streamer account on chain and
+//!   signs the viewer passes it issues in P2P mode.
+//! - **Settings**: at every finalized block the worker reads its streamer record
+//!   ([`registry::read_settings`]) and applies a change of `max_streams` or `r` to new
+//!   admissions at once (open sessions stay), and moves pass issuing to the current epoch.
+//! - **Streams**: origin keys come from the chain's stream registry
+//!   ([`registry::ChainRegistry`]) as of the latest finalized block; closed streams are refused.
+//! - **Live load**: [`WorkerHandle`] is what the `dsp_liveLoad` RPC and the Prometheus gauges
+//!   read.
+//! - **Demo**: on development chains, [`demo`] feeds the genesis demo stream from ffmpeg.
+
+pub mod demo;
+pub mod keys;
+pub mod registry;
+
+use crate::service::FullClient;
+use dsp_primitives::{CapacitySettings, EpochIndex};
+use dsp_runtime::AccountId;
+use dsp_streaming::{
+	net::{
+		p2p::P2pConfig,
+		serve::{RunningServer, ServeConfig, ServerStats},
+	},
+	p2p::{
+		receipts::{LedgerConfig, PassSigners},
+		tracker::{PassSigning, TrackerConfig},
+	},
+	server::OriginKeys,
+};
+use futures::StreamExt;
+use registry::{ChainRegistry, ChainSettings};
+use sc_client_api::{BlockchainEvents, HeaderBackend};
+use sp_core::Pair;
+use std::{
+	net::SocketAddr,
+	path::PathBuf,
+	sync::{Arc, Mutex, OnceLock},
+	time::Duration,
+};
+use substrate_prometheus_endpoint::{
+	register, Gauge, GaugeVec, Opts, PrometheusError, Registry, U64,
+};
+
+/// Log target of the worker.
+const LOG: &str = "dsp-worker";
+
+/// Stream id of the genesis demo stream on development chains.
+const DEMO_STREAM: u64 = 0;
+
+/// Command-line options of the streaming worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerOptions {
+	/// Run the chain only, without the streaming worker.
+	#[arg(long)]
+	pub no_streaming: bool,
+
+	/// TCP listen address of the streaming worker. Default: the TCP endpoint this node's
+	/// streamer account registered on chain.
+	#[arg(long, value_name = "ADDR")]
+	pub stream_tcp: Option<SocketAddr>,
+
+	/// QUIC (UDP) listen address of the streaming worker. Default: the registered QUIC endpoint.
+	#[arg(long, value_name = "ADDR")]
+	pub stream_quic: Option<SocketAddr>,
+
+	/// libp2p listen address of the worker's swarm seed for viewers in P2P mode, e.g.
+	/// `/ip4/0.0.0.0/udp/7002/quic-v1`. Default: the registered P2P endpoint; `none` turns the
+	/// seed off (P2P viewers then only fetch urgent chunks from the worker).
+	#[arg(long, value_name = "MULTIADDR")]
+	pub stream_p2p: Option<String>,
+
+	/// The streaming key (hex sr25519 public key) when the keystore holds several of key type
+	/// `dsps`.
+	#[arg(long, value_name = "HEX")]
+	pub streamer_key: Option<String>,
+
+	/// Development chains: do not publish the ffmpeg test pattern as demo stream 0.
+	#[arg(long)]
+	pub no_demo: bool,
+
+	/// Most units (KiB) one viewer pass may be paid for in an epoch; the chain also caps by the
+	/// stream's per-viewer cap.
+	#[arg(long, value_name = "UNITS", default_value_t = 4_194_304)]
+	pub pass_max_units: u64,
+
+	/// Most concurrent connections to the worker (viewers and publishers).
+	#[arg(long, value_name = "N", default_value_t = 4096)]
+	pub stream_max_connections: usize,
+}
+
+/// The worker's live state, shared with RPC and metrics.
+#[derive(Clone, Default)]
+pub struct WorkerHandle(Arc<WorkerShared>);
+
+#[derive(Default)]
+struct WorkerShared {
+	server: OnceLock<Arc<RunningServer>>,
+	chain: Mutex<Option<ChainSettings>>,
+	streamer: OnceLock<AccountId>,
+}
+
+/// A snapshot of the worker for `dsp_liveLoad`.
+#[derive(Clone, Debug)]
+pub struct LiveSnapshot {
+	/// The node's streamer account.
+	pub streamer: Option<AccountId>,
+	/// The chain state last applied.
+	pub chain: Option<ChainSettings>,
+	/// Server counters, if the server runs.
+	pub stats: Option<ServerStats>,
+	/// Listen addresses (TCP, QUIC).
+	pub addrs: (Option<SocketAddr>, Option<SocketAddr>),
+}
+
+impl WorkerHandle {
+	/// What the worker is doing now.
+	pub fn snapshot(&self) -> LiveSnapshot {
+		let server = self.0.server.get();
+		LiveSnapshot {
+			streamer: self.0.streamer.get().cloned(),
+			chain: self.0.chain.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+			stats: server.map(|s| s.stats()),
+			addrs: server.map_or((None, None), |s| (s.tcp_addr, s.quic_addr)),
+		}
+	}
+}
+
+/// Everything [`start`] needs from the service.
+pub struct WorkerParams {
+	/// The client.
+	pub client: Arc<FullClient>,
+	/// The keystore holding the streaming key.
+	pub keystore: Arc<sc_keystore::LocalKeystore>,
+	/// Options from the command line.
+	pub options: WorkerOptions,
+	/// Development chain: insert the dev seed as streaming key and run the demo.
+	pub dev_key_seed: Option<String>,
+	/// Where the swarm seed keeps its receipt ledger.
+	pub ledger_dir: PathBuf,
+	/// Prometheus registry, if metrics are on.
+	pub prometheus: Option<Registry>,
+	/// Shared with RPC.
+	pub handle: WorkerHandle,
+}
+
+/// Decides whether the worker runs and prepares it; the returned future runs it (spawn it as
+/// an essential task: it only ends on a fatal error, such as a listen address in use).
+/// `Ok(None)`: the worker is off (said in the log).
+pub fn start(
+	params: WorkerParams,
+) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
+	let WorkerParams { client, keystore, options, dev_key_seed, ledger_dir, prometheus, handle } =
+		params;
+	if options.no_streaming {
+		log::info!(target: LOG, "streaming worker off (--no-streaming)");
+		return Ok(None);
+	}
+	if let Some(seed) = &dev_key_seed {
+		keys::insert_dev_key(&keystore, seed).map_err(|e| e.to_string())?;
+	}
+	let wanted = match &options.streamer_key {
+		Some(hex_key) => Some(parse_public(hex_key)?),
+		None => None,
+	};
+	let pair = match keys::streaming_pair(&keystore, wanted) {
+		Ok(pair) => pair,
+		Err(keys::KeyError::Missing) => {
+			log::warn!(target: LOG, "streaming worker off: {}", keys::KeyError::Missing);
+			return Ok(None);
+		}
+		Err(e) => return Err(e.to_string()),
+	};
+	let account = AccountId::from(pair.public());
+	let info = client.info();
+	let chain = registry::read_settings(&client, info.finalized_hash, &account)
+		.map_err(|e| format!("reading the streamer record: {e}"))?;
+	let endpoint = |field: fn(&dsp_primitives::EndpointsView) -> &Vec<u8>| {
+		chain.endpoints.as_ref().and_then(|e| std::str::from_utf8(field(e)).ok().map(str::to_owned))
+	};
+	let tcp = match options.stream_tcp {
+		Some(a) => Some(a),
+		None => endpoint(|e| &e.tcp).and_then(|s| s.parse().ok()),
+	};
+	let quic = match options.stream_quic {
+		Some(a) => Some(a),
+		None => endpoint(|e| &e.quic).and_then(|s| s.parse().ok()),
+	};
+	if tcp.is_none() && quic.is_none() {
+		return Err(format!(
+			"streaming worker: no listen address. Account {account} is {} on chain; register \
+			 endpoints (dsp.registerStreamer) or pass --stream-tcp/--stream-quic, or run with \
+			 --no-streaming",
+			if chain.registered { "a streamer without usable endpoints" } else { "not a streamer" }
+		));
+	}
+	if !chain.registered {
+		log::warn!(
+			target: LOG,
+			"account {account} is not a registered streamer: using the chain's default \
+			 settings, and viewers will not find this node in the registry"
+		);
+	}
+	let p2p_listen = match options.stream_p2p.as_deref() {
+		Some("none") => None,
+		Some(m) => Some(m.to_owned()),
+		None => endpoint(|e| &e.p2p).filter(|s| !s.is_empty()),
+	};
+
+	let genesis_hash: [u8; 32] = info.genesis_hash.into();
+	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
+	config.max_connections = options.stream_max_connections;
+	config.session.genesis_hash = genesis_hash;
+	config.session.origin_keys = Arc::new(OriginKeys {
+		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),
+		..Default::default()
+	});
+	let mut tracker = TrackerConfig::new(genesis_hash, chain.epoch);
+	tracker.max_units_per_pass = options.pass_max_units;
+	tracker.max_streams = config.streams.max_streams;
+	if let Some(listen) = &p2p_listen {
+		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
+			b"dsp/p2p-identity".as_slice(),
+			pair.to_raw_vec(),
+		)));
+		let signers = PassSigners { default: vec![pair.public()], ..Default::default() };
+		let ledger = LedgerConfig::new(genesis_hash, pair.public().0, signers);
+		let mut seed = P2pConfig::loopback(secret, ledger);
+		seed.listen =
+			vec![listen.parse().map_err(|e| format!("bad P2P listen address {listen}: {e}"))?];
+		seed.ledger_dir = Some(ledger_dir);
+		config.p2p_seed = Some(seed);
+	}
+	config.p2p = Some(PassSigning { signer: pair.clone(), tracker });
+
+	let metrics = match &prometheus {
+		Some(registry) => Some(Metrics::register(registry).map_err(|e| e.to_string())?),
+		None => None,
+	};
+	let _ = handle.0.streamer.set(account.clone());
+	*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
+	let demo = dev_key_seed.filter(|_| !options.no_demo).and_then(|seed| {
+		let origin = sp_core::sr25519::Pair::from_string(&seed, None).ok()?;
+		Some((origin, tcp?))
+	});
+
+	Ok(Some(async move {
+		let server = match RunningServer::start(config).await {
+			Ok(s) => Arc::new(s),
+			Err(e) => {
+				log::error!(target: LOG, "streaming worker cannot start: {e}");
+				return;
+			}
+		};
+		log::info!(
+			target: LOG,
+			"streaming worker up: streamer {account}, tcp {:?}, quic {:?}, QUIC fingerprint {}, \
+			 max_streams {}, r {:?} (P2P from {} direct sessions), epoch {}",
+			server.tcp_addr,
+			server.quic_addr,
+			hex::encode(server.fingerprint),
+			chain.capacity.max_streams,
+			chain.capacity.streaming_rate,
+			chain.capacity.p2p_threshold(),
+			chain.epoch,
+		);
+		if let Some(node) = server.p2p_node() {
+			for addr in &node.listen_addrs {
+				log::info!(target: LOG, "swarm seed: {addr}/p2p/{}", node.peer_id);
+			}
+		}
+		let _ = handle.0.server.set(server.clone());
+		if let Some((origin, tcp)) = demo {
+			// Video gets the stream's registered bitrate minus the 64 kbit/s of audio.
+			let bitrate = registry::stream_bitrate(&client, DEMO_STREAM)
+				.unwrap_or(500)
+				.saturating_sub(64)
+				.max(100);
+			tokio::spawn(demo::run(demo::DemoConfig {
+				stream: DEMO_STREAM,
+				origin,
+				genesis_hash,
+				server: tcp,
+				video_kbps: bitrate,
+			}));
+		}
+		follow_chain(client, server, account, chain, handle, metrics).await;
+	}))
+}
+
+/// Applies every finalized block's settings and epoch; refreshes the metrics every second.
+async fn follow_chain(
+	client: Arc<FullClient>,
+	server: Arc<RunningServer>,
+	account: AccountId,
+	mut applied: ChainSettings,
+	handle: WorkerHandle,
+	metrics: Option<Metrics>,
+) {
+	let mut finalized = client.finality_notification_stream();
+	let mut tick = tokio::time::interval(Duration::from_secs(1));
+	loop {
+		tokio::select! {
+			n = finalized.next() => {
+				let Some(n) = n else { return };
+				match registry::read_settings(&client, n.hash, &account) {
+					Ok(now) => {
+						apply(&server, &applied, &now).await;
+						*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(now.clone());
+						applied = now;
+					}
+					Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
+				}
+			}
+			_ = tick.tick() => {
+				if let Some(m) = &metrics {
+					m.update(&server.stats(), &applied.capacity, applied.epoch);
+				}
+			}
+		}
+	}
+}
+
+/// Applies what changed between two finalized blocks.
+async fn apply(server: &RunningServer, before: &ChainSettings, now: &ChainSettings) {
+	if now.capacity != before.capacity {
+		server.set_capacity(now.capacity);
+		log::info!(
+			target: LOG,
+			"capacity settings applied: max_streams {}, r {:?}, P2P from {} direct sessions",
+			now.capacity.max_streams,
+			now.capacity.streaming_rate,
+			now.capacity.p2p_threshold(),
+		);
+	}
+	if now.epoch != before.epoch {
+		if let Err(e) = server.set_epoch(now.epoch).await {
+			log::warn!(target: LOG, "moving to epoch {}: {e}", now.epoch);
+		} else {
+			log::info!(target: LOG, "credit epoch {}: passes name it from now on", now.epoch);
+		}
+	}
+}
+
+fn parse_public(hex_key: &str) -> Result<sp_core::sr25519::Public, String> {
+	let bytes = hex::decode(hex_key.trim_start_matches("0x"))
+		.map_err(|e| format!("--streamer-key: bad hex ({e})"))?;
+	let raw: [u8; 32] =
+		bytes.try_into().map_err(|_| "--streamer-key: expected 32 bytes".to_string())?;
+	Ok(sp_core::sr25519::Public::from_raw(raw))
+}
+
+/// Prometheus gauges of the worker, refreshed every second.
+struct Metrics {
+	sessions: GaugeVec<U64>,
+	refused: Gauge<U64>,
+	connections: Gauge<U64>,
+	closed_with_error: Gauge<U64>,
+	segments_stored: Gauge<U64>,
+	bytes_sent: Gauge<U64>,
+	max_streams: Gauge<U64>,
+	p2p_threshold: Gauge<U64>,
+	epoch: Gauge<U64>,
+}
+
+impl Metrics {
+	fn register(registry: &Registry) -> Result<Self, PrometheusError> {
+		let gauge = |name: &str, help: &str| register(Gauge::new(name, help)?, registry);
+		Ok(Self {
+			sessions: register(
+				GaugeVec::new(
+					Opts::new("dsp_streaming_sessions", "Open viewer sessions per admission mode"),
+					&["mode"],
+				)?,
+				registry,
+			)?,
+			refused: gauge("dsp_streaming_refused_total", "Viewers refused since start")?,
+			connections: gauge(
+				"dsp_streaming_connections_total",
+				"Connections accepted since start",
+			)?,
+			closed_with_error: gauge(
+				"dsp_streaming_closed_with_error_total",
+				"Connections closed with an error code since start",
+			)?,
+			segments_stored: gauge(
+				"dsp_streaming_segments_stored_total",
+				"Segments stored from publishers since start",
+			)?,
+			bytes_sent: gauge(
+				"dsp_streaming_bytes_sent_total",
+				"Bytes queued to viewers since start",
+			)?,
+			max_streams: gauge("dsp_streaming_max_streams", "max_streams in force")?,
+			p2p_threshold: gauge(
+				"dsp_streaming_p2p_threshold",
+				"Direct sessions from which new viewers are admitted in P2P mode",
+			)?,
+			epoch: gauge("dsp_streaming_epoch", "Credit epoch passes are issued for")?,
+		})
+	}
+
+	fn update(&self, stats: &ServerStats, capacity: &CapacitySettings, epoch: EpochIndex) {
+		self.sessions.with_label_values(&["direct"]).set(stats.admission.direct.into());
+		self.sessions.with_label_values(&["p2p"]).set(stats.admission.p2p.into());
+		self.refused.set(stats.admission.refused);
+		self.connections.set(stats.connections);
+		self.closed_with_error.set(stats.closed_with_error);
+		self.segments_stored.set(stats.segments_stored);
+		self.bytes_sent.set(stats.bytes_sent);
+		self.max_streams.set(capacity.max_streams.into());
+		self.p2p_threshold.set(capacity.p2p_threshold().into());
+		self.epoch.set(epoch.into());
+	}
+}
