@@ -126,6 +126,10 @@ struct ServeArgs {
 	/// here gets it from DIR/<stream>/ (`--from N` or from the start, then End).
 	#[arg(long, value_name = "DIR")]
 	vod_dir: Option<PathBuf>,
+	/// Seconds of play time an on-demand stream is sent ahead of real time: a recording
+	/// reaches the viewer at its own pace, with this much in hand.
+	#[arg(long, default_value_t = 10)]
+	vod_lead_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -375,6 +379,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
 	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	config.session.on_demand_lead = Duration::from_secs(a.vod_lead_secs);
 	let server = RunningServer::start(config).await?;
 	if let Some(t) = server.tcp_addr {
 		println!("tcp://{t}");
