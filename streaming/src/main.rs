@@ -107,8 +107,9 @@ struct ServeArgs {
 	/// Most streams held at once (live windows, including those waited for).
 	#[arg(long, default_value_t = 256)]
 	max_streams_held: usize,
-	/// Most streams held that have no segment yet: announced by a publisher that sent none, or
-	/// subscribed to by viewers waiting for a publisher. Bounds what anonymous clients can hold.
+	/// Most streams held that have no segment yet, counted apart for those announced by a
+	/// publisher that sent none and those subscribed to by viewers waiting for a publisher.
+	/// Bounds what anonymous clients can hold; waiting viewers cannot lock publishers out.
 	#[arg(long, default_value_t = 32)]
 	max_waiting_streams: usize,
 	/// Seconds after which a stream that stored nothing (no segment, no end) is freed and its
