@@ -141,8 +141,9 @@ struct ServeArgs {
 	/// Most streams held at once (live windows, including those waited for).
 	#[arg(long, default_value_t = 256)]
 	max_streams_held: usize,
-	/// Most streams held that have no segment yet: announced by a publisher that sent none, or
-	/// subscribed to by viewers waiting for a publisher. Bounds what anonymous clients can hold.
+	/// Most streams held that have no segment yet, counted apart for those announced by a
+	/// publisher that sent none and those subscribed to by viewers waiting for a publisher.
+	/// Bounds what anonymous clients can hold; waiting viewers cannot lock publishers out.
 	#[arg(long, default_value_t = 32)]
 	max_waiting_streams: usize,
 	/// Seconds after which a stream that stored nothing (no segment, no end) is freed and its
@@ -160,6 +161,10 @@ struct ServeArgs {
 	/// here gets it from DIR/<stream>/ (`--from N` or from the start, then End).
 	#[arg(long, value_name = "DIR")]
 	vod_dir: Option<PathBuf>,
+	/// Seconds of play time an on-demand stream is sent ahead of real time: a recording
+	/// reaches the viewer at its own pace, with this much in hand.
+	#[arg(long, default_value_t = 10)]
+	vod_lead_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -579,6 +584,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
 	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	config.session.on_demand_lead = Duration::from_secs(a.vod_lead_secs);
 	if let Some(seed) = &a.pass_seed {
 		let signer = sp_core::sr25519::Pair::from_string(seed, None)
 			.map_err(|e| anyhow!("bad --pass-seed: {e:?}"))?;

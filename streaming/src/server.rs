@@ -85,6 +85,11 @@ pub struct SessionConfig {
 	pub max_send_queue_bytes: usize,
 	/// Limits on received segment headers (publishers).
 	pub segment_limits: SegmentLimits,
+	/// An on-demand stream (a recording) is sent no further ahead of real time than this,
+	/// counted in play time from the session's first segment: a recording reaches the viewer at
+	/// its own pace, as a live stream does, so the viewer's buffer and playlist hold seconds of
+	/// it, not all of it, and the server reads the disk as it plays. Default 10 s.
+	pub on_demand_lead: Duration,
 	/// Origin keys of the streams this server accepts.
 	pub origin_keys: Arc<OriginKeys>,
 }
@@ -98,6 +103,7 @@ impl Default for SessionConfig {
 			idle_timeout: Duration::from_secs(30),
 			max_send_queue_bytes: 1024 * 1024,
 			segment_limits: SegmentLimits::default(),
+			on_demand_lead: Duration::from_secs(10),
 			origin_keys: Arc::new(OriginKeys::default()),
 		}
 	}
@@ -223,9 +229,11 @@ pub struct StreamTableConfig {
 	/// Most streams with a window at once. Default 256; worst-case memory is this many
 	/// windows ([`WindowConfig::max_bytes`] each).
 	pub max_streams: usize,
-	/// Most of them that hold no segment yet: announced by a publisher that has not delivered
-	/// one, or waited for by viewers of a stream that has an origin key. Default 32. Anybody can
-	/// say `Publish` or `Subscribe`, so this is what bounds slots held for nothing.
+	/// Most of them that hold no segment yet, counted apart for the two ways to open one:
+	/// announced by a publisher that has not delivered a segment, and waited for by viewers of
+	/// a stream that has an origin key. Default 32 each. Anybody can say `Publish` or
+	/// `Subscribe`, so this is what bounds slots held for nothing; counting them apart keeps
+	/// viewers that wait for streams nobody publishes from locking publishers out.
 	pub max_waiting: usize,
 	/// A stream that stored nothing (no segment, no end) for this long is freed, and the
 	/// sessions still on it are closed (`UnknownStream`; viewers reconnect, a publisher that
@@ -251,6 +259,7 @@ impl Default for StreamTableConfig {
 #[derive(Debug)]
 struct TableEntry<S> {
 	slot: S,
+	opened_by: Role,
 	/// When the stream was opened or last stored a segment.
 	last_activity: Instant,
 	has_segments: bool,
@@ -296,22 +305,24 @@ impl<S: Clone> StreamTable<S> {
 		(self.entries.len(), waiting)
 	}
 
-	/// The slot of `stream`, made with `make` if it has none. The caller has checked that the
-	/// stream has an origin key. Refused with [`ErrorCode::UnknownStream`] when `max_streams`
-	/// streams, or `max_waiting` streams without a segment, are held (after freeing expired
-	/// ones).
+	/// The slot of `stream` for a session of role `by`, made with `make` if it has none. The
+	/// caller has checked that the stream has an origin key. Refused with
+	/// [`ErrorCode::UnknownStream`] when `max_streams` streams, or `max_waiting` streams opened
+	/// by the same role and without a segment, are held (after freeing expired ones).
 	pub fn open(
 		&mut self,
 		now: Instant,
 		stream: StreamId,
+		by: Role,
 		make: impl FnOnce() -> S,
 	) -> Result<S, ErrorCode> {
 		if let Some(s) = self.get(stream) {
 			return Ok(s);
 		}
 		self.handle_timeout(now);
-		let (held, waiting) = self.usage();
-		if held >= self.config.max_streams || waiting >= self.config.max_waiting {
+		let waiting =
+			self.entries.values().filter(|e| !e.has_segments && e.opened_by == by).count();
+		if self.entries.len() >= self.config.max_streams || waiting >= self.config.max_waiting {
 			return Err(ErrorCode::UnknownStream);
 		}
 		let slot = make();
@@ -319,6 +330,7 @@ impl<S: Clone> StreamTable<S> {
 			stream,
 			TableEntry {
 				slot: slot.clone(),
+				opened_by: by,
 				last_activity: now,
 				has_segments: false,
 				ended_at: None,
@@ -507,6 +519,10 @@ struct Subscription {
 	/// Next sequence to send; `None` until the start is resolved against the window.
 	next: Option<u64>,
 	end_sent: bool,
+	/// On demand: when the first segment was queued, and the play time queued since.
+	on_demand_clock: Option<(Instant, Duration)>,
+	/// On demand: the next segment waits until then (`on_demand_lead` ahead of real time).
+	paused_until: Option<Instant>,
 }
 
 /// Counters of one session.
@@ -668,7 +684,14 @@ impl ServerSession {
 					);
 				}
 				self.events.push_back(SessionEvent::Subscribed(stream));
-				State::Viewer(Some(Subscription { stream, start, next: None, end_sent: false }))
+				State::Viewer(Some(Subscription {
+					stream,
+					start,
+					next: None,
+					end_sent: false,
+					on_demand_clock: None,
+					paused_until: None,
+				}))
 			}
 			(State::P2p(None), Message::Join { stream, viewer, peer }) => {
 				if let Err(why) = peer.check() {
@@ -832,7 +855,9 @@ impl ServerSession {
 	pub fn wants_segments(&self) -> Option<(StreamId, u64)> {
 		match &self.state {
 			State::Viewer(Some(sub))
-				if !sub.end_sent && self.queued_bytes < self.config.max_send_queue_bytes =>
+				if !sub.end_sent
+					&& sub.paused_until.is_none()
+					&& self.queued_bytes < self.config.max_send_queue_bytes =>
 			{
 				Some((sub.stream, sub.next.unwrap_or(0)))
 			}
@@ -840,8 +865,9 @@ impl ServerSession {
 		}
 	}
 
-	/// Queues what `lookup` holds for the subscription.
-	pub fn handle_segments(&mut self, _now: Instant, lookup: Lookup) {
+	/// Queues what `lookup` holds for the subscription (on demand: paced, see
+	/// [`SessionConfig::on_demand_lead`]).
+	pub fn handle_segments(&mut self, now: Instant, lookup: Lookup) {
 		let State::Viewer(Some(sub)) = &mut self.state else { return };
 		let next = match sub.next {
 			Some(n) => {
@@ -873,6 +899,15 @@ impl ServerSession {
 				>= self.config.max_send_queue_bytes
 			{
 				break;
+			}
+			if lookup.on_demand {
+				let (started, queued) = sub.on_demand_clock.get_or_insert((now, Duration::ZERO));
+				let ahead = queued.saturating_sub(now.saturating_duration_since(*started));
+				if ahead > self.config.on_demand_lead {
+					sub.paused_until = Some(now + (ahead - self.config.on_demand_lead));
+					break;
+				}
+				*queued += Duration::from_millis(seg.duration_ms() as u64);
 			}
 			sub.next = Some(seg.sequence() + 1);
 			self.stats.segments_sent += 1;
@@ -914,15 +949,23 @@ impl ServerSession {
 
 	/// When [`Self::handle_timeout`] must be called next.
 	pub fn poll_timeout(&self) -> Option<Instant> {
-		match self.state {
-			State::AwaitHello { deadline } => Some(deadline),
+		match &self.state {
+			State::AwaitHello { deadline } => Some(*deadline),
 			State::Closed => None,
+			State::Viewer(Some(Subscription { paused_until: Some(at), .. })) => {
+				Some((*at).min(self.last_recv + self.config.idle_timeout))
+			}
 			_ => Some(self.last_recv + self.config.idle_timeout),
 		}
 	}
 
 	/// Time passed.
 	pub fn handle_timeout(&mut self, now: Instant) {
+		if let State::Viewer(Some(sub)) = &mut self.state {
+			if sub.paused_until.is_some_and(|at| now >= at) {
+				sub.paused_until = None;
+			}
+		}
 		match self.state {
 			State::AwaitHello { deadline } if now >= deadline => {
 				self.close(ErrorCode::IdleTimeout, "no hello within hello_timeout")
@@ -1462,18 +1505,24 @@ mod tests {
 	#[test]
 	fn stream_slots_are_bounded_and_waiting_ones_more_so() {
 		let now = Instant::now();
-		let mut t = table(3, 2);
-		assert_eq!(t.open(now, 1, || 1), Ok(1));
-		assert_eq!(t.open(now, 2, || 2), Ok(2));
-		// Two streams without a segment: a third waiting one is refused.
-		assert_eq!(t.open(now, 3, || 3), Err(ErrorCode::UnknownStream));
-		// An open stream is found again, not made twice.
-		assert_eq!(t.open(now, 1, || 99), Ok(1));
+		let mut t = table(4, 2);
+		assert_eq!(t.open(now, 1, Role::Viewer, || 1), Ok(1));
+		assert_eq!(t.open(now, 2, Role::Viewer, || 2), Ok(2));
+		// Two streams waited for: a third is refused.
+		assert_eq!(t.open(now, 3, Role::Viewer, || 3), Err(ErrorCode::UnknownStream));
+		// An open stream is found again, not made twice, whoever asks.
+		assert_eq!(t.open(now, 1, Role::Publisher, || 99), Ok(1));
 		t.handle_segment(now, 1);
-		assert_eq!(t.open(now, 3, || 3), Ok(3));
+		assert_eq!(t.open(now, 3, Role::Viewer, || 3), Ok(3));
 		assert_eq!(t.usage(), (3, 2));
+		// Viewers waiting for nothing do not lock a publisher out.
+		assert_eq!(t.open(now, 4, Role::Publisher, || 4), Ok(4));
 		t.handle_segment(now, 2);
-		assert_eq!(t.open(now, 4, || 4), Err(ErrorCode::UnknownStream), "max_streams");
+		assert_eq!(
+			t.open(now, 5, Role::Publisher, || 5),
+			Err(ErrorCode::UnknownStream),
+			"max_streams"
+		);
 	}
 
 	#[test]
@@ -1482,7 +1531,7 @@ mod tests {
 		let s = Duration::from_secs;
 		let mut t = table(8, 8);
 		for id in 1..=3 {
-			t.open(t0, id, || id as u32).unwrap();
+			t.open(t0, id, Role::Publisher, || id as u32).unwrap();
 			t.handle_segment(t0, id);
 		}
 		t.handle_end(t0 + s(5), 1);
@@ -1510,10 +1559,10 @@ mod tests {
 	fn a_full_table_frees_expired_streams_before_refusing() {
 		let t0 = Instant::now();
 		let mut t = table(1, 1);
-		t.open(t0, 1, || 1).unwrap();
-		assert_eq!(t.open(t0, 2, || 2), Err(ErrorCode::UnknownStream));
+		t.open(t0, 1, Role::Viewer, || 1).unwrap();
+		assert_eq!(t.open(t0, 2, Role::Viewer, || 2), Err(ErrorCode::UnknownStream));
 		// Nothing stored for the idle timeout: the slot goes to the next stream.
-		assert_eq!(t.open(t0 + Duration::from_secs(100), 2, || 2), Ok(2));
+		assert_eq!(t.open(t0 + Duration::from_secs(100), 2, Role::Viewer, || 2), Ok(2));
 		assert_eq!(t.poll_freed(), Some((1, 1)));
 	}
 
@@ -1581,5 +1630,55 @@ mod tests {
 			_ => None,
 		});
 		assert_eq!(first, Some(3));
+	}
+
+	#[test]
+	fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
+		let t0 = Instant::now();
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 0..10 {
+			window.insert(seg(i));
+		}
+		let mut cfg = config();
+		cfg.on_demand_lead = Duration::from_secs(5);
+		let mut s = ServerSession::new(t0, cfg);
+		s.handle_frame(t0, body(&hello(Role::Viewer)));
+		s.handle_admission(t0, Ok(AdmissionMode::Direct));
+		s.handle_frame(t0, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+		sent(&mut s);
+		let feed = |s: &mut ServerSession, now: Instant| {
+			while let Some((_, from)) = s.wants_segments() {
+				let mut lookup = window.lookup(from, 8);
+				if lookup.segments.is_empty() {
+					return;
+				}
+				lookup.on_demand = true;
+				s.handle_segments(now, lookup);
+				sent(s);
+			}
+		};
+		// 2 s segments, 5 s lead: 0, 1 and 2 at once (6 s queued), 3 once 1 s has passed.
+		feed(&mut s, t0);
+		assert_eq!(s.stats().segments_sent, 3);
+		assert_eq!(s.wants_segments(), None);
+		assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+		s.handle_timeout(t0 + Duration::from_millis(999));
+		feed(&mut s, t0 + Duration::from_millis(999));
+		assert_eq!(s.stats().segments_sent, 3);
+		s.handle_timeout(t0 + Duration::from_secs(1));
+		feed(&mut s, t0 + Duration::from_secs(1));
+		assert_eq!(s.stats().segments_sent, 4);
+		assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+		// Then one segment per 2 s of play time, to the end and its End.
+		let mut now = t0 + Duration::from_secs(1);
+		let mut steps = 0;
+		while s.stats().segments_sent < 10 {
+			now = s.poll_timeout().unwrap();
+			s.handle_timeout(now);
+			feed(&mut s, now);
+			steps += 1;
+			assert!(steps < 20, "no progress");
+		}
+		assert_eq!(now, t0 + Duration::from_secs(13));
 	}
 }

@@ -14,7 +14,7 @@ use crate::{
 		serving::ChunkSource,
 		tracker::{PassSigning, Tracker},
 	},
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message},
+	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role},
 	segment::Segment,
 	server::{
 		Admission, AdmissionStats, Inserted, LiveWindow, ServerSession, SessionConfig,
@@ -157,9 +157,9 @@ impl Shared {
 	}
 
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
-	fn open_stream(&self, id: StreamId) -> Result<Arc<StreamSlot>, ErrorCode> {
+	fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(Instant::now(), id, || {
+		let r = table.open(Instant::now(), id, by, || {
 			Arc::new(StreamSlot {
 				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
 				changed: watch::channel(0).0,
@@ -539,7 +539,7 @@ where
 					let peer_id = info.peer_id.clone();
 					let live = shared.table().get(stream);
 					let r = match (
-						live.map_or_else(|| shared.open_stream(stream), Ok),
+						live.map_or_else(|| shared.open_stream(stream, Role::Viewer), Ok),
 						&shared.tracker,
 					) {
 						(Ok(s), Some(t)) => {
@@ -592,7 +592,7 @@ where
 						vod = Some(v);
 					} else if !core.is_closed() {
 						// Live, or waiting (bounded) for a publisher of a stream with a key.
-						match live.map_or_else(|| shared.open_stream(id), Ok) {
+						match live.map_or_else(|| shared.open_stream(id, Role::Viewer), Ok) {
 							Ok(s) => {
 								changed = Some(s.changed.subscribe());
 								slot = Some(s);
@@ -605,7 +605,7 @@ where
 				SessionEvent::Publishing(id) => {
 					role = "publisher";
 					stream_id = Some(id);
-					match shared.open_stream(id) {
+					match shared.open_stream(id, Role::Publisher) {
 						Ok(s) => {
 							let next_sequence =
 								s.window.lock().unwrap_or_else(|e| e.into_inner()).next_sequence();
@@ -621,7 +621,7 @@ where
 					let (id, seq) = (seg.stream(), seg.sequence());
 					if slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed)) {
 						// Freed while this publisher was silent: continue in a new window.
-						match shared.open_stream(id) {
+						match shared.open_stream(id, Role::Publisher) {
 							Ok(s) => {
 								changed = Some(s.changed.subscribe());
 								slot = Some(s);
