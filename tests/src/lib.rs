@@ -56,15 +56,38 @@ pub struct Node {
 	/// `127.0.0.1:<port>` of its JSON-RPC server.
 	pub rpc_addr: String,
 	log: Arc<Mutex<String>>,
-	_base: tempfile::TempDir,
+	_base: Arc<tempfile::TempDir>,
 }
 
 impl Node {
 	/// Starts `dsp-node <args> --base-path <tmp> --rpc-port 0` and waits for its RPC server.
+	///
+	/// Unless `args` set any streaming-worker option themselves, the worker listens on
+	/// OS-assigned loopback ports (read them from `dsp_liveLoad`), runs no swarm seed and no
+	/// demo stream, so that several nodes can run side by side.
 	pub fn start(args: &[&str]) -> Node {
-		let base = tempfile::tempdir().expect("temp dir");
+		Self::start_at(Arc::new(tempfile::tempdir().expect("temp dir")), args)
+	}
+
+	/// Like [`Node::start`], with the given base path (kept by the caller, e.g. to restart a
+	/// node on the same database).
+	pub fn start_at(base: Arc<tempfile::TempDir>, args: &[&str]) -> Node {
+		const WORKER_DEFAULTS: [&str; 7] = [
+			"--stream-tcp",
+			"127.0.0.1:0",
+			"--stream-quic",
+			"127.0.0.1:0",
+			"--stream-p2p",
+			"none",
+			"--no-demo",
+		];
+		let sets_worker = args
+			.iter()
+			.any(|a| a.starts_with("--stream-") || *a == "--no-streaming" || *a == "--no-demo");
+		let worker_defaults: &[&str] = if sets_worker { &[] } else { &WORKER_DEFAULTS };
 		let mut child = Command::new(node_binary())
 			.args(args)
+			.args(worker_defaults)
 			.args([
 				"--base-path",
 				base.path().to_str().unwrap(),

@@ -241,10 +241,9 @@ pub fn start(
 	};
 	let _ = handle.0.streamer.set(account.clone());
 	*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
-	let demo = dev_key_seed.filter(|_| !options.no_demo).and_then(|seed| {
-		let origin = sp_core::sr25519::Pair::from_string(&seed, None).ok()?;
-		Some((origin, tcp?))
-	});
+	let demo = dev_key_seed
+		.filter(|_| !options.no_demo)
+		.and_then(|seed| sp_core::sr25519::Pair::from_string(&seed, None).ok());
 
 	Ok(Some(async move {
 		let server = match RunningServer::start(config).await {
@@ -272,7 +271,8 @@ pub fn start(
 			}
 		}
 		let _ = handle.0.server.set(server.clone());
-		if let Some((origin, tcp)) = demo {
+		// The demo publishes to the bound address (the configured port may be 0).
+		if let (Some(origin), Some(tcp)) = (demo, server.tcp_addr) {
 			// Video gets the stream's registered bitrate minus the 64 kbit/s of audio.
 			let bitrate = registry::stream_bitrate(&client, DEMO_STREAM)
 				.unwrap_or(500)

@@ -1,0 +1,225 @@
+//! The streaming worker inside `dsp-node --dev`: the demo stream plays, capacity settings changed
+//! by extrinsic reach new admissions within a block without dropping anyone, the live load is
+//! visible over `dsp_liveLoad` and Prometheus, and chain state survives a restart.
+//!
+//! Needs ffmpeg for the demo stream (the test setup installs it); `DSP_SKIP_FFMPEG=1` skips.
+
+use dsp_integration_tests::*;
+use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
+use dsp_runtime::{Runtime, RuntimeCall};
+use dsp_streaming::{
+	protocol::Role,
+	protocol::{encode_frame, FrameDecoder, Message, Start, PROTOCOL_VERSION},
+	segment::{Assembled, Assembler, SegmentLimits},
+};
+use pallet_dsp::Call as DspCall;
+use serde_json::{json, Value};
+use sp_core::Pair;
+use std::{
+	io::{Read, Write},
+	net::TcpStream,
+	sync::Arc,
+	time::{Duration, Instant},
+};
+
+fn skip() -> bool {
+	let skip = std::env::var_os("DSP_SKIP_FFMPEG").is_some();
+	if skip {
+		eprintln!("DSP_SKIP_FFMPEG set: skipping the demo-stream test");
+	}
+	skip
+}
+
+/// A viewer speaking the direct protocol over TCP, verifying every segment.
+struct Viewer {
+	socket: TcpStream,
+	decoder: FrameDecoder,
+	mode: AdmissionMode,
+	assembler: Assembler,
+}
+
+impl Viewer {
+	fn connect(addr: &str, genesis: [u8; 32]) -> Viewer {
+		let mut socket = TcpStream::connect(addr).expect("worker accepts TCP");
+		socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+		let hello =
+			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: genesis };
+		socket.write_all(&encode_frame(&hello)).unwrap();
+		let alice = pair("//Alice").public();
+		let assembler = Assembler::new(genesis, 0, alice, SegmentLimits::default());
+		let mut v = Viewer {
+			socket,
+			decoder: FrameDecoder::new(1 << 20),
+			mode: AdmissionMode::Direct,
+			assembler,
+		};
+		match v.next() {
+			Message::Welcome { mode, .. } => v.mode = mode,
+			other => panic!("expected Welcome, got {other:?}"),
+		}
+		v
+	}
+
+	fn next(&mut self) -> Message {
+		loop {
+			if let Some(m) = self.decoder.next_message().expect("well-formed frames") {
+				return m;
+			}
+			let mut buf = [0u8; 64 * 1024];
+			let n = self.socket.read(&mut buf).expect("worker keeps sending");
+			assert!(n > 0, "worker closed the connection");
+			self.decoder.push(&buf[..n]);
+		}
+	}
+
+	fn subscribe(&mut self) {
+		let sub = Message::Subscribe { stream: 0, start: Start::Live { back: 1 } };
+		self.socket.write_all(&encode_frame(&sub)).unwrap();
+	}
+
+	/// The next complete segment's sequence, every chunk verified against Alice's signature.
+	fn segment(&mut self) -> u64 {
+		loop {
+			match self.next() {
+				Message::Header(h) => {
+					self.assembler.handle_header(h, Default::default()).expect("signed by Alice")
+				}
+				Message::Chunk(c) => {
+					if let Assembled::Complete(s) =
+						self.assembler.handle_chunk(c, Default::default()).expect("chunk verifies")
+					{
+						return s.sequence();
+					}
+				}
+				Message::Ping(n) => {
+					self.socket.write_all(&encode_frame(&Message::Pong(n))).unwrap()
+				}
+				other => panic!("unexpected {other:?}"),
+			}
+		}
+	}
+}
+
+fn live_load(node: &Node) -> Value {
+	node.call("dsp_liveLoad", json!([]))
+}
+
+fn wait_segments(node: &Node, at_least: u64) -> Value {
+	node.wait_for("demo segments at the worker", Duration::from_secs(90), || {
+		let load = live_load(node);
+		(load["segmentsStored"].as_u64().unwrap_or(0) >= at_least).then_some(load)
+	})
+}
+
+fn set_settings(node: &Node, max_streams: u32, r_percent: u32) -> u32 {
+	let settings =
+		CapacitySettings { max_streams, streaming_rate: Perbill::from_percent(r_percent) };
+	let call =
+		RuntimeCall::Dsp(DspCall::<Runtime>::set_streamer_settings { settings: Some(settings) });
+	assert!(succeeded(&node.submit(&pair("//Alice"), call)));
+	node.best_number()
+}
+
+#[test]
+fn dev_node_serves_its_demo_stream_and_applies_new_capacity_within_a_block() {
+	if skip() {
+		return;
+	}
+	let metrics_port = free_port().to_string();
+	let node = Node::start(&[
+		"--dev",
+		"--port",
+		&free_port().to_string(),
+		"--prometheus-port",
+		&metrics_port,
+		"--stream-tcp",
+		"127.0.0.1:0",
+		"--stream-quic",
+		"127.0.0.1:0",
+		"--stream-p2p",
+		"none",
+	]);
+	let load = wait_segments(&node, 2);
+	assert_eq!(load["running"], true, "{load}");
+	assert_eq!(load["registered"], true, "{load}");
+	assert_eq!(load["settings"]["p2pThreshold"], 2000, "{load}");
+	let tcp = load["tcp"].as_str().expect("tcp address").to_string();
+	let genesis: [u8; 32] = node.block_hash(0).into();
+
+	// A viewer is served directly and gets verified segments in order.
+	let mut first = Viewer::connect(&tcp, genesis);
+	assert_eq!(first.mode, AdmissionMode::Direct);
+	first.subscribe();
+	let a = first.segment();
+	let b = first.segment();
+	assert_eq!(b, a + 1);
+	assert_eq!(live_load(&node)["sessions"], json!({"direct": 1, "p2p": 0}));
+
+	// The streamer (Alice) moves to max_streams 2, r = 0.5: threshold 1, so the next viewer is
+	// admitted in P2P mode. The worker applies it within one block of inclusion.
+	let included = set_settings(&node, 2, 50);
+	let applied_at = node.wait_for("new settings at the worker", Duration::from_secs(30), || {
+		let load = live_load(&node);
+		(load["settings"]["maxStreams"] == 2).then(|| node.best_number())
+	});
+	assert!(applied_at <= included + 1, "applied at #{applied_at}, included at #{included}");
+	assert_eq!(live_load(&node)["settings"]["p2pThreshold"], 1);
+	let second = Viewer::connect(&tcp, genesis);
+	assert_eq!(second.mode, AdmissionMode::P2p);
+	assert_eq!(live_load(&node)["sessions"], json!({"direct": 1, "p2p": 1}));
+
+	// Nobody was dropped: the first viewer's stream goes on without a gap.
+	let c = first.segment();
+	assert!(c > b, "segment {c} after {b}");
+
+	// The same figures on Prometheus (refreshed every second; Substrate adds a `chain` label).
+	let gauge = |metrics: &str, name: &str, label: &str| -> Option<u64> {
+		metrics
+			.lines()
+			.find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+			.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+	};
+	node.wait_for("worker gauges", Duration::from_secs(10), || {
+		let metrics = http_get(&format!("127.0.0.1:{metrics_port}"), "/metrics");
+		(gauge(&metrics, "dsp_streaming_sessions", "mode=\"direct\"") == Some(1)
+			&& gauge(&metrics, "dsp_streaming_sessions", "mode=\"p2p\"") == Some(1)
+			&& gauge(&metrics, "dsp_streaming_p2p_threshold", "chain=") == Some(1))
+		.then_some(())
+	});
+}
+
+#[test]
+fn chain_state_and_the_worker_come_back_after_a_restart() {
+	if skip() {
+		return;
+	}
+	let base = Arc::new(tempfile::tempdir().unwrap());
+	let args = [
+		"--dev",
+		"--no-prometheus",
+		"--stream-tcp",
+		"127.0.0.1:0",
+		"--stream-quic",
+		"127.0.0.1:0",
+		"--stream-p2p",
+		"none",
+	];
+	let node = Node::start_at(base.clone(), &args);
+	wait_segments(&node, 1);
+	set_settings(&node, 10, 50);
+	let height = node.best_number();
+	drop(node); // killed
+
+	let started = Instant::now();
+	let node = Node::start_at(base, &args);
+	assert!(node.best_number() >= height, "chain state lost: #{} < #{height}", node.best_number());
+	let load = wait_segments(&node, 2);
+	assert_eq!(load["settings"]["maxStreams"], 10, "{load}");
+	assert_eq!(load["settings"]["p2pThreshold"], 5, "{load}");
+	let genesis: [u8; 32] = node.block_hash(0).into();
+	let mut viewer = Viewer::connect(load["tcp"].as_str().unwrap(), genesis);
+	viewer.subscribe();
+	let s = viewer.segment();
+	assert_eq!(viewer.segment(), s + 1);
+	eprintln!("playback resumed {:?} after the restart", started.elapsed());
+}
