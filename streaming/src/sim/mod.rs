@@ -244,6 +244,8 @@ pub struct Simulation {
 	end_at: Millis,
 	tally: Tally,
 	events: u64,
+	/// The node's uplink bytes when the measurement window opened.
+	node_sent_at_warm: Option<u64>,
 }
 
 impl Simulation {
@@ -282,6 +284,7 @@ impl Simulation {
 			end_at,
 			tally: Tally::default(),
 			events: 0,
+			node_sent_at_warm: None,
 			cfg,
 		};
 		sim.schedule(sim.cfg.segment_ms as u64, Ev::Publish);
@@ -327,6 +330,9 @@ impl Simulation {
 			if now > self.end_at {
 				break;
 			}
+			if self.node_sent_at_warm.is_none() && self.warm(now) {
+				self.node_sent_at_warm = Some(self.net.sent_bytes(NODE));
+			}
 			if t_net == Some(now) {
 				while let Some((from, to, msg)) = self.net.poll(now) {
 					self.events += 1;
@@ -362,6 +368,10 @@ impl Simulation {
 		for id in ids {
 			self.account(self.end_at, id);
 		}
+		// What actually left the node's uplink in the window (not what was queued), plus the
+		// headers (control messages, outside the uplink model).
+		let sent = self.net.sent_bytes(NODE) - self.node_sent_at_warm.unwrap_or(0);
+		self.tally.node_egress_bytes = sent + self.tally.header_bytes;
 		report::build(
 			&self.cfg,
 			&self.tally,
@@ -395,16 +405,12 @@ impl Simulation {
 
 	fn send_header(&mut self, now: Millis, to: NodeId, seq: u64, header_len: u32) {
 		if self.warm(now) {
-			self.tally.node_egress_bytes += header_len as u64;
 			self.tally.header_bytes += header_len as u64;
 		}
 		self.net.send_control(now, NODE, to, Msg::Header { seq }, header_len);
 	}
 
 	fn node_send_chunk(&mut self, now: Millis, to: NodeId, seq: u64, index: u32, len: u32) {
-		if self.warm(now) {
-			self.tally.node_egress_bytes += len as u64;
-		}
 		self.net.send_bulk(now, NODE, to, Msg::Chunk { seq, index, len, corrupt: false }, len);
 	}
 
@@ -521,6 +527,8 @@ impl Simulation {
 		let v = self.viewers[id as usize].take().expect("alive");
 		self.admission.release_mode(v.mode);
 		self.net.remove_endpoint(id);
+		// The node closes the session: nothing more is sent to it.
+		self.net.drop_queued(NODE, id, |_| true);
 		self.direct_members.remove(&id);
 		if let Role::P2p(p) = v.role {
 			self.p2p_members.remove(&id);
