@@ -202,7 +202,6 @@ struct Viewer {
 #[derive(Default)]
 struct Tally {
 	delivered_bytes: u64,
-	from_node_bytes: u64,
 	from_peer_bytes: u64,
 	node_egress_bytes: u64,
 	header_bytes: u64,
@@ -576,7 +575,7 @@ impl Simulation {
 		let Some(v) = self.viewers[to as usize].as_mut() else { return };
 		match &mut v.role {
 			Role::Direct(d) => {
-				if let Msg::Chunk { seq, .. } = msg {
+				if let Msg::Chunk { seq, len, .. } = msg {
 					if seq >= d.start {
 						let i = (seq - d.start) as usize;
 						if d.received.len() <= i {
@@ -587,11 +586,8 @@ impl Simulation {
 							d.playout.handle_complete(now, seq, self.cfg.segment_ms);
 						}
 					}
-				}
-				if let Msg::Chunk { len, .. } = msg {
-					if self.warm_at <= now {
+					if self.warm(now) {
 						self.tally.delivered_bytes += len as u64;
-						self.tally.from_node_bytes += len as u64;
 					}
 				}
 				self.step(now, to);
@@ -630,9 +626,7 @@ impl Simulation {
 						announce = Some((seq, index));
 						if warm {
 							self.tally.delivered_bytes += len as u64;
-							if from == NODE {
-								self.tally.from_node_bytes += len as u64;
-							} else {
+							if from != NODE {
 								self.tally.from_peer_bytes += len as u64;
 							}
 						}
