@@ -862,7 +862,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 					self.banned.remove(&old);
 				}
 			}
-			tracing::warn!(?peer, "peer sent a bad chunk: banned");
+			// Debug, not warn: the shell that closes the connection logs it once per peer.
+			tracing::debug!(?peer, "peer sent a bad chunk: banned");
 			self.events.push_back(SchedulerEvent::PeerBanned(peer));
 		}
 	}
