@@ -50,42 +50,45 @@ const HEADER_BASE_BYTES: u32 = 150;
 /// One simulation run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-	/// Viewers watching at once (after the ramp).
+	/// Viewers watching at once (after the ramp). Default 2000.
 	pub viewers: u32,
-	/// `max_streams` of the streamer.
+	/// `max_streams` of the streamer. Default 2000.
 	pub max_streams: u32,
-	/// Dynamic streaming rate `r` in [0, 1].
+	/// Dynamic streaming rate `r` in [0, 1]. Default 1.
 	pub rate: f64,
-	/// Stream bitrate, kbit/s.
+	/// Stream bitrate, kbit/s. Default 500.
 	pub bitrate_kbps: u32,
-	/// Segment duration, ms.
+	/// Segment duration, ms. Default 2000.
 	pub segment_ms: u32,
-	/// Chunk size, KiB.
+	/// Chunk size, KiB. Default 16.
 	pub chunk_kib: u32,
-	/// Viewer upload cap as a multiple of the bitrate.
+	/// Viewer upload cap as a multiple of the bitrate. Default 1.5.
 	pub upload_cap_x: f64,
 	/// Share of the viewers that leave (and are replaced by new ones) per minute, after the ramp.
+	/// Default 0.1.
 	pub churn_per_min: f64,
-	/// Simulated time, seconds (ramp included).
+	/// Simulated time, seconds (ramp included). Default 60.
 	pub duration_secs: u64,
 	/// The first viewers join evenly over this many seconds; figures about bytes are measured
-	/// after it.
+	/// after it. Default 20.
 	pub ramp_secs: u64,
-	/// One-way latency of every link, ms.
+	/// One-way latency of every link, ms. Default 50.
 	pub latency_ms: u64,
-	/// Packet loss probability.
+	/// Packet loss probability. Default 0.
 	pub loss: f64,
-	/// Seed of every random choice.
+	/// Seed of every random choice. Default 1.
 	pub seed: u64,
-	/// Viewers' physical uplink, kbit/s (the upload cap is the policy under it).
+	/// Viewers' physical uplink, kbit/s (the upload cap is the policy under it). Default 5000.
 	pub viewer_up_kbps: u64,
-	/// Viewers' downlink, kbit/s.
+	/// Viewers' downlink, kbit/s. Default 20 000.
 	pub viewer_down_kbps: u64,
-	/// The node's uplink, Mbit/s.
+	/// The node's uplink, Mbit/s. Default 1000 (the specification's minimum server).
 	pub node_up_mbps: u64,
-	/// A joining viewer starts this many segments behind the newest one.
+	/// A joining viewer starts this many segments behind the newest one. Default 3: time for
+	/// the swarm to spread a segment before anyone needs it.
 	pub live_back: u64,
 	/// Share of P2P viewers that send corrupt chunks (to exercise verification and bans).
+	/// Default 0.
 	pub bad_peers: f64,
 	/// Scheduler settings of every P2P viewer.
 	pub scheduler: SchedulerConfig,
@@ -93,7 +96,7 @@ pub struct SimConfig {
 	pub seeding: SeedConfig,
 	/// Neighbour settings.
 	pub mesh: MeshConfig,
-	/// A viewer asks the tracker for more neighbours when it has fewer than this.
+	/// A viewer asks the tracker for more neighbours when it has fewer than this. Default 12.
 	pub min_neighbours: usize,
 }
 
