@@ -50,42 +50,45 @@ const HEADER_BASE_BYTES: u32 = 150;
 /// One simulation run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-	/// Viewers watching at once (after the ramp).
+	/// Viewers watching at once (after the ramp). Default 2000.
 	pub viewers: u32,
-	/// `max_streams` of the streamer.
+	/// `max_streams` of the streamer. Default 2000.
 	pub max_streams: u32,
-	/// Dynamic streaming rate `r` in [0, 1].
+	/// Dynamic streaming rate `r` in [0, 1]. Default 1.
 	pub rate: f64,
-	/// Stream bitrate, kbit/s.
+	/// Stream bitrate, kbit/s. Default 500.
 	pub bitrate_kbps: u32,
-	/// Segment duration, ms.
+	/// Segment duration, ms. Default 2000.
 	pub segment_ms: u32,
-	/// Chunk size, KiB.
+	/// Chunk size, KiB. Default 16.
 	pub chunk_kib: u32,
-	/// Viewer upload cap as a multiple of the bitrate.
+	/// Viewer upload cap as a multiple of the bitrate. Default 1.5.
 	pub upload_cap_x: f64,
 	/// Share of the viewers that leave (and are replaced by new ones) per minute, after the ramp.
+	/// Default 0.1.
 	pub churn_per_min: f64,
-	/// Simulated time, seconds (ramp included).
+	/// Simulated time, seconds (ramp included). Default 60.
 	pub duration_secs: u64,
 	/// The first viewers join evenly over this many seconds; figures about bytes are measured
-	/// after it.
+	/// after it. Default 20.
 	pub ramp_secs: u64,
-	/// One-way latency of every link, ms.
+	/// One-way latency of every link, ms. Default 50.
 	pub latency_ms: u64,
-	/// Packet loss probability.
+	/// Packet loss probability. Default 0.
 	pub loss: f64,
-	/// Seed of every random choice.
+	/// Seed of every random choice. Default 1.
 	pub seed: u64,
-	/// Viewers' physical uplink, kbit/s (the upload cap is the policy under it).
+	/// Viewers' physical uplink, kbit/s (the upload cap is the policy under it). Default 5000.
 	pub viewer_up_kbps: u64,
-	/// Viewers' downlink, kbit/s.
+	/// Viewers' downlink, kbit/s. Default 20 000.
 	pub viewer_down_kbps: u64,
-	/// The node's uplink, Mbit/s.
+	/// The node's uplink, Mbit/s. Default 1000 (the specification's minimum server).
 	pub node_up_mbps: u64,
-	/// A joining viewer starts this many segments behind the newest one.
+	/// A joining viewer starts this many segments behind the newest one. Default 3: time for
+	/// the swarm to spread a segment before anyone needs it.
 	pub live_back: u64,
 	/// Share of P2P viewers that send corrupt chunks (to exercise verification and bans).
+	/// Default 0.
 	pub bad_peers: f64,
 	/// Scheduler settings of every P2P viewer.
 	pub scheduler: SchedulerConfig,
@@ -93,7 +96,7 @@ pub struct SimConfig {
 	pub seeding: SeedConfig,
 	/// Neighbour settings.
 	pub mesh: MeshConfig,
-	/// A viewer asks the tracker for more neighbours when it has fewer than this.
+	/// A viewer asks the tracker for more neighbours when it has fewer than this. Default 12.
 	pub min_neighbours: usize,
 }
 
@@ -202,7 +205,6 @@ struct Viewer {
 #[derive(Default)]
 struct Tally {
 	delivered_bytes: u64,
-	from_node_bytes: u64,
 	from_peer_bytes: u64,
 	node_egress_bytes: u64,
 	header_bytes: u64,
@@ -244,6 +246,8 @@ pub struct Simulation {
 	end_at: Millis,
 	tally: Tally,
 	events: u64,
+	/// The node's uplink bytes when the measurement window opened.
+	node_sent_at_warm: Option<u64>,
 }
 
 impl Simulation {
@@ -282,6 +286,7 @@ impl Simulation {
 			end_at,
 			tally: Tally::default(),
 			events: 0,
+			node_sent_at_warm: None,
 			cfg,
 		};
 		sim.schedule(sim.cfg.segment_ms as u64, Ev::Publish);
@@ -327,6 +332,9 @@ impl Simulation {
 			if now > self.end_at {
 				break;
 			}
+			if self.node_sent_at_warm.is_none() && self.warm(now) {
+				self.node_sent_at_warm = Some(self.net.sent_bytes(NODE));
+			}
 			if t_net == Some(now) {
 				while let Some((from, to, msg)) = self.net.poll(now) {
 					self.events += 1;
@@ -362,6 +370,10 @@ impl Simulation {
 		for id in ids {
 			self.account(self.end_at, id);
 		}
+		// What actually left the node's uplink in the window (not what was queued), plus the
+		// headers (control messages, outside the uplink model).
+		let sent = self.net.sent_bytes(NODE) - self.node_sent_at_warm.unwrap_or(0);
+		self.tally.node_egress_bytes = sent + self.tally.header_bytes;
 		report::build(
 			&self.cfg,
 			&self.tally,
@@ -395,16 +407,12 @@ impl Simulation {
 
 	fn send_header(&mut self, now: Millis, to: NodeId, seq: u64, header_len: u32) {
 		if self.warm(now) {
-			self.tally.node_egress_bytes += header_len as u64;
 			self.tally.header_bytes += header_len as u64;
 		}
 		self.net.send_control(now, NODE, to, Msg::Header { seq }, header_len);
 	}
 
 	fn node_send_chunk(&mut self, now: Millis, to: NodeId, seq: u64, index: u32, len: u32) {
-		if self.warm(now) {
-			self.tally.node_egress_bytes += len as u64;
-		}
 		self.net.send_bulk(now, NODE, to, Msg::Chunk { seq, index, len, corrupt: false }, len);
 	}
 
@@ -522,6 +530,8 @@ impl Simulation {
 		let v = self.viewers[id as usize].take().expect("alive");
 		self.admission.release(v.mode);
 		self.net.remove_endpoint(id);
+		// The node closes the session: nothing more is sent to it.
+		self.net.drop_queued(NODE, id, |_| true);
 		self.direct_members.remove(&id);
 		if let Role::P2p(p) = v.role {
 			self.p2p_members.remove(&id);
@@ -569,7 +579,7 @@ impl Simulation {
 		let Some(v) = self.viewers[to as usize].as_mut() else { return };
 		match &mut v.role {
 			Role::Direct(d) => {
-				if let Msg::Chunk { seq, .. } = msg {
+				if let Msg::Chunk { seq, len, .. } = msg {
 					if seq >= d.start {
 						let i = (seq - d.start) as usize;
 						if d.received.len() <= i {
@@ -580,11 +590,8 @@ impl Simulation {
 							d.playout.handle_complete(now, seq, self.cfg.segment_ms);
 						}
 					}
-				}
-				if let Msg::Chunk { len, .. } = msg {
-					if self.warm_at <= now {
+					if self.warm(now) {
 						self.tally.delivered_bytes += len as u64;
-						self.tally.from_node_bytes += len as u64;
 					}
 				}
 				self.step(now, to);
@@ -623,9 +630,7 @@ impl Simulation {
 						announce = Some((seq, index));
 						if warm {
 							self.tally.delivered_bytes += len as u64;
-							if from == NODE {
-								self.tally.from_node_bytes += len as u64;
-							} else {
+							if from != NODE {
 								self.tally.from_peer_bytes += len as u64;
 							}
 						}

@@ -286,6 +286,27 @@ mod tests {
 	}
 
 	#[test]
+	fn loss_delays_but_delivers_works() {
+		let cfg = NetConfig { latency_ms: 20, loss: 0.05, retransmit_ms: 200 };
+		let mut net: Network<u32> = Network::new(cfg, 3);
+		let a = net.add_endpoint(1_000_000, 1_000_000);
+		let b = net.add_endpoint(1_000_000, 1_000_000);
+		for i in 0..200 {
+			net.send_control(0, a, b, i, 1200);
+		}
+		let mut got = vec![];
+		while let Some(t) = net.next_time() {
+			while let Some((_, _, m)) = net.poll(t) {
+				got.push((t, m));
+			}
+		}
+		assert_eq!(got.len(), 200, "nothing is lost for good");
+		let late = got.iter().filter(|g| g.0 > 20).count();
+		assert!(late > 0 && late < 30, "about 5 % retransmitted: {late}");
+		assert!(got.iter().all(|g| g.0 == 20 || (g.0 - 20) % 200 == 0));
+	}
+
+	#[test]
 	fn saturated_uplink_keeps_its_rate_works() {
 		// 1 Gbit/s offered twice its rate for 20 s: it sends 20 s worth, not less.
 		let cfg = NetConfig { latency_ms: 50, loss: 0.0, retransmit_ms: 200 };
