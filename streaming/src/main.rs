@@ -15,6 +15,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, Signed, StreamEnd, StreamId};
 use dsp_streaming::{
+	chain::{client::ChainClient, discovery},
 	net::p2p::P2pConfig,
 	net::{
 		publish::{PublishConfig, Publisher},
@@ -375,13 +376,20 @@ struct WatchArgs {
 	/// Stream id.
 	#[arg(long)]
 	stream: StreamId,
+	/// Find everything else on this DSP node's chain (JSON-RPC URL): the stream's origin key,
+	/// the genesis hash, and the best registered streamer (direct room first, then lowest TCP
+	/// connect time, load read from each streamer's own node). Used when no --server is given.
+	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
+	chain: String,
 	/// Server endpoint, `tcp://host:port` and/or `quic://host:port` (one of each at most).
-	#[arg(long, required = true)]
+	/// Without it, the streamer is chosen from the chain (--chain).
+	#[arg(long, requires = "origin_key")]
 	server: Vec<Endpoint>,
-	/// Origin public key (hex) that signs the stream.
+	/// Origin public key (hex) that signs the stream (with --server; read from the chain
+	/// otherwise).
 	#[arg(long)]
-	origin_key: String,
-	/// Genesis hash (hex).
+	origin_key: Option<String>,
+	/// Genesis hash (hex) (with --server; read from the chain otherwise).
 	#[arg(long, default_value = "00")]
 	genesis: String,
 	/// Transport choice.
@@ -926,9 +934,35 @@ async fn follow_hls_dir(
 	Ok(())
 }
 
-async fn watch(a: WatchArgs) -> anyhow::Result<()> {
-	let mut core = ViewerConfig::new(a.stream, public_key(&a.origin_key)?);
-	core.genesis_hash = hex32(&a.genesis, "genesis")?;
+async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
+	let (origin_key, genesis_hash) = match &a.origin_key {
+		Some(key) if !a.server.is_empty() => (public_key(key)?, hex32(&a.genesis, "genesis")?),
+		_ => {
+			let client = ChainClient::new(&a.chain)?;
+			let found = discovery::discover(&client, a.stream).await.with_context(|| {
+				format!("finding stream {} on the chain at {}", a.stream, a.chain)
+			})?;
+			let best = &found.streamers[0];
+			info!(
+				streamer = %best.streamer.account,
+				rtt = ?best.rtt,
+				direct_sessions = ?best.direct_sessions,
+				p2p_threshold = best.streamer.p2p_threshold,
+				candidates = found.streamers.len(),
+				"streamer chosen from the chain's registry"
+			);
+			a.server = [
+				best.tcp.map(|addr| Endpoint { transport: Transport::Tcp, addr }),
+				best.quic.map(|addr| Endpoint { transport: Transport::Quic, addr }),
+			]
+			.into_iter()
+			.flatten()
+			.collect();
+			(found.origin_key, found.genesis_hash)
+		}
+	};
+	let mut core = ViewerConfig::new(a.stream, origin_key);
+	core.genesis_hash = genesis_hash;
 	core.start = match a.from {
 		Some(n) => Start::At(n),
 		None => Start::Live { back: a.live_back },

@@ -117,6 +117,19 @@ impl ChainClient {
 		Ok(Self { client })
 	}
 
+	/// Calls any method with positional parameters (for the `dsp_*` reads not wrapped here).
+	pub async fn request<R: DeserializeOwned>(
+		&self,
+		method: &'static str,
+		params: Vec<serde_json::Value>,
+	) -> Result<R, ChainError> {
+		let mut array = ArrayParams::new();
+		for p in params {
+			array.insert(p).map_err(|e| ChainError::BadAnswer { method, reason: e.to_string() })?;
+		}
+		self.call(method, array).await
+	}
+
 	async fn call<R: DeserializeOwned>(
 		&self,
 		method: &'static str,

@@ -4,6 +4,8 @@
 //! - [`extrinsic`]: sans-IO encoding and signing of the few `pallet-dsp` calls the tool sends,
 //!   guarded by the runtime's `transaction_version`.
 //! - [`client`]: a JSON-RPC client over HTTP (the node's `--rpc-port`).
+//! - [`discovery`]: choosing a streamer from the on-chain registry by load and RTT.
 
 pub mod client;
+pub mod discovery;
 pub mod extrinsic;
