@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds and starts a single-node development chain
 # (`dsp-node --dev`): blocks every second, Alice funded and authorised, JSON-RPC on
-# ws://127.0.0.1:9944, state in a temporary directory. Extra arguments go to dsp-node.
+# ws://127.0.0.1:9944, state in a temporary directory, and the streaming worker with the ffmpeg
+# demo stream 0. Watch it with `target/debug/dsp watch --stream 0`. Extra arguments go to dsp-node.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 export WASM_BUILD_WORKSPACE_HINT="$root"
-cargo build --locked -p dsp-node
+cargo build --locked -p dsp-node -p dsp-streaming
+echo "watch the demo stream: ${CARGO_TARGET_DIR:-$root/target}/debug/dsp watch --stream 0"
 exec "${CARGO_TARGET_DIR:-$root/target}/debug/dsp-node" --dev "$@"
