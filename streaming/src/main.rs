@@ -69,6 +69,9 @@ enum Command {
 	/// Load a seeder's receipt ledger, verify every (pass, receipt) item as the pallet would,
 	/// print a summary and write the SCALE-encoded claim batches (hex, one per line).
 	Claim(ClaimArgs),
+	/// Show an account's credits on chain (available, earned, units, items paid) and, with
+	/// --ledger, the history of claims submitted from that ledger.
+	Credits(CreditsArgs),
 	/// Simulate N viewers of one stream (direct and P2P per the capacity rule) on a simulated
 	/// clock and network, running the real scheduler, upload cap, seed rotation and admission;
 	/// print per-run figures and optionally plot node egress and direct sessions vs viewers.
@@ -189,6 +192,31 @@ struct ClaimArgs {
 	/// stdout.
 	#[arg(long)]
 	out: Option<PathBuf>,
+	/// Submit each batch to the chain as a signed `claim` extrinsic (signed with
+	/// --seeder-seed), wait for it to be in a block, print what was paid, and append it to
+	/// `<ledger>/claims.log` (what `dsp credits --ledger` shows).
+	#[arg(long, requires = "seeder_seed")]
+	submit: bool,
+	/// The seeder's secret (e.g. `//Bob` or a 0x seed): signs the claim extrinsics; its public
+	/// key must be --seeder.
+	#[arg(long, value_name = "SURI")]
+	seeder_seed: Option<String>,
+	/// JSON-RPC URL of a DSP node (for --submit; --genesis defaults to its genesis hash).
+	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
+	chain: String,
+}
+
+#[derive(clap::Args)]
+struct CreditsArgs {
+	/// Account (hex public key or SS58).
+	#[arg(long)]
+	account: String,
+	/// JSON-RPC URL of a DSP node.
+	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
+	chain: String,
+	/// A seeder ledger directory: also list the claims `dsp claim --submit` made from it.
+	#[arg(long)]
+	ledger: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -465,7 +493,8 @@ async fn main() -> anyhow::Result<()> {
 			bench(Duration::from_secs_f64(secs));
 			Ok(())
 		}
-		Command::Claim(a) => claim(a),
+		Command::Claim(a) => claim(a).await,
+		Command::Credits(a) => credits(a).await,
 		Command::Key { seed } => {
 			let pair = sp_core::sr25519::Pair::from_string(&seed, None)
 				.map_err(|e| anyhow!("bad seed: {e:?}"))?;
@@ -660,12 +689,22 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 	Ok(())
 }
 
-fn claim(a: ClaimArgs) -> anyhow::Result<()> {
+async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
 	use codec::Encode;
 	use dsp_streaming::p2p::receipts::{LedgerConfig, PassSigners, SeederLedger};
 	let signers = a.pass_signer.iter().map(|k| public_key(k)).collect::<Result<Vec<_>, _>>()?;
+	let chain = if a.submit { Some(ChainClient::new(&a.chain)?) } else { None };
+	let runtime = match &chain {
+		Some(c) => Some(c.runtime_info().await.with_context(|| format!("reading {}", a.chain))?),
+		None => None,
+	};
+	let genesis = match (&runtime, hex32(&a.genesis, "genesis")?) {
+		(Some(r), g) if g == [0; 32] => r.genesis_hash,
+		(Some(r), g) if g != r.genesis_hash => bail!("--genesis is not the chain's genesis hash"),
+		(_, g) => g,
+	};
 	let config = LedgerConfig::new(
-		hex32(&a.genesis, "genesis")?,
+		genesis,
 		hex32(&a.seeder, "seeder")?,
 		PassSigners { default: signers, per_stream: Default::default() },
 	);
@@ -691,12 +730,128 @@ fn claim(a: ClaimArgs) -> anyhow::Result<()> {
 	for ((stream, epoch), (items, units)) in &per {
 		println!("stream {stream} epoch {epoch}: {items} items, {units} units");
 	}
+	if let (Some(client), Some(runtime)) = (chain, runtime) {
+		let seed = a.seeder_seed.as_deref().expect("clap: --submit requires --seeder-seed");
+		let signer = sp_core::sr25519::Pair::from_string(seed, None)
+			.map_err(|e| anyhow!("bad --seeder-seed: {e:?}"))?;
+		if hex::encode(signer.public().0) != a.seeder.trim_start_matches("0x") {
+			bail!("--seeder-seed does not belong to --seeder");
+		}
+		for batch in &batches {
+			submit_claim(&client, &runtime, &signer, batch, &a.ledger).await?;
+		}
+		return Ok(());
+	}
 	let text: String = batches.iter().map(|b| hex::encode(b.encode()) + "\n").collect();
 	match &a.out {
 		Some(path) => {
 			std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
 		}
 		None => print!("{text}"),
+	}
+	Ok(())
+}
+
+/// One line of `<ledger>/claims.log`: a claim extrinsic and what it paid.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClaimRecord {
+	/// Unix time of inclusion, seconds.
+	time: u64,
+	/// Extrinsic hash.
+	extrinsic: String,
+	/// Items in the batch.
+	items: usize,
+	/// Units the receipts state (cumulative).
+	receipt_units: u64,
+	/// Units the chain paid for this batch (increase of what is claimed).
+	paid_units: u64,
+}
+
+/// Units the chain has paid `seeder` for the (stream, epoch, viewer) of every item.
+async fn claimed_units(
+	client: &ChainClient,
+	batch: &[dsp_primitives::ClaimItem],
+	seeder: &[u8; 32],
+) -> anyhow::Result<u64> {
+	let mut total = 0;
+	for item in batch {
+		let r = &item.receipt.payload;
+		total += client.claim_state(r.stream, r.epoch, &r.viewer.0, seeder).await?.claimed_units;
+	}
+	Ok(total)
+}
+
+/// Submits one batch, waits for its block, and records what it paid.
+async fn submit_claim(
+	client: &ChainClient,
+	runtime: &dsp_streaming::chain::extrinsic::RuntimeInfo,
+	signer: &sp_core::sr25519::Pair,
+	batch: &[dsp_primitives::ClaimItem],
+	ledger: &std::path::Path,
+) -> anyhow::Result<()> {
+	use dsp_streaming::chain::extrinsic::{claim_call, signed_extrinsic};
+	runtime.check()?;
+	let seeder = signer.public().0;
+	let before = claimed_units(client, batch, &seeder).await?;
+	let nonce = client.account_nonce(&seeder).await?;
+	let xt = signed_extrinsic(signer, &claim_call(batch), nonce, runtime);
+	let hash = client.submit(&xt).await?;
+	client.wait_included(&seeder, nonce, Duration::from_secs(60)).await?;
+	let after = claimed_units(client, batch, &seeder).await?;
+	let record = ClaimRecord {
+		time: std::time::SystemTime::now()
+			.duration_since(std::time::UNIX_EPOCH)
+			.map_or(0, |d| d.as_secs()),
+		extrinsic: hash,
+		items: batch.len(),
+		receipt_units: batch.iter().map(|i| i.receipt.payload.units).sum(),
+		paid_units: after.saturating_sub(before),
+	};
+	println!(
+		"claim {}: {} items, {} receipt units, {} units paid",
+		record.extrinsic, record.items, record.receipt_units, record.paid_units
+	);
+	use std::io::Write;
+	let mut log = std::fs::OpenOptions::new()
+		.create(true)
+		.append(true)
+		.open(ledger.join("claims.log"))
+		.context("opening claims.log")?;
+	writeln!(log, "{}", serde_json::to_string(&record)?)?;
+	Ok(())
+}
+
+async fn credits(a: CreditsArgs) -> anyhow::Result<()> {
+	use sp_core::crypto::Ss58Codec;
+	let account = match hex32(&a.account, "account") {
+		Ok(bytes) if a.account.trim_start_matches("0x").len() == 64 => bytes,
+		_ => sp_core::crypto::AccountId32::from_ss58check(&a.account)
+			.map_err(|e| anyhow!("--account is neither 32-byte hex nor SS58: {e:?}"))?
+			.into(),
+	};
+	let client = ChainClient::new(&a.chain)?;
+	let c = client.credits(&account).await.with_context(|| format!("reading {}", a.chain))?;
+	println!(
+		"available {}  earned {}  units {}  items paid {}",
+		c.available, c.earned_total, c.units_total, c.items_paid
+	);
+	if let Some(dir) = &a.ledger {
+		let path = dir.join("claims.log");
+		let text = match std::fs::read_to_string(&path) {
+			Ok(t) => t,
+			Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+			Err(e) => return Err(e).with_context(|| path.display().to_string()),
+		};
+		println!("claims submitted from {}:", dir.display());
+		for line in text.lines().filter(|l| !l.trim().is_empty()) {
+			match serde_json::from_str::<ClaimRecord>(line) {
+				Ok(r) => println!(
+					"  {}  {}  {} items  {} receipt units  {} paid",
+					r.time, r.extrinsic, r.items, r.receipt_units, r.paid_units
+				),
+				Err(e) => println!("  (unreadable line: {e})"),
+			}
+		}
 	}
 	Ok(())
 }

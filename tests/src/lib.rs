@@ -30,15 +30,24 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Path of the `dsp-node` binary: `$DSP_NODE_BIN`, or the one next to this test's target dir.
 pub fn node_binary() -> PathBuf {
-	if let Ok(path) = std::env::var("DSP_NODE_BIN") {
+	binary("dsp-node", "DSP_NODE_BIN", "dsp-node")
+}
+
+/// Path of the `dsp` tool: `$DSP_BIN`, or the one next to this test's target dir.
+pub fn dsp_binary() -> PathBuf {
+	binary("dsp", "DSP_BIN", "dsp-streaming")
+}
+
+fn binary(name: &str, env: &str, package: &str) -> PathBuf {
+	if let Ok(path) = std::env::var(env) {
 		return path.into();
 	}
 	// Test executables live in `<target>/<profile>/deps/`; binaries in `<target>/<profile>/`.
 	let exe = std::env::current_exe().expect("current_exe");
-	let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("dsp-node");
+	let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
 	assert!(
 		path.exists(),
-		"{} not found: build it first (`cargo build -p dsp-node`) or set DSP_NODE_BIN",
+		"{} not found: build it first (`cargo build -p {package}`) or set {env}",
 		path.display()
 	);
 	path

@@ -9,9 +9,10 @@ use dsp_streaming::chain::{
 	client::{ChainClient, ChainError},
 	extrinsic::{claim_call, signed_extrinsic, withdraw_credits_call},
 };
+use dsp_streaming::p2p::receipts::{LedgerConfig, PassSigners, SeederLedger};
 use pallet_dsp::Call as DspCall;
 use sp_core::Pair;
-use std::time::Duration;
+use std::{process::Command, time::Duration};
 
 /// Price per unit of the genesis demo stream 0 (runtime genesis preset).
 const DEMO_PRICE: u128 = 1_000_000;
@@ -91,4 +92,91 @@ async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 
 	// A wrong URL scheme is refused before any I/O.
 	assert!(matches!(ChainClient::new("ws://127.0.0.1:1"), Err(ChainError::BadUrl { .. })));
+}
+
+/// Runs the `dsp` tool; returns stdout, panicking with stderr on failure.
+fn dsp(args: &[&str]) -> String {
+	let out = Command::new(dsp_binary()).args(args).output().expect("dsp runs");
+	assert!(out.status.success(), "dsp {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+	String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsp_claim_submits_a_seeder_ledger_and_dsp_credits_shows_the_history() {
+	let node = Node::start(&["--dev", "--port", &free_port().to_string(), "--no-prometheus"]);
+	let url = format!("http://{}", node.rpc_addr);
+	let client = ChainClient::new(&url).unwrap();
+	let runtime = client.runtime_info().await.unwrap();
+	let epoch = client.current_epoch().await.unwrap();
+	let (alice, ferdie) = (pair("//Alice"), pair("//Ferdie"));
+	let seeder = ferdie.public().0;
+
+	// Ferdie's ledger, as a swarm seeder keeps it: a pass and a receipt per viewer.
+	let signers = PassSigners { default: vec![alice.public()], ..Default::default() };
+	let mut ledger = SeederLedger::new(LedgerConfig::new(runtime.genesis_hash, seeder, signers));
+	for (viewer, units) in [(pair("//Viewer1"), 300u64), (pair("//Viewer2"), 200)] {
+		let pass = ViewerPass {
+			genesis_hash: runtime.genesis_hash,
+			stream: 0,
+			epoch,
+			viewer: viewer.public(),
+			max_units: 10_000,
+			issuer: alice.public(),
+		};
+		ledger.handle_pass(Signed::sign(pass, &alice)).unwrap();
+		let receipt = Receipt {
+			genesis_hash: runtime.genesis_hash,
+			stream: 0,
+			epoch,
+			seeder,
+			viewer: viewer.public(),
+			units,
+		};
+		ledger.handle_receipt(Signed::sign(receipt, &viewer)).unwrap();
+	}
+	let dir = tempfile::tempdir().unwrap();
+	ledger.save(dir.path()).unwrap();
+	let ledger_dir = dir.path().to_str().unwrap();
+	let claim = [
+		"claim",
+		"--ledger",
+		ledger_dir,
+		"--seeder",
+		&hex::encode(seeder),
+		"--pass-signer",
+		&hex::encode(alice.public().0),
+		"--submit",
+		"--seeder-seed",
+		"//Ferdie",
+		"--chain",
+		&url,
+	];
+	let out = dsp(&claim);
+	assert!(out.contains("2 items, 500 receipt units, 500 units paid"), "{out}");
+	assert_eq!(client.credits(&seeder).await.unwrap().available, 500 * DEMO_PRICE);
+
+	// The same receipts again pay nothing, and the tool says so.
+	let out = dsp(&claim);
+	assert!(out.contains("2 items, 500 receipt units, 0 units paid"), "{out}");
+	assert_eq!(client.credits(&seeder).await.unwrap().units_total, 500);
+
+	let out = dsp(&[
+		"credits",
+		"--account",
+		&hex::encode(seeder),
+		"--chain",
+		&url,
+		"--ledger",
+		ledger_dir,
+	]);
+	assert!(out.contains(&format!("available {}", 500 * DEMO_PRICE)), "{out}");
+	assert!(out.contains("units 500  items paid 2"), "{out}");
+	assert_eq!(out.matches("2 items  500 receipt units").count(), 2, "{out}");
+
+	// A seed that is not the seeder's is refused before anything is sent.
+	let mut wrong = claim;
+	wrong[9] = "//Eve";
+	let out = Command::new(dsp_binary()).args(wrong).output().unwrap();
+	assert!(!out.status.success());
+	assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong to --seeder"));
 }
