@@ -17,6 +17,29 @@ use std::{process::Command, time::Duration};
 /// Price per unit of the genesis demo stream 0 (runtime genesis preset).
 const DEMO_PRICE: u128 = 1_000_000;
 
+/// A (pass, receipt) pair for demo stream 0: Alice (its origin and pass signer) admitted
+/// `viewer`, which signs that `seeder` delivered `units` to it.
+fn demo_item(
+	genesis_hash: [u8; 32],
+	epoch: u32,
+	seeder: [u8; 32],
+	viewer: &sp_core::sr25519::Pair,
+	units: u64,
+) -> ClaimItem {
+	let alice = pair("//Alice");
+	let pass = ViewerPass {
+		genesis_hash,
+		stream: 0,
+		epoch,
+		viewer: viewer.public(),
+		max_units: 10_000,
+		issuer: alice.public(),
+	};
+	let receipt =
+		Receipt { genesis_hash, stream: 0, epoch, seeder, viewer: viewer.public(), units };
+	ClaimItem { pass: Signed::sign(pass, &alice), receipt: Signed::sign(receipt, viewer) }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 	let node = Node::start(&["--dev", "--port", &free_port().to_string(), "--no-prometheus"]);
@@ -26,31 +49,10 @@ async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 	let epoch = client.current_epoch().await.unwrap();
 
 	// Alice (genesis origin and pass signer of stream 0) admitted two viewers; Ferdie seeded them.
-	let (alice, ferdie) = (pair("//Alice"), pair("//Ferdie"));
+	let ferdie = pair("//Ferdie");
 	let seeder: [u8; 32] = ferdie.public().0;
-	let item = |viewer: &sp_core::sr25519::Pair, units: u64| ClaimItem {
-		pass: Signed::sign(
-			ViewerPass {
-				genesis_hash: runtime.genesis_hash,
-				stream: 0,
-				epoch,
-				viewer: viewer.public(),
-				max_units: 10_000,
-				issuer: alice.public(),
-			},
-			&alice,
-		),
-		receipt: Signed::sign(
-			Receipt {
-				genesis_hash: runtime.genesis_hash,
-				stream: 0,
-				epoch,
-				seeder,
-				viewer: viewer.public(),
-				units,
-			},
-			viewer,
-		),
+	let item = |viewer: &sp_core::sr25519::Pair, units: u64| {
+		demo_item(runtime.genesis_hash, epoch, seeder, viewer, units)
 	};
 	let (v1, v2) = (pair("//Viewer1"), pair("//Viewer2"));
 	let items = vec![item(&v1, 300), item(&v2, 200)];
@@ -115,24 +117,9 @@ async fn dsp_claim_submits_a_seeder_ledger_and_dsp_credits_shows_the_history() {
 	let signers = PassSigners { default: vec![alice.public()], ..Default::default() };
 	let mut ledger = SeederLedger::new(LedgerConfig::new(runtime.genesis_hash, seeder, signers));
 	for (viewer, units) in [(pair("//Viewer1"), 300u64), (pair("//Viewer2"), 200)] {
-		let pass = ViewerPass {
-			genesis_hash: runtime.genesis_hash,
-			stream: 0,
-			epoch,
-			viewer: viewer.public(),
-			max_units: 10_000,
-			issuer: alice.public(),
-		};
-		ledger.handle_pass(Signed::sign(pass, &alice)).unwrap();
-		let receipt = Receipt {
-			genesis_hash: runtime.genesis_hash,
-			stream: 0,
-			epoch,
-			seeder,
-			viewer: viewer.public(),
-			units,
-		};
-		ledger.handle_receipt(Signed::sign(receipt, &viewer)).unwrap();
+		let item = demo_item(runtime.genesis_hash, epoch, seeder, &viewer, units);
+		ledger.handle_pass(item.pass).unwrap();
+		ledger.handle_receipt(item.receipt).unwrap();
 	}
 	let dir = tempfile::tempdir().unwrap();
 	ledger.save(dir.path()).unwrap();
