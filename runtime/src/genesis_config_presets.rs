@@ -54,6 +54,12 @@ fn genesis(
 ) -> Value {
 	let alice = Sr25519Keyring::Alice;
 	let alice_key: PublicKey = alice.public();
+	// Every streamer node signs passes with its own key (its account's key, the node's `dsps`
+	// key on dev chains), so the demo origin authorises each of them.
+	let pass_signers: Vec<PublicKey> = streamers
+		.iter()
+		.map(|(account, _)| PublicKey::from_raw(*<AccountId as AsRef<[u8; 32]>>::as_ref(account)))
+		.collect();
 	build_struct_json_patch!(RuntimeGenesisConfig {
 		balances: BalancesConfig {
 			balances: endowed
@@ -80,7 +86,7 @@ fn genesis(
 			origins: vec![(
 				alice.to_account_id(),
 				alice_key,
-				vec![alice_key],
+				pass_signers,
 				DEMO_ESCROW,
 				DEMO_ORIGIN_METADATA.to_vec(),
 			)],
@@ -120,7 +126,7 @@ pub fn development_config_genesis() -> Value {
 }
 
 /// `local_testnet`: Alice and Bob validate; both are streamers (Bob's ports offset by 100,
-/// his RPC on 9945).
+/// his RPC on 9945) and both sign passes for the demo origin.
 pub fn local_config_genesis() -> Value {
 	genesis(
 		vec![

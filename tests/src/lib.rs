@@ -4,6 +4,8 @@
 //! Every node runs in its own temporary directory with OS-assigned ports and is killed when its
 //! [`Node`] is dropped, so tests can run in parallel and leave nothing behind.
 
+pub mod viewer;
+
 use codec::{Decode, Encode};
 use dsp_runtime::{
 	Runtime, RuntimeCall, RuntimeEvent, SignedPayload, TxExtension, UncheckedExtrinsic,

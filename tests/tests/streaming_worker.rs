@@ -4,20 +4,12 @@
 //!
 //! Needs ffmpeg for the demo stream (the test setup installs it); `DSP_SKIP_FFMPEG=1` skips.
 
-use dsp_integration_tests::*;
+use dsp_integration_tests::{viewer::Viewer, *};
 use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
 use dsp_runtime::{Runtime, RuntimeCall};
-use dsp_streaming::{
-	protocol::Role,
-	protocol::{encode_frame, FrameDecoder, Message, Start, PROTOCOL_VERSION},
-	segment::{Assembled, Assembler, SegmentLimits},
-};
 use pallet_dsp::Call as DspCall;
 use serde_json::{json, Value};
-use sp_core::Pair;
 use std::{
-	io::{Read, Write},
-	net::TcpStream,
 	sync::Arc,
 	time::{Duration, Instant},
 };
@@ -28,76 +20,6 @@ fn skip() -> bool {
 		eprintln!("DSP_SKIP_FFMPEG set: skipping the demo-stream test");
 	}
 	skip
-}
-
-/// A viewer speaking the direct protocol over TCP, verifying every segment.
-struct Viewer {
-	socket: TcpStream,
-	decoder: FrameDecoder,
-	mode: AdmissionMode,
-	assembler: Assembler,
-}
-
-impl Viewer {
-	fn connect(addr: &str, genesis: [u8; 32]) -> Viewer {
-		let mut socket = TcpStream::connect(addr).expect("worker accepts TCP");
-		socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-		let hello =
-			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: genesis };
-		socket.write_all(&encode_frame(&hello)).unwrap();
-		let alice = pair("//Alice").public();
-		let assembler = Assembler::new(genesis, 0, alice, SegmentLimits::default());
-		let mut v = Viewer {
-			socket,
-			decoder: FrameDecoder::new(1 << 20),
-			mode: AdmissionMode::Direct,
-			assembler,
-		};
-		match v.next() {
-			Message::Welcome { mode, .. } => v.mode = mode,
-			other => panic!("expected Welcome, got {other:?}"),
-		}
-		v
-	}
-
-	fn next(&mut self) -> Message {
-		loop {
-			if let Some(m) = self.decoder.next_message().expect("well-formed frames") {
-				return m;
-			}
-			let mut buf = [0u8; 64 * 1024];
-			let n = self.socket.read(&mut buf).expect("worker keeps sending");
-			assert!(n > 0, "worker closed the connection");
-			self.decoder.push(&buf[..n]);
-		}
-	}
-
-	fn subscribe(&mut self) {
-		let sub = Message::Subscribe { stream: 0, start: Start::Live { back: 1 } };
-		self.socket.write_all(&encode_frame(&sub)).unwrap();
-	}
-
-	/// The next complete segment's sequence, every chunk verified against Alice's signature.
-	fn segment(&mut self) -> u64 {
-		loop {
-			match self.next() {
-				Message::Header(h) => {
-					self.assembler.handle_header(h, Default::default()).expect("signed by Alice")
-				}
-				Message::Chunk(c) => {
-					if let Assembled::Complete(s) =
-						self.assembler.handle_chunk(c, Default::default()).expect("chunk verifies")
-					{
-						return s.sequence();
-					}
-				}
-				Message::Ping(n) => {
-					self.socket.write_all(&encode_frame(&Message::Pong(n))).unwrap()
-				}
-				other => panic!("unexpected {other:?}"),
-			}
-		}
-	}
 }
 
 fn live_load(node: &Node) -> Value {
