@@ -69,6 +69,10 @@ pub struct SessionConfig {
 	pub segment_limits: SegmentLimits,
 	/// Origin keys of the streams this server accepts.
 	pub origin_keys: Arc<OriginKeys>,
+	/// Headers of this many segments before the live edge go to a P2P viewer when it has
+	/// joined (it picks its first segment among them, a few behind the edge). Default 8: 16 s
+	/// of 2 s segments, a few hundred bytes each.
+	pub p2p_header_backlog: u64,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +85,7 @@ impl Default for SessionConfig {
 			max_send_queue_bytes: 1024 * 1024,
 			segment_limits: SegmentLimits::default(),
 			origin_keys: Arc::new(OriginKeys::default()),
+			p2p_header_backlog: 8,
 		}
 	}
 }
@@ -309,7 +314,7 @@ enum State {
 	AwaitAdmission,
 	Viewer(Option<Subscription>),
 	/// Admitted in P2P mode: `None` before `Join`, then the joined stream (and whether
-	/// `Joined` was sent).
+	/// `Joined` was sent). The header feed's position is in `ServerSession::p2p_feed`.
 	P2p(Option<(StreamId, bool)>),
 	Publisher(Option<(StreamId, Box<Assembler>)>),
 	Closed,
@@ -345,6 +350,9 @@ pub struct ServerSession {
 	queued_bytes: usize,
 	events: VecDeque<SessionEvent>,
 	stats: SessionStats,
+	/// P2P mode, after `Joined`: the next header to send (`None` until the first lookup) and
+	/// whether `End` was sent.
+	p2p_feed: (Option<u64>, bool),
 }
 
 impl ServerSession {
@@ -359,6 +367,7 @@ impl ServerSession {
 			queued_bytes: 0,
 			events: VecDeque::new(),
 			stats: SessionStats::default(),
+			p2p_feed: (None, false),
 		}
 	}
 
@@ -619,14 +628,65 @@ impl ServerSession {
 
 	/// `Some((stream, from))` when the session can take more segments of `stream` from sequence
 	/// `from` on (see [`LiveWindow::lookup`]).
+	/// In P2P mode (after `Joined`) the session takes every segment's header and the chunks
+	/// the node seeds to it, through [`Self::handle_p2p_segments`].
 	pub fn wants_segments(&self) -> Option<(StreamId, u64)> {
+		let room = self.queued_bytes < self.config.max_send_queue_bytes;
 		match &self.state {
-			State::Viewer(Some(sub))
-				if !sub.end_sent && self.queued_bytes < self.config.max_send_queue_bytes =>
-			{
+			State::Viewer(Some(sub)) if !sub.end_sent && room => {
 				Some((sub.stream, sub.next.unwrap_or(0)))
 			}
+			State::P2p(Some((stream, true))) if !self.p2p_feed.1 && room => {
+				Some((*stream, self.p2p_feed.0.unwrap_or(0)))
+			}
 			_ => None,
+		}
+	}
+
+	/// P2P mode: queues the header of every segment in `lookup` not sent yet (starting
+	/// `p2p_header_backlog` segments behind the live edge at the first call), each followed by
+	/// the chunks `seeded` says the node pushes to this viewer (the rotation of
+	/// [`crate::p2p::seeding::SeedRotation`], decided by the caller per stream), and `End` once
+	/// the stream ended. Headers are never skipped for a slow reader: the send queue limit
+	/// stops the lookup instead, and segments that left the window meanwhile are skipped.
+	pub fn handle_p2p_segments(
+		&mut self,
+		_now: Instant,
+		lookup: Lookup,
+		seeded: impl Fn(&Segment) -> Vec<u32>,
+	) {
+		if !matches!(self.state, State::P2p(Some((_, true)))) || self.p2p_feed.1 {
+			return;
+		}
+		let backlog = self.config.p2p_header_backlog;
+		let mut next = self.p2p_feed.0.unwrap_or_else(|| {
+			let start = lookup.next_sequence.saturating_sub(backlog);
+			lookup.oldest.map_or(start, |o| start.max(o))
+		});
+		for seg in &lookup.segments {
+			if seg.sequence() < next {
+				continue;
+			}
+			if self.queued_bytes >= self.config.max_send_queue_bytes {
+				break;
+			}
+			next = seg.sequence() + 1;
+			self.stats.segments_sent += 1;
+			self.stats.bytes_sent += seg.frames[0].len() as u64;
+			self.send(seg.frames[0].clone());
+			for index in seeded(seg) {
+				if let Some(frame) = seg.frames.get(1 + index as usize) {
+					self.stats.bytes_sent += frame.len() as u64;
+					self.send(frame.clone());
+				}
+			}
+		}
+		self.p2p_feed.0 = Some(next);
+		if let Some((_, end_frame)) = lookup.ended {
+			if lookup.newest.is_none_or(|newest| next > newest) {
+				self.p2p_feed.1 = true;
+				self.send(end_frame);
+			}
 		}
 	}
 
@@ -825,6 +885,7 @@ mod tests {
 				queued_bytes: self.queued_bytes,
 				events: VecDeque::new(),
 				stats: self.stats,
+				p2p_feed: self.p2p_feed,
 			}
 		}
 	}

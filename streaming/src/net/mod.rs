@@ -7,6 +7,7 @@
 pub mod hls;
 pub mod load;
 pub mod p2p;
+pub mod p2p_watch;
 pub mod publish;
 pub mod serve;
 pub mod tls;

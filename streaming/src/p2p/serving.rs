@@ -106,6 +106,9 @@ pub enum ServingEvent {
 		peer: PeerId,
 		/// Stream.
 		stream: StreamId,
+		/// The viewer key of the pass the peer showed for `stream`: its account as a seeder,
+		/// which receipts for what it serves name.
+		viewer: PublicKey,
 		/// Chunk sets.
 		segments: Vec<HaveSegment>,
 	},
@@ -383,8 +386,8 @@ impl Serving {
 					None => self.refuse(RefusalCode::NotHeld, format!("chunk {sequence}/{index}")),
 				}
 			}
-			(Request::Have { segments, .. }, Some(_)) => {
-				self.events.push_back(ServingEvent::Have { peer, stream, segments });
+			(Request::Have { segments, .. }, Some((viewer, _))) => {
+				self.events.push_back(ServingEvent::Have { peer, stream, viewer, segments });
 				Response::Ok
 			}
 			(Request::Receipt(r), Some((viewer, _))) => {
