@@ -1211,6 +1211,57 @@ mod tests {
 	}
 
 	#[test]
+	fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end() {
+		let now = Instant::now();
+		let mut s = p2p_viewer(now);
+		// No feed before Joined.
+		assert_eq!(s.wants_segments(), None);
+		s.handle_frame(now, body(&join(1)));
+		let _ = s.poll_event();
+		s.handle_joined(now, Ok((pass(), vec![])));
+		let _ = sent(&mut s);
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 0..12 {
+			window.insert(seg(i));
+		}
+		let (stream, from) = s.wants_segments().expect("joined sessions take the feed");
+		assert_eq!(stream, 1);
+		// Seeds: chunk 0 of even segments.
+		let seeded =
+			|seg: &Segment| if seg.sequence().is_multiple_of(2) { vec![0] } else { vec![] };
+		s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+		let msgs = sent(&mut s);
+		// The last `p2p_header_backlog` (8) segments: headers, and the seeded chunks after them.
+		let headers: Vec<u64> = msgs
+			.iter()
+			.filter_map(
+				|m| if let Message::Header(h) = m { Some(h.payload.sequence) } else { None },
+			)
+			.collect();
+		assert_eq!(headers, (4..12).collect::<Vec<_>>());
+		let chunks: Vec<(u64, u32)> = msgs
+			.iter()
+			.filter_map(
+				|m| if let Message::Chunk(c) = m { Some((c.sequence, c.index)) } else { None },
+			)
+			.collect();
+		assert_eq!(chunks, vec![(4, 0), (6, 0), (8, 0), (10, 0)]);
+		// Only new segments later, then the end once everything was sent.
+		window.insert(seg(12));
+		window.end(end(13));
+		let (_, from) = s.wants_segments().unwrap();
+		assert_eq!(from, 12);
+		s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+		let msgs = sent(&mut s);
+		assert!(matches!(&msgs[..], [Message::Header(h), Message::Chunk(c), Message::End(e)]
+			if h.payload.sequence == 12 && c.sequence == 12 && e.payload.next_sequence == 13));
+		assert_eq!(s.wants_segments(), None);
+		// Direct-mode feeding does nothing to a P2P session.
+		s.handle_segments(now, window.lookup(0, 100));
+		assert!(sent(&mut s).is_empty());
+	}
+
+	#[test]
 	fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
 		let now = Instant::now();
 		// Fetch before Join; Subscribe in P2P mode; Join from a direct viewer.

@@ -231,6 +231,9 @@ pub struct P2pWatchStats {
 	pub neighbours: usize,
 	/// Receipts signed and sent.
 	pub receipts_sent: u64,
+	/// Bytes of headers and chunks the server sent on the direct connection (seeded chunks,
+	/// urgent fetches, duplicates included): the node's egress to this viewer.
+	pub server_bytes: u64,
 	/// Whether the stream ended and every segment was handed to the player.
 	pub ended: bool,
 }
@@ -286,17 +289,8 @@ async fn connect(
 			Ok((Box::new(r), Box::new(w), None))
 		}
 		Transport::Quic => {
-			let bind: SocketAddr = if addr.is_ipv4() {
-				([0, 0, 0, 0], 0).into()
-			} else {
-				(std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-			};
-			let endpoint = tls::endpoint(bind, None, tls::DEFAULT_UDP_BUFFER)?;
-			let cfg = tls::client_config(
-				config.verification,
-				Duration::from_secs(10),
-				config.keepalive_interval,
-			)?;
+			let (endpoint, cfg) =
+				super::quic_client(addr, config.verification, config.keepalive_interval)?;
 			let conn = endpoint
 				.connect_with(cfg, addr, tls::SERVER_NAME)
 				.map_err(io::Error::other)?
@@ -802,6 +796,7 @@ impl Driver {
 				verify_header(&h, &c.genesis_hash, c.stream, &c.origin, &c.segment_limits)
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
 				self.last_duration = h.payload.duration_ms;
+				self.stats.server_bytes += codec::Encode::encoded_size(&h) as u64;
 				let payload = h.payload.clone();
 				if self.store.insert_header(h) {
 					match &mut self.scheduler {
@@ -823,6 +818,7 @@ impl Driver {
 				verify_chunk(&h.payload, c.index, &c.data)
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
 				let len = c.data.len() as u32;
+				self.stats.server_bytes += codec::Encode::encoded_size(&c) as u64;
 				self.store.insert_chunk(c.sequence, c.index, c.data);
 				self.have_dirty = true;
 				if let Some(s) = &mut self.scheduler {
@@ -971,12 +967,18 @@ impl Driver {
 			}
 			Err(e @ (P2pError::Outbound(_) | P2pError::Banned)) => {
 				debug!(%peer, error = %e, "neighbour unreachable: dropped");
-				s.handle_peer_left(peer);
-				self.neighbours.remove(&peer);
+				self.drop_neighbour(peer);
 			}
 			Err(e @ (P2pError::Stopped | P2pError::Setup(_))) => return Err(e.into()),
 		}
 		Ok(())
+	}
+
+	fn drop_neighbour(&mut self, peer: PeerId) {
+		if let Some(s) = &mut self.scheduler {
+			s.handle_peer_left(peer);
+		}
+		self.neighbours.remove(&peer);
 	}
 
 	fn add_neighbour(&mut self, peer: PeerId, addr: Option<Multiaddr>) {
@@ -1012,7 +1014,10 @@ impl Driver {
 			}
 			ControlDone::Other(_, _, Ok(_)) => {}
 			ControlDone::Other(peer, kind, Err(e)) => {
-				debug!(%peer, kind, error = %e, "request failed")
+				// The neighbour is gone (closed, unreachable or banned): what it announced
+				// is void and its open requests go elsewhere.
+				debug!(%peer, kind, error = %e, "request failed: neighbour dropped");
+				self.drop_neighbour(peer);
 			}
 		}
 	}
@@ -1058,12 +1063,7 @@ impl Driver {
 				}
 			}
 			ServingEvent::Have { .. } => {}
-			ServingEvent::Ban { peer, .. } => {
-				if let Some(s) = &mut self.scheduler {
-					s.handle_peer_left(peer);
-				}
-				self.neighbours.remove(&peer);
-			}
+			ServingEvent::Ban { peer, .. } => self.drop_neighbour(peer),
 			ServingEvent::Unban { .. } => {}
 		}
 	}
