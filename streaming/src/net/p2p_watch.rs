@@ -381,7 +381,7 @@ pub async fn start(
 	}
 
 	let (out, out_rx) = mpsc::channel::<Bytes>(config.send_queue.max(1));
-	let (inbound_tx, inbound) = mpsc::channel(256);
+	let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
 	let writer = tokio::spawn(write_loop(w, out_rx, config.keepalive_interval * 5));
 	let reader = tokio::spawn(read_loop(r, dec, inbound_tx));
 	let (stats_tx, stats) = watch::channel(P2pWatchStats::default());
@@ -454,6 +454,11 @@ async fn write_loop(
 	}
 	Ok(())
 }
+
+/// Messages read from the server and not yet handled. Bounded: the reader waits (and stops
+/// reading its socket) while the viewer is busy; 256 frames is about two segments of 16 KiB
+/// chunks.
+const INBOUND_QUEUE: usize = 256;
 
 /// What the reader task passes on: a message, or why the connection ended.
 type Inbound = Result<Message, P2pWatchError>;
