@@ -237,7 +237,8 @@ struct LoadArgs {
 	/// the node's egress and stalls, and the RSS and CPU of one `dsp watch --p2p` child.
 	#[arg(long)]
 	p2p: bool,
-	/// P2P: share of the viewers stopped halfway through (e.g. 0.3); the figures are then
+	/// P2P: share of the viewers (e.g. 0.3) run as `dsp watch --p2p` processes that join first
+	/// and are killed with SIGKILL halfway through; the figures of the other viewers are then
 	/// printed before the kill and after `--recover-secs`.
 	#[arg(long, default_value_t = 0.0)]
 	kill_seeders: f64,
@@ -967,6 +968,8 @@ fn spawn_server(
 		TransportArg::Udp => quic,
 		_ => tcp,
 	};
+	// Keep reading what it prints: a closed pipe would kill it at its next line (SIGPIPE).
+	std::thread::spawn(move || lines.for_each(drop));
 	Ok((child, tcp, server))
 }
 
@@ -1011,8 +1014,32 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 	tokio::time::sleep(Duration::from_millis(a.segment_ms as u64 * 4)).await;
 	let signers = PassSigners { default: vec![signer], ..Default::default() };
 	let pause = Duration::from_secs_f64(1.0 / config.connect_rate as f64);
-	let mut viewers = Vec::with_capacity(a.viewers);
-	for i in 0..a.viewers {
+	let spawn_watch = |seed: &str| {
+		Proc::new(&exe)
+			.args(["watch", "--stream", "1", "--server", &server.to_string()])
+			.args(["--origin-key", &hex::encode(origin.public().0)])
+			.args(["--p2p", "--pass-signer", &hex::encode(signer.0), "--viewer-seed", seed])
+			.args(["--status-interval-secs", "0", "--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+			.env("RUST_LOG", "warn")
+			.stdout(Stdio::null())
+			.spawn()
+			.context("starting dsp watch --p2p")
+	};
+	// The viewers to kill are `dsp watch --p2p` processes, killed with SIGKILL like a crashed
+	// device (no goodbye on any connection). They join first: every later viewer can be told
+	// of them, so they are the most used seeders.
+	let kill = ((a.viewers as f64) * a.kill_seeders).round() as usize;
+	let mut victims = Vec::with_capacity(kill);
+	for i in 0..kill {
+		victims.push(spawn_watch(&format!("//LoadKill{i}"))?);
+		tokio::time::sleep(pause).await;
+	}
+	if kill > 0 {
+		// Process start and join.
+		tokio::time::sleep(Duration::from_secs(1)).await;
+	}
+	let mut viewers = Vec::with_capacity(a.viewers - kill);
+	for i in kill..a.viewers {
 		let viewer = sp_core::sr25519::Pair::from_string(&format!("//LoadViewer{i}"), None)
 			.map_err(|e| anyhow!("seed: {e:?}"))?;
 		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
@@ -1032,16 +1059,8 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		tokio::time::sleep(pause).await;
 	}
 	let joined = viewers.len();
-	// One `dsp watch --p2p` child in the same swarm: a real viewer process to measure.
-	let mut watch_child = Proc::new(&exe)
-		.args(["watch", "--stream", "1", "--server", &server.to_string()])
-		.args(["--origin-key", &hex::encode(origin.public().0)])
-		.args(["--p2p", "--pass-signer", &hex::encode(signer.0), "--viewer-seed", "//LoadWatch"])
-		.args(["--status-interval-secs", "0"])
-		.env("RUST_LOG", "warn")
-		.stdout(Stdio::null())
-		.spawn()
-		.context("starting dsp watch --p2p")?;
+	// One more `dsp watch --p2p` child in the same swarm: a real viewer process to measure.
+	let mut watch_child = spawn_watch("//LoadWatch")?;
 	let watch_pid = watch_child.id();
 	let totals = |v: &[Option<dsp_streaming::net::p2p_watch::P2pWatchHandle>]| {
 		let stats: Vec<_> = v.iter().flatten().map(|h| h.stats()).collect();
@@ -1053,14 +1072,14 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 	let sample = |pid| load::sample_process(pid).unwrap_or_default();
 	let (s0, w0, c0, t0, at0) =
 		(sample(server_pid), sample(watch_pid), sample(me), totals(&viewers), Instant::now());
-	let phase = if a.kill_seeders > 0.0 { a.duration_secs / 2 } else { a.duration_secs };
+	let phase = if kill > 0 { a.duration_secs / 2 } else { a.duration_secs };
 	tokio::time::sleep(Duration::from_secs(phase.max(1))).await;
 	let (s1, w1, c1, t1, at1) =
 		(sample(server_pid), sample(watch_pid), sample(me), totals(&viewers), Instant::now());
 	let secs = (at1 - at0).as_secs_f64();
 	println!(
-		"[dsp-p2p] viewers={joined} (+1 dsp watch --p2p child) bitrate_kbps={} segment_ms={} chunk_kib={chunk_kib} transport={}",
-		a.bitrate_kbps, a.segment_ms, server.transport
+		"[dsp-p2p] viewers={} ({joined} in process, {kill} `dsp watch --p2p` processes to kill, 1 measured process) bitrate_kbps={} segment_ms={} chunk_kib={chunk_kib} transport={}",
+		joined + kill + 1, a.bitrate_kbps, a.segment_ms, server.transport
 	);
 	let line = |name: &str, t_a: &P2pTotals, t_b: &P2pTotals, secs: f64| {
 		let mbps = |b: u64| b as f64 * 8.0 / 1e6 / secs;
@@ -1077,7 +1096,7 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 			t_b.neighbours as f64 / t_b.viewers.max(1) as f64,
 		);
 	};
-	line(if a.kill_seeders > 0.0 { "before_kill" } else { "steady" }, &t0, &t1, secs);
+	line(if kill > 0 { "before_kill" } else { "steady" }, &t0, &t1, secs);
 	println!(
 		"[dsp-p2p] server cpu_secs={:.2} ({:.2} cores) rss_mib={:.1}; load process ({} viewers) cpu={:.2} cores",
 		s1.cpu_secs - s0.cpu_secs,
@@ -1092,18 +1111,15 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		w1.peak_rss as f64 / 1048576.0,
 		(w1.cpu_secs - w0.cpu_secs) / secs,
 	);
-	let mut killed_stats = Vec::new();
-	if a.kill_seeders > 0.0 {
-		let kill = ((joined as f64) * a.kill_seeders).round() as usize;
-		// The oldest viewers: every later one was told of them, so they are the most used.
-		for v in viewers.iter_mut().take(kill) {
-			if let Some(h) = v.take() {
-				killed_stats.push(h.stats());
-				let _ = h.stop().await;
-			}
+	if kill > 0 {
+		for v in &mut victims {
+			// SIGKILL.
+			let _ = v.kill();
+			let _ = v.wait();
 		}
 		println!(
-			"[dsp-p2p] stopped {kill} of {joined} viewers (--kill-seeders {})",
+			"[dsp-p2p] killed {kill} of {} viewers with SIGKILL (--kill-seeders {})",
+			joined + kill + 1,
 			a.kill_seeders
 		);
 		tokio::time::sleep(Duration::from_secs(a.recover_secs)).await;
@@ -1111,19 +1127,17 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		tokio::time::sleep(Duration::from_secs(phase.max(1))).await;
 		let (t3, at3) = (totals(&viewers), Instant::now());
 		line("after_recovery", &t2, &t3, (at3 - at2).as_secs_f64());
-	}
-	let end = totals(&viewers);
-	let killed = P2pTotals::of(killed_stats.iter());
-	println!(
-		"[dsp-p2p] survivors whole run: stalls={} stalls_longer_than_a_segment={} longest_stall_ms={} bad_chunks={} segments={}",
-		end.stalls, end.long_stalls, end.longest_stall_ms, end.bad_chunks, end.segments
-	);
-	if a.kill_seeders > 0.0 {
 		println!(
-			"[dsp-p2p] stopped viewers until stopped: stalls={} stalls_longer_than_a_segment={}",
-			killed.stalls, killed.long_stalls
+			"[dsp-p2p] in-process viewers from the kill to the end: stalls={} stalls_longer_than_a_segment={}",
+			t3.stalls.saturating_sub(t1.stalls),
+			t3.long_stalls.saturating_sub(t1.long_stalls),
 		);
 	}
+	let end = totals(&viewers);
+	println!(
+		"[dsp-p2p] in-process viewers, whole run: stalls={} stalls_longer_than_a_segment={} longest_stall_ms={} bad_chunks={} segments={}",
+		end.stalls, end.long_stalls, end.longest_stall_ms, end.bad_chunks, end.segments
+	);
 	let _ = stop_tx.send(true);
 	for h in viewers.into_iter().flatten() {
 		let _ = h.stop().await;

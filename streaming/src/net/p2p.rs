@@ -468,7 +468,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				}
 				request_response::Message::Request { request: Ok(request), channel, .. } => {
 					let kind = request.kind();
-					if let Some(busy) = self.over_upload_cap(now, &request) {
+					if let Some(busy) = self.over_upload_cap(now, &peer, &request) {
 						let _ = self.swarm.behaviour_mut().rr.send_response(channel, busy);
 						return;
 					}
@@ -517,12 +517,20 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 		}
 	}
 
-	/// `Refused{Busy}` if `request` is a `GetChunk` for a held chunk that the upload cap cannot
-	/// take now. Checked before the serving core so that a refused chunk is not counted as
-	/// served in the receipt ledger.
-	fn over_upload_cap(&mut self, now: Instant, request: &Request) -> Option<Response> {
+	/// `Refused{Busy}` if `request` is a `GetChunk` of a pass holder for a held chunk that the
+	/// upload cap cannot take now. Checked before the serving core so that a refused chunk is
+	/// not counted as served in the receipt ledger; requests without a pass take nothing.
+	fn over_upload_cap(
+		&mut self,
+		now: Instant,
+		peer: &PeerId,
+		request: &Request,
+	) -> Option<Response> {
 		let cap = self.upload.as_mut()?;
 		let Request::GetChunk { stream, sequence, index } = *request else { return None };
+		if !self.serving.has_pass(peer, stream) {
+			return None;
+		}
 		let len = self.source.chunk(stream, sequence, index)?.len() as u64;
 		let ms = now.saturating_duration_since(self.started).as_millis() as u64;
 		if cap.try_take(ms, len) {

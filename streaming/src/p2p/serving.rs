@@ -226,6 +226,13 @@ impl Serving {
 		self.banned.contains(peer)
 	}
 
+	/// Whether `peer` showed a valid pass for `stream` (and is not banned): only such a peer's
+	/// requests may take from an upload budget.
+	pub fn has_pass(&self, peer: &PeerId, stream: StreamId) -> bool {
+		!self.is_banned(peer)
+			&& self.peers.get(peer).is_some_and(|p| p.passes.contains_key(&stream))
+	}
+
 	/// Bans `peer` (idempotent) and tells the shell to block it.
 	pub fn ban(&mut self, peer: PeerId, reason: impl Into<String>) {
 		if !self.banned.insert(peer) {
@@ -529,7 +536,9 @@ mod tests {
 		// A pass bound to another peer (replayed by whoever was shown it).
 		let replayed = bound("//Viewer", peer(2));
 		assert_eq!(code(&s.handle_request(now, me, replayed, &st)), Some(RefusalCode::BadPass));
+		assert!(!s.has_pass(&me, 1));
 		assert_eq!(s.handle_request(now, me, bound("//Viewer", me), &st), Response::Ok);
+		assert!(s.has_pass(&me, 1) && !s.has_pass(&me, 2) && !s.has_pass(&peer(2), 1));
 		assert!(matches!(s.handle_request(now, me, hdr, &st), Response::Header(_)));
 		assert_eq!(s.handle_request(now, me, get(1), &st), Response::Chunk(st.0.chunks[1].clone()));
 		assert_eq!(code(&s.handle_request(now, me, get(9), &st)), Some(RefusalCode::NotHeld));
