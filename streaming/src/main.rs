@@ -861,25 +861,15 @@ async fn load(a: LoadArgs) -> anyhow::Result<()> {
 	if a.p2p {
 		return load_p2p(a).await;
 	}
-	use dsp_streaming::net::load::{self, LoadConfig, LoadCounters};
+	use dsp_streaming::net::load::{self, LoadCounters};
 	use std::sync::atomic::Ordering;
 	let pair = sp_core::sr25519::Pair::from_string("//LoadOrigin", None)
 		.map_err(|e| anyhow!("seed: {e:?}"))?;
 	let key = hex::encode(pair.public().0);
 	let (mut child, tcp, server) = spawn_server(&a, &key, &[])?;
 	let server_pid = child.id();
-	let config = Arc::new(LoadConfig {
-		server,
-		publish_to: tcp,
-		stream: 1,
-		viewers: a.viewers,
-		bitrate_kbps: a.bitrate_kbps,
-		segment_ms: a.segment_ms,
-		duration: Duration::from_secs(a.duration_secs),
-		connect_rate: a.connect_rate.max(1),
-		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
-		chunk_size: a.chunk_kib.unwrap_or(DEFAULT_CHUNK_SIZE / 1024) * 1024,
-	});
+	let chunk_size = a.chunk_kib.unwrap_or(DEFAULT_CHUNK_SIZE / 1024) * 1024;
+	let config = Arc::new(load_config(&a, tcp, server, chunk_size));
 	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 	let feeder = {
 		let config = config.clone();
@@ -937,6 +927,28 @@ async fn load(a: LoadArgs) -> anyhow::Result<()> {
 	Ok(())
 }
 
+/// The load run's settings from the command line: stream 1, published over `tcp`, watched at
+/// `server`.
+fn load_config(
+	a: &LoadArgs,
+	tcp: Endpoint,
+	server: Endpoint,
+	chunk_size: u32,
+) -> dsp_streaming::net::load::LoadConfig {
+	dsp_streaming::net::load::LoadConfig {
+		server,
+		publish_to: tcp,
+		stream: 1,
+		viewers: a.viewers,
+		bitrate_kbps: a.bitrate_kbps,
+		segment_ms: a.segment_ms,
+		duration: Duration::from_secs(a.duration_secs),
+		connect_rate: a.connect_rate.max(1),
+		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
+		chunk_size,
+	}
+}
+
 /// Starts the `dsp serve` child of a load run (loopback, capacity for every viewer, a window of
 /// 10 segments, `extra` arguments); returns it with its TCP endpoint and the viewers' endpoint.
 fn spawn_server(
@@ -975,7 +987,7 @@ fn spawn_server(
 
 /// `dsp load --p2p`: see [`LoadArgs::p2p`].
 async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
-	use dsp_streaming::net::load::{self, LoadConfig, P2pTotals};
+	use dsp_streaming::net::load::{self, P2pTotals};
 	use std::process::{Command as Proc, Stdio};
 	if !(0.0..1.0).contains(&a.kill_seeders) {
 		bail!("--kill-seeders must be in [0, 1)");
@@ -992,18 +1004,7 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		spawn_server(&a, &key, &["--rate", "1", "--pass-seed", signer_seed])?;
 	let server_pid = child.id();
 	let chunk_kib = a.chunk_kib.unwrap_or(16);
-	let config = Arc::new(LoadConfig {
-		server,
-		publish_to: tcp,
-		stream: 1,
-		viewers: a.viewers,
-		bitrate_kbps: a.bitrate_kbps,
-		segment_ms: a.segment_ms,
-		duration: Duration::from_secs(a.duration_secs),
-		connect_rate: a.connect_rate.max(1),
-		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
-		chunk_size: chunk_kib * 1024,
-	});
+	let config = Arc::new(load_config(&a, tcp, server, chunk_kib * 1024));
 	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 	let feeder = {
 		let config = config.clone();

@@ -305,3 +305,31 @@ async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_complete
 	.await
 	.expect("test finishes in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_admitted_directly_is_told_so_and_a_full_server_is_a_clear_error() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		// No pass signing: the capacity rule admits directly.
+		let direct = common::server(common::serve_config()).await;
+		let r = p2p_watch::start(viewer_config(tcp(&direct), 1), None).await;
+		assert!(matches!(r, Err(p2p_watch::P2pWatchError::Direct)), "{:?}", r.err());
+		direct.shutdown().await;
+		// A server with no room at all: refused with `Full`, not a hang or a panic.
+		let mut cfg = common::serve_config();
+		cfg.capacity = CapacitySettings { max_streams: 0, streaming_rate: Perbill::zero() };
+		let full = common::server(cfg).await;
+		let r = p2p_watch::start(viewer_config(tcp(&full), 2), None).await;
+		assert!(
+			matches!(
+				r,
+				Err(p2p_watch::P2pWatchError::Closed(dsp_streaming::protocol::ErrorCode::Full, _))
+			),
+			"{:?}",
+			r.err()
+		);
+		full.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
