@@ -1140,9 +1140,7 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		end.stalls, end.long_stalls, end.longest_stall_ms, end.bad_chunks, end.segments
 	);
 	let _ = stop_tx.send(true);
-	for h in viewers.into_iter().flatten() {
-		let _ = h.stop().await;
-	}
+	futures::future::join_all(viewers.into_iter().flatten().map(|h| h.stop())).await;
 	let _ = feeder.await;
 	let _ = watch_child.kill();
 	let _ = watch_child.wait();
