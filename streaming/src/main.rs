@@ -17,6 +17,7 @@ use dsp_primitives::{CapacitySettings, Hash32, Perbill, PublicKey, Signed, Strea
 use dsp_streaming::{
 	chain::{client::ChainClient, discovery},
 	net::p2p::P2pConfig,
+	net::p2p_watch::{self, P2pWatchConfig, P2pWatchError},
 	net::{
 		publish::{PublishConfig, Publisher},
 		serve::{RunningServer, ServeConfig},
@@ -27,6 +28,7 @@ use dsp_streaming::{
 	p2p::{
 		receipts::{LedgerConfig, PassSigners},
 		tracker::{PassSigning, TrackerConfig},
+		upload::UploadConfig,
 	},
 	protocol::Start,
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
@@ -35,7 +37,12 @@ use dsp_streaming::{
 	viewer::{Transport, TransportPolicy, ViewerConfig},
 };
 use sp_core::Pair;
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+	net::SocketAddr,
+	path::PathBuf,
+	sync::Arc,
+	time::{Duration, Instant},
+};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
@@ -319,6 +326,23 @@ struct LoadArgs {
 	/// segments of the same size, and print DSP's throughput per CPU-second as a ratio to it.
 	#[arg(long)]
 	compare_nginx: bool,
+	/// Chunk size, KiB. Default 64 (16 with `--p2p`: more pieces to trade).
+	#[arg(long)]
+	chunk_kib: Option<u32>,
+	/// P2P mode: the `dsp serve` child admits every viewer in P2P mode (`--rate 1
+	/// --pass-seed`), and every load viewer is a real P2P viewer (the `dsp watch --p2p`
+	/// driver: libp2p node + direct connection). Prints the P2P share of the delivered bytes,
+	/// the node's egress and stalls, and the RSS and CPU of one `dsp watch --p2p` child.
+	#[arg(long)]
+	p2p: bool,
+	/// P2P: share of the viewers (e.g. 0.3) run as `dsp watch --p2p` processes that join first
+	/// and are killed with SIGKILL halfway through; the figures of the other viewers are then
+	/// printed before the kill and after `--recover-secs`.
+	#[arg(long, default_value_t = 0.0)]
+	kill_seeders: f64,
+	/// P2P: seconds after the kill before the second measurement.
+	#[arg(long, default_value_t = 10)]
+	recover_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -445,6 +469,25 @@ struct WatchArgs {
 	/// Seconds between status lines (0: none).
 	#[arg(long, default_value_t = 1)]
 	status_interval_secs: u64,
+	/// Offer P2P mode: if the server admits this viewer in P2P mode, join the stream's swarm
+	/// (pass, peers, chunks from peers, urgent gaps from the server) with the first `--server`
+	/// of the chosen transport; if it admits it directly, watch in direct mode.
+	#[arg(long)]
+	p2p: bool,
+	/// P2P: seed (secret URI) of the viewer key that the pass names and receipts are signed
+	/// with (also this viewer's account as a seeder). Default: a fresh random key.
+	#[arg(long)]
+	viewer_seed: Option<String>,
+	/// P2P: authorised pass signer (hex public key) whose passes neighbours must show.
+	/// Repeatable; required with `--p2p`.
+	#[arg(long)]
+	pass_signer: Vec<String>,
+	/// P2P: libp2p listen address. Repeatable. Default: QUIC and TCP on 127.0.0.1, OS ports.
+	#[arg(long)]
+	p2p_listen: Vec<String>,
+	/// P2P: upload cap for serving neighbours, kbit/s.
+	#[arg(long, default_value_t = 1500)]
+	upload_kbps: u64,
 }
 
 fn hex32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
@@ -1140,9 +1183,17 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 	}
 	config.gateway = Some(a.gateway);
 	config.playlist_segments = a.playlist_segments;
-	config.record_dir = a.record;
+	config.record_dir = a.record.clone();
 	config.status_interval =
 		(a.status_interval_secs > 0).then(|| Duration::from_secs(a.status_interval_secs));
+	if a.p2p {
+		match watch_p2p(&a, &config).await {
+			Err(e) if matches!(e.downcast_ref(), Some(P2pWatchError::Direct)) => {
+				info!("admitted in direct mode: watching directly");
+			}
+			other => return other,
+		}
+	}
 	let handle = watch::start(config, None).await?;
 	if let Some(url) = &handle.gateway_url {
 		println!("{url}");
@@ -1154,46 +1205,96 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 	Ok(())
 }
 
-async fn load(a: LoadArgs) -> anyhow::Result<()> {
-	use dsp_streaming::net::load::{self, LoadConfig, LoadCounters};
-	use std::{
-		io::BufRead,
-		process::{Command as Proc, Stdio},
-		sync::atomic::Ordering,
+/// `dsp watch --p2p` when the server admits the viewer in P2P mode; `P2pWatchError::Direct`
+/// when it admits it directly.
+async fn watch_p2p(a: &WatchArgs, direct: &WatchConfig) -> anyhow::Result<()> {
+	let server = a
+		.server
+		.iter()
+		.find(|s| match a.transport {
+			TransportArg::Udp => s.transport == Transport::Quic,
+			TransportArg::Tcp => s.transport == Transport::Tcp,
+			TransportArg::Auto => true,
+		})
+		.copied()
+		.ok_or_else(|| anyhow!("no --server for the chosen transport"))?;
+	if a.pass_signer.is_empty() {
+		bail!("--p2p needs --pass-signer (the stream's authorised pass signers)");
+	}
+	let viewer = match &a.viewer_seed {
+		Some(seed) => sp_core::sr25519::Pair::from_string(seed, None)
+			.map_err(|e| anyhow!("bad --viewer-seed: {e:?}"))?,
+		None => sp_core::sr25519::Pair::generate().0,
 	};
+	let signers = PassSigners {
+		default: a.pass_signer.iter().map(|k| public_key(k)).collect::<Result<_, _>>()?,
+		..Default::default()
+	};
+	let genesis = direct.core.genesis_hash;
+	let ledger = LedgerConfig::new(genesis, viewer.public().0, signers);
+	// The libp2p identity follows from the viewer key, like the seed's from the pass key.
+	let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
+		b"dsp/p2p-identity".as_slice(),
+		viewer.to_raw_vec(),
+	)));
+	let mut p2p = P2pConfig::loopback(secret, ledger);
+	if !a.p2p_listen.is_empty() {
+		p2p.listen = a
+			.p2p_listen
+			.iter()
+			.map(|m| m.parse().with_context(|| format!("bad --p2p-listen {m}")))
+			.collect::<Result<_, _>>()?;
+	}
+	p2p.upload =
+		Some(UploadConfig { bytes_per_sec: a.upload_kbps * 1000 / 8, ..UploadConfig::default() });
+	let mut config =
+		P2pWatchConfig::new(genesis, a.stream, direct.core.origin, server, viewer, p2p);
+	config.verification = direct.verification;
+	config.gateway = Some(a.gateway);
+	config.playlist_segments = a.playlist_segments;
+	let handle = p2p_watch::start(config, None).await?;
+	println!("p2p {}", handle.peer_id);
+	if let Some(url) = &handle.gateway_url {
+		println!("{url}");
+	}
+	let mut status = tokio::time::interval(Duration::from_secs(a.status_interval_secs.max(1)));
+	loop {
+		tokio::select! {
+			_ = tokio::signal::ctrl_c() => break,
+			_ = status.tick(), if a.status_interval_secs > 0 => {
+				let s = handle.stats();
+				eprintln!(
+					"[dsp watch p2p] segments={} neighbours={} from_peers={}B from_node={}B served={}B stalls={} long_stalls={} bans={}",
+					s.buffer.delivered,
+					s.neighbours,
+					s.scheduler.bytes_from_peers,
+					s.scheduler.bytes_from_node,
+					s.served.bytes_served,
+					s.play.stalls,
+					s.long_stalls,
+					s.scheduler.banned,
+				);
+			},
+		}
+	}
+	let stats = handle.stop().await?;
+	info!(?stats, "stopped");
+	Ok(())
+}
+
+async fn load(a: LoadArgs) -> anyhow::Result<()> {
+	if a.p2p {
+		return load_p2p(a).await;
+	}
+	use dsp_streaming::net::load::{self, LoadCounters};
+	use std::sync::atomic::Ordering;
 	let pair = sp_core::sr25519::Pair::from_string("//LoadOrigin", None)
 		.map_err(|e| anyhow!("seed: {e:?}"))?;
 	let key = hex::encode(pair.public().0);
-	let capacity = (a.viewers + 64).to_string();
-	let mut child = Proc::new(std::env::current_exe()?)
-		.args(["serve", "--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0", "--origin-key", &key])
-		.args(["--max-streams", &capacity, "--max-connections", &capacity, "--window", "10"])
-		.env("RUST_LOG", "warn")
-		.stdout(Stdio::piped())
-		.spawn()
-		.context("starting dsp serve")?;
+	let (mut child, tcp, server) = spawn_server(&a, &key, &[])?;
 	let server_pid = child.id();
-	let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped; qed")).lines();
-	let mut next = || -> anyhow::Result<String> {
-		lines.next().ok_or_else(|| anyhow!("dsp serve exited"))?.map_err(Into::into)
-	};
-	let tcp: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
-	let quic: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
-	let server = match a.transport {
-		TransportArg::Udp => quic,
-		_ => tcp,
-	};
-	let config = Arc::new(LoadConfig {
-		server,
-		publish_to: tcp,
-		stream: 1,
-		viewers: a.viewers,
-		bitrate_kbps: a.bitrate_kbps,
-		segment_ms: a.segment_ms,
-		duration: Duration::from_secs(a.duration_secs),
-		connect_rate: a.connect_rate.max(1),
-		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
-	});
+	let chunk_size = a.chunk_kib.unwrap_or(DEFAULT_CHUNK_SIZE / 1024) * 1024;
+	let config = Arc::new(load_config(&a, tcp, server, chunk_size));
 	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 	let feeder = {
 		let config = config.clone();
@@ -1248,6 +1349,228 @@ async fn load(a: LoadArgs) -> anyhow::Result<()> {
 			println!("ratio_dsp_to_nginx_gbit_per_cpu_sec={:.2}", dsp / nginx);
 		}
 	}
+	Ok(())
+}
+
+/// The load run's settings from the command line: stream 1, published over `tcp`, watched at
+/// `server`.
+fn load_config(
+	a: &LoadArgs,
+	tcp: Endpoint,
+	server: Endpoint,
+	chunk_size: u32,
+) -> dsp_streaming::net::load::LoadConfig {
+	dsp_streaming::net::load::LoadConfig {
+		server,
+		publish_to: tcp,
+		stream: 1,
+		viewers: a.viewers,
+		bitrate_kbps: a.bitrate_kbps,
+		segment_ms: a.segment_ms,
+		duration: Duration::from_secs(a.duration_secs),
+		connect_rate: a.connect_rate.max(1),
+		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
+		chunk_size,
+	}
+}
+
+/// Starts the `dsp serve` child of a load run (loopback, capacity for every viewer, a window of
+/// 10 segments, `extra` arguments); returns it with its TCP endpoint and the viewers' endpoint.
+fn spawn_server(
+	a: &LoadArgs,
+	origin_key: &str,
+	extra: &[&str],
+) -> anyhow::Result<(std::process::Child, Endpoint, Endpoint)> {
+	use std::{
+		io::BufRead,
+		process::{Command as Proc, Stdio},
+	};
+	let capacity = (a.viewers + 64).to_string();
+	let mut child = Proc::new(std::env::current_exe()?)
+		.args(["serve", "--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0"])
+		.args(["--origin-key", origin_key])
+		.args(["--max-streams", &capacity, "--max-connections", &capacity, "--window", "10"])
+		.args(extra)
+		.env("RUST_LOG", "warn")
+		.stdout(Stdio::piped())
+		.spawn()
+		.context("starting dsp serve")?;
+	let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped; qed")).lines();
+	let mut next = || -> anyhow::Result<String> {
+		lines.next().ok_or_else(|| anyhow!("dsp serve exited"))?.map_err(Into::into)
+	};
+	let tcp: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
+	let quic: Endpoint = next()?.parse().map_err(|e: String| anyhow!(e))?;
+	let server = match a.transport {
+		TransportArg::Udp => quic,
+		_ => tcp,
+	};
+	// Keep reading what it prints: a closed pipe would kill it at its next line (SIGPIPE).
+	std::thread::spawn(move || lines.for_each(drop));
+	Ok((child, tcp, server))
+}
+
+/// `dsp load --p2p`: see [`LoadArgs::p2p`].
+async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
+	use dsp_streaming::net::load::{self, P2pTotals};
+	use std::process::{Command as Proc, Stdio};
+	if !(0.0..1.0).contains(&a.kill_seeders) {
+		bail!("--kill-seeders must be in [0, 1)");
+	}
+	let origin = sp_core::sr25519::Pair::from_string("//LoadOrigin", None)
+		.map_err(|e| anyhow!("seed: {e:?}"))?;
+	let signer_seed = "//LoadPassSigner";
+	let signer = sp_core::sr25519::Pair::from_string(signer_seed, None)
+		.map_err(|e| anyhow!("seed: {e:?}"))?
+		.public();
+	let exe = std::env::current_exe()?;
+	let key = hex::encode(origin.public().0);
+	let (mut child, tcp, server) =
+		spawn_server(&a, &key, &["--rate", "1", "--pass-seed", signer_seed])?;
+	let server_pid = child.id();
+	let chunk_kib = a.chunk_kib.unwrap_or(16);
+	let config = Arc::new(load_config(&a, tcp, server, chunk_kib * 1024));
+	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+	let feeder = {
+		let config = config.clone();
+		let origin = origin.clone();
+		tokio::spawn(async move { load::feed(&config, origin, stop_rx).await })
+	};
+	// A backlog for the first viewers to start from.
+	tokio::time::sleep(Duration::from_millis(a.segment_ms as u64 * 4)).await;
+	let signers = PassSigners { default: vec![signer], ..Default::default() };
+	let pause = Duration::from_secs_f64(1.0 / config.connect_rate as f64);
+	let spawn_watch = |seed: &str| {
+		Proc::new(&exe)
+			.args(["watch", "--stream", "1", "--server", &server.to_string()])
+			.args(["--origin-key", &hex::encode(origin.public().0)])
+			.args(["--p2p", "--pass-signer", &hex::encode(signer.0), "--viewer-seed", seed])
+			.args(["--status-interval-secs", "0", "--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+			.env("RUST_LOG", "warn")
+			.stdout(Stdio::null())
+			.spawn()
+			.context("starting dsp watch --p2p")
+	};
+	// The viewers to kill are `dsp watch --p2p` processes, killed with SIGKILL like a crashed
+	// device (no goodbye on any connection). They join first: every later viewer can be told
+	// of them, so they are the most used seeders.
+	let kill = ((a.viewers as f64) * a.kill_seeders).round() as usize;
+	let mut victims = Vec::with_capacity(kill);
+	for i in 0..kill {
+		victims.push(spawn_watch(&format!("//LoadKill{i}"))?);
+		tokio::time::sleep(pause).await;
+	}
+	if kill > 0 {
+		// Process start and join.
+		tokio::time::sleep(Duration::from_secs(1)).await;
+	}
+	let mut viewers = Vec::with_capacity(a.viewers - kill);
+	for i in kill..a.viewers {
+		let viewer = sp_core::sr25519::Pair::from_string(&format!("//LoadViewer{i}"), None)
+			.map_err(|e| anyhow!("seed: {e:?}"))?;
+		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
+			b"dsp/p2p-identity".as_slice(),
+			viewer.to_raw_vec(),
+		)));
+		let ledger = LedgerConfig::new([0; 32], viewer.public().0, signers.clone());
+		let mut p2p = P2pConfig::loopback(secret, ledger);
+		// One transport per viewer keeps the file descriptors and tasks down.
+		p2p.listen.truncate(1);
+		let mut c = P2pWatchConfig::new([0; 32], 1, origin.public(), server, viewer, p2p);
+		c.gateway = None;
+		match p2p_watch::start(c, None).await {
+			Ok(h) => viewers.push(Some(h)),
+			Err(e) => warn!(viewer = i, error = %e, "p2p viewer failed to start"),
+		}
+		tokio::time::sleep(pause).await;
+	}
+	let joined = viewers.len();
+	// One more `dsp watch --p2p` child in the same swarm: a real viewer process to measure.
+	let mut watch_child = spawn_watch("//LoadWatch")?;
+	let watch_pid = watch_child.id();
+	let totals = |v: &[Option<dsp_streaming::net::p2p_watch::P2pWatchHandle>]| {
+		let stats: Vec<_> = v.iter().flatten().map(|h| h.stats()).collect();
+		P2pTotals::of(stats.iter())
+	};
+	// Warm-up: startup and the first announcements.
+	tokio::time::sleep(Duration::from_millis(a.segment_ms as u64 * 4)).await;
+	let me = std::process::id();
+	let sample = |pid| load::sample_process(pid).unwrap_or_default();
+	let (s0, w0, c0, t0, at0) =
+		(sample(server_pid), sample(watch_pid), sample(me), totals(&viewers), Instant::now());
+	let phase = if kill > 0 { a.duration_secs / 2 } else { a.duration_secs };
+	tokio::time::sleep(Duration::from_secs(phase.max(1))).await;
+	let (s1, w1, c1, t1, at1) =
+		(sample(server_pid), sample(watch_pid), sample(me), totals(&viewers), Instant::now());
+	let secs = (at1 - at0).as_secs_f64();
+	println!(
+		"[dsp-p2p] viewers={} ({joined} in process, {kill} `dsp watch --p2p` processes to kill, 1 measured process) bitrate_kbps={} segment_ms={} chunk_kib={chunk_kib} transport={}",
+		joined + kill + 1, a.bitrate_kbps, a.segment_ms, server.transport
+	);
+	let line = |name: &str, t_a: &P2pTotals, t_b: &P2pTotals, secs: f64| {
+		let mbps = |b: u64| b as f64 * 8.0 / 1e6 / secs;
+		println!(
+			"[dsp-p2p] {name}: secs={secs:.1} viewers={} p2p_share={:.1}% node_egress_mbps={:.2} delivered_mbps={:.2} segments={} neighbours_avg={:.1}",
+			t_b.viewers,
+			t_b.p2p_share_since(t_a),
+			mbps(t_b.server_bytes.saturating_sub(t_a.server_bytes)),
+			mbps(
+				(t_b.from_node + t_b.from_peers)
+					.saturating_sub(t_a.from_node + t_a.from_peers)
+			),
+			t_b.segments.saturating_sub(t_a.segments),
+			t_b.neighbours as f64 / t_b.viewers.max(1) as f64,
+		);
+	};
+	line(if kill > 0 { "before_kill" } else { "steady" }, &t0, &t1, secs);
+	println!(
+		"[dsp-p2p] server cpu_secs={:.2} ({:.2} cores) rss_mib={:.1}; load process ({} viewers) cpu={:.2} cores",
+		s1.cpu_secs - s0.cpu_secs,
+		(s1.cpu_secs - s0.cpu_secs) / secs,
+		s1.rss as f64 / 1048576.0,
+		joined,
+		(c1.cpu_secs - c0.cpu_secs) / secs,
+	);
+	println!(
+		"[dsp-p2p] one `dsp watch --p2p` process: rss_mib={:.1} peak_rss_mib={:.1} cpu={:.3} cores",
+		w1.rss as f64 / 1048576.0,
+		w1.peak_rss as f64 / 1048576.0,
+		(w1.cpu_secs - w0.cpu_secs) / secs,
+	);
+	if kill > 0 {
+		for v in &mut victims {
+			// SIGKILL.
+			let _ = v.kill();
+			let _ = v.wait();
+		}
+		println!(
+			"[dsp-p2p] killed {kill} of {} viewers with SIGKILL (--kill-seeders {})",
+			joined + kill + 1,
+			a.kill_seeders
+		);
+		tokio::time::sleep(Duration::from_secs(a.recover_secs)).await;
+		let (t2, at2) = (totals(&viewers), Instant::now());
+		tokio::time::sleep(Duration::from_secs(phase.max(1))).await;
+		let (t3, at3) = (totals(&viewers), Instant::now());
+		line("after_recovery", &t2, &t3, (at3 - at2).as_secs_f64());
+		println!(
+			"[dsp-p2p] in-process viewers from the kill to the end: stalls={} stalls_longer_than_a_segment={}",
+			t3.stalls.saturating_sub(t1.stalls),
+			t3.long_stalls.saturating_sub(t1.long_stalls),
+		);
+	}
+	let end = totals(&viewers);
+	println!(
+		"[dsp-p2p] in-process viewers, whole run: stalls={} stalls_longer_than_a_segment={} longest_stall_ms={} bad_chunks={} segments={}",
+		end.stalls, end.long_stalls, end.longest_stall_ms, end.bad_chunks, end.segments
+	);
+	let _ = stop_tx.send(true);
+	futures::future::join_all(viewers.into_iter().flatten().map(|h| h.stop())).await;
+	let _ = feeder.await;
+	let _ = watch_child.kill();
+	let _ = watch_child.wait();
+	let _ = child.kill();
+	let _ = child.wait();
 	Ok(())
 }
 

@@ -92,6 +92,10 @@ pub struct SessionConfig {
 	pub on_demand_lead: Duration,
 	/// Origin keys of the streams this server accepts.
 	pub origin_keys: Arc<OriginKeys>,
+	/// Headers of this many segments before the live edge go to a P2P viewer when it has
+	/// joined (it picks its first segment among them, a few behind the edge). Default 8: 16 s
+	/// of 2 s segments, a few hundred bytes each.
+	pub p2p_header_backlog: u64,
 }
 
 impl Default for SessionConfig {
@@ -105,6 +109,7 @@ impl Default for SessionConfig {
 			segment_limits: SegmentLimits::default(),
 			on_demand_lead: Duration::from_secs(10),
 			origin_keys: Arc::new(OriginKeys::default()),
+			p2p_header_backlog: 8,
 		}
 	}
 }
@@ -506,7 +511,7 @@ enum State {
 	AwaitAdmission,
 	Viewer(Option<Subscription>),
 	/// Admitted in P2P mode: `None` before `Join`, then the joined stream (and whether
-	/// `Joined` was sent).
+	/// `Joined` was sent). The header feed's position is in `ServerSession::p2p_feed`.
 	P2p(Option<(StreamId, bool)>),
 	Publisher(Option<(StreamId, Box<Assembler>)>),
 	Closed,
@@ -549,6 +554,9 @@ pub struct ServerSession {
 	/// Said `Hello` as a publisher: on an error its queued acks still go out before the
 	/// `Error`, so it knows which segment was refused.
 	publisher: bool,
+	/// P2P mode, after `Joined`: the next header to send (`None` until the first lookup) and
+	/// whether `End` was sent.
+	p2p_feed: (Option<u64>, bool),
 }
 
 impl ServerSession {
@@ -564,6 +572,7 @@ impl ServerSession {
 			events: VecDeque::new(),
 			stats: SessionStats::default(),
 			publisher: false,
+			p2p_feed: (None, false),
 		}
 	}
 
@@ -852,16 +861,65 @@ impl ServerSession {
 
 	/// `Some((stream, from))` when the session can take more segments of `stream` from sequence
 	/// `from` on (see [`LiveWindow::lookup`]).
+	/// In P2P mode (after `Joined`) the session takes every segment's header and the chunks
+	/// the node seeds to it, through [`Self::handle_p2p_segments`].
 	pub fn wants_segments(&self) -> Option<(StreamId, u64)> {
+		let room = self.queued_bytes < self.config.max_send_queue_bytes;
 		match &self.state {
-			State::Viewer(Some(sub))
-				if !sub.end_sent
-					&& sub.paused_until.is_none()
-					&& self.queued_bytes < self.config.max_send_queue_bytes =>
-			{
+			State::Viewer(Some(sub)) if !sub.end_sent && sub.paused_until.is_none() && room => {
 				Some((sub.stream, sub.next.unwrap_or(0)))
 			}
+			State::P2p(Some((stream, true))) if !self.p2p_feed.1 && room => {
+				Some((*stream, self.p2p_feed.0.unwrap_or(0)))
+			}
 			_ => None,
+		}
+	}
+
+	/// P2P mode: queues the header of every segment in `lookup` not sent yet (starting
+	/// `p2p_header_backlog` segments behind the live edge at the first call), each followed by
+	/// the chunks `seeded` says the node pushes to this viewer (the rotation of
+	/// [`crate::p2p::seeding::SeedRotation`], decided by the caller per stream), and `End` once
+	/// the stream ended. Headers are never skipped for a slow reader: the send queue limit
+	/// stops the lookup instead, and segments that left the window meanwhile are skipped.
+	pub fn handle_p2p_segments(
+		&mut self,
+		_now: Instant,
+		lookup: Lookup,
+		seeded: impl Fn(&Segment) -> Vec<u32>,
+	) {
+		if !matches!(self.state, State::P2p(Some((_, true)))) || self.p2p_feed.1 {
+			return;
+		}
+		let backlog = self.config.p2p_header_backlog;
+		let mut next = self.p2p_feed.0.unwrap_or_else(|| {
+			let start = lookup.next_sequence.saturating_sub(backlog);
+			lookup.oldest.map_or(start, |o| start.max(o))
+		});
+		for seg in &lookup.segments {
+			if seg.sequence() < next {
+				continue;
+			}
+			if self.queued_bytes >= self.config.max_send_queue_bytes {
+				break;
+			}
+			next = seg.sequence() + 1;
+			self.stats.segments_sent += 1;
+			self.stats.bytes_sent += seg.frames[0].len() as u64;
+			self.send(seg.frames[0].clone());
+			for index in seeded(seg) {
+				if let Some(frame) = seg.frames.get(1 + index as usize) {
+					self.stats.bytes_sent += frame.len() as u64;
+					self.send(frame.clone());
+				}
+			}
+		}
+		self.p2p_feed.0 = Some(next);
+		if let Some((_, end_frame)) = lookup.ended {
+			if lookup.newest.is_none_or(|newest| next > newest) {
+				self.p2p_feed.1 = true;
+				self.send(end_frame);
+			}
 		}
 	}
 
@@ -1080,6 +1138,7 @@ mod tests {
 				events: VecDeque::new(),
 				stats: self.stats,
 				publisher: self.publisher,
+				p2p_feed: self.p2p_feed,
 			}
 		}
 	}
@@ -1427,6 +1486,57 @@ mod tests {
 		// A fetch for another stream than the joined one closes the session.
 		s.handle_frame(now, body(&Message::Fetch { stream: 2, sequence: 0, index: 0 }));
 		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	}
+
+	#[test]
+	fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end() {
+		let now = Instant::now();
+		let mut s = p2p_viewer(now);
+		// No feed before Joined.
+		assert_eq!(s.wants_segments(), None);
+		s.handle_frame(now, body(&join(1)));
+		let _ = s.poll_event();
+		s.handle_joined(now, Ok((pass(), vec![])));
+		let _ = sent(&mut s);
+		let mut window = LiveWindow::new(WindowConfig::default());
+		for i in 0..12 {
+			window.insert(seg(i));
+		}
+		let (stream, from) = s.wants_segments().expect("joined sessions take the feed");
+		assert_eq!(stream, 1);
+		// Seeds: chunk 0 of even segments.
+		let seeded =
+			|seg: &Segment| if seg.sequence().is_multiple_of(2) { vec![0] } else { vec![] };
+		s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+		let msgs = sent(&mut s);
+		// The last `p2p_header_backlog` (8) segments: headers, and the seeded chunks after them.
+		let headers: Vec<u64> = msgs
+			.iter()
+			.filter_map(
+				|m| if let Message::Header(h) = m { Some(h.payload.sequence) } else { None },
+			)
+			.collect();
+		assert_eq!(headers, (4..12).collect::<Vec<_>>());
+		let chunks: Vec<(u64, u32)> = msgs
+			.iter()
+			.filter_map(
+				|m| if let Message::Chunk(c) = m { Some((c.sequence, c.index)) } else { None },
+			)
+			.collect();
+		assert_eq!(chunks, vec![(4, 0), (6, 0), (8, 0), (10, 0)]);
+		// Only new segments later, then the end once everything was sent.
+		window.insert(seg(12));
+		window.end(end(13));
+		let (_, from) = s.wants_segments().unwrap();
+		assert_eq!(from, 12);
+		s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+		let msgs = sent(&mut s);
+		assert!(matches!(&msgs[..], [Message::Header(h), Message::Chunk(c), Message::End(e)]
+			if h.payload.sequence == 12 && c.sequence == 12 && e.payload.next_sequence == 13));
+		assert_eq!(s.wants_segments(), None);
+		// Direct-mode feeding does nothing to a P2P session.
+		s.handle_segments(now, window.lookup(0, 100));
+		assert!(sent(&mut s).is_empty());
 	}
 
 	#[test]

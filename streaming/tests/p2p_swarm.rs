@@ -583,6 +583,13 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_seeds_the_swarm_and_fi
 			let key = pair(&format!("//P2pViewer{n}")).public();
 			v.send(&Message::Join { stream: STREAM, viewer: key, peer: info(n) }).await;
 			let Message::Joined { pass, peers } = v.recv().await else { panic!("no Joined") };
+			// Then the header feed: every held segment's header (none seeded: they were stored
+			// before anyone joined), and the end of the stream.
+			for seq in 0..3 {
+				let Message::Header(h) = v.recv().await else { panic!("no header") };
+				assert_eq!(h.payload.sequence, seq);
+			}
+			assert!(matches!(v.recv().await, Message::End(_)));
 			// The pass verifies as a seeder (and the pallet) checks it.
 			assert_eq!(verify_pass(&pass, &GENESIS, &signers()), Ok(()));
 			assert_eq!(

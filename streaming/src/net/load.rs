@@ -47,6 +47,8 @@ pub struct LoadConfig {
 	/// A segment arriving later than this after the previous one counts as a stall
 	/// (default: 1.5 × `segment_ms`).
 	pub stall_after: Duration,
+	/// Chunk size of the synthetic segments, bytes.
+	pub chunk_size: u32,
 }
 
 /// Counters shared by the load viewers.
@@ -134,7 +136,7 @@ pub async fn feed(
 			seq,
 			config.segment_ms,
 			Bytes::from(data),
-			crate::segment::DEFAULT_CHUNK_SIZE,
+			config.chunk_size,
 		);
 		publisher.push(Arc::new(seg));
 		seq += 1;
@@ -348,4 +350,60 @@ pub fn sample_process_tree(pid: u32) -> Option<ProcSample> {
 		}
 	}
 	Some(total)
+}
+
+/// Sums of the counters of a set of P2P viewers (`dsp load --p2p`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct P2pTotals {
+	/// Viewers summed.
+	pub viewers: u64,
+	/// Chunk bytes stored from the node (seeded or fetched).
+	pub from_node: u64,
+	/// Chunk bytes stored from peers.
+	pub from_peers: u64,
+	/// Bytes the server sent the viewers on their direct connections (headers included).
+	pub server_bytes: u64,
+	/// Segments handed to the players.
+	pub segments: u64,
+	/// Stalls of the player model.
+	pub stalls: u64,
+	/// Stalls longer than one segment.
+	pub long_stalls: u64,
+	/// Longest stall, ms.
+	pub longest_stall_ms: u64,
+	/// Neighbours with a pass accepted.
+	pub neighbours: u64,
+	/// Chunks that failed verification.
+	pub bad_chunks: u64,
+}
+
+impl P2pTotals {
+	/// Sums `stats`.
+	pub fn of<'a>(stats: impl IntoIterator<Item = &'a super::p2p_watch::P2pWatchStats>) -> Self {
+		let mut t = P2pTotals::default();
+		for s in stats {
+			t.viewers += 1;
+			t.from_node += s.scheduler.bytes_from_node;
+			t.from_peers += s.scheduler.bytes_from_peers;
+			t.server_bytes += s.server_bytes;
+			t.segments += s.buffer.delivered;
+			t.stalls += s.play.stalls;
+			t.long_stalls += s.long_stalls;
+			t.longest_stall_ms = t.longest_stall_ms.max(s.longest_stall_ms);
+			t.neighbours += s.neighbours as u64;
+			t.bad_chunks += s.scheduler.bad_chunks;
+		}
+		t
+	}
+
+	/// The share of chunk bytes that came from peers between `earlier` and `self`, percent.
+	pub fn p2p_share_since(&self, earlier: &P2pTotals) -> f64 {
+		let peers = self.from_peers.saturating_sub(earlier.from_peers) as f64;
+		let node = self.from_node.saturating_sub(earlier.from_node) as f64;
+		if peers + node > 0.0 {
+			100.0 * peers / (peers + node)
+		} else {
+			0.0
+		}
+	}
 }

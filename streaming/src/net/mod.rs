@@ -7,6 +7,7 @@
 pub mod hls;
 pub mod load;
 pub mod p2p;
+pub mod p2p_watch;
 pub mod publish;
 pub mod serve;
 pub mod tls;
@@ -94,6 +95,23 @@ impl FrameSink for quinn::SendStream {
 	async fn send_frame(&mut self, frame: Bytes) -> io::Result<()> {
 		self.write_chunk(frame).await.map_err(io::Error::other)
 	}
+}
+
+/// A QUIC client endpoint on the unspecified address of `server`'s family, and the client
+/// configuration to reach it (certificate check, idle timeout, keep-alive).
+pub fn quic_client(
+	server: SocketAddr,
+	verification: tls::ServerVerification,
+	keep_alive: Duration,
+) -> io::Result<(quinn::Endpoint, quinn::ClientConfig)> {
+	let bind: SocketAddr = if server.is_ipv4() {
+		([0, 0, 0, 0], 0).into()
+	} else {
+		(std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+	};
+	let endpoint = tls::endpoint(bind, None, tls::DEFAULT_UDP_BUFFER)?;
+	let cfg = tls::client_config(verification, Duration::from_secs(10), keep_alive)?;
+	Ok((endpoint, cfg))
 }
 
 /// A server endpoint as given on the command line: `tcp://host:port` or `quic://host:port`.

@@ -10,6 +10,7 @@ use crate::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
 		receipts::{write_ledger, LedgerConfig, SeederLedger},
 		serving::{ChunkSource, FetchError, Serving, ServingConfig, ServingEvent, ServingStats},
+		upload::{UploadCap, UploadConfig},
 		wire::{CodecRequest, RefusalCode, Request, Response},
 	},
 	segment::SegmentError,
@@ -61,6 +62,10 @@ pub struct P2pConfig {
 	/// Events buffered for [`P2pNode::next_event`]; beyond it they are dropped and logged.
 	/// Default 256.
 	pub event_buffer: usize,
+	/// Upload cap on chunks served (a viewer's uplink share, [`UploadCap`]); a `GetChunk` over
+	/// it is refused `Busy` and the requester asks elsewhere. `None` (default): uncapped, as
+	/// for the node's own seed. `max_queued` is not used here: answers are not queued.
+	pub upload: Option<UploadConfig>,
 }
 
 impl std::fmt::Debug for P2pConfig {
@@ -92,6 +97,7 @@ impl P2pConfig {
 			ledger_save_interval: Duration::from_secs(10),
 			listen_timeout: Duration::from_secs(5),
 			event_buffer: 256,
+			upload: None,
 		}
 	}
 }
@@ -215,8 +221,14 @@ impl P2pNode {
 		info!(%peer_id, addrs = ?listen_addrs, "p2p node listening");
 		let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
 		let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
+		let started = Instant::now();
+		let upload =
+			config.upload.as_ref().map(|u| UploadCap::new(0, u.bytes_per_sec, u.burst_bytes));
 		let driver = Driver {
 			swarm,
+			upload,
+			started,
+			upload_refused: 0,
 			serving: Serving::new(config.serving.clone(), ledger),
 			source,
 			pending: HashMap::new(),
@@ -317,10 +329,21 @@ impl P2pNode {
 	pub async fn next_event(&mut self) -> Option<ServingEvent> {
 		self.events.recv().await
 	}
+
+	/// Takes the event stream out of the node, so that the node can be shared (`Arc`) by
+	/// concurrent requests while one task reads its events. [`P2pNode::next_event`] returns
+	/// `None` afterwards.
+	pub fn take_events(&mut self) -> mpsc::Receiver<ServingEvent> {
+		std::mem::replace(&mut self.events, mpsc::channel(1).1)
+	}
 }
 
 struct Driver<S> {
 	swarm: Swarm<Behaviour>,
+	upload: Option<UploadCap>,
+	/// Origin of the upload cap's millisecond clock.
+	started: Instant,
+	upload_refused: u64,
 	serving: Serving,
 	source: Arc<S>,
 	pending: HashMap<OutboundRequestId, Pending>,
@@ -445,6 +468,10 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				}
 				request_response::Message::Request { request: Ok(request), channel, .. } => {
 					let kind = request.kind();
+					if let Some(busy) = self.over_upload_cap(now, &peer, &request) {
+						let _ = self.swarm.behaviour_mut().rr.send_response(channel, busy);
+						return;
+					}
 					let response = self.serving.handle_request(now, peer, request, &*self.source);
 					if let Response::Refused { code, reason } = &response {
 						debug!(%peer, kind, ?code, %reason, "p2p request refused");
@@ -488,6 +515,30 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 			}
 			request_response::Event::ResponseSent { .. } => {}
 		}
+	}
+
+	/// `Refused{Busy}` if `request` is a `GetChunk` of a pass holder for a held chunk that the
+	/// upload cap cannot take now. Checked before the serving core so that a refused chunk is
+	/// not counted as served in the receipt ledger; requests without a pass take nothing.
+	fn over_upload_cap(
+		&mut self,
+		now: Instant,
+		peer: &PeerId,
+		request: &Request,
+	) -> Option<Response> {
+		let cap = self.upload.as_mut()?;
+		let Request::GetChunk { stream, sequence, index } = *request else { return None };
+		if !self.serving.has_pass(peer, stream) {
+			return None;
+		}
+		let len = self.source.chunk(stream, sequence, index)?.len() as u64;
+		let ms = now.saturating_duration_since(self.started).as_millis() as u64;
+		if cap.try_take(ms, len) {
+			return None;
+		}
+		self.upload_refused += 1;
+		debug!(refused = self.upload_refused, "upload cap reached: chunk request refused");
+		Some(Response::refused(RefusalCode::Busy, "upload cap"))
 	}
 
 	fn apply_serving_events(&mut self) {

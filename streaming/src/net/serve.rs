@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
 	p2p::{
+		seeding::{SeedConfig, SeedRotation},
 		serving::ChunkSource,
 		tracker::{PassSigning, Tracker},
 	},
@@ -24,6 +25,7 @@ use crate::{
 use bytes::Bytes;
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32, SegmentHeader, Signed, StreamId};
 use std::{
+	collections::{BTreeMap, HashMap},
 	io,
 	net::SocketAddr,
 	path::PathBuf,
@@ -80,6 +82,8 @@ pub struct ServeConfig {
 	/// holding passes, and is the first peer every `Joined` lists. Used only with `p2p`.
 	/// Default `None`.
 	pub p2p_seed: Option<P2pConfig>,
+	/// How many P2P viewers each new chunk is pushed to (the node's seeding rotation).
+	pub seeding: SeedConfig,
 }
 
 impl Default for ServeConfig {
@@ -100,6 +104,7 @@ impl Default for ServeConfig {
 			udp_buffer: tls::DEFAULT_UDP_BUFFER,
 			p2p: None,
 			p2p_seed: None,
+			seeding: SeedConfig::default(),
 		}
 	}
 }
@@ -115,7 +120,7 @@ pub struct ServerStats {
 	pub closed_with_error: u64,
 	/// Segments stored from publishers.
 	pub segments_stored: u64,
-	/// Bytes queued to viewers.
+	/// Bytes queued to viewers (both modes).
 	pub bytes_sent: u64,
 	/// Streams holding a window now.
 	pub streams_held: usize,
@@ -123,6 +128,9 @@ pub struct ServerStats {
 	pub streams_freed: u64,
 	/// On-demand sessions started since start.
 	pub vod_sessions: u64,
+	/// Of `bytes_sent`, bytes queued to viewers admitted in P2P mode: headers, seeded chunks
+	/// and urgent `Fetch` answers (the node's egress to the swarm).
+	pub bytes_sent_p2p: u64,
 }
 
 struct StreamSlot {
@@ -131,6 +139,38 @@ struct StreamSlot {
 	changed: watch::Sender<u64>,
 	/// The table let go of this slot: its viewers are closed, its publisher opens a new one.
 	freed: AtomicBool,
+	/// Which P2P session gets which chunk of each new segment pushed.
+	seeding: Mutex<Seeding>,
+}
+
+/// The node's seeding of one stream's swarm: the rotation over its P2P sessions and, for the
+/// segments in the window, which chunks each session is pushed. Decided once per segment when
+/// it is stored (before sessions are woken), so every session reads the same assignment.
+/// Memory: at most `keep` segments, one small vector per seeded session each.
+struct Seeding {
+	rotation: SeedRotation<u64>,
+	/// Sequence → session → chunk indices pushed to it.
+	assigned: BTreeMap<u64, HashMap<u64, Vec<u32>>>,
+	keep: usize,
+}
+
+impl Seeding {
+	fn assign(&mut self, segment: &Segment) {
+		let mut per_session: HashMap<u64, Vec<u32>> = HashMap::new();
+		for index in 0..segment.chunks.len() as u32 {
+			for session in self.rotation.next_seeds() {
+				per_session.entry(session).or_default().push(index);
+			}
+		}
+		self.assigned.insert(segment.sequence(), per_session);
+		while self.assigned.len() > self.keep {
+			self.assigned.pop_first();
+		}
+	}
+
+	fn seeded(&self, sequence: u64, session: u64) -> Vec<u32> {
+		self.assigned.get(&sequence).and_then(|m| m.get(&session)).cloned().unwrap_or_default()
+	}
 }
 
 struct Shared {
@@ -145,6 +185,9 @@ struct Shared {
 	bytes_sent: AtomicU64,
 	streams_freed: AtomicU64,
 	vod_sessions: AtomicU64,
+	bytes_sent_p2p: AtomicU64,
+	/// Session ids (the seeding rotation's member ids).
+	next_session: AtomicU64,
 }
 
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
@@ -164,6 +207,11 @@ impl Shared {
 				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
 				changed: watch::channel(0).0,
 				freed: AtomicBool::new(false),
+				seeding: Mutex::new(Seeding {
+					rotation: SeedRotation::new(self.config.seeding.clone()),
+					assigned: BTreeMap::new(),
+					keep: self.config.window.max_segments,
+				}),
 			})
 		});
 		self.release_freed(&mut table);
@@ -192,6 +240,10 @@ impl StreamSlot {
 		let r = f(&mut self.window.lock().unwrap_or_else(|e| e.into_inner()));
 		self.changed.send_modify(|v| *v += 1);
 		r
+	}
+
+	fn seeding(&self) -> std::sync::MutexGuard<'_, Seeding> {
+		self.seeding.lock().unwrap_or_else(|e| e.into_inner())
 	}
 }
 
@@ -246,6 +298,8 @@ impl RunningServer {
 			bytes_sent: AtomicU64::new(0),
 			streams_freed: AtomicU64::new(0),
 			vod_sessions: AtomicU64::new(0),
+			bytes_sent_p2p: AtomicU64::new(0),
+			next_session: AtomicU64::new(0),
 			config,
 		});
 		let mut p2p = None;
@@ -320,6 +374,7 @@ impl RunningServer {
 			streams_held: s.table().usage().0,
 			streams_freed: s.streams_freed.load(Ordering::Relaxed),
 			vod_sessions: s.vod_sessions.load(Ordering::Relaxed),
+			bytes_sent_p2p: s.bytes_sent_p2p.load(Ordering::Relaxed),
 		}
 	}
 
@@ -501,6 +556,7 @@ where
 	W: FrameSink,
 {
 	shared.connections.fetch_add(1, Ordering::Relaxed);
+	let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
 	let cfg = &shared.config;
 	let (tx, rx) = mpsc::channel::<Bytes>(WRITER_CHANNEL);
 	let mut writer_task = tokio::spawn(write_loop(writer, rx, cfg.write_stall_timeout));
@@ -553,9 +609,12 @@ where
 							Err((ErrorCode::UnknownStream, "no P2P on this server".into()))
 						}
 					};
-					if let Ok((_, peers)) = &r {
-						info!(%peer, stream, peers = peers.len(), "p2p viewer joined");
+					if let (Ok((_, peers)), Some(s)) = (&r, &slot) {
+						info!(%peer, stream, peers = peers.len(), session_id, "p2p viewer joined");
 						joined = Some((stream, peer_id));
+						// Headers and seeded chunks follow the window from now on.
+						s.seeding().rotation.handle_peer_joined(session_id);
+						changed = Some(s.changed.subscribe());
 					}
 					core.handle_joined(Instant::now(), r);
 				}
@@ -634,7 +693,14 @@ where
 					}
 					if let Some(s) = &slot {
 						let seg = Arc::new(seg);
-						let r = s.update(|w| w.insert(seg.clone()));
+						let r = s.update(|w| {
+							let r = w.insert(seg.clone());
+							if r == Inserted::Stored {
+								// Before the sessions wake up to the new segment.
+								s.seeding().assign(&seg);
+							}
+							r
+						});
 						if r == Inserted::Stored {
 							shared.segments_stored.fetch_add(1, Ordering::Relaxed);
 							shared.table().handle_segment(Instant::now(), id);
@@ -692,7 +758,14 @@ where
 							.unwrap_or_else(|e| e.into_inner())
 							.lookup(from, LOOKUP_BATCH);
 						let full = lookup.segments.len() == LOOKUP_BATCH;
-						core.handle_segments(Instant::now(), lookup);
+						if core.is_p2p() {
+							let seeding = s.seeding();
+							core.handle_p2p_segments(Instant::now(), lookup, |seg| {
+								seeding.seeded(seg.sequence(), session_id)
+							});
+						} else {
+							core.handle_segments(Instant::now(), lookup);
+						}
 						if !full {
 							break;
 						}
@@ -726,6 +799,9 @@ where
 		}
 		let sent = core.stats().bytes_sent;
 		shared.bytes_sent.fetch_add(sent - last_bytes_sent, Ordering::Relaxed);
+		if core.is_p2p() {
+			shared.bytes_sent_p2p.fetch_add(sent - last_bytes_sent, Ordering::Relaxed);
+		}
 		last_bytes_sent = sent;
 
 		if (core.is_closed() || peer_closed) && !core.has_transmit() {
@@ -786,6 +862,9 @@ where
 	}
 	if let (Some((stream, peer_id)), Some(t)) = (joined, &shared.tracker) {
 		t.lock().unwrap_or_else(|e| e.into_inner()).handle_leave(stream, &peer_id);
+		if let Some(s) = &slot {
+			s.seeding().rotation.handle_peer_left(session_id);
+		}
 	}
 	match writer_done {
 		Some(w) => w,

@@ -142,18 +142,7 @@ pub async fn start(
 ) -> io::Result<WatchHandle> {
 	let quic = match config.quic {
 		Some(addr) => {
-			let bind: SocketAddr = if addr.is_ipv4() {
-				([0, 0, 0, 0], 0).into()
-			} else {
-				(std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-			};
-			let endpoint = tls::endpoint(bind, None, tls::DEFAULT_UDP_BUFFER)?;
-			let cfg = tls::client_config(
-				config.verification,
-				Duration::from_secs(10),
-				config.keepalive_interval,
-			)?;
-			Some((endpoint, cfg))
+			Some(super::quic_client(addr, config.verification, config.keepalive_interval)?)
 		}
 		None => None,
 	};

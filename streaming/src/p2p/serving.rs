@@ -106,6 +106,9 @@ pub enum ServingEvent {
 		peer: PeerId,
 		/// Stream.
 		stream: StreamId,
+		/// The viewer key of the pass the peer showed for `stream`: its account as a seeder,
+		/// which receipts for what it serves name.
+		viewer: PublicKey,
 		/// Chunk sets.
 		segments: Vec<HaveSegment>,
 	},
@@ -221,6 +224,13 @@ impl Serving {
 	/// Whether `peer` is banned.
 	pub fn is_banned(&self, peer: &PeerId) -> bool {
 		self.banned.contains(peer)
+	}
+
+	/// Whether `peer` showed a valid pass for `stream` (and is not banned): only such a peer's
+	/// requests may take from an upload budget.
+	pub fn has_pass(&self, peer: &PeerId, stream: StreamId) -> bool {
+		!self.is_banned(peer)
+			&& self.peers.get(peer).is_some_and(|p| p.passes.contains_key(&stream))
 	}
 
 	/// Bans `peer` (idempotent) and tells the shell to block it.
@@ -383,8 +393,8 @@ impl Serving {
 					None => self.refuse(RefusalCode::NotHeld, format!("chunk {sequence}/{index}")),
 				}
 			}
-			(Request::Have { segments, .. }, Some(_)) => {
-				self.events.push_back(ServingEvent::Have { peer, stream, segments });
+			(Request::Have { segments, .. }, Some((viewer, _))) => {
+				self.events.push_back(ServingEvent::Have { peer, stream, viewer, segments });
 				Response::Ok
 			}
 			(Request::Receipt(r), Some((viewer, _))) => {
@@ -526,7 +536,9 @@ mod tests {
 		// A pass bound to another peer (replayed by whoever was shown it).
 		let replayed = bound("//Viewer", peer(2));
 		assert_eq!(code(&s.handle_request(now, me, replayed, &st)), Some(RefusalCode::BadPass));
+		assert!(!s.has_pass(&me, 1));
 		assert_eq!(s.handle_request(now, me, bound("//Viewer", me), &st), Response::Ok);
+		assert!(s.has_pass(&me, 1) && !s.has_pass(&me, 2) && !s.has_pass(&peer(2), 1));
 		assert!(matches!(s.handle_request(now, me, hdr, &st), Response::Header(_)));
 		assert_eq!(s.handle_request(now, me, get(1), &st), Response::Chunk(st.0.chunks[1].clone()));
 		assert_eq!(code(&s.handle_request(now, me, get(9), &st)), Some(RefusalCode::NotHeld));

@@ -1,10 +1,15 @@
 //! The streamer node as tracker, sans-IO: issues viewer passes to viewers admitted in P2P mode
 //! and hands each a bounded list of other peers of the stream's swarm.
 //!
+//! Which members a joining viewer is told of is decided by [`super::mesh::Tracker`], the same
+//! neighbour policy the simulator runs (uniformly random members that are not full, bounded
+//! degrees); this module adds passes, peer addresses and the node's own seed.
+//!
 //! Call [`Tracker::handle_join`] for every `Join` (the direct protocol's message 16) and
 //! [`Tracker::handle_leave`] when that session ends. No clock: the epoch comes from the caller
 //! ([`Tracker::set_epoch`]), which follows the chain (or the command line without one).
 
+use super::mesh::{MeshConfig, Tracker as Mesh};
 use crate::protocol::PeerInfo;
 use dsp_primitives::{EpochIndex, Hash32, PublicKey, Signed, StreamId, Units, ViewerPass};
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +27,9 @@ pub struct TrackerConfig {
 	/// Most peers returned per `Joined`. Default 16 (libtorrent and p2p-media-loader use similar
 	/// numbers: enough to find seeders, few enough to keep the answer small).
 	pub max_peers_returned: usize,
+	/// A member already handed out to this many others (or told of them) is not handed out
+	/// again until some of them leave ([`MeshConfig::max_neighbours`]). Default 40.
+	pub max_neighbours: usize,
 	/// Most peers remembered per stream; the oldest are forgotten beyond it. Default 1024,
 	/// about 300 bytes each.
 	pub max_peers_per_stream: usize,
@@ -37,6 +45,7 @@ impl TrackerConfig {
 			epoch,
 			max_units_per_pass: 4 * 1024 * 1024,
 			max_peers_returned: 16,
+			max_neighbours: MeshConfig::default().max_neighbours,
 			max_peers_per_stream: 1024,
 			max_streams: 256,
 		}
@@ -76,8 +85,76 @@ pub struct Tracker {
 	signer: sp_core::sr25519::Pair,
 	/// The node's own swarm peer, listed first in every `Joined`.
 	bootstrap: Option<PeerInfo>,
-	/// Per stream: members, oldest first.
-	swarms: HashMap<StreamId, VecDeque<PeerInfo>>,
+	/// Per stream: the swarm.
+	swarms: HashMap<StreamId, Swarm>,
+}
+
+/// One stream's swarm: the neighbour policy over member ids, and what each id stands for.
+/// Memory: per member its `PeerInfo` and the ids it was given or given to (bounded by
+/// `max_neighbours` each).
+struct Swarm {
+	mesh: Mesh<u64>,
+	members: HashMap<u64, Member>,
+	by_peer: HashMap<Vec<u8>, u64>,
+	/// Member ids, oldest first (the oldest go when `max_peers_per_stream` is reached).
+	order: VecDeque<u64>,
+	next_id: u64,
+}
+
+struct Member {
+	info: PeerInfo,
+	/// Members this one was told of, and members told of this one.
+	edges: Vec<u64>,
+}
+
+impl Swarm {
+	fn new(config: &TrackerConfig, stream: StreamId) -> Self {
+		let mesh = MeshConfig {
+			neighbours: config.max_peers_returned,
+			max_neighbours: config.max_neighbours,
+		};
+		Self {
+			// Seeded by the stream id: reproducible, and different per stream.
+			mesh: Mesh::new(mesh, stream ^ 0x7472_6163_6b65_7273),
+			members: HashMap::new(),
+			by_peer: HashMap::new(),
+			order: VecDeque::new(),
+			next_id: 0,
+		}
+	}
+
+	fn join(&mut self, info: PeerInfo) -> Vec<PeerInfo> {
+		if let Some(old) = self.by_peer.get(&info.peer_id).copied() {
+			self.leave(old);
+		}
+		let id = self.next_id;
+		self.next_id += 1;
+		let chosen = self.mesh.join(id);
+		for c in &chosen {
+			if let Some(m) = self.members.get_mut(c) {
+				m.edges.push(id);
+			}
+		}
+		let peers = chosen.iter().filter_map(|c| self.members.get(c)).map(|m| m.info.clone());
+		let peers = peers.collect();
+		self.by_peer.insert(info.peer_id.clone(), id);
+		self.members.insert(id, Member { info, edges: chosen });
+		self.order.push_back(id);
+		peers
+	}
+
+	fn leave(&mut self, id: u64) {
+		let Some(m) = self.members.remove(&id) else { return };
+		self.mesh.leave(id);
+		for e in m.edges {
+			self.mesh.edge_closed(id, e);
+			if let Some(other) = self.members.get_mut(&e) {
+				other.edges.retain(|&x| x != id);
+			}
+		}
+		self.by_peer.remove(&m.info.peer_id);
+		self.order.retain(|&x| x != id);
+	}
 }
 
 impl std::fmt::Debug for Tracker {
@@ -113,8 +190,8 @@ impl Tracker {
 	}
 
 	/// `viewer` joins `stream`'s swarm as `peer` (already size-checked): its pass, and up to
-	/// `max_peers_returned` other members, newest first. A peer id that joins again replaces
-	/// its old entry.
+	/// `max_peers_returned` other members chosen by the mesh policy, after the node's own seed.
+	/// A peer id that joins again replaces its old entry.
 	pub fn handle_join(
 		&mut self,
 		stream: StreamId,
@@ -124,19 +201,20 @@ impl Tracker {
 		if !self.swarms.contains_key(&stream) && self.swarms.len() >= self.config.max_streams {
 			return Err(TrackerError::TooManyStreams);
 		}
-		let swarm = self.swarms.entry(stream).or_default();
-		swarm.retain(|p| p.peer_id != peer.peer_id);
+		let config = &self.config;
+		let swarm = self.swarms.entry(stream).or_insert_with(|| Swarm::new(config, stream));
+		let chosen = swarm.join(peer);
+		while swarm.members.len() > self.config.max_peers_per_stream {
+			let Some(oldest) = swarm.order.front().copied() else { break };
+			swarm.leave(oldest);
+		}
 		let peers: Vec<PeerInfo> = self
 			.bootstrap
 			.iter()
-			.chain(swarm.iter().rev())
-			.take(self.config.max_peers_returned)
 			.cloned()
+			.chain(chosen)
+			.take(self.config.max_peers_returned)
 			.collect();
-		swarm.push_back(peer);
-		while swarm.len() > self.config.max_peers_per_stream {
-			swarm.pop_front();
-		}
 		let pass = ViewerPass {
 			genesis_hash: self.config.genesis_hash,
 			stream,
@@ -151,8 +229,10 @@ impl Tracker {
 	/// The session of `peer_id` in `stream` ended: it is no longer handed out.
 	pub fn handle_leave(&mut self, stream: StreamId, peer_id: &[u8]) {
 		if let Some(swarm) = self.swarms.get_mut(&stream) {
-			swarm.retain(|p| p.peer_id != peer_id);
-			if swarm.is_empty() {
+			if let Some(id) = swarm.by_peer.get(peer_id).copied() {
+				swarm.leave(id);
+			}
+			if swarm.members.is_empty() {
 				self.swarms.remove(&stream);
 			}
 		}
@@ -160,7 +240,7 @@ impl Tracker {
 
 	/// Members of `stream`'s swarm.
 	pub fn members(&self, stream: StreamId) -> usize {
-		self.swarms.get(&stream).map_or(0, VecDeque::len)
+		self.swarms.get(&stream).map_or(0, |s| s.members.len())
 	}
 }
 
@@ -195,7 +275,9 @@ mod tests {
 		for n in 2..=5 {
 			let (_, peers) = t.handle_join(1, viewer, peer(n)).unwrap();
 			assert!(peers.len() <= 2 && !peers.contains(&peer(n)));
-			assert_eq!(peers.first(), Some(&peer(n - 1)), "newest first");
+			// Members still in the swarm (at most 3, the oldest forgotten), two when there are.
+			assert_eq!(peers.len(), (n as usize - 1).min(2));
+			assert!(peers.iter().all(|p| p.peer_id[0] < n && p.peer_id[0] + 3 >= n));
 		}
 		assert_eq!(t.members(1), 3);
 		// Joining again replaces the old entry; leaving removes it.
@@ -208,7 +290,34 @@ mod tests {
 		// The node's own peer comes first, within the bound.
 		t.set_bootstrap(peer(0));
 		let (_, peers) = t.handle_join(1, viewer, peer(7)).unwrap();
-		assert_eq!(peers, vec![peer(0), peer(6)]);
+		assert_eq!(peers.len(), 2);
+		assert_eq!(peers[0], peer(0));
+		assert!(peers[1] != peer(7));
+	}
+
+	#[test]
+	fn members_are_handed_out_to_at_most_max_neighbours_until_others_leave() {
+		let mut c = TrackerConfig::new([0; 32], 0);
+		c.max_peers_returned = 3;
+		c.max_neighbours = 3;
+		let mut t = tracker(c);
+		let v = PublicKey::from_raw([1; 32]);
+		let mut told = HashMap::<u8, usize>::new();
+		for n in 1..=20u8 {
+			for p in t.handle_join(1, v, peer(n)).unwrap().1 {
+				*told.entry(p.peer_id[0]).or_default() += 1;
+			}
+		}
+		// Every member's edges (told of others + told to others) stay within the bound.
+		assert!(told.values().all(|&k| k <= 3), "{told:?}");
+		// Leaving frees the slots of the members it was linked with.
+		for n in 1..=20u8 {
+			t.handle_leave(1, &peer(n).peer_id);
+		}
+		assert_eq!(t.members(1), 0);
+		let (_, first) = t.handle_join(1, v, peer(30)).unwrap();
+		assert!(first.is_empty());
+		assert_eq!(t.handle_join(1, v, peer(31)).unwrap().1, vec![peer(30)]);
 	}
 
 	#[test]

@@ -1,0 +1,1130 @@
+//! The P2P-mode viewer driver: a viewer the server admitted in P2P mode (`Welcome{mode: P2p}`)
+//! joins the stream's swarm (`Join` → `Joined{pass, peers}`), runs a libp2p [`P2pNode`] with its
+//! own key, and fetches chunks as the sans-IO [`Scheduler`] decides: from neighbours over
+//! `/dsp/p2p/1`, and from the server (`Fetch` on the direct connection) for urgent gaps.
+//!
+//! It only moves messages and timers; every decision is made by a core:
+//!
+//! - [`Scheduler`]: what to ask whom, timeouts, re-issue, bans for bad chunks, the player model
+//!   (stalls).
+//! - [`crate::p2p::serving::Serving`] (inside [`P2pNode`]): what neighbours may fetch from this
+//!   viewer (pass, receipts, rate), the check of every chunk a neighbour sends, bans.
+//! - [`crate::p2p::upload::UploadCap`] (inside [`P2pNode`]): the viewer's upload share.
+//! - [`ReceiptBook`]: the cumulative receipts this viewer signs for each seeder it received from.
+//! - [`SegmentBuffer`] and [`Playlist`]: the same ordering and HLS gateway as `dsp watch` in
+//!   direct mode.
+//!
+//! Nothing unverified is used: headers are checked against the origin key, chunks from the
+//! server against their header here, chunks from peers by [`P2pNode::fetch_chunk`], before they
+//! are stored, announced, served, counted for a receipt or played.
+//!
+//! What flows where:
+//!
+//! ```text
+//! server ──Header (every segment), Chunk (seeded to us, or a Fetch answer)──▶ viewer
+//! viewer ──Fetch (urgent)──▶ server
+//! viewer ◀─Pass, Have, GetChunk, Receipt──▶ neighbours (both ways)
+//! ```
+
+use super::{
+	hls,
+	p2p::{P2pConfig, P2pError, P2pNode},
+	read_message, tls,
+	watch::WatchEvent,
+	write_frames, Endpoint, ReadError,
+};
+use crate::{
+	p2p::{
+		chunkset::ChunkSet,
+		receipts::ReceiptBook,
+		scheduler::{
+			ChunkRequest, PlayEvent, PlayStats, Scheduler, SchedulerConfig, SchedulerEvent,
+			SchedulerStats,
+		},
+		serving::{ChunkSource, ServingEvent, ServingStats},
+		upload::UploadConfig,
+		wire::{HaveSegment, Request, Response, DEFAULT_MAX_HAVE_SEGMENTS},
+		Millis, Source,
+	},
+	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, PROTOCOL_VERSION},
+	segment::{verify_chunk, verify_end, verify_header, Segment, SegmentLimits},
+	viewer::{BufferStats, Delivered, Playlist, SegmentBuffer, Transport},
+};
+use bytes::Bytes;
+use dsp_primitives::{
+	AccountBytes, AdmissionMode, Hash32, PublicKey, SegmentHeader, Signed, StreamId, ViewerPass,
+};
+use futures::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
+use libp2p::{Multiaddr, PeerId};
+use std::{
+	collections::{BTreeMap, HashMap, VecDeque},
+	io,
+	net::SocketAddr,
+	sync::{Arc, Mutex},
+	time::{Duration, Instant},
+};
+use tokio::{
+	io::{AsyncRead, AsyncWrite},
+	net::{TcpListener, TcpStream},
+	sync::{mpsc, oneshot, watch},
+	task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+/// Settings of a P2P viewer.
+#[derive(Clone)]
+pub struct P2pWatchConfig {
+	/// Chain the stream is registered on.
+	pub genesis_hash: Hash32,
+	/// Stream to watch.
+	pub stream: StreamId,
+	/// The origin key that signs the stream's headers.
+	pub origin: PublicKey,
+	/// The server (tracker, header feed, urgent fetches).
+	pub server: Endpoint,
+	/// How the QUIC server certificate is checked (QUIC endpoints only).
+	pub verification: tls::ServerVerification,
+	/// The viewer's sr25519 key: the pass names it, it binds the pass to the libp2p identity and
+	/// signs the receipts; it is also this viewer's account as a seeder.
+	pub viewer: sp_core::sr25519::Pair,
+	/// The libp2p node: identity, listen addresses, serving limits, upload cap, and the ledger
+	/// of what this viewer serves (its `seeder` must be the viewer key's public key, its signers
+	/// the stream's authorised pass signers).
+	pub p2p: P2pConfig,
+	/// The download scheduler.
+	pub scheduler: SchedulerConfig,
+	/// Limits on received headers.
+	pub segment_limits: SegmentLimits,
+	/// The first segment played is this many behind the newest header known when playback is
+	/// planned, so the swarm has had time to spread it. Default 3 (6 s of 2 s segments: the
+	/// node's seeds have reached a few neighbours by then).
+	pub start_behind: u64,
+	/// How long after `Joined` the viewer waits for the server's header backlog before it
+	/// picks its first segment. Default 300 ms (one burst of frames on any working link).
+	pub start_delay: Duration,
+	/// New chunks are announced to the neighbours at most this often, as the full picture of
+	/// the tracked segments. Default 100 ms: well below a chunk's transfer time, and at most 10
+	/// `Have` requests per neighbour and second.
+	pub have_interval: Duration,
+	/// Receipts are signed and sent to every seeder this often (when they cover a new unit).
+	/// Default 1 s: a seeder's slack (2 MiB) covers many seconds of a stream.
+	pub receipt_interval: Duration,
+	/// `Ping` interval on the direct connection. Default 1 s.
+	pub keepalive_interval: Duration,
+	/// How long connecting, `Welcome` and `Joined` may take. Default 10 s.
+	pub connect_timeout: Duration,
+	/// Most neighbours (from `Joined`, and peers that announce to us). Default 32.
+	pub max_neighbours: usize,
+	/// Most control requests (`Pass`, `Have`, `Receipt`) open at once; further announcements
+	/// are skipped until some finish (the next one carries the full picture anyway). Default 256.
+	pub max_control_inflight: usize,
+	/// Segments whose headers and chunks are kept (to play, and to serve neighbours).
+	/// Default 24: above the scheduler's 16 tracked segments. Memory: that many segments.
+	pub max_stored_segments: usize,
+	/// Complete segments held while an earlier one is missing. Default 8.
+	pub max_pending_segments: usize,
+	/// Largest frame accepted from the server. Default 256 KiB.
+	pub max_frame_len: u32,
+	/// Frames queued to the direct connection's writer. Default 64.
+	pub send_queue: usize,
+	/// Where the HLS gateway listens; `None` for none. Default `127.0.0.1:0`.
+	pub gateway: Option<SocketAddr>,
+	/// Segments in the gateway's playlist. Default 10.
+	pub playlist_segments: usize,
+}
+
+impl std::fmt::Debug for P2pWatchConfig {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		// The keys stay out of logs.
+		f.debug_struct("P2pWatchConfig")
+			.field("stream", &self.stream)
+			.field("server", &self.server)
+			.field("p2p", &self.p2p)
+			.field("scheduler", &self.scheduler)
+			.field("start_behind", &self.start_behind)
+			.finish_non_exhaustive()
+	}
+}
+
+impl P2pWatchConfig {
+	/// Defaults for the given stream, server, viewer key and libp2p node. A node without an
+	/// upload cap gets the default one ([`UploadConfig::default`], 1.5 Mbit/s).
+	pub fn new(
+		genesis_hash: Hash32,
+		stream: StreamId,
+		origin: PublicKey,
+		server: Endpoint,
+		viewer: sp_core::sr25519::Pair,
+		mut p2p: P2pConfig,
+	) -> Self {
+		p2p.upload.get_or_insert_with(UploadConfig::default);
+		Self {
+			genesis_hash,
+			stream,
+			origin,
+			server,
+			verification: tls::ServerVerification::InsecureSkip,
+			viewer,
+			p2p,
+			scheduler: SchedulerConfig::default(),
+			segment_limits: SegmentLimits::default(),
+			start_behind: 3,
+			start_delay: Duration::from_millis(300),
+			have_interval: Duration::from_millis(100),
+			receipt_interval: Duration::from_secs(1),
+			keepalive_interval: Duration::from_secs(1),
+			connect_timeout: Duration::from_secs(10),
+			max_neighbours: 32,
+			max_control_inflight: 256,
+			max_stored_segments: 24,
+			max_pending_segments: 8,
+			max_frame_len: crate::protocol::DEFAULT_MAX_FRAME_LEN,
+			send_queue: 64,
+			gateway: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+			playlist_segments: 10,
+		}
+	}
+}
+
+/// A P2P viewer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum P2pWatchError {
+	/// Connecting to the server failed or timed out; nothing was exchanged.
+	#[error("connect: {0}")]
+	Connect(io::Error),
+	/// The server admitted this viewer in direct mode: use the direct driver
+	/// ([`crate::net::watch`]). The connection is closed.
+	#[error("admitted in direct mode")]
+	Direct,
+	/// The server refused or closed the session (`Full`, `UnknownStream`, shutdown, …).
+	#[error("server closed: {0:?}: {1}")]
+	Closed(ErrorCode, String),
+	/// The server broke the protocol or sent data that failed verification (a header not
+	/// signed by the origin, a chunk that does not match its header). The connection is closed
+	/// with an error frame.
+	#[error("bad data from server: {0}")]
+	Protocol(String),
+	/// The connection to the server failed (read or write error, closed without a reason).
+	#[error("connection: {0}")]
+	Connection(String),
+	/// The libp2p node failed to start or stopped.
+	#[error(transparent)]
+	P2p(#[from] P2pError),
+}
+
+/// Counters of a P2P viewer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct P2pWatchStats {
+	/// Download scheduler counters: bytes from the node and from peers, timeouts, bans.
+	pub scheduler: SchedulerStats,
+	/// Player model: startup, stalls, time played.
+	pub play: PlayStats,
+	/// Stalls longer than one segment duration (an ongoing one counted too).
+	pub long_stalls: u64,
+	/// The longest stall, ms (an ongoing one up to now).
+	pub longest_stall_ms: u64,
+	/// Segments handed to the player, gaps, duplicates.
+	pub buffer: BufferStats,
+	/// What this viewer served to neighbours.
+	pub served: ServingStats,
+	/// Neighbours with a pass accepted.
+	pub neighbours: usize,
+	/// Receipts signed and sent.
+	pub receipts_sent: u64,
+	/// Bytes of headers and chunks the server sent on the direct connection (seeded chunks,
+	/// urgent fetches, duplicates included): the node's egress to this viewer.
+	pub server_bytes: u64,
+	/// Whether the stream ended and every segment was handed to the player.
+	pub ended: bool,
+}
+
+/// A running P2P viewer.
+pub struct P2pWatchHandle {
+	/// URL of the gateway's playlist, if the gateway runs.
+	pub gateway_url: Option<String>,
+	/// The viewer's libp2p identity.
+	pub peer_id: PeerId,
+	/// The pass the server issued.
+	pub pass: Signed<ViewerPass>,
+	stats: watch::Receiver<P2pWatchStats>,
+	stop: Option<oneshot::Sender<()>>,
+	task: JoinHandle<Result<P2pWatchStats, P2pWatchError>>,
+}
+
+impl P2pWatchHandle {
+	/// The latest counters (updated at every receipt interval and at the end).
+	pub fn stats(&self) -> P2pWatchStats {
+		*self.stats.borrow()
+	}
+
+	/// Stops the viewer (closing its connections) and returns its counters.
+	pub async fn stop(mut self) -> Result<P2pWatchStats, P2pWatchError> {
+		if let Some(s) = self.stop.take() {
+			let _ = s.send(());
+		}
+		self.join().await
+	}
+
+	/// Waits until the viewer ends: the stream ended and was played to its end, or it failed.
+	pub async fn join(self) -> Result<P2pWatchStats, P2pWatchError> {
+		match self.task.await {
+			Ok(r) => r,
+			Err(e) => Err(P2pWatchError::Connection(format!("viewer task: {e}"))),
+		}
+	}
+}
+
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+async fn connect(
+	config: &P2pWatchConfig,
+) -> io::Result<(BoxRead, BoxWrite, Option<(quinn::Endpoint, quinn::Connection)>)> {
+	let addr = config.server.addr;
+	match config.server.transport {
+		Transport::Tcp => {
+			let sock = TcpStream::connect(addr).await?;
+			let _ = sock.set_nodelay(true);
+			let (r, w) = sock.into_split();
+			Ok((Box::new(r), Box::new(w), None))
+		}
+		Transport::Quic => {
+			let (endpoint, cfg) =
+				super::quic_client(addr, config.verification, config.keepalive_interval)?;
+			let conn = endpoint
+				.connect_with(cfg, addr, tls::SERVER_NAME)
+				.map_err(io::Error::other)?
+				.await
+				.map_err(io::Error::other)?;
+			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+			Ok((Box::new(recv), Box::new(send), Some((endpoint, conn))))
+		}
+	}
+}
+
+async fn expect_message(
+	r: &mut BoxRead,
+	dec: &mut FrameDecoder,
+	timeout: Duration,
+) -> Result<Message, P2pWatchError> {
+	match tokio::time::timeout(timeout, read_message(r, dec)).await {
+		Err(_) => Err(P2pWatchError::Connection("server did not answer in time".into())),
+		Ok(Ok(Some(Message::Error { code, reason }))) => Err(P2pWatchError::Closed(code, reason)),
+		Ok(Ok(Some(m))) => Ok(m),
+		Ok(Ok(None)) => Err(P2pWatchError::Connection("server closed the connection".into())),
+		Ok(Err(ReadError::Frame(e))) => Err(P2pWatchError::Protocol(e.to_string())),
+		Ok(Err(ReadError::Io(e))) => Err(P2pWatchError::Connection(e.to_string())),
+	}
+}
+
+/// Connects, joins the swarm and starts the viewer. `events`, when given, receives every
+/// segment handed to the player, like [`crate::net::watch::start`]'s.
+pub async fn start(
+	config: P2pWatchConfig,
+	events: Option<mpsc::Sender<WatchEvent>>,
+) -> Result<P2pWatchHandle, P2pWatchError> {
+	let t = config.connect_timeout;
+	let (mut r, mut w, quic) = tokio::time::timeout(t, connect(&config))
+		.await
+		.map_err(|_| P2pWatchError::Connect(io::ErrorKind::TimedOut.into()))?
+		.map_err(P2pWatchError::Connect)?;
+	let hello = Message::Hello {
+		version: PROTOCOL_VERSION,
+		role: Role::Viewer,
+		genesis_hash: config.genesis_hash,
+	};
+	write_frames(&mut w, &[encode_frame(&hello)], t)
+		.await
+		.map_err(|e| P2pWatchError::Connection(e.to_string()))?;
+	let mut dec = FrameDecoder::new(config.max_frame_len);
+	match expect_message(&mut r, &mut dec, t).await? {
+		Message::Welcome { mode: AdmissionMode::P2p, .. } => {}
+		Message::Welcome { mode: AdmissionMode::Direct, .. } => return Err(P2pWatchError::Direct),
+		other => return Err(P2pWatchError::Protocol(format!("{} before welcome", other.kind()))),
+	}
+	let store = Arc::new(Store::new(config.stream, config.max_stored_segments));
+	let mut node = P2pNode::start(config.p2p.clone(), store.clone()).await?;
+	let node_events = node.take_events();
+	let node = Arc::new(node);
+	let me = node.peer_id;
+	let join = Message::Join {
+		stream: config.stream,
+		viewer: sp_core::Pair::public(&config.viewer),
+		peer: node.peer_info(),
+	};
+	write_frames(&mut w, &[encode_frame(&join)], t)
+		.await
+		.map_err(|e| P2pWatchError::Connection(e.to_string()))?;
+	let (pass, peers) = match expect_message(&mut r, &mut dec, t).await? {
+		Message::Joined { pass, peers } => (pass, peers),
+		other => {
+			return Err(P2pWatchError::Protocol(format!("{} instead of joined", other.kind())))
+		}
+	};
+	if pass.payload.viewer != sp_core::Pair::public(&config.viewer)
+		|| pass.payload.stream != config.stream
+	{
+		return Err(P2pWatchError::Protocol("pass for another viewer or stream".into()));
+	}
+	info!(%me, stream = config.stream, peers = peers.len(), epoch = pass.payload.epoch, "joined the swarm");
+
+	let playlist = Arc::new(Mutex::new(Playlist::new(config.stream, config.playlist_segments)));
+	let (gateway_shutdown, gateway_rx) = watch::channel(false);
+	let mut gateway_url = None;
+	if let Some(addr) = config.gateway {
+		let listener = TcpListener::bind(addr).await.map_err(P2pWatchError::Connect)?;
+		gateway_url = Some(hls::playlist_url(
+			listener.local_addr().map_err(P2pWatchError::Connect)?,
+			config.stream,
+		));
+		tokio::spawn(hls::serve(listener, playlist.clone(), gateway_rx));
+	}
+
+	let (out, out_rx) = mpsc::channel::<Bytes>(config.send_queue.max(1));
+	let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+	let writer = tokio::spawn(write_loop(w, out_rx, config.keepalive_interval * 5));
+	let reader = tokio::spawn(read_loop(r, dec, inbound_tx));
+	let (stats_tx, stats) = watch::channel(P2pWatchStats::default());
+	let (stop_tx, stop_rx) = oneshot::channel();
+	let book = ReceiptBook::new(
+		crate::p2p::receipts::BookConfig {
+			genesis_hash: config.genesis_hash,
+			stream: config.stream,
+			max_seeders: crate::p2p::receipts::DEFAULT_MAX_SEEDERS,
+		},
+		config.viewer.clone(),
+	);
+	let start = Instant::now();
+	let mut driver = Driver {
+		now_origin: start,
+		start_at: Some(start + config.start_delay),
+		config,
+		node,
+		me,
+		pass: pass.clone(),
+		out,
+		store,
+		scheduler: None,
+		neighbours: HashMap::new(),
+		seeders: BTreeMap::new(),
+		book,
+		buffer: SegmentBuffer::new(1),
+		held_back: BTreeMap::new(),
+		start_seq: None,
+		playlist,
+		delivered: VecDeque::new(),
+		fetches: FuturesUnordered::new(),
+		control: FuturesUnordered::new(),
+		have_dirty: false,
+		stats: P2pWatchStats::default(),
+		last_duration: 2000,
+		closed_stall_ms: 0,
+	};
+	driver.buffer = SegmentBuffer::new(driver.config.max_pending_segments);
+	for p in peers {
+		let Ok(peer) = PeerId::from_bytes(&p.peer_id) else { continue };
+		let addr = p.addrs.iter().find_map(|a| Multiaddr::try_from(a.clone()).ok());
+		driver.add_neighbour(peer, addr);
+	}
+	let task = tokio::spawn(async move {
+		let r = driver.run(inbound, node_events, stop_rx, events, &stats_tx).await;
+		let _ = gateway_shutdown.send(true);
+		reader.abort();
+		writer.abort();
+		if let Some((endpoint, conn)) = quic {
+			conn.close(0u32.into(), b"viewer done");
+			endpoint.close(0u32.into(), b"viewer done");
+		}
+		let stats = *stats_tx.borrow();
+		if let Ok(node) = Arc::try_unwrap(driver.node) {
+			node.shutdown().await;
+		}
+		r.map(|()| stats)
+	});
+	Ok(P2pWatchHandle { gateway_url, peer_id: me, pass, stats, stop: Some(stop_tx), task })
+}
+
+async fn write_loop(
+	mut w: BoxWrite,
+	mut rx: mpsc::Receiver<Bytes>,
+	stall: Duration,
+) -> io::Result<()> {
+	while let Some(frame) = rx.recv().await {
+		write_frames(&mut w, &[frame], stall).await?;
+	}
+	Ok(())
+}
+
+/// Messages read from the server and not yet handled. Bounded: the reader waits (and stops
+/// reading its socket) while the viewer is busy; 256 frames is about two segments of 16 KiB
+/// chunks.
+const INBOUND_QUEUE: usize = 256;
+
+/// What the reader task passes on: a message, or why the connection ended.
+type Inbound = Result<Message, P2pWatchError>;
+
+async fn read_loop(mut r: BoxRead, mut dec: FrameDecoder, tx: mpsc::Sender<Inbound>) {
+	loop {
+		let m = match read_message(&mut r, &mut dec).await {
+			Ok(Some(m)) => Ok(m),
+			Ok(None) => Err(P2pWatchError::Connection("server closed the connection".into())),
+			Err(ReadError::Frame(e)) => Err(P2pWatchError::Protocol(e.to_string())),
+			Err(ReadError::Io(e)) => Err(P2pWatchError::Connection(e.to_string())),
+		};
+		let last = m.is_err();
+		if tx.send(m).await.is_err() || last {
+			return;
+		}
+	}
+}
+
+/// Verified headers and chunks of the recent segments: what is played and what is served to
+/// neighbours. Bounded to `max_segments` segments (the oldest go first).
+struct Store {
+	stream: StreamId,
+	max_segments: usize,
+	inner: Mutex<StoreInner>,
+}
+
+#[derive(Default)]
+struct StoreInner {
+	segments: BTreeMap<u64, (Signed<SegmentHeader>, Vec<Option<Bytes>>)>,
+}
+
+impl Store {
+	fn new(stream: StreamId, max_segments: usize) -> Self {
+		Self { stream, max_segments: max_segments.max(1), inner: Mutex::default() }
+	}
+
+	fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+		self.inner.lock().unwrap_or_else(|e| e.into_inner())
+	}
+
+	/// A verified header; whether it was new. Older segments than every held one are refused
+	/// once the store is full.
+	fn insert_header(&self, header: Signed<SegmentHeader>) -> bool {
+		let mut s = self.lock();
+		let seq = header.payload.sequence;
+		if s.segments.contains_key(&seq) {
+			return false;
+		}
+		if s.segments.len() >= self.max_segments
+			&& s.segments.first_key_value().is_some_and(|(&first, _)| first > seq)
+		{
+			return false;
+		}
+		let n = header.payload.chunk_hashes.len();
+		s.segments.insert(seq, (header, vec![None; n]));
+		while s.segments.len() > self.max_segments {
+			s.segments.pop_first();
+		}
+		true
+	}
+
+	fn header(&self, seq: u64) -> Option<Signed<SegmentHeader>> {
+		self.lock().segments.get(&seq).map(|(h, _)| h.clone())
+	}
+
+	fn chunk_count(&self, seq: u64) -> Option<usize> {
+		self.lock().segments.get(&seq).map(|(_, c)| c.len())
+	}
+
+	/// A verified chunk.
+	fn insert_chunk(&self, seq: u64, index: u32, data: Bytes) {
+		if let Some(slot) =
+			self.lock().segments.get_mut(&seq).and_then(|(_, c)| c.get_mut(index as usize))
+		{
+			slot.get_or_insert(data);
+		}
+	}
+
+	/// Every chunk held, for a scheduler that starts late.
+	fn held(&self) -> Vec<(u64, u32, u32)> {
+		let s = self.lock();
+		let mut out = Vec::new();
+		for (&seq, (_, chunks)) in &s.segments {
+			for (i, c) in chunks.iter().enumerate() {
+				if let Some(c) = c {
+					out.push((seq, i as u32, c.len() as u32));
+				}
+			}
+		}
+		out
+	}
+
+	fn headers(&self) -> Vec<Signed<SegmentHeader>> {
+		self.lock().segments.values().map(|(h, _)| h.clone()).collect()
+	}
+
+	/// The whole segment, if every chunk is held.
+	fn segment(&self, seq: u64) -> Option<Segment> {
+		let s = self.lock();
+		let (header, chunks) = s.segments.get(&seq)?;
+		let chunks: Option<Vec<Bytes>> = chunks.iter().cloned().collect();
+		// Not framed again: the player needs the chunks only.
+		Some(Segment { header: header.clone(), frames: Vec::new(), chunks: chunks? })
+	}
+}
+
+impl ChunkSource for Store {
+	fn header(&self, stream: StreamId, sequence: u64) -> Option<Signed<SegmentHeader>> {
+		(stream == self.stream).then(|| Store::header(self, sequence)).flatten()
+	}
+
+	fn chunk(&self, stream: StreamId, sequence: u64, index: u32) -> Option<Bytes> {
+		if stream != self.stream {
+			return None;
+		}
+		self.lock().segments.get(&sequence)?.1.get(index as usize)?.clone()
+	}
+}
+
+/// A neighbour: a peer we presented our pass to (or are presenting it to).
+struct Neighbour {
+	/// Our pass was accepted: it may be asked for chunks.
+	ready: bool,
+	/// Its latest announcement (applied once it is ready and segments are known).
+	last_have: Option<Vec<HaveSegment>>,
+}
+
+type FetchDone = (PeerId, u64, u32, Result<Bytes, P2pError>);
+
+enum ControlDone {
+	Pass(PeerId, Result<Response, P2pError>),
+	Other(PeerId, &'static str, Result<Response, P2pError>),
+}
+
+struct Driver {
+	config: P2pWatchConfig,
+	node: Arc<P2pNode>,
+	me: PeerId,
+	pass: Signed<ViewerPass>,
+	/// Origin of the cores' millisecond clock.
+	now_origin: Instant,
+	/// When to plan playback (pick the first segment), until the scheduler exists.
+	start_at: Option<Instant>,
+	out: mpsc::Sender<Bytes>,
+	store: Arc<Store>,
+	scheduler: Option<Scheduler<PeerId>>,
+	neighbours: HashMap<PeerId, Neighbour>,
+	/// Seeders received from: account → peer (for receipts). Bounded by the book's
+	/// `max_seeders`.
+	seeders: BTreeMap<AccountBytes, PeerId>,
+	book: ReceiptBook,
+	buffer: SegmentBuffer,
+	/// Complete segments after the first one, until the first one reaches the buffer (which
+	/// starts at whatever it gets first).
+	held_back: BTreeMap<u64, Segment>,
+	start_seq: Option<u64>,
+	playlist: Arc<Mutex<Playlist>>,
+	delivered: VecDeque<Delivered>,
+	fetches: FuturesUnordered<BoxFuture<'static, FetchDone>>,
+	control: FuturesUnordered<BoxFuture<'static, ControlDone>>,
+	have_dirty: bool,
+	stats: P2pWatchStats,
+	last_duration: u32,
+	/// Time of the stalls that ended, ms (the scheduler's `stalled_ms` includes an ongoing one).
+	closed_stall_ms: u64,
+}
+
+impl Driver {
+	fn now(&self) -> Millis {
+		self.now_origin.elapsed().as_millis() as Millis
+	}
+
+	fn epoch(&self) -> dsp_primitives::EpochIndex {
+		self.pass.payload.epoch
+	}
+
+	async fn run(
+		&mut self,
+		mut inbound: mpsc::Receiver<Inbound>,
+		mut node_events: mpsc::Receiver<ServingEvent>,
+		mut stop: oneshot::Receiver<()>,
+		events: Option<mpsc::Sender<WatchEvent>>,
+		stats_tx: &watch::Sender<P2pWatchStats>,
+	) -> Result<(), P2pWatchError> {
+		let mut have_tick = tokio::time::interval(self.config.have_interval);
+		let mut receipt_tick = tokio::time::interval(self.config.receipt_interval);
+		let mut ping = tokio::time::interval(self.config.keepalive_interval);
+		let mut nonce = 0u64;
+		let result = loop {
+			self.pump();
+			while let Some(d) = self.delivered.pop_front() {
+				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).push(&d);
+				debug!(
+					seq = d.segment.sequence(),
+					discontinuity = d.discontinuity,
+					"segment delivered"
+				);
+				if let Some(ev) = &events {
+					let _ = ev
+						.send(WatchEvent::Delivered {
+							sequence: d.segment.sequence(),
+							discontinuity: d.discontinuity,
+							data: d.segment.chunks.clone(),
+							transport: Some(self.config.server.transport),
+						})
+						.await;
+				}
+			}
+			if self.buffer.is_ended() && !self.stats.ended {
+				self.stats.ended = true;
+				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).end();
+				info!("stream ended; all segments delivered");
+				if let Some(ev) = &events {
+					let _ = ev.send(WatchEvent::Ended).await;
+				}
+				break Ok(());
+			}
+			let timeout = self.next_timeout();
+			tokio::select! {
+				m = inbound.recv() => match m {
+					Some(Ok(m)) => if let Err(e) = self.handle_message(m) {
+						let frame = encode_frame(&Message::error(ErrorCode::BadChunk, e.to_string()));
+						let _ = self.out.try_send(frame);
+						break Err(e);
+					},
+					Some(Err(e)) => break Err(e),
+					None => break Err(P2pWatchError::Connection("reader stopped".into())),
+				},
+				ev = node_events.recv() => match ev {
+					Some(ev) => self.handle_serving_event(ev),
+					None => break Err(P2pWatchError::P2p(P2pError::Stopped)),
+				},
+				Some(done) = self.fetches.next(), if !self.fetches.is_empty() => {
+					if let Err(e) = self.handle_fetch_done(done) {
+						break Err(e);
+					}
+				},
+				Some(done) = self.control.next(), if !self.control.is_empty() => self.handle_control_done(done),
+				_ = async { tokio::time::sleep_until(timeout.expect("guarded; qed").into()).await }, if timeout.is_some() => {
+					self.handle_timeout();
+				},
+				_ = have_tick.tick() => self.announce(),
+				_ = receipt_tick.tick() => {
+					self.send_receipts();
+					self.publish_stats(stats_tx).await;
+				},
+				_ = ping.tick() => {
+					nonce += 1;
+					let _ = self.out.try_send(encode_frame(&Message::Ping(nonce)));
+				},
+				_ = &mut stop => break Ok(()),
+			}
+		};
+		self.send_receipts();
+		self.publish_stats(stats_tx).await;
+		result
+	}
+
+	async fn publish_stats(&mut self, tx: &watch::Sender<P2pWatchStats>) {
+		let now = self.now();
+		if let Some(s) = &self.scheduler {
+			self.stats.scheduler = s.stats();
+			self.stats.play = s.play_stats(now);
+		}
+		if let Ok(served) = self.node.stats().await {
+			self.stats.served = served;
+		}
+		self.stats.buffer = self.buffer.stats();
+		self.stats.neighbours = self.neighbours.values().filter(|n| n.ready).count();
+		let mut stats = self.stats;
+		// An ongoing stall counts as it stands.
+		let ongoing = stats.play.stalled_ms.saturating_sub(self.closed_stall_ms);
+		stats.longest_stall_ms = stats.longest_stall_ms.max(ongoing);
+		if ongoing > self.last_duration as u64 {
+			stats.long_stalls += 1;
+		}
+		let _ = tx.send(stats);
+	}
+
+	fn next_timeout(&self) -> Option<Instant> {
+		let sched = self
+			.scheduler
+			.as_ref()
+			.and_then(|s| s.poll_timeout())
+			.map(|ms| self.now_origin + Duration::from_millis(ms));
+		match (sched, self.start_at) {
+			(Some(a), Some(b)) => Some(a.min(b)),
+			(a, b) => a.or(b),
+		}
+	}
+
+	fn handle_timeout(&mut self) {
+		let now = self.now();
+		if self.start_at.is_some_and(|t| Instant::now() >= t) {
+			self.start_at = None;
+			self.plan_playback();
+		}
+		if let Some(s) = &mut self.scheduler {
+			s.handle_timeout(now);
+		}
+	}
+
+	/// Picks the first segment, `start_behind` behind the newest header known, and starts the
+	/// scheduler with everything received so far.
+	fn plan_playback(&mut self) {
+		if self.scheduler.is_some() {
+			return;
+		}
+		let headers = self.store.headers();
+		let (Some(first), Some(newest)) = (headers.first(), headers.last()) else {
+			// No header yet: the first one plans playback.
+			return;
+		};
+		let newest = newest.payload.sequence;
+		let start = newest.saturating_sub(self.config.start_behind).max(first.payload.sequence);
+		let now = self.now();
+		let mut s = Scheduler::new(self.config.scheduler.clone(), now, start);
+		for h in &headers {
+			let _ = s.handle_segment_header(now, &h.payload);
+		}
+		for (seq, index, len) in self.store.held() {
+			let _ = s.handle_chunk(now, Source::Node, seq, index, len);
+		}
+		info!(start, newest, "playback planned");
+		self.start_seq = Some(start);
+		self.scheduler = Some(s);
+		let ready: Vec<PeerId> =
+			self.neighbours.iter().filter(|(_, n)| n.ready).map(|(p, _)| *p).collect();
+		for p in ready {
+			self.neighbour_ready(p);
+		}
+	}
+
+	fn handle_message(&mut self, m: Message) -> Result<(), P2pWatchError> {
+		let now = self.now();
+		match m {
+			Message::Header(h) => {
+				let c = &self.config;
+				verify_header(&h, &c.genesis_hash, c.stream, &c.origin, &c.segment_limits)
+					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
+				self.last_duration = h.payload.duration_ms;
+				self.stats.server_bytes += codec::Encode::encoded_size(&h) as u64;
+				let payload = h.payload.clone();
+				if self.store.insert_header(h) {
+					match &mut self.scheduler {
+						Some(s) => {
+							if let Err(e) = s.handle_segment_header(now, &payload) {
+								debug!(seq = payload.sequence, error = %e, "header not scheduled");
+							}
+						}
+						None if self.start_at.is_none() => self.plan_playback(),
+						None => {}
+					}
+				}
+			}
+			Message::Chunk(c) => {
+				let Some(h) = self.store.header(c.sequence) else {
+					debug!(seq = c.sequence, index = c.index, "chunk of an unknown or old segment");
+					return Ok(());
+				};
+				verify_chunk(&h.payload, c.index, &c.data)
+					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
+				let len = c.data.len() as u32;
+				self.stats.server_bytes += codec::Encode::encoded_size(&c) as u64;
+				self.store.insert_chunk(c.sequence, c.index, c.data);
+				self.have_dirty = true;
+				if let Some(s) = &mut self.scheduler {
+					if let Err(e) = s.handle_chunk(now, Source::Node, c.sequence, c.index, len) {
+						debug!(seq = c.sequence, error = %e, "chunk from the node not scheduled");
+					}
+				}
+			}
+			Message::NotHeld { sequence, index, .. } => {
+				// The node's window no longer has it; the scheduler's node timeout retries.
+				debug!(sequence, index, "node does not hold an urgent chunk");
+			}
+			Message::End(end) => {
+				let c = &self.config;
+				verify_end(&end, &c.genesis_hash, c.stream, &c.origin)
+					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
+				self.buffer.handle_end(0, end.payload.next_sequence);
+			}
+			Message::Ping(_) | Message::Pong(_) => {}
+			Message::Error { code, reason } => return Err(P2pWatchError::Closed(code, reason)),
+			other => {
+				return Err(P2pWatchError::Protocol(format!(
+					"unexpected {} from server",
+					other.kind()
+				)))
+			}
+		}
+		Ok(())
+	}
+
+	/// Drains the scheduler: requests go out, events are acted on.
+	fn pump(&mut self) {
+		let now = self.now();
+		let Some(s) = self.scheduler.as_mut() else { return };
+		let mut requests = Vec::new();
+		while let Some(r) = s.poll_request(now) {
+			requests.push(r);
+		}
+		// libp2p request-response cannot withdraw a request; a late answer is stored if still
+		// needed and counted as a duplicate otherwise.
+		while s.poll_cancel().is_some() {}
+		let mut events = Vec::new();
+		while let Some(e) = s.poll_event() {
+			events.push(e);
+		}
+		for r in requests {
+			self.issue(r);
+		}
+		for e in events {
+			match e {
+				SchedulerEvent::SegmentComplete { seq } => self.complete(seq),
+				SchedulerEvent::Play(p) => self.handle_play(p),
+				SchedulerEvent::PeerBanned(p) => {
+					self.neighbours.remove(&p);
+					let node = self.node.clone();
+					tokio::spawn(async move {
+						let _ = node.ban(p, "bad chunk").await;
+					});
+				}
+			}
+		}
+	}
+
+	fn handle_play(&mut self, p: PlayEvent) {
+		match p {
+			PlayEvent::Started { seq, startup_ms } => info!(seq, startup_ms, "playback started"),
+			PlayEvent::StallStarted { seq } => warn!(seq, "stall: segment not complete when due"),
+			PlayEvent::StallEnded { seq, stalled_ms } => {
+				self.closed_stall_ms += stalled_ms;
+				self.stats.longest_stall_ms = self.stats.longest_stall_ms.max(stalled_ms);
+				if stalled_ms > self.last_duration as u64 {
+					self.stats.long_stalls += 1;
+				}
+				info!(seq, stalled_ms, "stall ended");
+			}
+			PlayEvent::Played { .. } => {}
+		}
+	}
+
+	fn complete(&mut self, seq: u64) {
+		let Some(start) = self.start_seq.filter(|&s| seq >= s) else { return };
+		let Some(segment) = self.store.segment(seq) else { return };
+		if self.buffer.next_needed().is_none() && seq != start {
+			// The buffer starts at the first segment it gets: later ones wait for the first
+			// (unless it never comes within `max_pending_segments`).
+			self.held_back.insert(seq, segment);
+			if self.held_back.len() <= self.config.max_pending_segments {
+				return;
+			}
+		} else {
+			self.buffer.handle_segment(0, segment);
+		}
+		for (_, s) in std::mem::take(&mut self.held_back) {
+			self.buffer.handle_segment(0, s);
+		}
+		while let Some(d) = self.buffer.poll_delivered() {
+			self.delivered.push_back(d);
+		}
+	}
+
+	fn issue(&mut self, r: ChunkRequest<PeerId>) {
+		match r.source {
+			Source::Node => {
+				let fetch =
+					Message::Fetch { stream: self.config.stream, sequence: r.seq, index: r.index };
+				if self.out.try_send(encode_frame(&fetch)).is_err() {
+					// The node's timeout asks again.
+					debug!(seq = r.seq, index = r.index, "send queue full: fetch dropped");
+				}
+			}
+			Source::Peer(p) => {
+				let Some(h) = self.store.header(r.seq) else { return };
+				let node = self.node.clone();
+				let (seq, index) = (r.seq, r.index);
+				self.fetches.push(Box::pin(async move {
+					let res = node.fetch_chunk(p, None, h.payload, index).await;
+					(p, seq, index, res)
+				}));
+			}
+		}
+	}
+
+	fn handle_fetch_done(&mut self, (peer, seq, index, r): FetchDone) -> Result<(), P2pWatchError> {
+		let now = self.now();
+		let Some(s) = self.scheduler.as_mut() else { return Ok(()) };
+		match r {
+			Ok(data) => {
+				let len = data.len() as u32;
+				self.store.insert_chunk(seq, index, data);
+				self.have_dirty = true;
+				if let Err(e) = s.handle_chunk(now, Source::Peer(peer), seq, index, len) {
+					debug!(%peer, seq, index, error = %e, "chunk from a peer not scheduled");
+				}
+				// Verified data a seeder served: it is owed a receipt.
+				if let Some((&account, _)) = self.seeders.iter().find(|(_, p)| **p == peer) {
+					let _ = self.book.handle_received(account, self.pass.payload.epoch, len as u64);
+				}
+			}
+			Err(P2pError::BadChunk(e)) => {
+				warn!(%peer, seq, index, error = %e, "peer sent a bad chunk: banned");
+				s.handle_bad_chunk(now, peer, seq, index);
+			}
+			Err(P2pError::NotServed(why)) => {
+				debug!(%peer, seq, index, %why, "peer did not serve");
+				s.handle_request_failed(now, peer, seq, index);
+			}
+			Err(e @ (P2pError::Outbound(_) | P2pError::Banned)) => {
+				debug!(%peer, error = %e, "neighbour unreachable: dropped");
+				self.drop_neighbour(peer);
+			}
+			Err(e @ (P2pError::Stopped | P2pError::Setup(_))) => return Err(e.into()),
+		}
+		Ok(())
+	}
+
+	fn drop_neighbour(&mut self, peer: PeerId) {
+		if let Some(s) = &mut self.scheduler {
+			s.handle_peer_left(peer);
+		}
+		self.neighbours.remove(&peer);
+	}
+
+	fn add_neighbour(&mut self, peer: PeerId, addr: Option<Multiaddr>) {
+		if peer == self.me
+			|| self.neighbours.contains_key(&peer)
+			|| self.neighbours.len() >= self.config.max_neighbours
+			|| self.scheduler.as_ref().is_some_and(|s| s.is_banned(peer))
+		{
+			return;
+		}
+		self.neighbours.insert(peer, Neighbour { ready: false, last_have: None });
+		let request = Request::bound_pass(self.pass.clone(), &self.config.viewer, &self.me);
+		let node = self.node.clone();
+		self.control.push(Box::pin(async move {
+			ControlDone::Pass(peer, node.request(peer, addr, request).await)
+		}));
+	}
+
+	fn handle_control_done(&mut self, done: ControlDone) {
+		match done {
+			ControlDone::Pass(peer, Ok(Response::Ok)) => {
+				if let Some(n) = self.neighbours.get_mut(&peer) {
+					n.ready = true;
+					self.neighbour_ready(peer);
+				}
+			}
+			ControlDone::Pass(peer, r) => {
+				debug!(%peer, answer = ?r.map(|r| r.kind()), "pass not accepted: not a neighbour");
+				self.neighbours.remove(&peer);
+			}
+			ControlDone::Other(peer, kind, Ok(Response::Refused { code, reason })) => {
+				debug!(%peer, kind, ?code, %reason, "request refused");
+			}
+			ControlDone::Other(_, _, Ok(_)) => {}
+			ControlDone::Other(peer, kind, Err(e)) => {
+				// The neighbour is gone (closed, unreachable or banned): what it announced
+				// is void and its open requests go elsewhere.
+				debug!(%peer, kind, error = %e, "request failed: neighbour dropped");
+				self.drop_neighbour(peer);
+			}
+		}
+	}
+
+	/// Our pass was accepted by `peer`: schedule it, tell it what we hold, apply what it told us.
+	fn neighbour_ready(&mut self, peer: PeerId) {
+		let Some(s) = self.scheduler.as_mut() else { return };
+		s.handle_peer_joined(peer);
+		let have = self.have_request();
+		self.control_request(peer, "have", have);
+		if let Some(have) = self.neighbours.get(&peer).and_then(|n| n.last_have.clone()) {
+			self.apply_have(peer, &have);
+		}
+	}
+
+	fn control_request(&mut self, peer: PeerId, kind: &'static str, request: Request) {
+		if self.control.len() >= self.config.max_control_inflight {
+			debug!(%peer, kind, "too many control requests open: skipped");
+			return;
+		}
+		let node = self.node.clone();
+		self.control.push(Box::pin(async move {
+			ControlDone::Other(peer, kind, node.request(peer, None, request).await)
+		}));
+	}
+
+	fn handle_serving_event(&mut self, ev: ServingEvent) {
+		match ev {
+			ServingEvent::Have { peer, stream, viewer, segments }
+				if stream == self.config.stream =>
+			{
+				if self.seeders.len() < crate::p2p::receipts::DEFAULT_MAX_SEEDERS {
+					self.seeders.insert(viewer.0, peer);
+				}
+				if !self.neighbours.contains_key(&peer) {
+					// A peer that announces to us is one we can fetch from once it has our pass.
+					self.add_neighbour(peer, None);
+				}
+				let Some(n) = self.neighbours.get_mut(&peer) else { return };
+				n.last_have = Some(segments.clone());
+				if n.ready {
+					self.apply_have(peer, &segments);
+				}
+			}
+			ServingEvent::Have { .. } => {}
+			ServingEvent::Ban { peer, .. } => self.drop_neighbour(peer),
+			ServingEvent::Unban { .. } => {}
+		}
+	}
+
+	fn apply_have(&mut self, peer: PeerId, segments: &[HaveSegment]) {
+		let Some(s) = self.scheduler.as_mut() else { return };
+		for hs in segments {
+			let Some(count) = self.store.chunk_count(hs.sequence) else { continue };
+			let mut set = ChunkSet::new(count);
+			for i in 0..count {
+				if hs.has(i as u32) {
+					set.insert(i);
+				}
+			}
+			if let Err(e) = s.handle_have(peer, hs.sequence, &set) {
+				debug!(%peer, error = %e, "announcement ignored");
+			}
+		}
+	}
+
+	/// What we hold of the tracked segments, newest last, within the wire limit.
+	fn have_request(&self) -> Request {
+		let mut segments: Vec<HaveSegment> = self
+			.scheduler
+			.iter()
+			.flat_map(|s| s.haves())
+			.filter(|(_, set)| set.held() > 0)
+			.map(|(seq, set)| HaveSegment::from_indices(seq, set.iter().map(|i| i as u32)))
+			.collect();
+		let excess = segments.len().saturating_sub(DEFAULT_MAX_HAVE_SEGMENTS);
+		segments.drain(..excess);
+		Request::Have { stream: self.config.stream, segments }
+	}
+
+	fn announce(&mut self) {
+		if !self.have_dirty || self.scheduler.is_none() {
+			return;
+		}
+		self.have_dirty = false;
+		let ready: Vec<PeerId> =
+			self.neighbours.iter().filter(|(_, n)| n.ready).map(|(p, _)| *p).collect();
+		let have = self.have_request();
+		for p in ready {
+			self.control_request(p, "have", have.clone());
+		}
+	}
+
+	fn send_receipts(&mut self) {
+		let epoch = self.epoch();
+		let seeders: Vec<(AccountBytes, PeerId)> =
+			self.seeders.iter().map(|(a, p)| (*a, *p)).collect();
+		for (account, peer) in seeders {
+			if let Some(r) = self.book.poll_receipt(&account, epoch) {
+				self.stats.receipts_sent += 1;
+				self.control_request(peer, "receipt", Request::Receipt(r));
+			}
+		}
+	}
+}

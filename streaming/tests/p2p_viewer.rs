@@ -1,0 +1,336 @@
+//! The P2P viewer driver over real sockets on loopback: a `dsp serve` (in process) admitting every
+//! viewer in P2P mode, a paced publisher, and several P2P viewers, each a real libp2p node plus a
+//! direct connection. Segments arrive byte-identical and in order, most of some viewer's bytes
+//! come from peers; a peer serving corrupted chunks is banned on its first one and the victim
+//! still plays every segment.
+
+mod common;
+
+use bytes::Bytes;
+use common::{init_logs, media, origin, TEST_TIMEOUT};
+use dsp_primitives::{
+	AdmissionMode, CapacitySettings, Hash32, Perbill, SegmentHeader, Signed, StreamEnd, StreamId,
+};
+use dsp_streaming::{
+	net::{
+		p2p::{P2pConfig, P2pNode},
+		p2p_watch::{self, P2pWatchConfig, P2pWatchStats},
+		publish::{PublishConfig, Publisher},
+		serve::{RunningServer, ServeConfig},
+		watch::WatchEvent,
+		Endpoint,
+	},
+	p2p::{
+		receipts::{LedgerConfig, PassSigners},
+		scheduler::SchedulerConfig,
+		seeding::SeedConfig,
+		serving::{ChunkSource, ServingEvent},
+		tracker::{PassSigning, TrackerConfig},
+		wire::{HaveSegment, Request, Response},
+	},
+	protocol::{Message, Role, PROTOCOL_VERSION},
+	segment::Segment,
+	viewer::Transport,
+};
+use sp_core::Pair;
+use std::{collections::HashMap, sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+
+const GENESIS: Hash32 = [0; 32];
+const STREAM: StreamId = 9;
+/// Segment length and duration: 3 chunks of at most 16 KiB, half a second each (the scheduler
+/// is scaled to match, so a test runs in seconds).
+const LEN: usize = 40_000;
+const SEGMENT_MS: u32 = 500;
+
+fn pair(s: &str) -> sp_core::sr25519::Pair {
+	sp_core::sr25519::Pair::from_string(s, None).unwrap()
+}
+
+fn segment(seq: u64) -> Segment {
+	Segment::build(&origin(), GENESIS, STREAM, seq, SEGMENT_MS, media(seq, LEN), 16 * 1024)
+}
+
+fn signers() -> PassSigners {
+	PassSigners { default: vec![pair("//PassSigner").public()], per_stream: HashMap::new() }
+}
+
+/// A server that admits every viewer in P2P mode and pushes each new chunk to one of them.
+async fn server() -> RunningServer {
+	let mut cfg: ServeConfig = common::serve_config();
+	cfg.capacity = CapacitySettings { max_streams: 100, streaming_rate: Perbill::one() };
+	cfg.p2p =
+		Some(PassSigning { signer: pair("//PassSigner"), tracker: TrackerConfig::new(GENESIS, 0) });
+	cfg.seeding = SeedConfig { peers_per_seed: 32, min_seeds: 1, max_seeds: 4 };
+	common::server(cfg).await
+}
+
+fn tcp(s: &RunningServer) -> Endpoint {
+	Endpoint { transport: Transport::Tcp, addr: s.tcp_addr.unwrap() }
+}
+
+/// Publishes segments `0..count`, one per segment duration, then ends the stream.
+async fn publish(to: Endpoint, count: u64) {
+	let publisher = Publisher::start(PublishConfig::new(STREAM, vec![to])).expect("publisher");
+	for seq in 0..count {
+		publisher.push(Arc::new(segment(seq)));
+		tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
+	}
+	let end = StreamEnd { genesis_hash: GENESIS, stream: STREAM, next_sequence: count };
+	for r in publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await {
+		assert!(r.complete, "publisher did not finish: {r:?}");
+	}
+}
+
+fn viewer_config(server: Endpoint, n: u8) -> P2pWatchConfig {
+	let viewer = pair(&format!("//P2pViewer{n}"));
+	let ledger = LedgerConfig::new(GENESIS, viewer.public().0, signers());
+	let mut c = P2pWatchConfig::new(
+		GENESIS,
+		STREAM,
+		origin().public(),
+		server,
+		viewer,
+		P2pConfig::loopback([n; 32], ledger),
+	);
+	// Scaled to half-second segments.
+	c.scheduler = SchedulerConfig {
+		urgent_window_ms: 400,
+		node_margin_ms: 250,
+		startup_ms: 500,
+		min_timeout_ms: 200,
+		max_timeout_ms: 1500,
+		..SchedulerConfig::default()
+	};
+	c.gateway = None;
+	c
+}
+
+/// What one viewer played: sequences in order with their bytes, and its counters.
+struct Played {
+	segments: Vec<(u64, bool, Vec<u8>)>,
+	stats: P2pWatchStats,
+}
+
+impl Played {
+	/// Every segment from the first played to `count - 1`, once, in order, byte-identical.
+	fn assert_complete(&self, count: u64) {
+		let first = self.segments.first().expect("played something").0;
+		let seqs: Vec<u64> = self.segments.iter().map(|s| s.0).collect();
+		assert_eq!(seqs, (first..count).collect::<Vec<_>>(), "missing or duplicate segments");
+		for (seq, discontinuity, data) in &self.segments {
+			assert!(!discontinuity, "discontinuity at {seq}");
+			assert_eq!(data[..], media(*seq, LEN)[..], "segment {seq} differs");
+		}
+		assert!(self.stats.ended, "stream end not reached");
+	}
+}
+
+async fn watch(config: P2pWatchConfig) -> (tokio::task::JoinHandle<Played>, libp2p::PeerId) {
+	let (tx, mut rx) = mpsc::channel(64);
+	let handle = p2p_watch::start(config, Some(tx)).await.expect("P2P viewer starts");
+	let peer = handle.peer_id;
+	let task = tokio::spawn(async move {
+		let mut segments = Vec::new();
+		while let Some(ev) = rx.recv().await {
+			match ev {
+				WatchEvent::Delivered { sequence, discontinuity, data, .. } => {
+					segments.push((sequence, discontinuity, data.concat()))
+				}
+				WatchEvent::Ended => break,
+				WatchEvent::Switched(_) => {}
+			}
+		}
+		let stats = handle.join().await.expect("viewer ends cleanly");
+		Played { segments, stats }
+	});
+	(task, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_viewers_play_byte_identical_segments_mostly_from_peers() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		const COUNT: u64 = 24;
+		let server = server().await;
+		let publisher = tokio::spawn(publish(tcp(&server), COUNT));
+		// A backlog to start from, a few segments behind the edge.
+		tokio::time::sleep(Duration::from_millis(4 * SEGMENT_MS as u64)).await;
+		let mut viewers = Vec::new();
+		for n in 1..=4u8 {
+			viewers.push(watch(viewer_config(tcp(&server), n)).await.0);
+		}
+		assert_eq!(server.stats().admission.p2p, 4);
+		publisher.await.unwrap();
+		let mut played = Vec::new();
+		for v in viewers {
+			played.push(v.await.unwrap());
+		}
+		for (n, p) in played.iter().enumerate() {
+			let s = p.stats.scheduler;
+			eprintln!(
+				"viewer {n}: segments {} from node {} B, from peers {} B, served {} B, bad {} stalls {}",
+				p.segments.len(),
+				s.bytes_from_node,
+				s.bytes_from_peers,
+				p.stats.served.bytes_served,
+				s.bad_chunks,
+				p.stats.play.stalls
+			);
+			p.assert_complete(COUNT);
+			assert_eq!(s.bad_chunks, 0);
+		}
+		let from_peers: u64 = played.iter().map(|p| p.stats.scheduler.bytes_from_peers).sum();
+		let served: u64 = played.iter().map(|p| p.stats.served.bytes_served).sum();
+		assert!(from_peers > 0, "nothing came from peers");
+		// Viewers served each other (the exact sum can miss what a viewer served after its
+		// final counters were taken, at the end of the stream).
+		assert!(served > 0);
+		assert!(
+			played
+				.iter()
+				.any(|p| p.stats.scheduler.bytes_from_peers > p.stats.scheduler.bytes_from_node),
+			"no viewer got most of its bytes from peers"
+		);
+		// Seeders were paid: receipts went out.
+		assert!(played.iter().any(|p| p.stats.receipts_sent > 0));
+		// The node's egress to the swarm was counted.
+		let stats = server.stats();
+		assert!(stats.bytes_sent_p2p > 0 && stats.bytes_sent_p2p <= stats.bytes_sent);
+		server.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
+
+/// A malicious peer's store: genuine headers, every chunk corrupted.
+struct Corrupt;
+
+impl ChunkSource for Corrupt {
+	fn header(&self, stream: StreamId, sequence: u64) -> Option<Signed<SegmentHeader>> {
+		(stream == STREAM).then(|| segment(sequence).header)
+	}
+	fn chunk(&self, stream: StreamId, sequence: u64, index: u32) -> Option<Bytes> {
+		let mut c = segment(sequence).chunks.get(index as usize)?.to_vec();
+		(stream == STREAM).then(|| {
+			c[0] ^= 0xff;
+			c.into()
+		})
+	}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_completes() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		const COUNT: u64 = 20;
+		let server = server().await;
+		let publisher = tokio::spawn(publish(tcp(&server), COUNT));
+		tokio::time::sleep(Duration::from_millis(4 * SEGMENT_MS as u64)).await;
+
+		// The attacker joins first (so the victim is told of it) with a genuine pass.
+		let mallory = pair("//Mallory");
+		let ledger = LedgerConfig::new(GENESIS, mallory.public().0, signers());
+		let mut bad =
+			P2pNode::start(P2pConfig::loopback([66; 32], ledger), Arc::new(Corrupt)).await.unwrap();
+		let mut events = bad.take_events();
+		let mut session = tokio::net::TcpStream::connect(server.tcp_addr.unwrap()).await.unwrap();
+		let mut dec = dsp_streaming::protocol::FrameDecoder::new(1 << 20);
+		let hello =
+			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: GENESIS };
+		let join =
+			Message::Join { stream: STREAM, viewer: mallory.public(), peer: bad.peer_info() };
+		dsp_streaming::net::write_frames(
+			&mut session,
+			&[
+				dsp_streaming::protocol::encode_frame(&hello),
+				dsp_streaming::protocol::encode_frame(&join),
+			],
+			Duration::from_secs(5),
+		)
+		.await
+		.unwrap();
+		let read = dsp_streaming::net::read_message;
+		assert!(matches!(
+			read(&mut session, &mut dec).await.unwrap(),
+			Some(Message::Welcome { mode: AdmissionMode::P2p, .. })
+		));
+		let Some(Message::Joined { pass, .. }) = read(&mut session, &mut dec).await.unwrap() else {
+			panic!("no Joined")
+		};
+		// Keep reading the node's feed (headers, seeded chunks) so the session stays healthy.
+		let drain =
+			tokio::spawn(
+				async move { while let Ok(Some(_)) = read(&mut session, &mut dec).await {} },
+			);
+
+		let (victim, victim_id) = watch(viewer_config(tcp(&server), 1)).await;
+		// Once the victim shows up, claim every chunk of every segment, again and again.
+		let bad = Arc::new(bad);
+		let claimer = {
+			let bad = bad.clone();
+			tokio::spawn(async move {
+				let Some(ServingEvent::Have { peer, .. }) = events.recv().await else { return };
+				assert_eq!(peer, victim_id);
+				let shown = Request::bound_pass(pass, &mallory, &bad.peer_id);
+				assert_eq!(bad.request(peer, None, shown).await.unwrap(), Response::Ok);
+				let all: Vec<HaveSegment> =
+					(0..COUNT).map(|s| HaveSegment::from_indices(s, 0..3)).collect();
+				loop {
+					let have = Request::Have { stream: STREAM, segments: all.clone() };
+					if bad.request(peer, None, have).await.ok() != Some(Response::Ok) {
+						// Banned: refused, or the connection is closed and not accepted again.
+						return;
+					}
+					tokio::time::sleep(Duration::from_millis(100)).await;
+				}
+			})
+		};
+		publisher.await.unwrap();
+		let played = victim.await.unwrap();
+		played.assert_complete(COUNT);
+		let s = played.stats.scheduler;
+		assert!(s.bad_chunks >= 1, "the corrupted chunk was never asked for");
+		assert_eq!(s.banned, 1);
+		// Banned on the first bad chunk: no more was asked of it than was in flight then.
+		let served = bad.stats().await.unwrap().chunks_served;
+		assert!(
+			served <= SchedulerConfig::default().max_inflight_per_peer as u64,
+			"served {served}"
+		);
+		assert_eq!(s.bad_chunks, served);
+		claimer.await.unwrap();
+		drain.abort();
+		server.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_admitted_directly_is_told_so_and_a_full_server_is_a_clear_error() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		// No pass signing: the capacity rule admits directly.
+		let direct = common::server(common::serve_config()).await;
+		let r = p2p_watch::start(viewer_config(tcp(&direct), 1), None).await;
+		assert!(matches!(r, Err(p2p_watch::P2pWatchError::Direct)), "{:?}", r.err());
+		direct.shutdown().await;
+		// A server with no room at all: refused with `Full`, not a hang or a panic.
+		let mut cfg = common::serve_config();
+		cfg.capacity = CapacitySettings { max_streams: 0, streaming_rate: Perbill::zero() };
+		let full = common::server(cfg).await;
+		let r = p2p_watch::start(viewer_config(tcp(&full), 2), None).await;
+		assert!(
+			matches!(
+				r,
+				Err(p2p_watch::P2pWatchError::Closed(dsp_streaming::protocol::ErrorCode::Full, _))
+			),
+			"{:?}",
+			r.err()
+		);
+		full.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
