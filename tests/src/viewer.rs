@@ -66,7 +66,9 @@ impl Viewer {
 	}
 
 	/// The next complete segment's sequence, every chunk verified against Alice's signature.
+	/// Sends a `Ping` first: the worker closes viewers that send nothing for its idle timeout.
 	pub fn segment(&mut self) -> u64 {
+		self.socket.write_all(&encode_frame(&Message::Ping(0))).expect("worker reachable");
 		loop {
 			match self.next() {
 				Message::Header(h) => {
@@ -82,6 +84,7 @@ impl Viewer {
 				Message::Ping(n) => {
 					self.socket.write_all(&encode_frame(&Message::Pong(n))).unwrap()
 				}
+				Message::Pong(_) => {}
 				other => panic!("unexpected {other:?}"),
 			}
 		}

@@ -54,6 +54,11 @@ pub struct LiveLoad {
 	pub segments_stored: u64,
 	/// Bytes queued to viewers since start.
 	pub bytes_sent: u64,
+	/// Of `bytes_sent`, bytes to viewers in P2P mode (headers, seeded chunks, urgent fetches):
+	/// the node's egress to its swarms.
+	pub bytes_sent_p2p: u64,
+	/// Streams holding a live window.
+	pub streams_held: u64,
 }
 
 impl From<crate::worker::LiveSnapshot> for LiveLoad {
@@ -73,6 +78,8 @@ impl From<crate::worker::LiveSnapshot> for LiveLoad {
 			closed_with_error: stats.closed_with_error,
 			segments_stored: stats.segments_stored,
 			bytes_sent: stats.bytes_sent,
+			bytes_sent_p2p: stats.bytes_sent_p2p,
+			streams_held: stats.streams_held as u64,
 		}
 	}
 }

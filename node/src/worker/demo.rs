@@ -8,12 +8,16 @@ use dsp_streaming::{
 		publish::{PublishConfig, Publisher},
 		Endpoint,
 	},
-	segment::{Segment, DEFAULT_CHUNK_SIZE},
+	segment::Segment,
 	ts::{TsConfig, TsSegmenter},
 	viewer::Transport,
 };
 use std::{net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
 use tokio::{io::AsyncReadExt, process::Command};
+
+/// Chunk size of the demo's segments: 16 KiB, so that a 2 s segment of 500 kbit/s is about
+/// eight chunks that P2P viewers can fetch from different peers at once.
+const DEMO_CHUNK_SIZE: u32 = 16 * 1024;
 
 /// How the demo is fed.
 pub struct DemoConfig {
@@ -144,7 +148,7 @@ pub async fn run(config: DemoConfig) {
 				next,
 				ts.duration_ms,
 				ts.data,
-				DEFAULT_CHUNK_SIZE,
+				DEMO_CHUNK_SIZE,
 			);
 			publisher.push(Arc::new(segment));
 			next += 1;

@@ -360,6 +360,7 @@ struct Metrics {
 	closed_with_error: Gauge<U64>,
 	segments_stored: Gauge<U64>,
 	bytes_sent: Gauge<U64>,
+	bytes_sent_p2p: Gauge<U64>,
 	max_streams: Gauge<U64>,
 	p2p_threshold: Gauge<U64>,
 	epoch: Gauge<U64>,
@@ -393,6 +394,10 @@ impl Metrics {
 				"dsp_streaming_bytes_sent_total",
 				"Bytes queued to viewers since start",
 			)?,
+			bytes_sent_p2p: gauge(
+				"dsp_streaming_bytes_sent_p2p_total",
+				"Bytes queued to viewers in P2P mode since start (headers, seeded chunks, fetches)",
+			)?,
 			max_streams: gauge("dsp_streaming_max_streams", "max_streams in force")?,
 			p2p_threshold: gauge(
 				"dsp_streaming_p2p_threshold",
@@ -410,6 +415,7 @@ impl Metrics {
 		self.closed_with_error.set(stats.closed_with_error);
 		self.segments_stored.set(stats.segments_stored);
 		self.bytes_sent.set(stats.bytes_sent);
+		self.bytes_sent_p2p.set(stats.bytes_sent_p2p);
 		self.max_streams.set(capacity.max_streams.into());
 		self.p2p_threshold.set(capacity.p2p_threshold().into());
 		self.epoch.set(epoch.into());
