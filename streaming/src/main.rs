@@ -343,6 +343,27 @@ struct LoadArgs {
 	/// P2P: seconds after the kill before the second measurement.
 	#[arg(long, default_value_t = 10)]
 	recover_secs: u64,
+	/// Load a server that is already running instead of a `dsp serve` child, e.g. the worker
+	/// of `dsp-node --dev --no-demo`: its TCP endpoint (the synthetic stream is published
+	/// there). Needs --target-pid, --origin-seed and --genesis for that server's chain.
+	#[arg(long, value_name = "ADDR", requires_all = ["target_pid", "target_quic"])]
+	target_tcp: Option<SocketAddr>,
+	/// QUIC endpoint of the --target-tcp server.
+	#[arg(long, value_name = "ADDR")]
+	target_quic: Option<SocketAddr>,
+	/// PID of the --target-tcp server, whose CPU time and RSS are reported.
+	#[arg(long, value_name = "PID")]
+	target_pid: Option<u32>,
+	/// Stream to publish and watch.
+	#[arg(long, default_value_t = 1)]
+	stream: StreamId,
+	/// Secret of the stream's origin key (the target must know its public key, e.g. from the
+	/// chain's registry: `//Alice` for stream 0 of a dev chain).
+	#[arg(long, value_name = "SURI", default_value = "//LoadOrigin")]
+	origin_seed: String,
+	/// Genesis hash of the target's chain (hex; zeros for a standalone server).
+	#[arg(long, default_value = "00")]
+	genesis: String,
 }
 
 #[derive(clap::Args)]
@@ -1288,13 +1309,24 @@ async fn load(a: LoadArgs) -> anyhow::Result<()> {
 	}
 	use dsp_streaming::net::load::{self, LoadCounters};
 	use std::sync::atomic::Ordering;
-	let pair = sp_core::sr25519::Pair::from_string("//LoadOrigin", None)
-		.map_err(|e| anyhow!("seed: {e:?}"))?;
+	let pair = sp_core::sr25519::Pair::from_string(&a.origin_seed, None)
+		.map_err(|e| anyhow!("bad --origin-seed: {e:?}"))?;
 	let key = hex::encode(pair.public().0);
-	let (mut child, tcp, server) = spawn_server(&a, &key, &[])?;
-	let server_pid = child.id();
+	let (mut child, tcp, server, server_pid) = match (a.target_tcp, a.target_quic, a.target_pid) {
+		(Some(tcp), Some(quic), Some(pid)) => {
+			let tcp = Endpoint { transport: Transport::Tcp, addr: tcp };
+			let quic = Endpoint { transport: Transport::Quic, addr: quic };
+			let server = if matches!(a.transport, TransportArg::Udp) { quic } else { tcp };
+			(None, tcp, server, pid)
+		}
+		_ => {
+			let (child, tcp, server) = spawn_server(&a, &key, &[])?;
+			let pid = child.id();
+			(Some(child), tcp, server, pid)
+		}
+	};
 	let chunk_size = a.chunk_kib.unwrap_or(DEFAULT_CHUNK_SIZE / 1024) * 1024;
-	let config = Arc::new(load_config(&a, tcp, server, chunk_size));
+	let config = Arc::new(load_config(&a, tcp, server, chunk_size)?);
 	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 	let feeder = {
 		let config = config.clone();
@@ -1336,8 +1368,10 @@ async fn load(a: LoadArgs) -> anyhow::Result<()> {
 		let _ = t.await;
 	}
 	let _ = feeder.await;
-	let _ = child.kill();
-	let _ = child.wait();
+	if let Some(child) = child.as_mut() {
+		let _ = child.kill();
+		let _ = child.wait();
+	}
 	let name = match server.transport {
 		Transport::Tcp => "dsp-tcp",
 		Transport::Quic => "dsp-quic",
@@ -1359,11 +1393,12 @@ fn load_config(
 	tcp: Endpoint,
 	server: Endpoint,
 	chunk_size: u32,
-) -> dsp_streaming::net::load::LoadConfig {
-	dsp_streaming::net::load::LoadConfig {
+) -> anyhow::Result<dsp_streaming::net::load::LoadConfig> {
+	Ok(dsp_streaming::net::load::LoadConfig {
 		server,
 		publish_to: tcp,
-		stream: 1,
+		genesis_hash: hex32(&a.genesis, "genesis")?,
+		stream: a.stream,
 		viewers: a.viewers,
 		bitrate_kbps: a.bitrate_kbps,
 		segment_ms: a.segment_ms,
@@ -1371,7 +1406,7 @@ fn load_config(
 		connect_rate: a.connect_rate.max(1),
 		stall_after: Duration::from_millis(a.segment_ms as u64 * 3 / 2),
 		chunk_size,
-	}
+	})
 }
 
 /// Starts the `dsp serve` child of a load run (loopback, capacity for every viewer, a window of
@@ -1429,7 +1464,7 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		spawn_server(&a, &key, &["--rate", "1", "--pass-seed", signer_seed])?;
 	let server_pid = child.id();
 	let chunk_kib = a.chunk_kib.unwrap_or(16);
-	let config = Arc::new(load_config(&a, tcp, server, chunk_kib * 1024));
+	let config = Arc::new(load_config(&a, tcp, server, chunk_kib * 1024)?);
 	let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 	let feeder = {
 		let config = config.clone();

@@ -33,6 +33,8 @@ pub struct LoadConfig {
 	/// Endpoint the publisher uses.
 	pub publish_to: Endpoint,
 	/// Stream id.
+	/// Chain the stream is signed for (all zeros for a standalone `dsp serve`).
+	pub genesis_hash: dsp_primitives::Hash32,
 	pub stream: u64,
 	/// Viewer sessions to open.
 	pub viewers: usize,
@@ -108,10 +110,9 @@ pub async fn feed(
 	pair: sp_core::sr25519::Pair,
 	mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-	let publisher = Publisher::start(super::publish::PublishConfig::new(
-		config.stream,
-		vec![config.publish_to],
-	))?;
+	let mut publish = super::publish::PublishConfig::new(config.stream, vec![config.publish_to]);
+	publish.genesis_hash = config.genesis_hash;
+	let publisher = Publisher::start(publish)?;
 	let len = (config.bitrate_kbps as u64 * config.segment_ms as u64 / 8) as usize;
 	let mut tick = tokio::time::interval(Duration::from_millis(config.segment_ms as u64));
 	let mut seq = 0u64;
@@ -131,7 +132,7 @@ pub async fn feed(
 			.collect();
 		let seg = Segment::build(
 			&pair,
-			[0; 32],
+			config.genesis_hash,
 			config.stream,
 			seq,
 			config.segment_ms,
@@ -141,7 +142,8 @@ pub async fn feed(
 		publisher.push(Arc::new(seg));
 		seq += 1;
 	}
-	let end = StreamEnd { genesis_hash: [0; 32], stream: config.stream, next_sequence: seq };
+	let end =
+		StreamEnd { genesis_hash: config.genesis_hash, stream: config.stream, next_sequence: seq };
 	publisher.finish(Signed::sign(end, &pair), Duration::from_secs(5)).await;
 	Ok(())
 }
@@ -183,8 +185,11 @@ pub async fn viewer(
 		counters.failed.fetch_add(1, Ordering::Relaxed);
 		return;
 	};
-	let hello =
-		Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: [0; 32] };
+	let hello = Message::Hello {
+		version: PROTOCOL_VERSION,
+		role: Role::Viewer,
+		genesis_hash: config.genesis_hash,
+	};
 	let sub = Message::Subscribe { stream: config.stream, start: Start::Live { back: 0 } };
 	if write_frames(&mut w, &[encode_frame(&hello), encode_frame(&sub)], t).await.is_err() {
 		counters.failed.fetch_add(1, Ordering::Relaxed);
