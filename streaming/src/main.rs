@@ -1600,7 +1600,13 @@ async fn load_p2p(a: LoadArgs) -> anyhow::Result<()> {
 		end.stalls, end.long_stalls, end.longest_stall_ms, end.bad_chunks, end.segments
 	);
 	let _ = stop_tx.send(true);
-	futures::future::join_all(viewers.into_iter().flatten().map(|h| h.stop())).await;
+	let ended = futures::future::join_all(viewers.into_iter().flatten().map(|h| h.stop())).await;
+	let failed: Vec<String> =
+		ended.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+	println!("[dsp-p2p] in-process viewers that failed before the end: {}", failed.len());
+	for e in failed.iter().take(5) {
+		println!("[dsp-p2p]   {e}");
+	}
 	let _ = feeder.await;
 	let _ = watch_child.kill();
 	let _ = watch_child.wait();

@@ -298,7 +298,8 @@ async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_complete
 			served <= SchedulerConfig::default().max_inflight_per_peer as u64,
 			"served {served}"
 		);
-		assert_eq!(s.bad_chunks, served);
+		// A corrupted chunk still on its way when the connection was closed never arrives.
+		assert!(s.bad_chunks <= served);
 		claimer.await.unwrap();
 		drain.abort();
 		server.shutdown().await;
