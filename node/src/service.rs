@@ -280,7 +280,10 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 		client: client.clone(),
 		keystore: keystore_container.local_keystore(),
 		options: worker_options,
+		// Only development chains get the dev seed as streaming key and the demo; `--alice` on
+		// other chains still sets `dev_key_seed` (its session keys), and inserts this one too.
 		dev_key_seed: config.dev_key_seed.clone(),
+		demo: matches!(consensus, Consensus::ManualSeal),
 		ledger_dir: config.data_path.join("dsp").join("ledger"),
 		prometheus: prometheus_registry.clone(),
 		handle: worker.clone(),

@@ -346,13 +346,13 @@ struct LoadArgs {
 	/// Load a server that is already running instead of a `dsp serve` child, e.g. the worker
 	/// of `dsp-node --dev --no-demo`: its TCP endpoint (the synthetic stream is published
 	/// there). Needs --target-pid, --origin-seed and --genesis for that server's chain.
-	#[arg(long, value_name = "ADDR", requires_all = ["target_pid", "target_quic"])]
+	#[arg(long, value_name = "ADDR", requires_all = ["target_pid", "target_quic"], conflicts_with = "p2p")]
 	target_tcp: Option<SocketAddr>,
 	/// QUIC endpoint of the --target-tcp server.
-	#[arg(long, value_name = "ADDR")]
+	#[arg(long, value_name = "ADDR", requires = "target_tcp")]
 	target_quic: Option<SocketAddr>,
 	/// PID of the --target-tcp server, whose CPU time and RSS are reported.
-	#[arg(long, value_name = "PID")]
+	#[arg(long, value_name = "PID", requires = "target_tcp")]
 	target_pid: Option<u32>,
 	/// Stream to publish and watch.
 	#[arg(long, default_value_t = 1)]
@@ -460,7 +460,7 @@ struct WatchArgs {
 	server: Vec<Endpoint>,
 	/// Origin public key (hex) that signs the stream (with --server; read from the chain
 	/// otherwise).
-	#[arg(long)]
+	#[arg(long, requires = "server")]
 	origin_key: Option<String>,
 	/// Genesis hash (hex) (with --server; read from the chain otherwise).
 	#[arg(long, default_value = "00")]
@@ -798,7 +798,7 @@ async fn claim(a: ClaimArgs) -> anyhow::Result<()> {
 		let seed = a.seeder_seed.as_deref().expect("clap: --submit requires --seeder-seed");
 		let signer = sp_core::sr25519::Pair::from_string(seed, None)
 			.map_err(|e| anyhow!("bad --seeder-seed: {e:?}"))?;
-		if hex::encode(signer.public().0) != a.seeder.trim_start_matches("0x") {
+		if signer.public().0 != hex32(&a.seeder, "seeder")? {
 			bail!("--seeder-seed does not belong to --seeder");
 		}
 		for batch in &batches {
@@ -857,7 +857,10 @@ async fn submit_claim(
 	runtime.check()?;
 	let seeder = signer.public().0;
 	let before = claimed_units(client, batch, &seeder).await?;
-	let nonce = client.account_nonce(&seeder).await?;
+	// What is still unpaid by the receipts (0 when the same receipts were claimed before).
+	let claimable: u64 =
+		batch.iter().map(|i| i.receipt.payload.units).sum::<u64>().saturating_sub(before);
+	let nonce = client.next_nonce(&seeder).await?;
 	let xt = signed_extrinsic(signer, &claim_call(batch), nonce, runtime);
 	let hash = client.submit(&xt).await?;
 	client.wait_included(&seeder, nonce, Duration::from_secs(60)).await?;
@@ -882,6 +885,13 @@ async fn submit_claim(
 		.open(ledger.join("claims.log"))
 		.context("opening claims.log")?;
 	writeln!(log, "{}", serde_json::to_string(&record)?)?;
+	if record.paid_units == 0 && claimable > 0 {
+		bail!(
+			"the claim was included but paid nothing of {claimable} unpaid units: the extrinsic \
+			 failed or every item was rejected (see the node's Dsp events for extrinsic {})",
+			record.extrinsic
+		);
+	}
 	Ok(())
 }
 

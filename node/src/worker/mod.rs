@@ -136,8 +136,10 @@ pub struct WorkerParams {
 	pub keystore: Arc<sc_keystore::LocalKeystore>,
 	/// Options from the command line.
 	pub options: WorkerOptions,
-	/// Development chain: insert the dev seed as streaming key and run the demo.
+	/// The dev seed (`--dev`, `--alice`, …): inserted as streaming key if the keystore has none.
 	pub dev_key_seed: Option<String>,
+	/// Development chain: publish the ffmpeg demo stream (origin key: the dev seed).
+	pub demo: bool,
 	/// Where the swarm seed keeps its receipt ledger.
 	pub ledger_dir: PathBuf,
 	/// Prometheus registry, if metrics are on.
@@ -152,8 +154,16 @@ pub struct WorkerParams {
 pub fn start(
 	params: WorkerParams,
 ) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
-	let WorkerParams { client, keystore, options, dev_key_seed, ledger_dir, prometheus, handle } =
-		params;
+	let WorkerParams {
+		client,
+		keystore,
+		options,
+		dev_key_seed,
+		demo,
+		ledger_dir,
+		prometheus,
+		handle,
+	} = params;
 	if options.no_streaming {
 		log::info!(target: LOG, "streaming worker off (--no-streaming)");
 		return Ok(None);
@@ -242,7 +252,7 @@ pub fn start(
 	let _ = handle.0.streamer.set(account.clone());
 	*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
 	let demo = dev_key_seed
-		.filter(|_| !options.no_demo)
+		.filter(|_| demo && !options.no_demo)
 		.and_then(|seed| sp_core::sr25519::Pair::from_string(&seed, None).ok());
 
 	Ok(Some(async move {
@@ -307,9 +317,8 @@ async fn follow_chain(
 				let Some(n) = n else { return };
 				match registry::read_settings(&client, n.hash, &account) {
 					Ok(now) => {
-						apply(&server, &applied, &now).await;
-						*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(now.clone());
-						applied = now;
+						applied = apply(&server, &applied, now).await;
+						*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(applied.clone());
 					}
 					Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
 				}
@@ -323,8 +332,13 @@ async fn follow_chain(
 	}
 }
 
-/// Applies what changed between two finalized blocks.
-async fn apply(server: &RunningServer, before: &ChainSettings, now: &ChainSettings) {
+/// Applies what changed between two finalized blocks; returns what is now in force (an epoch
+/// change that failed stays pending, so the next block retries it).
+async fn apply(
+	server: &RunningServer,
+	before: &ChainSettings,
+	now: ChainSettings,
+) -> ChainSettings {
 	if now.capacity != before.capacity {
 		server.set_capacity(now.capacity);
 		log::info!(
@@ -337,11 +351,12 @@ async fn apply(server: &RunningServer, before: &ChainSettings, now: &ChainSettin
 	}
 	if now.epoch != before.epoch {
 		if let Err(e) = server.set_epoch(now.epoch).await {
-			log::warn!(target: LOG, "moving to epoch {}: {e}", now.epoch);
-		} else {
-			log::info!(target: LOG, "credit epoch {}: passes name it from now on", now.epoch);
+			log::warn!(target: LOG, "moving to epoch {} (retried next block): {e}", now.epoch);
+			return ChainSettings { epoch: before.epoch, ..now };
 		}
+		log::info!(target: LOG, "credit epoch {}: passes name it from now on", now.epoch);
 	}
+	now
 }
 
 fn parse_public(hex_key: &str) -> Result<sp_core::sr25519::Public, String> {

@@ -153,6 +153,15 @@ impl ChainClient {
 		})
 	}
 
+	/// The next nonce to sign with: the node's `system_accountNextIndex`, which also counts
+	/// the account's extrinsics waiting in the pool.
+	pub async fn next_nonce(&self, account: &[u8; 32]) -> Result<u32, ChainError> {
+		use sp_core::crypto::{AccountId32, Ss58Codec};
+		// This method only takes SS58 addresses.
+		let address = AccountId32::from(*account).to_ss58check();
+		self.call("system_accountNextIndex", rpc_params![address]).await
+	}
+
 	/// The account's nonce in the best block's state (not counting the transaction pool).
 	pub async fn account_nonce(&self, account: &[u8; 32]) -> Result<u32, ChainError> {
 		// System::Account is a Blake2_128Concat map; AccountInfo starts with the nonce (u32).

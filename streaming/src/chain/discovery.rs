@@ -82,15 +82,16 @@ impl Candidate {
 	}
 }
 
-/// Orders candidates best first: reachable before unreachable, then streamers with direct
-/// room before full ones, then by RTT, then by the larger room. Returns indices into
-/// `candidates`; unreachable ones are left out.
+/// Orders candidates best first: streamers with direct room before full ones, those whose
+/// node reported its load before those whose load is unknown, then by RTT, then by the larger
+/// room. Returns indices into `candidates`; unreachable ones are left out.
 pub fn rank(candidates: &[Candidate]) -> Vec<usize> {
 	let mut order: Vec<usize> =
 		(0..candidates.len()).filter(|&i| candidates[i].rtt.is_some()).collect();
 	order.sort_by_key(|&i| {
 		let c = &candidates[i];
-		(c.direct_room() == 0, c.rtt, std::cmp::Reverse(c.direct_room()))
+		let unknown_load = c.direct_sessions.is_none();
+		(c.direct_room() == 0, unknown_load, c.rtt, std::cmp::Reverse(c.direct_room()))
 	});
 	order
 }
@@ -205,9 +206,9 @@ mod tests {
 			candidate(10, Some(2), Some(30)), // room, far
 			candidate(10, Some(9), Some(5)),  // room, near
 			candidate(10, Some(0), None),     // unreachable
-			candidate(10, None, Some(5)),     // load unknown, near, more room than #2
+			candidate(10, None, Some(5)),     // load unknown (its node did not answer): after known
 		];
-		assert_eq!(rank(&c), vec![4, 2, 1, 0]);
+		assert_eq!(rank(&c), vec![2, 1, 4, 0]);
 	}
 
 	#[test]

@@ -593,17 +593,25 @@ where
 					role = "p2p";
 					stream_id = Some(stream);
 					let peer_id = info.peer_id.clone();
+					// As for `Subscribe`: no slot, swarm or pass for a stream without an origin key.
+					let known = cfg.session.origin_keys.get(stream).is_some();
 					let live = shared.table().get(stream);
-					let r = match (
-						live.map_or_else(|| shared.open_stream(stream, Role::Viewer), Ok),
-						&shared.tracker,
-					) {
+					let opened = match (known, live) {
+						(false, _) => Err(ErrorCode::UnknownStream),
+						(true, Some(s)) => Ok(s),
+						(true, None) => shared.open_stream(stream, Role::Viewer),
+					};
+					let r = match (opened, &shared.tracker) {
 						(Ok(s), Some(t)) => {
 							slot = Some(s);
 							let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
 							t.handle_join(stream, viewer, info)
 								.map_err(|e| (ErrorCode::UnknownStream, e.to_string()))
 						}
+						(Err(ErrorCode::UnknownStream), _) if !known => Err((
+							ErrorCode::UnknownStream,
+							format!("no origin key for stream {stream}"),
+						)),
 						(Err(code), _) => Err((code, "too many streams held".into())),
 						(_, None) => {
 							Err((ErrorCode::UnknownStream, "no P2P on this server".into()))
@@ -794,7 +802,9 @@ where
 				}
 			}
 		}
-		if role == "viewer" && slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed)) {
+		if matches!(role, "viewer" | "p2p")
+			&& slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed))
+		{
 			core.close(ErrorCode::UnknownStream, "stream freed: ended, idle or never published");
 		}
 		let sent = core.stats().bytes_sent;
