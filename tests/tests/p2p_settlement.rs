@@ -144,6 +144,12 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 	}
 	let load = live_load(&node);
 	assert_eq!(load["sessions"], json!({"direct": DIRECT, "p2p": P2P}), "{load}");
+	assert_eq!(
+		load["sessionsByTransport"],
+		json!({"directTcp": DIRECT, "directQuic": 0, "p2pTcp": P2P, "p2pQuic": 0}),
+		"{load}"
+	);
+	assert_eq!(load["passesIssued"], P2P, "{load}");
 
 	tokio::time::sleep(WATCH).await;
 

@@ -23,6 +23,20 @@ pub struct Sessions {
 	pub p2p: u32,
 }
 
+/// Open viewer sessions per mode and transport.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsByTransport {
+	/// Direct over TCP.
+	pub direct_tcp: u64,
+	/// Direct over QUIC.
+	pub direct_quic: u64,
+	/// P2P mode (tracker connection) over TCP.
+	pub p2p_tcp: u64,
+	/// P2P mode over QUIC.
+	pub p2p_quic: u64,
+}
+
 /// The worker's live load.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +58,10 @@ pub struct LiveLoad {
 	pub epoch: Option<u32>,
 	/// Open viewer sessions per mode.
 	pub sessions: Sessions,
+	/// The same per mode and transport.
+	pub sessions_by_transport: SessionsByTransport,
+	/// Viewer passes signed since start (viewers admitted in P2P mode).
+	pub passes_issued: u64,
 	/// Viewers refused since start.
 	pub refused: u64,
 	/// Connections accepted since start.
@@ -73,6 +91,13 @@ impl From<crate::worker::LiveSnapshot> for LiveLoad {
 			settings: s.chain.as_ref().map(|c| c.capacity.into()),
 			epoch: s.chain.as_ref().map(|c| c.epoch),
 			sessions: Sessions { direct: stats.admission.direct, p2p: stats.admission.p2p },
+			sessions_by_transport: SessionsByTransport {
+				direct_tcp: stats.sessions.direct_tcp,
+				direct_quic: stats.sessions.direct_quic,
+				p2p_tcp: stats.sessions.p2p_tcp,
+				p2p_quic: stats.sessions.p2p_quic,
+			},
+			passes_issued: stats.passes_issued,
 			refused: stats.admission.refused,
 			connections: stats.connections,
 			closed_with_error: stats.closed_with_error,

@@ -370,6 +370,8 @@ fn parse_public(hex_key: &str) -> Result<sp_core::sr25519::Public, String> {
 /// Prometheus gauges of the worker, refreshed every second.
 struct Metrics {
 	sessions: GaugeVec<U64>,
+	sessions_by_transport: GaugeVec<U64>,
+	passes_issued: Gauge<U64>,
 	refused: Gauge<U64>,
 	connections: Gauge<U64>,
 	closed_with_error: Gauge<U64>,
@@ -391,6 +393,20 @@ impl Metrics {
 					&["mode"],
 				)?,
 				registry,
+			)?,
+			sessions_by_transport: register(
+				GaugeVec::new(
+					Opts::new(
+						"dsp_streaming_sessions_by_transport",
+						"Open viewer sessions per admission mode and transport",
+					),
+					&["mode", "transport"],
+				)?,
+				registry,
+			)?,
+			passes_issued: gauge(
+				"dsp_streaming_passes_issued_total",
+				"Viewer passes signed since start",
 			)?,
 			refused: gauge("dsp_streaming_refused_total", "Viewers refused since start")?,
 			connections: gauge(
@@ -425,6 +441,16 @@ impl Metrics {
 	fn update(&self, stats: &ServerStats, capacity: &CapacitySettings, epoch: EpochIndex) {
 		self.sessions.with_label_values(&["direct"]).set(stats.admission.direct.into());
 		self.sessions.with_label_values(&["p2p"]).set(stats.admission.p2p.into());
+		let by = &stats.sessions;
+		for (mode, transport, value) in [
+			("direct", "tcp", by.direct_tcp),
+			("direct", "quic", by.direct_quic),
+			("p2p", "tcp", by.p2p_tcp),
+			("p2p", "quic", by.p2p_quic),
+		] {
+			self.sessions_by_transport.with_label_values(&[mode, transport]).set(value);
+		}
+		self.passes_issued.set(stats.passes_issued);
 		self.refused.set(stats.admission.refused);
 		self.connections.set(stats.connections);
 		self.closed_with_error.set(stats.closed_with_error);

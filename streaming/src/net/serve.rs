@@ -23,7 +23,9 @@ use crate::{
 	},
 };
 use bytes::Bytes;
-use dsp_primitives::{CapacitySettings, EpochIndex, Hash32, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{
+	AdmissionMode, CapacitySettings, EpochIndex, Hash32, SegmentHeader, Signed, StreamId,
+};
 use std::{
 	collections::{BTreeMap, HashMap},
 	io,
@@ -131,6 +133,46 @@ pub struct ServerStats {
 	/// Of `bytes_sent`, bytes queued to viewers admitted in P2P mode: headers, seeded chunks
 	/// and urgent `Fetch` answers (the node's egress to the swarm).
 	pub bytes_sent_p2p: u64,
+	/// Open viewer sessions per mode and transport.
+	pub sessions: SessionsByTransport,
+	/// Viewer passes signed since start (P2P admissions).
+	pub passes_issued: u64,
+}
+
+/// Open viewer sessions per admission mode and transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionsByTransport {
+	/// Direct sessions over TCP.
+	pub direct_tcp: u64,
+	/// Direct sessions over QUIC.
+	pub direct_quic: u64,
+	/// P2P-mode sessions (tracker, header feed, urgent fetches) over TCP.
+	pub p2p_tcp: u64,
+	/// P2P-mode sessions over QUIC.
+	pub p2p_quic: u64,
+}
+
+/// Counters behind [`SessionsByTransport`], indexed `[mode][transport]` (direct 0, P2P 1;
+/// TCP 0, QUIC 1).
+#[derive(Default)]
+struct SessionCounters([[AtomicU64; 2]; 2]);
+
+impl SessionCounters {
+	fn slot(&self, mode: AdmissionMode, transport: &str) -> &AtomicU64 {
+		let m = usize::from(mode == AdmissionMode::P2p);
+		let t = usize::from(transport == "quic");
+		&self.0[m][t]
+	}
+
+	fn snapshot(&self) -> SessionsByTransport {
+		let get = |m: usize, t: usize| self.0[m][t].load(Ordering::Relaxed);
+		SessionsByTransport {
+			direct_tcp: get(0, 0),
+			direct_quic: get(0, 1),
+			p2p_tcp: get(1, 0),
+			p2p_quic: get(1, 1),
+		}
+	}
 }
 
 struct StreamSlot {
@@ -186,6 +228,7 @@ struct Shared {
 	streams_freed: AtomicU64,
 	vod_sessions: AtomicU64,
 	bytes_sent_p2p: AtomicU64,
+	sessions: SessionCounters,
 	/// Session ids (the seeding rotation's member ids).
 	next_session: AtomicU64,
 }
@@ -299,6 +342,7 @@ impl RunningServer {
 			streams_freed: AtomicU64::new(0),
 			vod_sessions: AtomicU64::new(0),
 			bytes_sent_p2p: AtomicU64::new(0),
+			sessions: SessionCounters::default(),
 			next_session: AtomicU64::new(0),
 			config,
 		});
@@ -375,6 +419,11 @@ impl RunningServer {
 			streams_freed: s.streams_freed.load(Ordering::Relaxed),
 			vod_sessions: s.vod_sessions.load(Ordering::Relaxed),
 			bytes_sent_p2p: s.bytes_sent_p2p.load(Ordering::Relaxed),
+			sessions: s.sessions.snapshot(),
+			passes_issued: s
+				.tracker
+				.as_ref()
+				.map_or(0, |t| t.lock().unwrap_or_else(|e| e.into_inner()).passes_issued()),
 		}
 	}
 
@@ -587,6 +636,9 @@ where
 					role = "viewer";
 					let r = shared.admission.lock().unwrap_or_else(|e| e.into_inner()).try_admit();
 					admitted = r.ok();
+					if let Some(mode) = admitted {
+						shared.sessions.slot(mode, transport).fetch_add(1, Ordering::Relaxed);
+					}
 					core.handle_admission(Instant::now(), r);
 				}
 				SessionEvent::JoinRequest { stream, viewer, peer: info } => {
@@ -869,6 +921,7 @@ where
 	drop(tx);
 	if let Some(mode) = admitted {
 		shared.admission.lock().unwrap_or_else(|e| e.into_inner()).release(mode);
+		shared.sessions.slot(mode, transport).fetch_sub(1, Ordering::Relaxed);
 	}
 	if let (Some((stream, peer_id)), Some(t)) = (joined, &shared.tracker) {
 		t.lock().unwrap_or_else(|e| e.into_inner()).handle_leave(stream, &peer_id);

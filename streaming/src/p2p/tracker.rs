@@ -87,6 +87,8 @@ pub struct Tracker {
 	bootstrap: Option<PeerInfo>,
 	/// Per stream: the swarm.
 	swarms: HashMap<StreamId, Swarm>,
+	/// Passes signed since start (for live load and metrics).
+	passes_issued: u64,
 }
 
 /// One stream's swarm: the neighbour policy over member ids, and what each id stands for.
@@ -170,7 +172,7 @@ impl std::fmt::Debug for Tracker {
 impl Tracker {
 	/// A tracker signing passes with `signer` (a key the origin authorised on chain).
 	pub fn new(config: TrackerConfig, signer: sp_core::sr25519::Pair) -> Self {
-		Self { config, signer, bootstrap: None, swarms: HashMap::new() }
+		Self { config, signer, bootstrap: None, swarms: HashMap::new(), passes_issued: 0 }
 	}
 
 	/// The pass signer's public key.
@@ -223,7 +225,13 @@ impl Tracker {
 			max_units: self.config.max_units_per_pass,
 			issuer: self.signer(),
 		};
+		self.passes_issued += 1;
 		Ok((Signed::sign(pass, &self.signer), peers))
+	}
+
+	/// Viewer passes signed since start.
+	pub fn passes_issued(&self) -> u64 {
+		self.passes_issued
 	}
 
 	/// The session of `peer_id` in `stream` ended: it is no longer handed out.
@@ -293,6 +301,7 @@ mod tests {
 		assert_eq!(peers.len(), 2);
 		assert_eq!(peers[0], peer(0));
 		assert!(peers[1] != peer(7));
+		assert_eq!(t.passes_issued(), 8, "one pass per successful join");
 	}
 
 	#[test]
