@@ -61,6 +61,23 @@ pub fn free_port() -> u16 {
 	TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Streaming-worker options for tests: OS-assigned loopback ports (read them from
+/// `dsp_liveLoad`) and no swarm seed, so that several nodes can run side by side. The dev demo
+/// stream stays on.
+pub const WORKER_ON_LOOPBACK: [&str; 6] =
+	["--stream-tcp", "127.0.0.1:0", "--stream-quic", "127.0.0.1:0", "--stream-p2p", "none"];
+
+/// [`WORKER_ON_LOOPBACK`] without the demo stream: what [`Node::start`] uses by default.
+const WORKER_QUIET: [&str; 7] = [
+	"--stream-tcp",
+	"127.0.0.1:0",
+	"--stream-quic",
+	"127.0.0.1:0",
+	"--stream-p2p",
+	"none",
+	"--no-demo",
+];
+
 /// A running `dsp-node` process.
 pub struct Node {
 	child: Child,
@@ -83,19 +100,10 @@ impl Node {
 	/// Like [`Node::start`], with the given base path (kept by the caller, e.g. to restart a
 	/// node on the same database).
 	pub fn start_at(base: Arc<tempfile::TempDir>, args: &[&str]) -> Node {
-		const WORKER_DEFAULTS: [&str; 7] = [
-			"--stream-tcp",
-			"127.0.0.1:0",
-			"--stream-quic",
-			"127.0.0.1:0",
-			"--stream-p2p",
-			"none",
-			"--no-demo",
-		];
 		let sets_worker = args
 			.iter()
 			.any(|a| a.starts_with("--stream-") || *a == "--no-streaming" || *a == "--no-demo");
-		let worker_defaults: &[&str] = if sets_worker { &[] } else { &WORKER_DEFAULTS };
+		let worker_defaults: &[&str] = if sets_worker { &[] } else { &WORKER_QUIET };
 		let mut child = Command::new(node_binary())
 			.args(args)
 			.args(worker_defaults)
@@ -161,6 +169,19 @@ impl Node {
 	/// Calls a method that must succeed.
 	pub fn call(&self, method: &str, params: Value) -> Value {
 		self.rpc(method, params).unwrap_or_else(|e| panic!("{method} failed: {e}"))
+	}
+
+	/// The streaming worker's `dsp_liveLoad`.
+	pub fn live_load(&self) -> Value {
+		self.call("dsp_liveLoad", json!([]))
+	}
+
+	/// Waits until the worker stored `at_least` segments (of the demo stream); its live load.
+	pub fn wait_segments(&self, at_least: u64) -> Value {
+		self.wait_for("segments at the worker", Duration::from_secs(90), || {
+			let load = self.live_load();
+			(load["segmentsStored"].as_u64().unwrap_or(0) >= at_least).then_some(load)
+		})
 	}
 
 	/// Number of the best block.

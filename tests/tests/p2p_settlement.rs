@@ -24,7 +24,7 @@ use dsp_streaming::{
 	viewer::Transport,
 };
 use pallet_dsp::Call as DspCall;
-use serde_json::{json, Value};
+use serde_json::json;
 use sp_core::Pair;
 use sp_runtime::MultiAddress;
 use std::{
@@ -42,10 +42,6 @@ const P2P: usize = 15;
 /// How long the 20 viewers watch.
 const WATCH: Duration = Duration::from_secs(30);
 
-fn live_load(node: &Node) -> Value {
-	node.call("dsp_liveLoad", json!([]))
-}
-
 fn escrow(node: &Node) -> u128 {
 	let origin = node.call("dsp_origin", json!([address(&pair("//Alice"))]));
 	origin["escrow"]
@@ -60,22 +56,11 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 		eprintln!("DSP_SKIP_FFMPEG set: skipping");
 		return;
 	}
-	let node = Node::start(&[
-		"--dev",
-		"--port",
-		&free_port().to_string(),
-		"--no-prometheus",
-		"--stream-tcp",
-		"127.0.0.1:0",
-		"--stream-quic",
-		"127.0.0.1:0",
-		"--stream-p2p",
-		"none",
-	]);
-	let load = node.wait_for("demo segments", Duration::from_secs(90), || {
-		let load = live_load(&node);
-		(load["segmentsStored"].as_u64().unwrap_or(0) >= 2).then_some(load)
-	});
+	let port = free_port().to_string();
+	let node = Node::start(
+		&[&["--dev", "--port", &port, "--no-prometheus"], &WORKER_ON_LOOPBACK[..]].concat(),
+	);
+	let load = node.wait_segments(2);
 	let tcp: std::net::SocketAddr = load["tcp"].as_str().unwrap().parse().unwrap();
 	let url = format!("http://{}", node.rpc_addr);
 	let chain = ChainClient::new(&url).unwrap();
@@ -99,7 +84,7 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 		assert!(succeeded(&node.submit(&alice, call)));
 	}
 	node.wait_for("new settings at the worker", Duration::from_secs(30), || {
-		(live_load(&node)["settings"]["p2pThreshold"] == 5).then_some(())
+		(node.live_load()["settings"]["p2pThreshold"] == 5).then_some(())
 	});
 	let escrow_before = escrow(&node);
 
@@ -142,7 +127,7 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 		assert_eq!(handle.pass.payload.issuer, alice.public(), "the node's dsps key signs passes");
 		swarm.push(handle);
 	}
-	let load = live_load(&node);
+	let load = node.live_load();
 	assert_eq!(load["sessions"], json!({"direct": DIRECT, "p2p": P2P}), "{load}");
 	assert_eq!(
 		load["sessionsByTransport"],

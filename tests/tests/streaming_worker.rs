@@ -8,7 +8,7 @@ use dsp_integration_tests::{viewer::Viewer, *};
 use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
 use dsp_runtime::{Runtime, RuntimeCall};
 use pallet_dsp::Call as DspCall;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::{
 	sync::Arc,
 	time::{Duration, Instant},
@@ -20,17 +20,6 @@ fn skip() -> bool {
 		eprintln!("DSP_SKIP_FFMPEG set: skipping the demo-stream test");
 	}
 	skip
-}
-
-fn live_load(node: &Node) -> Value {
-	node.call("dsp_liveLoad", json!([]))
-}
-
-fn wait_segments(node: &Node, at_least: u64) -> Value {
-	node.wait_for("demo segments at the worker", Duration::from_secs(90), || {
-		let load = live_load(node);
-		(load["segmentsStored"].as_u64().unwrap_or(0) >= at_least).then_some(load)
-	})
 }
 
 fn set_settings(node: &Node, max_streams: u32, r_percent: u32) -> u32 {
@@ -48,20 +37,10 @@ fn dev_node_serves_its_demo_stream_and_applies_new_capacity_within_a_block() {
 		return;
 	}
 	let metrics_port = free_port().to_string();
-	let node = Node::start(&[
-		"--dev",
-		"--port",
-		&free_port().to_string(),
-		"--prometheus-port",
-		&metrics_port,
-		"--stream-tcp",
-		"127.0.0.1:0",
-		"--stream-quic",
-		"127.0.0.1:0",
-		"--stream-p2p",
-		"none",
-	]);
-	let load = wait_segments(&node, 2);
+	let port = free_port().to_string();
+	let node_args = ["--dev", "--port", &port, "--prometheus-port", &metrics_port];
+	let node = Node::start(&[&node_args[..], &WORKER_ON_LOOPBACK[..]].concat());
+	let load = node.wait_segments(2);
 	assert_eq!(load["running"], true, "{load}");
 	assert_eq!(load["registered"], true, "{load}");
 	assert_eq!(load["settings"]["p2pThreshold"], 2000, "{load}");
@@ -75,20 +54,20 @@ fn dev_node_serves_its_demo_stream_and_applies_new_capacity_within_a_block() {
 	let a = first.segment();
 	let b = first.segment();
 	assert_eq!(b, a + 1);
-	assert_eq!(live_load(&node)["sessions"], json!({"direct": 1, "p2p": 0}));
+	assert_eq!(node.live_load()["sessions"], json!({"direct": 1, "p2p": 0}));
 
 	// The streamer (Alice) moves to max_streams 2, r = 0.5: threshold 1, so the next viewer is
 	// admitted in P2P mode. The worker applies it within one block of inclusion.
 	let included = set_settings(&node, 2, 50);
 	let applied_at = node.wait_for("new settings at the worker", Duration::from_secs(30), || {
-		let load = live_load(&node);
+		let load = node.live_load();
 		(load["settings"]["maxStreams"] == 2).then(|| node.best_number())
 	});
 	assert!(applied_at <= included + 1, "applied at #{applied_at}, included at #{included}");
-	assert_eq!(live_load(&node)["settings"]["p2pThreshold"], 1);
+	assert_eq!(node.live_load()["settings"]["p2pThreshold"], 1);
 	let second = Viewer::connect(&tcp, genesis);
 	assert_eq!(second.mode, AdmissionMode::P2p);
-	assert_eq!(live_load(&node)["sessions"], json!({"direct": 1, "p2p": 1}));
+	assert_eq!(node.live_load()["sessions"], json!({"direct": 1, "p2p": 1}));
 
 	// Nobody was dropped: the first viewer's stream goes on without a gap.
 	let c = first.segment();
@@ -116,18 +95,9 @@ fn chain_state_and_the_worker_come_back_after_a_restart() {
 		return;
 	}
 	let base = Arc::new(tempfile::tempdir().unwrap());
-	let args = [
-		"--dev",
-		"--no-prometheus",
-		"--stream-tcp",
-		"127.0.0.1:0",
-		"--stream-quic",
-		"127.0.0.1:0",
-		"--stream-p2p",
-		"none",
-	];
+	let args = [&["--dev", "--no-prometheus"], &WORKER_ON_LOOPBACK[..]].concat();
 	let node = Node::start_at(base.clone(), &args);
-	wait_segments(&node, 1);
+	node.wait_segments(1);
 	set_settings(&node, 10, 50);
 	let height = node.best_number();
 	drop(node); // killed
@@ -135,7 +105,7 @@ fn chain_state_and_the_worker_come_back_after_a_restart() {
 	let started = Instant::now();
 	let node = Node::start_at(base, &args);
 	assert!(node.best_number() >= height, "chain state lost: #{} < #{height}", node.best_number());
-	let load = wait_segments(&node, 2);
+	let load = node.wait_segments(2);
 	assert_eq!(load["settings"]["maxStreams"], 10, "{load}");
 	assert_eq!(load["settings"]["p2pThreshold"], 5, "{load}");
 	let genesis: [u8; 32] = node.block_hash(0).into();
