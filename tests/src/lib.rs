@@ -44,9 +44,14 @@ fn binary(name: &str, env: &str, package: &str) -> PathBuf {
 	if let Ok(path) = std::env::var(env) {
 		return path.into();
 	}
-	// Test executables live in `<target>/<profile>/deps/`; binaries in `<target>/<profile>/`.
+	// Test executables live in `<target>/<profile>/deps/`; binaries (the benchmark tools of this
+	// crate too) in `<target>/<profile>/`.
 	let exe = std::env::current_exe().expect("current_exe");
-	let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+	let mut dir = exe.parent().expect("target dir");
+	if dir.ends_with("deps") {
+		dir = dir.parent().expect("target dir");
+	}
+	let path = dir.join(name);
 	assert!(
 		path.exists(),
 		"{} not found: build it first (`cargo build -p {package}`) or set {env}",

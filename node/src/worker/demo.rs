@@ -123,9 +123,11 @@ pub async fn run(config: DemoConfig) {
 			return;
 		}
 	};
-	// Continue after what the worker already holds (none after a restart: windows are in
-	// memory), so a restarted demo never collides with its own segments.
-	let mut next = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
+	// Continue after what the worker already holds, and never below the wall-clock sequence:
+	// after a node restart the worker holds nothing (windows are in memory), and viewers that
+	// kept running ask for the segment after their last one, which must lie ahead.
+	let held = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
+	let mut next = held.max(wall_clock_sequence(std::time::SystemTime::now()));
 	log::info!(
 		target: "dsp-worker",
 		"demo stream {}: ffmpeg test pattern → tcp://{} from segment {next}",
@@ -161,9 +163,30 @@ pub async fn run(config: DemoConfig) {
 	publisher.finish(Signed::sign(end, &config.origin), Duration::from_secs(5)).await;
 }
 
+/// The demo's segment length (ffmpeg cuts a key frame every two seconds).
+const DEMO_SEGMENT_MS: u128 = 2_000;
+
+/// Sequence number a demo started at `now` begins with: the count of two-second segments since
+/// the Unix epoch. ffmpeg runs in real time (`-re`), so numbering keeps roughly to it, and a
+/// demo restarted later starts ahead of every segment it published before.
+fn wall_clock_sequence(now: std::time::SystemTime) -> u64 {
+	let ms = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+	(ms / DEMO_SEGMENT_MS) as u64
+}
+
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	#[test]
+	fn a_restarted_demo_numbers_ahead_of_the_old_one() {
+		let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+		let first = wall_clock_sequence(t0);
+		assert_eq!(first, 900_000_000);
+		// Ten segments published, then a restart five seconds later.
+		let restarted = wall_clock_sequence(t0 + Duration::from_secs(20 + 5));
+		assert!(restarted > first + 10 - 1, "{restarted} after {}", first + 10);
+	}
 
 	#[test]
 	fn ffmpeg_cuts_a_key_frame_per_two_second_segment_at_the_asked_bitrate() {

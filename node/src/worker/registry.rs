@@ -86,20 +86,28 @@ impl std::fmt::Debug for ChainRegistry {
 impl StreamDirectory for ChainRegistry {
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
 		let at = self.client.info().finalized_hash;
-		let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-		if cache.0 != at {
-			*cache = (at, HashMap::new());
+		{
+			let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+			if cache.0 != at {
+				*cache = (at, HashMap::new());
+			}
+			if let Some(key) = cache.1.get(&stream) {
+				return *key;
+			}
 		}
-		if let Some(key) = cache.1.get(&stream) {
-			return *key;
-		}
-		// Bounded: at most one entry per stream id asked in one block; ids nobody registered
-		// are cached too, so a flood of bogus ids costs one runtime call each per block.
-		if cache.1.len() >= MAX_CACHED_STREAMS {
-			cache.1.clear();
-		}
+		// The runtime call runs without the lock, so sessions asking for other (cached) streams
+		// are not held up by it; two sessions missing the same stream at once both call.
 		let key = self.lookup(at, stream);
-		cache.1.insert(stream, key);
+		let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+		if cache.0 == at {
+			// Bounded: at most one entry per stream id asked in one block; ids nobody
+			// registered are cached too, so a flood of bogus ids costs one runtime call each
+			// per block.
+			if cache.1.len() >= MAX_CACHED_STREAMS {
+				cache.1.clear();
+			}
+			cache.1.insert(stream, key);
+		}
 		key
 	}
 }
