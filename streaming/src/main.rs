@@ -22,7 +22,7 @@ use dsp_streaming::{
 		publish::{PublishConfig, Publisher},
 		serve::{RunningServer, ServeConfig},
 		tls::ServerVerification,
-		watch::{self, WatchConfig},
+		watch::{self, ServerAddr, WatchConfig},
 		Endpoint,
 	},
 	p2p::{
@@ -450,12 +450,17 @@ struct WatchArgs {
 	#[arg(long)]
 	stream: StreamId,
 	/// Find everything else on this DSP node's chain (JSON-RPC URL): the stream's origin key,
-	/// the genesis hash, and the best registered streamer (direct room first, then lowest TCP
-	/// connect time, load read from each streamer's own node). Used when no --server is given.
+	/// the genesis hash, and the reachable registered streamers ranked best first (direct room
+	/// first, then lowest TCP connect time, load read from each streamer's own node); the
+	/// viewer starts with the best and fails over down the list. Used when no --server is given.
 	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
 	chain: String,
-	/// Server endpoint, `tcp://host:port` and/or `quic://host:port` (one of each at most).
-	/// Without it, the streamer is chosen from the chain (--chain).
+	/// Server endpoint, `tcp://host:port` and/or `quic://host:port`. Repeatable for several
+	/// streamers, most preferred first: an endpoint of a transport the current streamer
+	/// already has starts the next one (`--server tcp://a:1 --server quic://a:2 --server
+	/// tcp://b:1` is a with TCP and QUIC, then b with TCP). The viewer moves to the next one
+	/// when its streamer is full or fails repeatedly, and follows the streamers' redirects.
+	/// Without it, the streamers are found on the chain (--chain).
 	#[arg(long, requires = "origin_key")]
 	server: Vec<Endpoint>,
 	/// Origin public key (hex) that signs the stream (with --server; read from the chain
@@ -1178,15 +1183,20 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 				direct_sessions = ?best.direct_sessions,
 				p2p_threshold = best.streamer.p2p_threshold,
 				candidates = found.streamers.len(),
-				"streamer chosen from the chain's registry"
+				"streamers found in the chain's registry; starting with the best"
 			);
-			a.server = [
-				best.tcp.map(|addr| Endpoint { transport: Transport::Tcp, addr }),
-				best.quic.map(|addr| Endpoint { transport: Transport::Quic, addr }),
-			]
-			.into_iter()
-			.flatten()
-			.collect();
+			// Every reachable streamer, best first: the viewer fails over down the list.
+			a.server = found
+				.streamers
+				.iter()
+				.flat_map(|c| {
+					[
+						c.tcp.map(|addr| Endpoint { transport: Transport::Tcp, addr }),
+						c.quic.map(|addr| Endpoint { transport: Transport::Quic, addr }),
+					]
+				})
+				.flatten()
+				.collect();
 			(found.origin_key, found.genesis_hash)
 		}
 	};
@@ -1202,14 +1212,11 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 		TransportArg::Udp => TransportPolicy::Only(Transport::Quic),
 	};
 	let mut config = WatchConfig::new(core);
-	for s in &a.server {
-		match s.transport {
-			Transport::Tcp => config.tcp = Some(s.addr),
-			Transport::Quic => config.quic = Some(s.addr),
-		}
-	}
+	config.servers = ServerAddr::group(&a.server);
 	config.verification = verification(&a.quic_fingerprint)?;
-	if config.verification == ServerVerification::InsecureSkip && config.quic.is_some() {
+	if config.verification == ServerVerification::InsecureSkip
+		&& config.servers.iter().any(|s| s.quic.is_some())
+	{
 		warn!("no --quic-fingerprint: the QUIC server certificate is not checked (segments still are)");
 	}
 	config.gateway = Some(a.gateway);

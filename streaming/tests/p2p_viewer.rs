@@ -138,7 +138,7 @@ async fn watch(config: P2pWatchConfig) -> (tokio::task::JoinHandle<Played>, libp
 					segments.push((sequence, discontinuity, data.concat()))
 				}
 				WatchEvent::Ended => break,
-				WatchEvent::Switched(_) => {}
+				WatchEvent::Switched(_) | WatchEvent::ServerChanged(_) => {}
 			}
 		}
 		let stats = handle.join().await.expect("viewer ends cleanly");
