@@ -30,7 +30,7 @@ use dsp_streaming::{
 		tracker::{PassSigning, TrackerConfig},
 		upload::UploadConfig,
 	},
-	protocol::Start,
+	protocol::{ServerAddrs, Start},
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
 	server::{OriginKeys, StreamTableConfig},
 	ts::{TsConfig, TsSegmenter},
@@ -1243,6 +1243,25 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 	Ok(())
 }
 
+/// Redirects `dsp watch --p2p` follows before giving up: enough to pass a few full streamers,
+/// few enough that two servers naming each other cannot keep it busy.
+const MAX_P2P_REDIRECT_HOPS: u32 = 4;
+
+/// The first redirect target with an address for `transport` that resolves.
+async fn redirect_target(
+	servers: &[ServerAddrs],
+	transport: Transport,
+) -> anyhow::Result<Endpoint> {
+	for s in servers {
+		let Some(text) = s.get(transport) else { continue };
+		match tokio::net::lookup_host(text).await.map(|mut a| a.next()) {
+			Ok(Some(addr)) => return Ok(Endpoint { transport, addr }),
+			Ok(None) | Err(_) => warn!(target = text, "redirect target does not resolve; skipped"),
+		}
+	}
+	bail!("server full; no redirect target reachable over {transport}")
+}
+
 /// `dsp watch --p2p` when the server admits the viewer in P2P mode; `P2pWatchError::Direct`
 /// when it admits it directly.
 async fn watch_p2p(a: &WatchArgs, direct: &WatchConfig) -> anyhow::Result<()> {
@@ -1285,12 +1304,31 @@ async fn watch_p2p(a: &WatchArgs, direct: &WatchConfig) -> anyhow::Result<()> {
 	}
 	p2p.upload =
 		Some(UploadConfig { bytes_per_sec: a.upload_kbps * 1000 / 8, ..UploadConfig::default() });
-	let mut config =
-		P2pWatchConfig::new(genesis, a.stream, direct.core.origin, server, viewer, p2p);
-	config.verification = direct.verification;
-	config.gateway = Some(a.gateway);
-	config.playlist_segments = a.playlist_segments;
-	let handle = p2p_watch::start(config, None).await?;
+	// A full server may name other streamers: follow its redirect, a few hops at most.
+	let mut server = server;
+	let mut hops = 0;
+	let handle = loop {
+		let mut config = P2pWatchConfig::new(
+			genesis,
+			a.stream,
+			direct.core.origin,
+			server,
+			viewer.clone(),
+			p2p.clone(),
+		);
+		config.verification = direct.verification;
+		config.gateway = Some(a.gateway);
+		config.playlist_segments = a.playlist_segments;
+		match p2p_watch::start(config, None).await {
+			Err(P2pWatchError::Redirected(servers)) if hops < MAX_P2P_REDIRECT_HOPS => {
+				hops += 1;
+				let next = redirect_target(&servers, server.transport).await?;
+				info!(from = %server, to = %next, hops, "server full; following its redirect");
+				server = next;
+			}
+			r => break r?,
+		}
+	};
 	println!("p2p {}", handle.peer_id);
 	if let Some(url) = &handle.gateway_url {
 		println!("{url}");
