@@ -140,6 +140,15 @@ struct ServeArgs {
 	/// Most connections at once.
 	#[arg(long, default_value_t = 4096)]
 	max_connections: usize,
+	/// Most viewers admitted in P2P mode at once (with --pass-seed); further ones are refused
+	/// as full.
+	#[arg(long, default_value_t = 10_000)]
+	max_p2p_sessions: u32,
+	/// Another streamer of the same streams, `tcp://host:port` and/or `quic://host:port`,
+	/// grouped like `dsp watch --server`. Repeatable. Viewers refused as full (capacity rule,
+	/// P2P cap, max connections over TCP) are sent a `Redirect` to them, rotating.
+	#[arg(long, value_name = "ENDPOINT")]
+	redirect: Vec<Endpoint>,
 	/// Seconds a client may stay silent before it is closed.
 	#[arg(long, default_value_t = 30)]
 	idle_timeout_secs: u64,
@@ -674,6 +683,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 			streaming_rate: Perbill::from_parts((a.rate * 1e9).round() as u32),
 		},
 		max_connections: a.max_connections,
+		max_p2p_sessions: a.max_p2p_sessions,
 		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
 		streams: StreamTableConfig {
 			max_streams: a.max_streams_held,
@@ -720,6 +730,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		bail!("--p2p-listen needs --pass-seed");
 	}
 	let server = RunningServer::start(config).await?;
+	server.set_redirect(ServerAddr::group(&a.redirect).iter().map(ServerAddr::to_text).collect());
 	if let Some(t) = server.tcp_addr {
 		println!("tcp://{t}");
 	}
