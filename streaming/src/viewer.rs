@@ -1333,10 +1333,13 @@ mod tests {
 		Duration::from_secs(s)
 	}
 
+	/// (sequence, discontinuity) of everything `poll` hands out.
+	fn in_order(poll: impl FnMut() -> Option<Delivered>) -> Vec<(u64, bool)> {
+		std::iter::from_fn(poll).map(|d| (d.segment.sequence(), d.discontinuity)).collect()
+	}
+
 	fn delivered(b: &mut SegmentBuffer) -> Vec<(u64, bool)> {
-		std::iter::from_fn(|| b.poll_delivered())
-			.map(|d| (d.segment.sequence(), d.discontinuity))
-			.collect()
+		in_order(|| b.poll_delivered())
 	}
 
 	#[test]
@@ -1736,10 +1739,7 @@ mod tests {
 		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 1, .. })));
 		assert_eq!(v.transport(), Some(Transport::Tcp));
 		feed(&mut v, t0, 2, &segs[6]);
-		let got: Vec<(u64, bool)> = std::iter::from_fn(|| v.poll_delivered())
-			.map(|d| (d.segment.sequence(), d.discontinuity))
-			.collect();
-		assert_eq!(got, (0..7).map(|s| (s, false)).collect::<Vec<_>>());
+		assert_eq!(sequences(&mut v), (0..7).map(|s| (s, false)).collect::<Vec<_>>());
 		assert_eq!(v.stats().buffer.skipped, 0);
 	}
 
@@ -1774,9 +1774,7 @@ mod tests {
 	}
 
 	fn sequences(v: &mut ViewerCore) -> Vec<(u64, bool)> {
-		std::iter::from_fn(|| v.poll_delivered())
-			.map(|d| (d.segment.sequence(), d.discontinuity))
-			.collect()
+		in_order(|| v.poll_delivered())
 	}
 
 	#[test]
