@@ -136,8 +136,9 @@ pub enum ErrorCode {
 	/// No origin key is known for the stream, or too many streams are tracked.
 	#[codec(index = 9)]
 	UnknownStream,
-	/// The server holds no more sessions (or would only admit this viewer in P2P mode, which
-	/// this server does not offer: it has no pass-signing key).
+	/// The server holds no more sessions: connection limit, or the capacity rule would only
+	/// admit this viewer in P2P mode, which this server does not offer (no pass-signing key,
+	/// `r = 0`, or `max_p2p_sessions` reached). May follow a [`Message::Redirect`].
 	#[codec(index = 10)]
 	Full,
 	/// Nothing was received within the idle timeout (or no hello within the hello timeout).
