@@ -506,11 +506,12 @@ pub struct RedirectList {
 
 impl RedirectList {
 	/// Replaces the list. Entries beyond the wire limits ([`ServerAddrs::check`]) are left out
-	/// (a viewer would refuse the whole message) and returned for logging.
+	/// (a viewer would refuse the whole message) and returned for logging. The rotation goes
+	/// on where it was: the list is set at every block, and restarting at its head each time
+	/// would favour the first entries.
 	pub fn set(&mut self, servers: Vec<ServerAddrs>) -> Vec<ServerAddrs> {
 		let (ok, bad): (Vec<_>, Vec<_>) = servers.into_iter().partition(|s| s.check().is_ok());
 		self.servers = ok;
-		self.next = 0;
 		bad
 	}
 
@@ -1779,12 +1780,14 @@ mod tests {
 		let firsts: Vec<ServerAddrs> = (0..4).map(|_| r.next_redirect()[0].clone()).collect();
 		assert_eq!(firsts, vec![streamer(1), streamer(2), streamer(3), streamer(1)]);
 		assert_eq!(r.next_redirect(), vec![streamer(2), streamer(3), streamer(1)]);
-		// At most MAX_REDIRECT_SERVERS per refusal, still rotating over all of them.
+		// A new list (as every block brings) continues the rotation rather than restarting it;
+		// at most MAX_REDIRECT_SERVERS per refusal, still rotating over all of them.
 		r.set((1..=10).map(streamer).collect());
 		let first = r.next_redirect();
 		assert_eq!(first.len(), MAX_REDIRECT_SERVERS);
-		assert_eq!(first[0], streamer(1));
-		assert_eq!(r.next_redirect()[0], streamer(2));
+		assert_eq!(first[0], streamer(3));
+		assert_eq!(first[7], streamer(10));
+		assert_eq!(r.next_redirect()[0], streamer(4));
 	}
 
 	#[test]

@@ -144,7 +144,9 @@ pub struct ServerStats {
 	pub sessions: SessionsByTransport,
 	/// Viewer passes signed since start (P2P admissions).
 	pub passes_issued: u64,
-	/// Viewers refused as full that were sent a `Redirect` to other streamers, since start.
+	/// Refusals as full that carried a `Redirect` to other streamers, since start: viewers
+	/// refused by the capacity rule or the P2P cap, and TCP connections beyond
+	/// `max_connections` (refused before they say whether they are viewers).
 	pub redirects: u64,
 	/// Connections viewers opened to switch transport (`Switched`), since start.
 	pub switches: SwitchCounts,
