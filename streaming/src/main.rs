@@ -22,7 +22,7 @@ use dsp_streaming::{
 		publish::{PublishConfig, Publisher},
 		serve::{RunningServer, ServeConfig},
 		tls::ServerVerification,
-		watch::{self, WatchConfig},
+		watch::{self, ServerAddr, WatchConfig},
 		Endpoint,
 	},
 	p2p::{
@@ -30,7 +30,7 @@ use dsp_streaming::{
 		tracker::{PassSigning, TrackerConfig},
 		upload::UploadConfig,
 	},
-	protocol::Start,
+	protocol::{ServerAddrs, Start},
 	segment::{Segment, DEFAULT_CHUNK_SIZE},
 	server::{OriginKeys, StreamTableConfig},
 	ts::{TsConfig, TsSegmenter},
@@ -140,6 +140,15 @@ struct ServeArgs {
 	/// Most connections at once.
 	#[arg(long, default_value_t = 4096)]
 	max_connections: usize,
+	/// Most viewers admitted in P2P mode at once (with --pass-seed); further ones are refused
+	/// as full.
+	#[arg(long, default_value_t = 10_000)]
+	max_p2p_sessions: u32,
+	/// Another streamer of the same streams, `tcp://host:port` and/or `quic://host:port`,
+	/// grouped like `dsp watch --server`. Repeatable. Viewers refused as full (capacity rule,
+	/// P2P cap, max connections over TCP) are sent a `Redirect` to them, rotating.
+	#[arg(long, value_name = "ENDPOINT")]
+	redirect: Vec<Endpoint>,
 	/// Seconds a client may stay silent before it is closed.
 	#[arg(long, default_value_t = 30)]
 	idle_timeout_secs: u64,
@@ -450,12 +459,17 @@ struct WatchArgs {
 	#[arg(long)]
 	stream: StreamId,
 	/// Find everything else on this DSP node's chain (JSON-RPC URL): the stream's origin key,
-	/// the genesis hash, and the best registered streamer (direct room first, then lowest TCP
-	/// connect time, load read from each streamer's own node). Used when no --server is given.
+	/// the genesis hash, and the reachable registered streamers ranked best first (direct room
+	/// first, then lowest TCP connect time, load read from each streamer's own node); the
+	/// viewer starts with the best and fails over down the list. Used when no --server is given.
 	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
 	chain: String,
-	/// Server endpoint, `tcp://host:port` and/or `quic://host:port` (one of each at most).
-	/// Without it, the streamer is chosen from the chain (--chain).
+	/// Server endpoint, `tcp://host:port` and/or `quic://host:port`. Repeatable for several
+	/// streamers, most preferred first: an endpoint of a transport the current streamer
+	/// already has starts the next one (`--server tcp://a:1 --server quic://a:2 --server
+	/// tcp://b:1` is a with TCP and QUIC, then b with TCP). The viewer moves to the next one
+	/// when its streamer is full or fails repeatedly, and follows the streamers' redirects.
+	/// Without it, the streamers are found on the chain (--chain).
 	#[arg(long, requires = "origin_key")]
 	server: Vec<Endpoint>,
 	/// Origin public key (hex) that signs the stream (with --server; read from the chain
@@ -669,6 +683,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 			streaming_rate: Perbill::from_parts((a.rate * 1e9).round() as u32),
 		},
 		max_connections: a.max_connections,
+		max_p2p_sessions: a.max_p2p_sessions,
 		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
 		streams: StreamTableConfig {
 			max_streams: a.max_streams_held,
@@ -715,6 +730,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 		bail!("--p2p-listen needs --pass-seed");
 	}
 	let server = RunningServer::start(config).await?;
+	server.set_redirect(ServerAddr::group(&a.redirect).iter().map(ServerAddr::to_text).collect());
 	if let Some(t) = server.tcp_addr {
 		println!("tcp://{t}");
 	}
@@ -1178,15 +1194,20 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 				direct_sessions = ?best.direct_sessions,
 				p2p_threshold = best.streamer.p2p_threshold,
 				candidates = found.streamers.len(),
-				"streamer chosen from the chain's registry"
+				"streamers found in the chain's registry; starting with the best"
 			);
-			a.server = [
-				best.tcp.map(|addr| Endpoint { transport: Transport::Tcp, addr }),
-				best.quic.map(|addr| Endpoint { transport: Transport::Quic, addr }),
-			]
-			.into_iter()
-			.flatten()
-			.collect();
+			// Every reachable streamer, best first: the viewer fails over down the list.
+			a.server = found
+				.streamers
+				.iter()
+				.flat_map(|c| {
+					[
+						c.tcp.map(|addr| Endpoint { transport: Transport::Tcp, addr }),
+						c.quic.map(|addr| Endpoint { transport: Transport::Quic, addr }),
+					]
+				})
+				.flatten()
+				.collect();
 			(found.origin_key, found.genesis_hash)
 		}
 	};
@@ -1202,14 +1223,11 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 		TransportArg::Udp => TransportPolicy::Only(Transport::Quic),
 	};
 	let mut config = WatchConfig::new(core);
-	for s in &a.server {
-		match s.transport {
-			Transport::Tcp => config.tcp = Some(s.addr),
-			Transport::Quic => config.quic = Some(s.addr),
-		}
-	}
+	config.servers = ServerAddr::group(&a.server);
 	config.verification = verification(&a.quic_fingerprint)?;
-	if config.verification == ServerVerification::InsecureSkip && config.quic.is_some() {
+	if config.verification == ServerVerification::InsecureSkip
+		&& config.servers.iter().any(|s| s.quic.is_some())
+	{
 		warn!("no --quic-fingerprint: the QUIC server certificate is not checked (segments still are)");
 	}
 	config.gateway = Some(a.gateway);
@@ -1234,6 +1252,25 @@ async fn watch(mut a: WatchArgs) -> anyhow::Result<()> {
 	let stats = handle.stop().await;
 	info!(?stats, "stopped");
 	Ok(())
+}
+
+/// Redirects `dsp watch --p2p` follows before giving up: enough to pass a few full streamers,
+/// few enough that two servers naming each other cannot keep it busy.
+const MAX_P2P_REDIRECT_HOPS: u32 = 4;
+
+/// The first redirect target with an address for `transport` that resolves.
+async fn redirect_target(
+	servers: &[ServerAddrs],
+	transport: Transport,
+) -> anyhow::Result<Endpoint> {
+	for s in servers {
+		let Some(text) = s.get(transport) else { continue };
+		match tokio::net::lookup_host(text).await.map(|mut a| a.next()) {
+			Ok(Some(addr)) => return Ok(Endpoint { transport, addr }),
+			Ok(None) | Err(_) => warn!(target = text, "redirect target does not resolve; skipped"),
+		}
+	}
+	bail!("server full; no redirect target reachable over {transport}")
 }
 
 /// `dsp watch --p2p` when the server admits the viewer in P2P mode; `P2pWatchError::Direct`
@@ -1278,12 +1315,31 @@ async fn watch_p2p(a: &WatchArgs, direct: &WatchConfig) -> anyhow::Result<()> {
 	}
 	p2p.upload =
 		Some(UploadConfig { bytes_per_sec: a.upload_kbps * 1000 / 8, ..UploadConfig::default() });
-	let mut config =
-		P2pWatchConfig::new(genesis, a.stream, direct.core.origin, server, viewer, p2p);
-	config.verification = direct.verification;
-	config.gateway = Some(a.gateway);
-	config.playlist_segments = a.playlist_segments;
-	let handle = p2p_watch::start(config, None).await?;
+	// A full server may name other streamers: follow its redirect, a few hops at most.
+	let mut server = server;
+	let mut hops = 0;
+	let handle = loop {
+		let mut config = P2pWatchConfig::new(
+			genesis,
+			a.stream,
+			direct.core.origin,
+			server,
+			viewer.clone(),
+			p2p.clone(),
+		);
+		config.verification = direct.verification;
+		config.gateway = Some(a.gateway);
+		config.playlist_segments = a.playlist_segments;
+		match p2p_watch::start(config, None).await {
+			Err(P2pWatchError::Redirected(servers)) if hops < MAX_P2P_REDIRECT_HOPS => {
+				hops += 1;
+				let next = redirect_target(&servers, server.transport).await?;
+				info!(from = %server, to = %next, hops, "server full; following its redirect");
+				server = next;
+			}
+			r => break r?,
+		}
+	};
 	println!("p2p {}", handle.peer_id);
 	if let Some(url) = &handle.gateway_url {
 		println!("{url}");

@@ -15,8 +15,9 @@ use dsp_primitives::{
 };
 
 /// Protocol version spoken by this implementation. A peer announcing another version is refused
-/// with [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// with [`ErrorCode::UnsupportedVersion`]. Version 3 added `Redirect` and `Switched` (and covers
+/// `Expect`, which version 2 gained without a bump); see the changelog in `PROTOCOL.md`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier of the protocol over QUIC.
 pub const ALPN: &[u8] = b"dsp/1";
@@ -42,6 +43,36 @@ pub enum Role {
 	/// Pushes signed segments of one stream (the origin's publish client).
 	#[codec(index = 1)]
 	Publisher,
+}
+
+/// A direct transport. SCALE-encoded with fixed indices (it travels in [`Message::Switched`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Transport {
+	/// QUIC over UDP.
+	#[codec(index = 0)]
+	Quic,
+	/// TCP.
+	#[codec(index = 1)]
+	Tcp,
+}
+
+impl Transport {
+	/// The other one.
+	pub fn other(self) -> Self {
+		match self {
+			Transport::Quic => Transport::Tcp,
+			Transport::Tcp => Transport::Quic,
+		}
+	}
+}
+
+impl std::fmt::Display for Transport {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		f.write_str(match self {
+			Transport::Quic => "quic",
+			Transport::Tcp => "tcp",
+		})
+	}
 }
 
 /// Where a subscription starts.
@@ -105,8 +136,9 @@ pub enum ErrorCode {
 	/// No origin key is known for the stream, or too many streams are tracked.
 	#[codec(index = 9)]
 	UnknownStream,
-	/// The server holds no more sessions (or would only admit this viewer in P2P mode, which
-	/// this server does not offer: it has no pass-signing key).
+	/// The server holds no more sessions: connection limit, or the capacity rule would only
+	/// admit this viewer in P2P mode, which this server does not offer (no pass-signing key,
+	/// `r = 0`, or `max_p2p_sessions` reached). May follow a [`Message::Redirect`].
 	#[codec(index = 10)]
 	Full,
 	/// Nothing was received within the idle timeout (or no hello within the hello timeout).
@@ -153,6 +185,57 @@ impl PeerInfo {
 			return Err("address empty or longer than MAX_PEER_ADDR_LEN");
 		}
 		Ok(())
+	}
+}
+
+/// Most streamers in one [`Message::Redirect`] (the decoder refuses more). Eight spread
+/// refused viewers over enough others while keeping the message small (at most ~2 KiB).
+pub const MAX_REDIRECT_SERVERS: usize = 8;
+/// Longest address text in a [`ServerAddrs`], in bytes: room for a DNS name and a port.
+pub const MAX_SERVER_ADDR_LEN: usize = 128;
+
+/// Another streamer of the same chain, as streamers register themselves on chain: `host:port`
+/// text per transport (a DNS name or an IP literal, `[..]` around IPv6), resolved by the viewer.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Encode, Decode)]
+pub struct ServerAddrs {
+	/// TCP endpoint, `host:port`.
+	pub tcp: Option<String>,
+	/// QUIC endpoint, `host:port`.
+	pub quic: Option<String>,
+}
+
+impl ServerAddrs {
+	/// Checks the size limits: at least one address, each 1..=[`MAX_SERVER_ADDR_LEN`] bytes.
+	pub fn check(&self) -> Result<(), &'static str> {
+		if self.tcp.is_none() && self.quic.is_none() {
+			return Err("no address");
+		}
+		let bad = |a: &Option<String>| {
+			a.as_ref().is_some_and(|a| a.is_empty() || a.len() > MAX_SERVER_ADDR_LEN)
+		};
+		if bad(&self.tcp) || bad(&self.quic) {
+			return Err("address empty or longer than MAX_SERVER_ADDR_LEN");
+		}
+		Ok(())
+	}
+
+	/// The address text for `transport`.
+	pub fn get(&self, transport: Transport) -> Option<&str> {
+		match transport {
+			Transport::Tcp => self.tcp.as_deref(),
+			Transport::Quic => self.quic.as_deref(),
+		}
+	}
+}
+
+impl std::fmt::Display for ServerAddrs {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		match (&self.tcp, &self.quic) {
+			(Some(t), Some(q)) => write!(f, "tcp://{t} quic://{q}"),
+			(Some(t), None) => write!(f, "tcp://{t}"),
+			(None, Some(q)) => write!(f, "quic://{q}"),
+			(None, None) => f.write_str("(no address)"),
+		}
 	}
 }
 
@@ -236,6 +319,21 @@ pub enum Message {
 		/// Next sequence the server stores.
 		next_sequence: u64,
 	},
+	/// Server → viewer, right before `Error { code: Full }`: the server refuses the viewer for
+	/// capacity; these other streamers (of the same chain) may have room. At most
+	/// [`MAX_REDIRECT_SERVERS`], each within [`ServerAddrs::check`].
+	#[codec(index = 12)]
+	Redirect {
+		/// Other streamers, the one to try first first.
+		servers: Vec<ServerAddrs>,
+	},
+	/// Viewer → server, right after `Subscribe` on a connection the viewer opened to switch
+	/// transport away from `from`. Telemetry only: the server counts it.
+	#[codec(index = 13)]
+	Switched {
+		/// The transport the viewer leaves.
+		from: Transport,
+	},
 	/// Viewer → server, after `Welcome { mode: P2p }`: join the swarm of `stream`.
 	#[codec(index = 16)]
 	Join {
@@ -277,10 +375,11 @@ pub enum Message {
 	},
 }
 
-/// Whether `kind` is a message type byte defined by this version: 0..=11 for the direct
-/// protocol, 16..=19 for the P2P tracker (16..=23 are reserved for it).
+/// Whether `kind` is a message type byte defined by this version: 0..=13 for the direct
+/// protocol (14 and 15 are reserved for it), 16..=19 for the P2P tracker (16..=23 are reserved
+/// for it).
 fn is_known_type(kind: u8) -> bool {
-	kind <= 11 || (16..=19).contains(&kind)
+	kind <= 13 || (16..=19).contains(&kind)
 }
 
 impl Message {
@@ -299,6 +398,8 @@ impl Message {
 			Message::Pong(_) => "pong",
 			Message::Error { .. } => "error",
 			Message::Expect { .. } => "expect",
+			Message::Redirect { .. } => "redirect",
+			Message::Switched { .. } => "switched",
 			Message::Join { .. } => "join",
 			Message::Joined { .. } => "joined",
 			Message::Fetch { .. } => "fetch",
@@ -384,6 +485,14 @@ pub fn decode_body(body: Bytes) -> Result<Message, FrameError> {
 	if let Message::Joined { peers, .. } = &msg {
 		if peers.len() > MAX_JOINED_PEERS || peers.iter().any(|p| p.check().is_err()) {
 			return Err(FrameError::Malformed { kind, detail: "peer list over its limits".into() });
+		}
+	}
+	if let Message::Redirect { servers } = &msg {
+		if servers.len() > MAX_REDIRECT_SERVERS || servers.iter().any(|s| s.check().is_err()) {
+			return Err(FrameError::Malformed {
+				kind,
+				detail: "server list over its limits".into(),
+			});
 		}
 	}
 	if msg.encoded_size() != total {
@@ -538,6 +647,17 @@ mod tests {
 			},
 			Message::Fetch { stream: 1, sequence: 2, index: 3 },
 			Message::NotHeld { stream: 1, sequence: 2, index: 3 },
+			Message::Redirect {
+				servers: vec![
+					ServerAddrs {
+						tcp: Some("streamer-b.example:7700".into()),
+						quic: Some("[::1]:7701".into()),
+					},
+					ServerAddrs { tcp: None, quic: Some("10.0.0.2:7701".into()) },
+				],
+			},
+			Message::Switched { from: Transport::Quic },
+			Message::Switched { from: Transport::Tcp },
 		]
 	}
 
@@ -604,7 +724,7 @@ mod tests {
 		dec.push(&[1, 0, 0, 0, 200]);
 		assert_eq!(dec.next_message(), Err(FrameError::UnknownMessage(200)));
 		// Between the direct and the tracker messages, and past the tracker's.
-		for kind in [12u8, 15, 20, 23] {
+		for kind in [14u8, 15, 20, 23] {
 			assert_eq!(decode_body(Bytes::from(vec![kind])), Err(FrameError::UnknownMessage(kind)));
 		}
 
@@ -643,6 +763,46 @@ mod tests {
 		assert!(PeerInfo { peer_id: vec![1], addrs: vec![vec![1]; MAX_PEER_ADDRS + 1] }
 			.check()
 			.is_err());
+	}
+
+	#[test]
+	fn redirect_and_switched_have_fixed_encodings() {
+		// Type byte, then the fields: Transport is one index byte (QUIC 0, TCP 1).
+		assert_eq!(Message::Switched { from: Transport::Quic }.encode(), vec![13, 0]);
+		assert_eq!(Message::Switched { from: Transport::Tcp }.encode(), vec![13, 1]);
+		// One server, TCP only: compact(1), Some, compact(3) "a:1", None.
+		let m = Message::Redirect {
+			servers: vec![ServerAddrs { tcp: Some("a:1".into()), quic: None }],
+		};
+		assert_eq!(m.encode(), vec![12, 4, 1, 12, b'a', b':', b'1', 0]);
+		// A transport byte out of range is malformed.
+		assert!(matches!(
+			decode_body(Bytes::from_static(&[13, 2])),
+			Err(FrameError::Malformed { kind: 13, .. })
+		));
+	}
+
+	#[test]
+	fn redirect_lists_over_their_limits_are_malformed() {
+		let one = ServerAddrs { tcp: Some("10.0.0.1:7700".into()), quic: None };
+		let long = "a".repeat(MAX_SERVER_ADDR_LEN + 1);
+		let over = [
+			vec![one.clone(); MAX_REDIRECT_SERVERS + 1],
+			vec![ServerAddrs { tcp: None, quic: Some(long) }],
+			vec![ServerAddrs { tcp: Some(String::new()), quic: None }],
+			vec![ServerAddrs::default()],
+		];
+		for servers in over {
+			let body = encode_frame(&Message::Redirect { servers }).slice(LENGTH_PREFIX..);
+			assert!(matches!(decode_body(body), Err(FrameError::Malformed { kind: 12, .. })));
+		}
+		// At the limits it decodes.
+		let max = ServerAddrs {
+			tcp: Some("t".repeat(MAX_SERVER_ADDR_LEN)),
+			quic: Some("q".repeat(MAX_SERVER_ADDR_LEN)),
+		};
+		let m = Message::Redirect { servers: vec![max; MAX_REDIRECT_SERVERS] };
+		assert_eq!(decode_body(encode_frame(&m).slice(LENGTH_PREFIX..)), Ok(m));
 	}
 
 	#[test]

@@ -8,7 +8,9 @@
 //! 2. Drain [`ServerSession::poll_event`]: answer `AdmissionRequest` with
 //!    [`ServerSession::handle_admission`], `JoinRequest` (P2P mode) with
 //!    [`ServerSession::handle_joined`], `FetchRequest` with [`ServerSession::handle_fetch`];
-//!    store `SegmentReceived`, record `End`, log `Closed`.
+//!    store `SegmentReceived`, record `End`, count `Switched`, log `Closed`. A refused viewer
+//!    can be sent elsewhere: answer with [`ServerSession::handle_admission_or_redirect`] and
+//!    the next entries of a [`RedirectList`].
 //!    On `Publishing`, open the stream's window ([`StreamTable::open`]) and answer with
 //!    [`ServerSession::handle_publish_ready`] (or close the session if the table refuses).
 //! 3. While [`ServerSession::wants_segments`] returns `Some((stream, from))`, look the stream up
@@ -20,8 +22,9 @@
 
 use crate::{
 	protocol::{
-		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, Start,
-		DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, PROTOCOL_VERSION,
+		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, ServerAddrs,
+		Start, Transport, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, MAX_REDIRECT_SERVERS,
+		PROTOCOL_VERSION,
 	},
 	segment::{Assembled, Assembler, Segment, SegmentLimits},
 };
@@ -388,11 +391,24 @@ impl<S: Clone> StreamTable<S> {
 	}
 }
 
+/// Default of [`Admission::with_max_p2p_sessions`]: P2P sessions cost the node a header feed,
+/// seeded chunks and urgent fetches each (a few KiB/s apiece, far less than a direct session),
+/// and a tracker entry; 10 000 of them is a few tens of Mbit/s of egress and a few MiB of state.
+pub const DEFAULT_MAX_P2P_SESSIONS: u32 = 10_000;
+
 /// The capacity rule applied to live sessions (DESIGN.md section 2).
+///
+/// Below `p2p_threshold = floor(max_streams * (1 - r))` direct sessions a viewer is admitted
+/// directly. At or above it the rule puts it in P2P mode, which is admitted only if the server
+/// can issue passes ([`Self::with_p2p`]), `r > 0` ("r = 0 means no P2P": a streamer that shares
+/// nothing of its capacity with a swarm is simply full at `max_streams`), and fewer than
+/// `max_p2p_sessions` P2P sessions are open; otherwise the viewer is refused with
+/// [`ErrorCode::Full`].
 #[derive(Clone, Debug)]
 pub struct Admission {
 	settings: CapacitySettings,
 	p2p_enabled: bool,
+	max_p2p_sessions: u32,
 	direct: u32,
 	p2p: u32,
 	refused: u64,
@@ -410,9 +426,17 @@ pub struct AdmissionStats {
 }
 
 impl Admission {
-	/// Admission under `settings`, without P2P (see [`Self::with_p2p`]).
+	/// Admission under `settings`, without P2P (see [`Self::with_p2p`]), at most
+	/// [`DEFAULT_MAX_P2P_SESSIONS`] P2P sessions.
 	pub fn new(settings: CapacitySettings) -> Self {
-		Self { settings, p2p_enabled: false, direct: 0, p2p: 0, refused: 0 }
+		Self {
+			settings,
+			p2p_enabled: false,
+			max_p2p_sessions: DEFAULT_MAX_P2P_SESSIONS,
+			direct: 0,
+			p2p: 0,
+			refused: 0,
+		}
 	}
 
 	/// Whether viewers the rule puts in P2P mode are admitted (the server can issue passes) or
@@ -422,20 +446,30 @@ impl Admission {
 		self
 	}
 
+	/// Most P2P sessions open at once; further P2P admissions are refused with
+	/// [`ErrorCode::Full`].
+	pub fn with_max_p2p_sessions(mut self, max: u32) -> Self {
+		self.max_p2p_sessions = max;
+		self
+	}
+
 	/// Applies new settings; open sessions are kept.
 	pub fn set_settings(&mut self, settings: CapacitySettings) {
 		self.settings = settings;
 	}
 
-	/// Decides for a new viewer. Without P2P, a viewer the rule would put in P2P mode is
-	/// refused with [`ErrorCode::Full`].
+	/// Decides for a new viewer (see the type's docs for when P2P mode is refused).
 	pub fn try_admit(&mut self) -> Result<AdmissionMode, ErrorCode> {
 		match self.settings.admit(self.direct) {
 			AdmissionMode::Direct => {
 				self.direct += 1;
 				Ok(AdmissionMode::Direct)
 			}
-			AdmissionMode::P2p if self.p2p_enabled => {
+			AdmissionMode::P2p
+				if self.p2p_enabled
+					&& !self.settings.streaming_rate.is_zero()
+					&& self.p2p < self.max_p2p_sessions =>
+			{
 				self.p2p += 1;
 				Ok(AdmissionMode::P2p)
 			}
@@ -457,6 +491,49 @@ impl Admission {
 	/// Current counts.
 	pub fn stats(&self) -> AdmissionStats {
 		AdmissionStats { direct: self.direct, p2p: self.p2p, refused: self.refused }
+	}
+}
+
+/// The other streamers a full server sends refused viewers to, sans-IO. The node replaces the
+/// list at every finalized block ([`Self::set`]); each refusal takes up to
+/// [`MAX_REDIRECT_SERVERS`] of them, starting one further along the list than the previous
+/// refusal, so that refused viewers (who try the first entry first) spread over all of them.
+#[derive(Clone, Debug, Default)]
+pub struct RedirectList {
+	servers: Vec<ServerAddrs>,
+	next: usize,
+}
+
+impl RedirectList {
+	/// Replaces the list. Entries beyond the wire limits ([`ServerAddrs::check`]) are left out
+	/// (a viewer would refuse the whole message) and returned for logging. The rotation goes
+	/// on where it was: the list is set at every block, and restarting at its head each time
+	/// would favour the first entries.
+	pub fn set(&mut self, servers: Vec<ServerAddrs>) -> Vec<ServerAddrs> {
+		let (ok, bad): (Vec<_>, Vec<_>) = servers.into_iter().partition(|s| s.check().is_ok());
+		self.servers = ok;
+		bad
+	}
+
+	/// Streamers known.
+	pub fn len(&self) -> usize {
+		self.servers.len()
+	}
+
+	/// Whether no other streamer is known.
+	pub fn is_empty(&self) -> bool {
+		self.servers.is_empty()
+	}
+
+	/// The servers for the next refusal (empty when none are known), rotated by one per call.
+	pub fn next_redirect(&mut self) -> Vec<ServerAddrs> {
+		let n = self.servers.len();
+		if n == 0 {
+			return Vec::new();
+		}
+		let start = self.next % n;
+		self.next = (start + 1) % n;
+		(0..n.min(MAX_REDIRECT_SERVERS)).map(|i| self.servers[(start + i) % n].clone()).collect()
 	}
 }
 
@@ -494,6 +571,11 @@ pub enum SessionEvent {
 		/// Chunk index.
 		index: u32,
 	},
+	/// A viewer opened this connection to switch transport away from `from` (telemetry).
+	Switched {
+		/// The transport it left.
+		from: Transport,
+	},
 	/// The session closed (by us, with `code`, or by the peer when `code` is `None`).
 	Closed {
 		/// Error sent to the peer, if any.
@@ -528,6 +610,8 @@ struct Subscription {
 	on_demand_clock: Option<(Instant, Duration)>,
 	/// On demand: the next segment waits until then (`on_demand_lead` ahead of real time).
 	paused_until: Option<Instant>,
+	/// `Switched` was received (it is allowed once, after `Subscribe`).
+	switched: bool,
 }
 
 /// Counters of one session.
@@ -604,11 +688,19 @@ impl ServerSession {
 	}
 
 	fn fail(&mut self, code: ErrorCode, reason: String) {
+		self.fail_after(None, code, reason)
+	}
+
+	/// Closes with `Error { code, reason }`, preceded by `before` (a `Redirect`) if given.
+	fn fail_after(&mut self, before: Option<Message>, code: ErrorCode, reason: String) {
 		if !self.publisher {
 			// A viewer's queue holds media it will not get now; the error goes first. A
 			// publisher's holds acks (a few bytes each), which tell it what was stored.
 			self.queue.clear();
 			self.queued_bytes = 0;
+		}
+		if let Some(m) = before {
+			self.send(encode_frame(&m));
 		}
 		self.send(encode_frame(&Message::error(code, reason.clone())));
 		self.state = State::Closed;
@@ -700,7 +792,13 @@ impl ServerSession {
 					end_sent: false,
 					on_demand_clock: None,
 					paused_until: None,
+					switched: false,
 				}))
+			}
+			(State::Viewer(Some(mut sub)), Message::Switched { from }) if !sub.switched => {
+				sub.switched = true;
+				self.events.push_back(SessionEvent::Switched { from });
+				State::Viewer(Some(sub))
 			}
 			(State::P2p(None), Message::Join { stream, viewer, peer }) => {
 				if let Err(why) = peer.check() {
@@ -796,7 +894,19 @@ impl ServerSession {
 	}
 
 	/// The answer to [`SessionEvent::AdmissionRequest`].
-	pub fn handle_admission(&mut self, _now: Instant, result: Result<AdmissionMode, ErrorCode>) {
+	pub fn handle_admission(&mut self, now: Instant, result: Result<AdmissionMode, ErrorCode>) {
+		self.handle_admission_or_redirect(now, result, Vec::new())
+	}
+
+	/// The answer to [`SessionEvent::AdmissionRequest`]; a refusal with a non-empty `redirect`
+	/// (from [`RedirectList::next_redirect`]) sends `Redirect { servers: redirect }` (at most
+	/// [`MAX_REDIRECT_SERVERS`]) right before the `Error`.
+	pub fn handle_admission_or_redirect(
+		&mut self,
+		_now: Instant,
+		result: Result<AdmissionMode, ErrorCode>,
+		mut redirect: Vec<ServerAddrs>,
+	) {
 		if !matches!(self.state, State::AwaitAdmission) {
 			return;
 		}
@@ -808,7 +918,16 @@ impl ServerSession {
 					AdmissionMode::P2p => State::P2p(None),
 				};
 			}
-			Err(code) => self.close(code, "server is full"),
+			Err(code) if redirect.is_empty() => self.close(code, "server is full"),
+			Err(code) => {
+				redirect.truncate(MAX_REDIRECT_SERVERS);
+				let servers = redirect.len();
+				self.fail_after(
+					Some(Message::Redirect { servers: redirect }),
+					code,
+					format!("server is full; redirected to {servers} other streamers"),
+				);
+			}
 		}
 	}
 
@@ -1042,6 +1161,7 @@ fn state_name(state: &State) -> &'static str {
 		State::AwaitHello { .. } => "before hello",
 		State::AwaitAdmission => "while awaiting admission",
 		State::Viewer(None) => "before subscribe",
+		State::Viewer(Some(Subscription { switched: true, .. })) => "after switched",
 		State::Viewer(Some(_)) => "after subscribe",
 		State::P2p(None) => "before join",
 		State::P2p(Some((_, false))) => "while joining",
@@ -1587,6 +1707,159 @@ mod tests {
 		a.release(AdmissionMode::Direct);
 		assert_eq!(a.stats(), AdmissionStats { direct: 0, p2p: 1, refused: 0 });
 		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+	}
+
+	/// Admits until refused (at most `limit` tries); the modes admitted, in order.
+	fn admit_all(a: &mut Admission, limit: usize) -> Vec<AdmissionMode> {
+		std::iter::from_fn(|| a.try_admit().ok()).take(limit).collect()
+	}
+
+	#[test]
+	fn admission_follows_the_specification_table() {
+		use dsp_primitives::Perbill;
+		let settings = |rate| CapacitySettings { max_streams: 2000, streaming_rate: rate };
+		let count = |modes: &[AdmissionMode], m| modes.iter().filter(|x| **x == m).count();
+		// r = 0: 2000 direct, then full even though the server can issue passes.
+		let mut a = Admission::new(settings(Perbill::zero())).with_p2p(true);
+		let modes = admit_all(&mut a, 5000);
+		assert_eq!((count(&modes, AdmissionMode::Direct), modes.len()), (2000, 2000));
+		assert_eq!(a.try_admit(), Err(ErrorCode::Full));
+		// r = 0.5: 1000 direct, then P2P up to the P2P cap.
+		let mut a = Admission::new(settings(Perbill::from_percent(50)))
+			.with_p2p(true)
+			.with_max_p2p_sessions(3000);
+		let modes = admit_all(&mut a, 5000);
+		assert!(modes[..1000].iter().all(|m| *m == AdmissionMode::Direct));
+		assert_eq!(count(&modes, AdmissionMode::P2p), 3000);
+		// r = 1: every viewer in P2P mode.
+		let mut a = Admission::new(settings(Perbill::one())).with_p2p(true);
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::P2p));
+		assert_eq!(a.stats(), AdmissionStats { direct: 0, p2p: 1, refused: 0 });
+	}
+
+	#[test]
+	fn r_zero_at_max_streams_is_full_even_with_p2p() {
+		use dsp_primitives::Perbill;
+		let mut a =
+			Admission::new(CapacitySettings { max_streams: 1, streaming_rate: Perbill::zero() })
+				.with_p2p(true);
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::Direct));
+		assert_eq!(a.try_admit(), Err(ErrorCode::Full));
+		assert_eq!(a.stats(), AdmissionStats { direct: 1, p2p: 0, refused: 1 });
+		// Once r > 0 the same viewer would be admitted in P2P mode.
+		a.set_settings(CapacitySettings { max_streams: 1, streaming_rate: Perbill::one() });
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::P2p));
+	}
+
+	#[test]
+	fn p2p_admissions_stop_at_the_p2p_cap() {
+		use dsp_primitives::Perbill;
+		let mut a =
+			Admission::new(CapacitySettings { max_streams: 1, streaming_rate: Perbill::one() })
+				.with_p2p(true)
+				.with_max_p2p_sessions(2);
+		assert_eq!(admit_all(&mut a, 10), vec![AdmissionMode::P2p, AdmissionMode::P2p]);
+		assert_eq!(a.try_admit(), Err(ErrorCode::Full));
+		a.release(AdmissionMode::P2p);
+		assert_eq!(a.try_admit(), Ok(AdmissionMode::P2p));
+		// `admit_all` stopped at a refusal too.
+		assert_eq!(a.stats(), AdmissionStats { direct: 0, p2p: 2, refused: 2 });
+	}
+
+	fn streamer(n: u8) -> ServerAddrs {
+		ServerAddrs { tcp: Some(format!("10.0.0.{n}:7700")), quic: None }
+	}
+
+	#[test]
+	fn redirects_rotate_over_the_other_streamers() {
+		let mut r = RedirectList::default();
+		assert!(r.next_redirect().is_empty());
+		let bad = ServerAddrs { tcp: Some("x".repeat(200)), quic: None };
+		assert_eq!(r.set(vec![streamer(1), bad.clone(), streamer(2), streamer(3)]), vec![bad]);
+		assert_eq!(r.len(), 3);
+		let firsts: Vec<ServerAddrs> = (0..4).map(|_| r.next_redirect()[0].clone()).collect();
+		assert_eq!(firsts, vec![streamer(1), streamer(2), streamer(3), streamer(1)]);
+		assert_eq!(r.next_redirect(), vec![streamer(2), streamer(3), streamer(1)]);
+		// A new list (as every block brings) continues the rotation rather than restarting it;
+		// at most MAX_REDIRECT_SERVERS per refusal, still rotating over all of them.
+		r.set((1..=10).map(streamer).collect());
+		let first = r.next_redirect();
+		assert_eq!(first.len(), MAX_REDIRECT_SERVERS);
+		assert_eq!(first[0], streamer(3));
+		assert_eq!(first[7], streamer(10));
+		assert_eq!(r.next_redirect()[0], streamer(4));
+	}
+
+	#[test]
+	fn refused_viewer_gets_the_redirect_then_full() {
+		let now = Instant::now();
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+		let servers: Vec<ServerAddrs> = (1..=12).map(streamer).collect();
+		s.handle_admission_or_redirect(now, Err(ErrorCode::Full), servers.clone());
+		assert!(s.is_closed());
+		let msgs = sent(&mut s);
+		assert_eq!(msgs.len(), 2, "{msgs:?}");
+		assert_eq!(
+			msgs[0],
+			Message::Redirect { servers: servers[..MAX_REDIRECT_SERVERS].to_vec() }
+		);
+		assert!(matches!(msgs[1], Message::Error { code: ErrorCode::Full, .. }));
+		// Without other streamers: only the error.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission_or_redirect(now, Err(ErrorCode::Full), Vec::new());
+		assert!(matches!(sent(&mut s)[..], [Message::Error { code: ErrorCode::Full, .. }]));
+		// An admitted viewer gets no redirect.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission_or_redirect(now, Ok(AdmissionMode::Direct), servers);
+		assert!(matches!(sent(&mut s)[..], [Message::Welcome { .. }]));
+	}
+
+	#[test]
+	fn switched_after_subscribe_is_reported_once() {
+		let now = Instant::now();
+		let mut s = viewer(now, Start::At(0));
+		s.handle_frame(now, body(&Message::Switched { from: Transport::Quic }));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::Switched { from: Transport::Quic })));
+		assert!(!s.is_closed());
+		// Pings go on as usual; a second Switched is out of place.
+		s.handle_frame(now, body(&Message::Ping(1)));
+		assert_eq!(sent(&mut s), vec![Message::Pong(1)]);
+		s.handle_frame(now, body(&Message::Switched { from: Transport::Tcp }));
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	}
+
+	#[test]
+	fn switched_in_any_other_state_is_unexpected() {
+		let now = Instant::now();
+		let switched = body(&Message::Switched { from: Transport::Tcp });
+		// Before Hello.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, switched.clone());
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		// Before Subscribe.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Viewer)));
+		s.handle_admission(now, Ok(AdmissionMode::Direct));
+		s.handle_frame(now, switched.clone());
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		// From a publisher, and in P2P mode.
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		s.handle_frame(now, switched.clone());
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		let mut s = p2p_viewer(now);
+		s.handle_frame(now, switched);
+		assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+		assert!(
+			!std::iter::from_fn(|| s.poll_event())
+				.any(|e| matches!(e, SessionEvent::Switched { .. })),
+			"nothing counted"
+		);
 	}
 
 	#[test]

@@ -26,7 +26,7 @@
 //! delivered a later one or ended.
 
 use crate::{
-	protocol::{ErrorCode, Message, Start},
+	protocol::{ErrorCode, Message, ServerAddrs, Start},
 	segment::{Assembled, Assembler, Segment, SegmentError, SegmentLimits},
 };
 use bytes::Bytes;
@@ -40,33 +40,8 @@ use std::{
 /// Identifies one connection of a viewer.
 pub type ConnId = u64;
 
-/// A direct transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-	/// QUIC over UDP.
-	Quic,
-	/// TCP.
-	Tcp,
-}
-
-impl Transport {
-	/// The other one.
-	pub fn other(self) -> Self {
-		match self {
-			Transport::Quic => Transport::Tcp,
-			Transport::Tcp => Transport::Quic,
-		}
-	}
-}
-
-impl fmt::Display for Transport {
-	fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-		f.write_str(match self {
-			Transport::Quic => "quic",
-			Transport::Tcp => "tcp",
-		})
-	}
-}
+/// A direct transport (defined with the wire messages, as [`Message::Switched`] carries it).
+pub use crate::protocol::Transport;
 
 /// Which transports the controller may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +136,9 @@ pub enum ControlAction {
 		conn: ConnId,
 		/// Transport to use.
 		transport: Transport,
+		/// Set when the connection is opened to switch transport away from this one (the
+		/// driver tells the server with `Switched`).
+		switched_from: Option<Transport>,
 	},
 	/// Close connection `conn`.
 	Close {
@@ -186,6 +164,8 @@ struct Conn {
 	transport: Transport,
 	opened_at: Instant,
 	connected: bool,
+	/// A complete segment arrived on it: its end is not a failed attempt.
+	delivered: bool,
 	last_progress: Instant,
 	slow_in_a_row: u32,
 	loss_sample: Option<(u64, u64)>,
@@ -198,6 +178,7 @@ impl Conn {
 			transport,
 			opened_at: now,
 			connected: false,
+			delivered: false,
 			last_progress: now,
 			slow_in_a_row: 0,
 			loss_sample: None,
@@ -217,6 +198,9 @@ pub struct TransportController {
 	/// Transport of the connection that failed, while a reconnect waits in `retry`.
 	pending_from: Option<Transport>,
 	failures_in_a_row: u32,
+	/// Active connections in a row that failed to connect or closed before any segment (the
+	/// viewer's cue to try another server); cleared by a segment or [`Self::reset_failed_attempts`].
+	failed_attempts: u32,
 	/// When QUIC last failed or was found worse (Auto policy); cleared when QUIC works again.
 	udp_failed: Option<Instant>,
 	actions: VecDeque<ControlAction>,
@@ -235,6 +219,7 @@ impl TransportController {
 			retry: None,
 			pending_from: None,
 			failures_in_a_row: 0,
+			failed_attempts: 0,
 			udp_failed: None,
 			actions: VecDeque::new(),
 			switches: Vec::new(),
@@ -242,9 +227,14 @@ impl TransportController {
 		}
 	}
 
-	fn open(&mut self, now: Instant, transport: Transport) -> Conn {
+	fn open(&mut self, now: Instant, transport: Transport, from: Option<Transport>) -> Conn {
 		self.next_id += 1;
-		self.actions.push_back(ControlAction::Connect { conn: self.next_id, transport });
+		let switched_from = from.filter(|f| *f != transport);
+		self.actions.push_back(ControlAction::Connect {
+			conn: self.next_id,
+			transport,
+			switched_from,
+		});
 		Conn::new(self.next_id, transport, now)
 	}
 
@@ -254,8 +244,25 @@ impl TransportController {
 			TransportPolicy::Auto => Transport::Quic,
 			TransportPolicy::Only(t) => t,
 		};
-		let conn = self.open(now, transport);
+		let conn = self.open(now, transport, None);
 		self.active = Some(conn);
+	}
+
+	/// Active connections in a row that failed to connect or closed before delivering a
+	/// segment.
+	pub fn failed_attempts(&self) -> u32 {
+		self.failed_attempts
+	}
+
+	/// Starts counting failed attempts again (the viewer moved to another server). The
+	/// reconnect backoff is kept: moving does not make a dead network cheaper to probe.
+	pub fn reset_failed_attempts(&mut self) {
+		self.failed_attempts = 0;
+	}
+
+	/// Whether `conn` is the active connection (not a switch candidate).
+	pub fn is_active(&self, conn: ConnId) -> bool {
+		self.active.as_ref().is_some_and(|c| c.id == conn)
 	}
 
 	/// The transport in use (the active connection's).
@@ -311,24 +318,39 @@ impl TransportController {
 		if self.candidate.is_some() {
 			return;
 		}
-		let conn = self.open(now, to);
+		let from = self.transport();
+		let conn = self.open(now, to, from);
 		self.candidate = Some((conn, reason));
 	}
 
-	/// The driver's answer when no switch is running and the active connection is gone.
-	fn replace_active(&mut self, now: Instant, from: Transport, reason: SwitchReason) {
+	/// The active connection `closed` is gone: promote the switch candidate if there is one,
+	/// otherwise reconnect over `to`, at once on the first failure if that changes transport
+	/// (or `immediate`), after the backoff otherwise.
+	fn replace_active(
+		&mut self,
+		now: Instant,
+		closed: &Conn,
+		to: Transport,
+		reason: SwitchReason,
+		immediate: bool,
+	) {
+		let from = closed.transport;
+		if !closed.delivered {
+			self.failed_attempts += 1;
+		}
 		self.active = None;
 		if let Some((cand, r)) = self.candidate.take() {
 			self.switches.push(Switch { from, to: cand.transport, reason: r });
 			self.active = Some(cand);
 			return;
 		}
-		let to = self.alternative(from);
 		self.failures_in_a_row += 1;
-		if self.failures_in_a_row == 1 && to != from {
-			let conn = self.open(now, to);
+		if self.failures_in_a_row == 1 && (to != from || immediate) {
+			let conn = self.open(now, to, Some(from));
 			self.active = Some(conn);
-			self.switches.push(Switch { from, to, reason });
+			if to != from {
+				self.switches.push(Switch { from, to, reason });
+			}
 		} else {
 			let shift = self.failures_in_a_row.saturating_sub(1).min(16);
 			let delay =
@@ -378,6 +400,10 @@ impl TransportController {
 		caught_up: bool,
 	) {
 		self.failures_in_a_row = 0;
+		self.failed_attempts = 0;
+		if let Some(c) = self.conn_mut(conn) {
+			c.delivered = true;
+		}
 		if let Some((cand, _)) = self.candidate.as_mut().filter(|(c, _)| c.id == conn && !caught_up)
 		{
 			cand.last_progress = now;
@@ -465,10 +491,27 @@ impl TransportController {
 			self.note_failure(now, cand.transport);
 			return;
 		}
-		if let Some(active) = self.active.as_ref().filter(|c| c.id == conn) {
+		if let Some(active) = self.active.clone().filter(|c| c.id == conn) {
 			let from = active.transport;
 			self.note_failure(now, from);
-			self.replace_active(now, from, SwitchReason::ConnectionLost(why));
+			let to = self.alternative(from);
+			self.replace_active(now, &active, to, SwitchReason::ConnectionLost(why), false);
+		}
+	}
+
+	/// The server refused `conn` as full (with or without a redirect). Not a transport
+	/// failure: QUIC is not marked failed and the transport is kept. A refused switch
+	/// candidate is dropped; a refused active connection is replaced over the same transport,
+	/// at once if `immediate` and it is the first failure in a row (a redirect), after the
+	/// backoff otherwise (which also bounds redirect loops between full servers).
+	pub fn handle_refused(&mut self, now: Instant, conn: ConnId, why: String, immediate: bool) {
+		if self.candidate.as_ref().is_some_and(|(c, _)| c.id == conn) {
+			self.candidate = None;
+			return;
+		}
+		if let Some(active) = self.active.clone().filter(|c| c.id == conn) {
+			let reason = SwitchReason::ConnectionLost(why);
+			self.replace_active(now, &active, active.transport, reason, immediate);
 		}
 	}
 
@@ -533,7 +576,7 @@ impl TransportController {
 		if let Some((at, to, reason)) = self.retry.clone() {
 			if now >= at {
 				self.retry = None;
-				let conn = self.open(now, to);
+				let conn = self.open(now, to, self.pending_from);
 				self.active = Some(conn);
 				let from = self.pending_from.take().unwrap_or(to);
 				if from != to {
@@ -557,7 +600,8 @@ impl TransportController {
 		if !active.connected && now >= active.opened_at + self.config.connect_timeout {
 			self.actions.push_back(ControlAction::Close { conn: active.id });
 			self.note_failure(now, active.transport);
-			self.replace_active(now, active.transport, SwitchReason::ConnectTimeout);
+			let to = self.alternative(active.transport);
+			self.replace_active(now, &active, to, SwitchReason::ConnectTimeout, false);
 		} else if active.connected && now >= active.last_progress + self.config.progress_timeout {
 			let to = self.alternative(active.transport);
 			self.note_failure(now, active.transport);
@@ -721,6 +765,16 @@ pub struct ViewerConfig {
 	pub controller: ControllerConfig,
 	/// Most complete segments held while an earlier one is missing. Default 8.
 	pub max_pending: usize,
+	/// The streamers to watch from, most preferred first (as `host:port` text; the driver
+	/// resolves them). The viewer starts with the first and moves to another on a redirect, a
+	/// refusal or repeated failures. Empty: one server the driver knows by other means.
+	pub servers: Vec<ServerAddrs>,
+	/// Move to the next server after this many connection attempts in a row to the current
+	/// one failed (connect failed, or closed before any segment). Default 3.
+	pub failover_after: u32,
+	/// Most servers known at once, configured and learnt from redirects together; targets
+	/// beyond it are ignored. Default 32 (a few KiB).
+	pub max_servers: usize,
 }
 
 impl ViewerConfig {
@@ -734,6 +788,9 @@ impl ViewerConfig {
 			segment_limits: SegmentLimits::default(),
 			controller: ControllerConfig::default(),
 			max_pending: 8,
+			servers: Vec::new(),
+			failover_after: 3,
+			max_servers: 32,
 		}
 	}
 }
@@ -741,14 +798,20 @@ impl ViewerConfig {
 /// What the viewer asks the driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ViewerAction {
-	/// Open `conn` over `transport`, then `Hello` and `Subscribe { stream, start }`.
+	/// Open `conn` to server `server` (an index into [`ViewerCore::servers`]) over
+	/// `transport`, then `Hello`, `Subscribe { stream, start }` and, if `switched_from` is set,
+	/// `Switched { from }`.
 	Connect {
 		/// Connection id.
 		conn: ConnId,
+		/// Which server.
+		server: usize,
 		/// Transport.
 		transport: Transport,
 		/// Where to start.
 		start: Start,
+		/// The connection switches transport away from this one (telemetry for the server).
+		switched_from: Option<Transport>,
 	},
 	/// Close `conn`, sending `Error { code, reason }` first if `code` is set.
 	Close {
@@ -766,6 +829,33 @@ struct ViewerConn {
 	transport: Transport,
 	assembler: Assembler,
 	header_at: Option<Instant>,
+	/// `Welcome` arrived (a `Redirect` is only valid before it).
+	welcomed: bool,
+}
+
+/// Why the viewer moved to another server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerChangeReason {
+	/// The server refused the viewer as full and named other streamers.
+	Redirected,
+	/// The server refused the viewer as full without naming others: the next known one.
+	Full,
+	/// This many connection attempts in a row failed ([`ViewerConfig::failover_after`]).
+	Failover {
+		/// Failed attempts.
+		attempts: u32,
+	},
+}
+
+/// The viewer moved from one server to another, for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerChange {
+	/// The server left.
+	pub from: ServerAddrs,
+	/// The server moved to.
+	pub to: ServerAddrs,
+	/// Why.
+	pub reason: ServerChangeReason,
 }
 
 /// Counters of a viewer.
@@ -777,6 +867,8 @@ pub struct ViewerStats {
 	pub rejected_connections: u64,
 	/// Media bytes received in complete segments (including duplicates).
 	pub media_bytes: u64,
+	/// Moves to another server (redirects, refusals, failovers).
+	pub server_changes: u64,
 }
 
 /// One viewer session: connections, verification, ordering, transport control.
@@ -788,18 +880,109 @@ pub struct ViewerCore {
 	conns: HashMap<ConnId, ViewerConn>,
 	actions: VecDeque<ViewerAction>,
 	stats: ViewerStats,
+	/// Known servers (configured, then learnt from redirects), at most `max_servers`.
+	servers: Vec<ServerAddrs>,
+	/// Index in `servers` of the server new connections go to.
+	current: usize,
+	server_changes: VecDeque<ServerChange>,
 }
 
 impl ViewerCore {
 	/// A viewer with `config`; call [`Self::start`].
 	pub fn new(config: ViewerConfig) -> Self {
+		let mut servers = config.servers.clone();
+		servers.truncate(config.max_servers.max(1));
+		if servers.is_empty() {
+			servers.push(ServerAddrs::default());
+		}
 		Self {
 			controller: TransportController::new(config.controller.clone()),
 			buffer: SegmentBuffer::new(config.max_pending),
 			conns: HashMap::new(),
 			actions: VecDeque::new(),
 			stats: ViewerStats::default(),
+			servers,
+			current: 0,
+			server_changes: VecDeque::new(),
 			config,
+		}
+	}
+
+	/// The servers known, configured ones and those learnt from redirects.
+	pub fn servers(&self) -> &[ServerAddrs] {
+		&self.servers
+	}
+
+	/// The server new connections go to (an index into [`Self::servers`]).
+	pub fn current_server(&self) -> usize {
+		self.current
+	}
+
+	/// A move to another server since the last call (for logging it once).
+	pub fn poll_server_change(&mut self) -> Option<ServerChange> {
+		self.server_changes.pop_front()
+	}
+
+	/// New connections go to server `to` from now on. The next connection subscribes at the
+	/// first sequence the player still needs, like a transport switch, so two servers that
+	/// hold the same stream hand over without gap or duplicate.
+	fn move_to(&mut self, to: usize, reason: ServerChangeReason) {
+		self.controller.reset_failed_attempts();
+		if to == self.current || to >= self.servers.len() {
+			return;
+		}
+		let from = std::mem::replace(&mut self.current, to);
+		self.stats.server_changes += 1;
+		self.server_changes.push_back(ServerChange {
+			from: self.servers[from].clone(),
+			to: self.servers[to].clone(),
+			reason,
+		});
+	}
+
+	fn next_server(&self) -> usize {
+		(self.current + 1) % self.servers.len()
+	}
+
+	/// Adds the redirect targets not known yet right after the current server (in their
+	/// order, while fewer than `max_servers` are known); the index of the first target that is
+	/// known now.
+	fn merge_redirect(&mut self, targets: Vec<ServerAddrs>) -> Option<usize> {
+		let mut at = self.current + 1;
+		let mut first = None;
+		for t in targets {
+			if !self.servers.contains(&t) {
+				if self.servers.len() >= self.config.max_servers {
+					continue;
+				}
+				self.servers.insert(at, t.clone());
+				at += 1;
+			}
+			first.get_or_insert(t);
+		}
+		// Looked up last: insertions move the servers after the current one.
+		first.and_then(|f| self.servers.iter().position(|s| *s == f))
+	}
+
+	/// `conn` was refused as full; `targets` is its `Redirect`, if one came.
+	fn handle_refusal(
+		&mut self,
+		now: Instant,
+		conn: ConnId,
+		targets: Option<Vec<ServerAddrs>>,
+		why: String,
+	) {
+		let active = self.controller.is_active(conn);
+		self.drop_conn(conn, None, why.clone());
+		// A refused switch candidate leaves the active connection in place: no move.
+		let redirect = targets.filter(|_| active).and_then(|t| self.merge_redirect(t));
+		self.controller.handle_refused(now, conn, why, redirect.is_some());
+		if !active {
+			return;
+		}
+		match redirect {
+			Some(to) => self.move_to(to, ServerChangeReason::Redirected),
+			None => self.move_to(self.next_server(), ServerChangeReason::Full),
 		}
 	}
 
@@ -834,9 +1017,14 @@ impl ViewerCore {
 		self.buffer.is_ended()
 	}
 
-	/// Moves controller decisions into viewer actions; once the stream ended, closes every
+	/// Moves controller decisions into viewer actions (after moving to the next server if the
+	/// current one failed `failover_after` times in a row); once the stream ended, closes every
 	/// connection and stops reconnecting.
 	fn pump(&mut self) {
+		let attempts = self.controller.failed_attempts();
+		if attempts >= self.config.failover_after.max(1) {
+			self.move_to(self.next_server(), ServerChangeReason::Failover { attempts });
+		}
 		if self.buffer.is_ended() {
 			while self.controller.poll_action().is_some() {}
 			let open: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -847,7 +1035,7 @@ impl ViewerCore {
 		}
 		while let Some(a) = self.controller.poll_action() {
 			match a {
-				ControlAction::Connect { conn, transport } => {
+				ControlAction::Connect { conn, transport, switched_from } => {
 					let start = self.buffer.next_needed().map_or(self.config.start, Start::At);
 					let assembler = Assembler::new(
 						self.config.genesis_hash,
@@ -855,9 +1043,16 @@ impl ViewerCore {
 						self.config.origin,
 						self.config.segment_limits.clone(),
 					);
-					self.conns.insert(conn, ViewerConn { transport, assembler, header_at: None });
+					let c = ViewerConn { transport, assembler, header_at: None, welcomed: false };
+					self.conns.insert(conn, c);
 					self.buffer.handle_opened(conn);
-					self.actions.push_back(ViewerAction::Connect { conn, transport, start });
+					self.actions.push_back(ViewerAction::Connect {
+						conn,
+						server: self.current,
+						transport,
+						start,
+						switched_from,
+					});
 				}
 				ControlAction::Close { conn } => self.drop_conn(conn, None, "switched away".into()),
 			}
@@ -886,7 +1081,17 @@ impl ViewerCore {
 		}
 		self.controller.handle_progress(now, conn);
 		match msg {
-			Message::Welcome { .. } => self.controller.handle_connected(now, conn),
+			Message::Welcome { .. } => {
+				self.conns.get_mut(&conn).expect("checked; qed").welcomed = true;
+				self.controller.handle_connected(now, conn)
+			}
+			Message::Redirect { servers } if !self.conns[&conn].welcomed => {
+				let why = format!("redirected to {} other streamers", servers.len());
+				self.handle_refusal(now, conn, Some(servers), why);
+			}
+			Message::Error { code: ErrorCode::Full, reason } => {
+				self.handle_refusal(now, conn, None, format!("server full: {reason}"));
+			}
 			Message::Header(h) => {
 				let c = self.conns.get_mut(&conn).expect("checked; qed");
 				c.header_at = Some(now);
@@ -1128,10 +1333,13 @@ mod tests {
 		Duration::from_secs(s)
 	}
 
+	/// (sequence, discontinuity) of everything `poll` hands out.
+	fn in_order(poll: impl FnMut() -> Option<Delivered>) -> Vec<(u64, bool)> {
+		std::iter::from_fn(poll).map(|d| (d.segment.sequence(), d.discontinuity)).collect()
+	}
+
 	fn delivered(b: &mut SegmentBuffer) -> Vec<(u64, bool)> {
-		std::iter::from_fn(|| b.poll_delivered())
-			.map(|d| (d.segment.sequence(), d.discontinuity))
-			.collect()
+		in_order(|| b.poll_delivered())
 	}
 
 	#[test]
@@ -1211,7 +1419,7 @@ mod tests {
 	fn connects(c: &mut TransportController) -> Vec<(ConnId, Transport)> {
 		std::iter::from_fn(|| c.poll_action())
 			.filter_map(|a| match a {
-				ControlAction::Connect { conn, transport } => Some((conn, transport)),
+				ControlAction::Connect { conn, transport, .. } => Some((conn, transport)),
 				_ => None,
 			})
 			.collect()
@@ -1230,7 +1438,11 @@ mod tests {
 			actions,
 			vec![
 				ControlAction::Close { conn: 1 },
-				ControlAction::Connect { conn: 2, transport: Transport::Tcp }
+				ControlAction::Connect {
+					conn: 2,
+					transport: Transport::Tcp,
+					switched_from: Some(Transport::Quic)
+				}
 			]
 		);
 		assert_eq!(c.transport(), Some(Transport::Tcp));
@@ -1385,7 +1597,13 @@ mod tests {
 		v.force_transport(t0, Transport::Tcp);
 		assert_eq!(
 			v.poll_action(),
-			Some(ViewerAction::Connect { conn: 2, transport: Transport::Tcp, start: Start::At(2) })
+			Some(ViewerAction::Connect {
+				conn: 2,
+				server: 0,
+				transport: Transport::Tcp,
+				start: Start::At(2),
+				switched_from: Some(Transport::Quic),
+			})
 		);
 		segs
 	}
@@ -1399,8 +1617,10 @@ mod tests {
 			v.poll_action(),
 			Some(ViewerAction::Connect {
 				conn: 1,
+				server: 0,
 				transport: Transport::Quic,
-				start: Start::Live { back: 2 }
+				start: Start::Live { back: 2 },
+				switched_from: None,
 			})
 		);
 		let segs = deliver_two_then_force_tcp(&mut v, t0, 6);
@@ -1519,11 +1739,230 @@ mod tests {
 		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 1, .. })));
 		assert_eq!(v.transport(), Some(Transport::Tcp));
 		feed(&mut v, t0, 2, &segs[6]);
-		let got: Vec<(u64, bool)> = std::iter::from_fn(|| v.poll_delivered())
-			.map(|d| (d.segment.sequence(), d.discontinuity))
-			.collect();
-		assert_eq!(got, (0..7).map(|s| (s, false)).collect::<Vec<_>>());
+		assert_eq!(sequences(&mut v), (0..7).map(|s| (s, false)).collect::<Vec<_>>());
 		assert_eq!(v.stats().buffer.skipped, 0);
+	}
+
+	fn server(n: u8) -> ServerAddrs {
+		ServerAddrs {
+			tcp: Some(format!("10.0.0.{n}:7700")),
+			quic: Some(format!("10.0.0.{n}:7701")),
+		}
+	}
+
+	/// A viewer over TCP only (no transport fallback in the way) knowing `servers`.
+	fn tcp_viewer(servers: Vec<ServerAddrs>) -> ViewerCore {
+		let mut c = ViewerConfig::new(1, origin().public());
+		c.start = Start::At(0);
+		c.controller.policy = TransportPolicy::Only(Transport::Tcp);
+		c.servers = servers;
+		ViewerCore::new(c)
+	}
+
+	/// The connects among the pending actions: (conn, server, start).
+	fn connects_to(v: &mut ViewerCore) -> Vec<(ConnId, usize, Start)> {
+		std::iter::from_fn(|| v.poll_action())
+			.filter_map(|a| match a {
+				ViewerAction::Connect { conn, server, start, .. } => Some((conn, server, start)),
+				ViewerAction::Close { .. } => None,
+			})
+			.collect()
+	}
+
+	fn full() -> Message {
+		Message::error(ErrorCode::Full, "server is full")
+	}
+
+	fn sequences(v: &mut ViewerCore) -> Vec<(u64, bool)> {
+		in_order(|| v.poll_delivered())
+	}
+
+	#[test]
+	fn redirect_moves_to_its_first_target_at_once() {
+		let t0 = Instant::now();
+		let mut v = tcp_viewer(vec![server(1), server(2)]);
+		v.start(t0);
+		assert_eq!(connects_to(&mut v), vec![(1, 0, Start::At(0))]);
+		// Refused, redirected to 3 (new) then 2 (known).
+		v.handle_message(t0, 1, Message::Redirect { servers: vec![server(3), server(2)] });
+		// The new target goes right after the current server; the first target is next.
+		assert_eq!(v.servers(), &[server(1), server(3), server(2)]);
+		assert_eq!(v.current_server(), 1);
+		assert_eq!(connects_to(&mut v), vec![(2, 1, Start::At(0))]);
+		// The Error that follows the Redirect changes nothing more.
+		v.handle_message(t0, 1, full());
+		assert_eq!(v.poll_action(), None);
+		assert_eq!(
+			v.poll_server_change(),
+			Some(ServerChange {
+				from: server(1),
+				to: server(3),
+				reason: ServerChangeReason::Redirected
+			})
+		);
+		assert_eq!(v.stats().server_changes, 1);
+		// The target plays.
+		v.handle_message(t0, 2, welcome());
+		feed(&mut v, t0, 2, &seg(0));
+		assert_eq!(sequences(&mut v), vec![(0, false)]);
+		assert_eq!(v.switches(), &[], "a move is not a transport switch");
+	}
+
+	#[test]
+	fn redirect_targets_are_bounded_and_only_valid_before_welcome() {
+		let t0 = Instant::now();
+		let mut c = ViewerConfig::new(1, origin().public());
+		c.servers = vec![server(1)];
+		c.max_servers = 2;
+		let mut v = ViewerCore::new(c);
+		v.start(t0);
+		v.poll_action();
+		v.handle_message(t0, 1, Message::Redirect { servers: vec![server(2), server(3)] });
+		assert_eq!(v.servers(), &[server(1), server(2)], "max_servers");
+		assert!(matches!(v.poll_action(), Some(ViewerAction::Close { conn: 1, .. })));
+		assert!(matches!(v.poll_action(), Some(ViewerAction::Connect { conn: 2, server: 1, .. })));
+		// Once welcomed, a Redirect is bad input from that server.
+		v.handle_message(t0, 2, welcome());
+		v.handle_message(t0, 2, Message::Redirect { servers: vec![server(1)] });
+		assert!(matches!(
+			v.poll_action(),
+			Some(ViewerAction::Close { conn: 2, code: Some(ErrorCode::UnexpectedMessage), .. })
+		));
+		assert_eq!(v.stats().rejected_connections, 1);
+		assert_eq!(v.current_server(), 1);
+	}
+
+	#[test]
+	fn full_without_redirect_moves_to_the_next_server_after_the_backoff() {
+		let t0 = Instant::now();
+		let mut v = tcp_viewer(vec![server(1), server(2)]);
+		v.start(t0);
+		connects_to(&mut v);
+		v.handle_message(t0, 1, full());
+		assert_eq!(connects_to(&mut v), vec![], "backoff first");
+		let at = v.poll_timeout().unwrap();
+		assert_eq!(at, t0 + Duration::from_millis(250));
+		v.handle_timeout(at);
+		assert_eq!(connects_to(&mut v), vec![(2, 1, Start::At(0))]);
+		assert_eq!(v.poll_server_change().unwrap().reason, ServerChangeReason::Full);
+		// The last one is full too: around to the first, the backoff doubled.
+		v.handle_message(at, 2, full());
+		assert_eq!(v.poll_timeout(), Some(at + Duration::from_millis(500)));
+		v.handle_timeout(at + Duration::from_millis(500));
+		assert_eq!(connects_to(&mut v), vec![(3, 0, Start::At(0))]);
+		assert_eq!(v.stats().server_changes, 2);
+	}
+
+	#[test]
+	fn failover_after_repeated_failures_continues_the_sequence_without_gap() {
+		let t0 = Instant::now();
+		let mut v = tcp_viewer(vec![server(1), server(2)]);
+		v.start(t0);
+		connects_to(&mut v);
+		// Server 1 plays 0..=2, then goes away: losing a connection that delivered is not a
+		// failed attempt.
+		v.handle_message(t0, 1, welcome());
+		for i in 0..3 {
+			feed(&mut v, t0, 1, &seg(i));
+		}
+		v.handle_message(t0, 1, Message::error(ErrorCode::Shutdown, "server shutting down"));
+		let mut now;
+		let mut tried = Vec::new();
+		for _ in 0..3 {
+			now = v.poll_timeout().expect("a reconnect is scheduled");
+			v.handle_timeout(now);
+			let c = connects_to(&mut v);
+			assert_eq!(c.len(), 1);
+			tried.push((c[0].1, c[0].2));
+			// Connection refused.
+			v.handle_closed(now, c[0].0, "connect failed: refused".into());
+		}
+		assert_eq!(tried, vec![(0, Start::At(3)); 3], "server 1, resuming at 3");
+		assert_eq!(
+			v.poll_server_change(),
+			Some(ServerChange {
+				from: server(1),
+				to: server(2),
+				reason: ServerChangeReason::Failover { attempts: 3 }
+			})
+		);
+		now = v.poll_timeout().unwrap();
+		v.handle_timeout(now);
+		let c = connects_to(&mut v);
+		assert_eq!(c, vec![(5, 1, Start::At(3))]);
+		// Server 2 holds the same stream: it sends from 3 on (and a stray copy of 2).
+		v.handle_message(now, 5, welcome());
+		for i in [2, 3, 4, 5] {
+			feed(&mut v, now, 5, &seg(i));
+		}
+		let got = sequences(&mut v);
+		assert_eq!(got, (0..6).map(|s| (s, false)).collect::<Vec<_>>());
+		let stats = v.stats();
+		assert_eq!((stats.buffer.skipped, stats.buffer.delivered), (0, 6));
+		assert_eq!(stats.server_changes, 1);
+	}
+
+	#[test]
+	fn failed_attempts_are_counted_per_server_and_cleared_by_a_segment() {
+		let t0 = Instant::now();
+		let mut v = tcp_viewer(vec![server(1), server(2)]);
+		v.start(t0);
+		connects_to(&mut v);
+		// Two failures, then a connection that plays: the count starts again.
+		v.handle_closed(t0, 1, "refused".into());
+		let mut now = v.poll_timeout().unwrap();
+		v.handle_timeout(now);
+		v.handle_closed(now, 2, "refused".into());
+		now = v.poll_timeout().unwrap();
+		v.handle_timeout(now);
+		assert_eq!(connects_to(&mut v), vec![(2, 0, Start::At(0)), (3, 0, Start::At(0))]);
+		v.handle_message(now, 3, welcome());
+		feed(&mut v, now, 3, &seg(0));
+		v.handle_closed(now, 3, "reset".into());
+		// Two more failures: still below failover_after (3) since the segment.
+		for _ in 0..2 {
+			now = v.poll_timeout().unwrap();
+			v.handle_timeout(now);
+			let c = connects_to(&mut v);
+			assert_eq!(c[0].1, 0);
+			v.handle_closed(now, c[0].0, "refused".into());
+		}
+		assert_eq!(v.poll_server_change(), None);
+		assert_eq!(v.current_server(), 0);
+	}
+
+	#[test]
+	fn a_switch_connection_tells_the_server_where_it_came_from() {
+		let t0 = Instant::now();
+		let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
+		v.start(t0);
+		assert!(matches!(
+			v.poll_action(),
+			Some(ViewerAction::Connect { switched_from: None, transport: Transport::Quic, .. })
+		));
+		// QUIC never connects: the fallback connection is a switch away from QUIC.
+		v.handle_timeout(t0 + secs(3));
+		let actions: Vec<_> = std::iter::from_fn(|| v.poll_action()).collect();
+		assert!(matches!(
+			actions[..],
+			[
+				ViewerAction::Close { conn: 1, .. },
+				ViewerAction::Connect {
+					conn: 2,
+					transport: Transport::Tcp,
+					switched_from: Some(Transport::Quic),
+					..
+				}
+			]
+		));
+		// A reconnect over the same transport is not a switch.
+		v.handle_message(t0 + secs(3), 2, welcome());
+		v.handle_closed(t0 + secs(4), 2, "reset".into());
+		v.handle_timeout(v.poll_timeout().unwrap());
+		assert!(matches!(
+			v.poll_action(),
+			Some(ViewerAction::Connect { conn: 3, switched_from: None, .. })
+		));
 	}
 
 	#[test]

@@ -138,7 +138,7 @@ async fn watch(config: P2pWatchConfig) -> (tokio::task::JoinHandle<Played>, libp
 					segments.push((sequence, discontinuity, data.concat()))
 				}
 				WatchEvent::Ended => break,
-				WatchEvent::Switched(_) => {}
+				WatchEvent::Switched(_) | WatchEvent::ServerChanged(_) => {}
 			}
 		}
 		let stats = handle.join().await.expect("viewer ends cleanly");
@@ -330,6 +330,17 @@ async fn a_viewer_admitted_directly_is_told_so_and_a_full_server_is_a_clear_erro
 			"{:?}",
 			r.err()
 		);
+		// The same server knowing another streamer names it before refusing.
+		let other =
+			dsp_streaming::protocol::ServerAddrs { tcp: Some("127.0.0.1:9".into()), quic: None };
+		full.set_redirect(vec![other.clone()]);
+		let r = p2p_watch::start(viewer_config(tcp(&full), 3), None).await;
+		assert!(
+			matches!(&r, Err(p2p_watch::P2pWatchError::Redirected(s)) if *s == vec![other]),
+			"{:?}",
+			r.err()
+		);
+		assert_eq!(full.stats().redirects, 1);
 		full.shutdown().await;
 	})
 	.await

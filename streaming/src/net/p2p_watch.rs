@@ -46,7 +46,9 @@ use crate::{
 		wire::{HaveSegment, Request, Response, DEFAULT_MAX_HAVE_SEGMENTS},
 		Millis, Source,
 	},
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, PROTOCOL_VERSION},
+	protocol::{
+		encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, PROTOCOL_VERSION,
+	},
 	segment::{verify_chunk, verify_end, verify_header, Segment, SegmentLimits},
 	viewer::{BufferStats, Delivered, Playlist, SegmentBuffer, Transport},
 };
@@ -199,6 +201,10 @@ pub enum P2pWatchError {
 	/// The server refused or closed the session (`Full`, `UnknownStream`, shutdown, …).
 	#[error("server closed: {0:?}: {1}")]
 	Closed(ErrorCode, String),
+	/// The server is full and named other streamers (`Redirect`, before its `Error { Full }`):
+	/// try them, the first first. The connection is closed.
+	#[error("server full; redirected to {} other streamers", .0.len())]
+	Redirected(Vec<ServerAddrs>),
 	/// The server broke the protocol or sent data that failed verification (a header not
 	/// signed by the origin, a chunk that does not match its header). The connection is closed
 	/// with an error frame.
@@ -340,6 +346,7 @@ pub async fn start(
 	match expect_message(&mut r, &mut dec, t).await? {
 		Message::Welcome { mode: AdmissionMode::P2p, .. } => {}
 		Message::Welcome { mode: AdmissionMode::Direct, .. } => return Err(P2pWatchError::Direct),
+		Message::Redirect { servers } => return Err(P2pWatchError::Redirected(servers)),
 		other => return Err(P2pWatchError::Protocol(format!("{} before welcome", other.kind()))),
 	}
 	let store = Arc::new(Store::new(config.stream, config.max_stored_segments));

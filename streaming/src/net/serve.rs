@@ -15,11 +15,12 @@ use crate::{
 		serving::ChunkSource,
 		tracker::{PassSigning, Tracker},
 	},
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role},
+	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, Transport},
 	segment::Segment,
 	server::{
-		Admission, AdmissionStats, Inserted, LiveWindow, ServerSession, SessionConfig,
-		SessionEvent, StreamTable, StreamTableConfig, WindowConfig,
+		Admission, AdmissionStats, Inserted, LiveWindow, RedirectList, ServerSession,
+		SessionConfig, SessionEvent, StreamTable, StreamTableConfig, WindowConfig,
+		DEFAULT_MAX_P2P_SESSIONS,
 	},
 };
 use bytes::Bytes;
@@ -80,6 +81,11 @@ pub struct ServeConfig {
 	/// Pass signing for P2P admission. `None` (default): viewers the capacity rule puts in
 	/// P2P mode are refused with `Full`.
 	pub p2p: Option<PassSigning>,
+	/// Most viewers admitted in P2P mode at once; further ones are refused with `Full` (and
+	/// redirected, see [`RunningServer::set_redirect`]). Default
+	/// [`DEFAULT_MAX_P2P_SESSIONS`] (10 000): each costs a header feed, seeded chunks and a
+	/// tracker entry.
+	pub max_p2p_sessions: u32,
 	/// Seed the swarm: a libp2p node that serves the live windows over `/dsp/p2p/1` to viewers
 	/// holding passes, and is the first peer every `Joined` lists. Used only with `p2p`.
 	/// Default `None`.
@@ -105,6 +111,7 @@ impl Default for ServeConfig {
 			quic_idle_timeout: Duration::from_secs(10),
 			udp_buffer: tls::DEFAULT_UDP_BUFFER,
 			p2p: None,
+			max_p2p_sessions: DEFAULT_MAX_P2P_SESSIONS,
 			p2p_seed: None,
 			seeding: SeedConfig::default(),
 		}
@@ -137,6 +144,22 @@ pub struct ServerStats {
 	pub sessions: SessionsByTransport,
 	/// Viewer passes signed since start (P2P admissions).
 	pub passes_issued: u64,
+	/// Refusals as full that carried a `Redirect` to other streamers, since start: viewers
+	/// refused by the capacity rule or the P2P cap, and TCP connections beyond
+	/// `max_connections` (refused before they say whether they are viewers).
+	pub redirects: u64,
+	/// Connections viewers opened to switch transport (`Switched`), since start.
+	pub switches: SwitchCounts,
+}
+
+/// Transport switches reported by viewers (`Switched` after `Subscribe`), by the transport of
+/// the connection that reported it: the one switched to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwitchCounts {
+	/// Switches to TCP (away from QUIC).
+	pub to_tcp: u64,
+	/// Switches to QUIC (away from TCP).
+	pub to_quic: u64,
 }
 
 /// Open viewer sessions per admission mode and transport.
@@ -231,6 +254,11 @@ struct Shared {
 	sessions: SessionCounters,
 	/// Session ids (the seeding rotation's member ids).
 	next_session: AtomicU64,
+	/// Other streamers refused viewers are sent to.
+	redirect: Mutex<RedirectList>,
+	redirects: AtomicU64,
+	/// `Switched` reports, indexed by the reporting connection's transport (TCP 0, QUIC 1).
+	switches: [AtomicU64; 2],
 }
 
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
@@ -240,6 +268,16 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 impl Shared {
 	fn table(&self) -> std::sync::MutexGuard<'_, StreamTable<Arc<StreamSlot>>> {
 		self.streams.lock().unwrap_or_else(|e| e.into_inner())
+	}
+
+	/// The `Redirect` list for one refused viewer (empty if no other streamer is known), and
+	/// counts it.
+	fn next_redirect(&self) -> Vec<ServerAddrs> {
+		let servers = self.redirect.lock().unwrap_or_else(|e| e.into_inner()).next_redirect();
+		if !servers.is_empty() {
+			self.redirects.fetch_add(1, Ordering::Relaxed);
+		}
+		servers
 	}
 
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
@@ -331,7 +369,11 @@ impl RunningServer {
 	pub async fn start(config: ServeConfig) -> io::Result<RunningServer> {
 		let recorder = config.record_dir.clone().map(Recorder::new).transpose()?;
 		let shared = Arc::new(Shared {
-			admission: Mutex::new(Admission::new(config.capacity).with_p2p(config.p2p.is_some())),
+			admission: Mutex::new(
+				Admission::new(config.capacity)
+					.with_p2p(config.p2p.is_some())
+					.with_max_p2p_sessions(config.max_p2p_sessions),
+			),
 			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
 			streams: Mutex::new(StreamTable::new(config.streams.clone())),
 			recorder,
@@ -344,6 +386,9 @@ impl RunningServer {
 			bytes_sent_p2p: AtomicU64::new(0),
 			sessions: SessionCounters::default(),
 			next_session: AtomicU64::new(0),
+			redirect: Mutex::new(RedirectList::default()),
+			redirects: AtomicU64::new(0),
+			switches: Default::default(),
 			config,
 		});
 		let mut p2p = None;
@@ -424,6 +469,22 @@ impl RunningServer {
 				.tracker
 				.as_ref()
 				.map_or(0, |t| t.lock().unwrap_or_else(|e| e.into_inner()).passes_issued()),
+			redirects: s.redirects.load(Ordering::Relaxed),
+			switches: SwitchCounts {
+				to_tcp: s.switches[0].load(Ordering::Relaxed),
+				to_quic: s.switches[1].load(Ordering::Relaxed),
+			},
+		}
+	}
+
+	/// Replaces the other streamers that viewers refused as full (capacity rule, P2P cap or
+	/// `max_connections`) are redirected to; the node calls it at every finalized block with
+	/// the registry's other streamers. An empty list: refusals carry no redirect. Entries over
+	/// the wire limits are left out (and logged).
+	pub fn set_redirect(&self, servers: Vec<ServerAddrs>) {
+		let bad = self.shared.redirect.lock().unwrap_or_else(|e| e.into_inner()).set(servers);
+		for s in bad {
+			warn!(server = %s, "redirect target over the wire limits; left out");
 		}
 	}
 
@@ -475,10 +536,18 @@ async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 	}
 }
 
-async fn refuse<W: AsyncWrite + Unpin>(mut w: W, peer: SocketAddr) {
-	warn!(%peer, "refused: max_connections reached");
-	let frame = encode_frame(&Message::error(ErrorCode::Full, "too many connections"));
-	let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&frame)).await;
+/// Refuses a TCP connection beyond `max_connections` without reading from it: `Redirect` (if
+/// other streamers are known) and `Error { Full }`, then close.
+async fn refuse<W: AsyncWrite + Unpin>(mut w: W, peer: SocketAddr, shared: Arc<Shared>) {
+	let servers = shared.next_redirect();
+	warn!(%peer, redirected = servers.len(), "refused: max_connections reached");
+	let mut frames = Vec::new();
+	if !servers.is_empty() {
+		frames.extend_from_slice(&encode_frame(&Message::Redirect { servers }));
+	}
+	frames
+		.extend_from_slice(&encode_frame(&Message::error(ErrorCode::Full, "too many connections")));
+	let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&frames)).await;
 	let _ = w.shutdown().await;
 }
 
@@ -502,7 +571,7 @@ async fn accept_tcp(
 			_ = shutdown.changed() => return,
 		};
 		let Ok(permit) = permits.clone().try_acquire_owned() else {
-			tokio::spawn(refuse(sock, peer));
+			tokio::spawn(refuse(sock, peer, shared.clone()));
 			continue;
 		};
 		let shared = shared.clone();
@@ -639,7 +708,20 @@ where
 					if let Some(mode) = admitted {
 						shared.sessions.slot(mode, transport).fetch_add(1, Ordering::Relaxed);
 					}
-					core.handle_admission(Instant::now(), r);
+					let redirect = match r {
+						Ok(_) => Vec::new(),
+						Err(_) => shared.next_redirect(),
+					};
+					if !redirect.is_empty() {
+						info!(%peer, transport, first = %redirect[0], servers = redirect.len(), "viewer refused as full; redirected");
+					}
+					core.handle_admission_or_redirect(Instant::now(), r, redirect);
+				}
+				SessionEvent::Switched { from } => {
+					let to = if transport == "quic" { Transport::Quic } else { Transport::Tcp };
+					shared.switches[usize::from(to == Transport::Quic)]
+						.fetch_add(1, Ordering::Relaxed);
+					info!(%peer, stream = ?stream_id, %from, %to, "viewer switched transport");
 				}
 				SessionEvent::JoinRequest { stream, viewer, peer: info } => {
 					role = "p2p";

@@ -3,10 +3,12 @@
 
 use super::{hls, read_message, tls, write_frames, ReadError};
 use crate::{
-	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	protocol::{
+		encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, Start, PROTOCOL_VERSION,
+	},
 	viewer::{
-		ConnId, Delivered, Playlist, Switch, Transport, ViewerAction, ViewerConfig, ViewerCore,
-		ViewerStats,
+		ConnId, Delivered, Playlist, ServerChange, Switch, Transport, ViewerAction, ViewerConfig,
+		ViewerCore, ViewerStats,
 	},
 };
 use bytes::Bytes;
@@ -26,16 +28,54 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+/// One streamer's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerAddr {
+	/// Its TCP address.
+	pub tcp: Option<SocketAddr>,
+	/// Its QUIC address.
+	pub quic: Option<SocketAddr>,
+}
+
+impl ServerAddr {
+	/// Groups endpoints into streamers, in order: an endpoint of a transport the current
+	/// streamer already has starts the next one (`tcp://a:1 quic://a:2 tcp://b:1` is a with
+	/// both transports, then b with TCP).
+	pub fn group(endpoints: &[super::Endpoint]) -> Vec<ServerAddr> {
+		fn slot(s: &mut ServerAddr, t: Transport) -> &mut Option<SocketAddr> {
+			match t {
+				Transport::Tcp => &mut s.tcp,
+				Transport::Quic => &mut s.quic,
+			}
+		}
+		let mut servers: Vec<ServerAddr> = Vec::new();
+		for e in endpoints {
+			if servers.last_mut().is_none_or(|s| slot(s, e.transport).is_some()) {
+				servers.push(ServerAddr::default());
+			}
+			*slot(servers.last_mut().expect("pushed if empty; qed"), e.transport) = Some(e.addr);
+		}
+		servers
+	}
+
+	/// The text form the viewer core and the wire's `Redirect` use.
+	pub fn to_text(&self) -> ServerAddrs {
+		ServerAddrs { tcp: self.tcp.map(|a| a.to_string()), quic: self.quic.map(|a| a.to_string()) }
+	}
+}
+
 /// Settings of a running viewer.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
-	/// Stream, origin key, limits and transport controller settings.
+	/// Stream, origin key, limits and transport controller settings. Its `servers` are
+	/// replaced by [`Self::servers`].
 	pub core: ViewerConfig,
-	/// The server's TCP address.
-	pub tcp: Option<SocketAddr>,
-	/// The server's QUIC address.
-	pub quic: Option<SocketAddr>,
-	/// How the QUIC server certificate is checked.
+	/// The streamers to watch from, most preferred first (at least one with an address). The
+	/// viewer starts with the first and moves on when one refuses it (following its
+	/// `Redirect`) or fails `core.failover_after` times in a row.
+	pub servers: Vec<ServerAddr>,
+	/// How the QUIC server certificate is checked (the same for every server: a pinned
+	/// fingerprint only fits one).
 	pub verification: tls::ServerVerification,
 	/// Interval of `Ping` frames (keep-alive and liveness). Default 1 s.
 	pub keepalive_interval: Duration,
@@ -58,8 +98,7 @@ impl WatchConfig {
 	pub fn new(core: ViewerConfig) -> Self {
 		Self {
 			core,
-			tcp: None,
-			quic: None,
+			servers: Vec::new(),
 			verification: tls::ServerVerification::InsecureSkip,
 			keepalive_interval: Duration::from_secs(1),
 			stats_interval: Duration::from_secs(1),
@@ -88,6 +127,8 @@ pub enum WatchEvent {
 	},
 	/// A transport switch completed.
 	Switched(Switch),
+	/// The viewer moved to another server (its next connections go there).
+	ServerChanged(ServerChange),
 	/// The stream ended and every segment was delivered.
 	Ended,
 }
@@ -131,21 +172,36 @@ enum ConnEvent {
 
 struct ConnCtx {
 	config: WatchConfig,
-	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
+	/// QUIC client endpoints, made on first use per address family (IPv4, IPv6): servers
+	/// learnt from redirects may be of either.
+	quic: Mutex<[Option<(quinn::Endpoint, quinn::ClientConfig)>; 2]>,
+}
+
+impl ConnCtx {
+	fn quic_client(
+		&self,
+		server: SocketAddr,
+	) -> io::Result<(quinn::Endpoint, quinn::ClientConfig)> {
+		let mut clients = self.quic.lock().unwrap_or_else(|e| e.into_inner());
+		let slot = &mut clients[usize::from(server.is_ipv6())];
+		if slot.is_none() {
+			let c = self.config.verification;
+			*slot = Some(super::quic_client(server, c, self.config.keepalive_interval)?);
+		}
+		Ok(slot.clone().expect("just set; qed"))
+	}
 }
 
 /// Starts a viewer. `events`, when given, receives every delivered segment (the viewer waits
 /// for the receiver: it is the player).
 pub async fn start(
-	config: WatchConfig,
+	mut config: WatchConfig,
 	events: Option<mpsc::Sender<WatchEvent>>,
 ) -> io::Result<WatchHandle> {
-	let quic = match config.quic {
-		Some(addr) => {
-			Some(super::quic_client(addr, config.verification, config.keepalive_interval)?)
-		}
-		None => None,
-	};
+	if !config.servers.iter().any(|s| s.tcp.is_some() || s.quic.is_some()) {
+		return Err(io::Error::new(io::ErrorKind::InvalidInput, "no server address"));
+	}
+	config.core.servers = config.servers.iter().map(ServerAddr::to_text).collect();
 	let playlist =
 		Arc::new(Mutex::new(Playlist::new(config.core.stream, config.playlist_segments)));
 	let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -160,7 +216,7 @@ pub async fn start(
 		std::fs::create_dir_all(dir)?;
 	}
 	let (control, control_rx) = mpsc::channel(8);
-	let ctx = Arc::new(ConnCtx { config, quic });
+	let ctx = Arc::new(ConnCtx { config, quic: Mutex::new([None, None]) });
 	let task = tokio::spawn(run(ctx, playlist, control_rx, events, shutdown_tx));
 	Ok(WatchHandle { gateway_url, control, task })
 }
@@ -197,14 +253,14 @@ async fn run(
 	loop {
 		while let Some(a) = core.poll_action() {
 			match a {
-				ViewerAction::Connect { conn, transport, start } => {
-					info!(conn, %transport, ?start, "connecting");
+				ViewerAction::Connect { conn, server, transport, start, switched_from } => {
+					let server = core.servers().get(server).cloned().unwrap_or_default();
+					info!(conn, %server, %transport, ?start, ?switched_from, "connecting");
 					let (close_tx, close_rx) = oneshot::channel();
 					let task = tokio::spawn(run_conn(
 						ctx.clone(),
 						conn,
-						transport,
-						start,
+						Target { server, transport, start, switched_from },
 						tx.clone(),
 						close_rx,
 					));
@@ -226,6 +282,12 @@ async fn run(
 						}
 					}
 				}
+			}
+		}
+		while let Some(c) = core.poll_server_change() {
+			info!(from = %c.from, to = %c.to, reason = ?c.reason, "moved to another server");
+			if let Some(ev) = &events {
+				let _ = ev.send(WatchEvent::ServerChanged(c)).await;
 			}
 		}
 		while let Some(s) = core.poll_switch() {
@@ -288,12 +350,14 @@ async fn run(
 				let kbps = (stats.media_bytes - b0) as f64 * 8.0 / 1000.0 / secs;
 				let buffered = playlist.lock().unwrap_or_else(|e| e.into_inner()).buffered_ms();
 				eprintln!(
-					"[dsp watch] transport={} bitrate={:.0}kbps buffer={:.1}s segments={} switches={} gaps={} duplicates={} rejected={}",
+					"[dsp watch] server={} transport={} bitrate={:.0}kbps buffer={:.1}s segments={} switches={} server_changes={} gaps={} duplicates={} rejected={}",
+					core.servers()[core.current_server()],
 					core.transport().map_or("-".to_string(), |t| t.to_string()),
 					kbps,
 					buffered as f64 / 1000.0,
 					stats.buffer.delivered,
 					core.switches().len(),
+					stats.server_changes,
 					stats.buffer.skipped,
 					stats.buffer.duplicates,
 					stats.rejected_connections,
@@ -322,22 +386,34 @@ fn deliver(config: &WatchConfig, playlist: &Mutex<Playlist>, d: &Delivered) {
 type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
 type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
 
+/// Where a connection goes and what it says after `Hello`.
+struct Target {
+	server: ServerAddrs,
+	transport: Transport,
+	start: Start,
+	switched_from: Option<Transport>,
+}
+
+/// Resolves the server's address for `transport` (configured servers are IP literals; those
+/// learnt from a `Redirect` may be names) and connects. A name that does not resolve fails
+/// like a refused connection: the viewer counts it as a failed attempt.
 async fn connect(
 	ctx: &ConnCtx,
+	server: &ServerAddrs,
 	transport: Transport,
 ) -> io::Result<(BoxRead, BoxWrite, Option<quinn::Connection>)> {
 	let no_addr = || io::Error::new(io::ErrorKind::NotFound, format!("no {transport} address"));
+	let text = server.get(transport).ok_or_else(no_addr)?;
+	let addr = tokio::net::lookup_host(text).await?.next().ok_or_else(no_addr)?;
 	match transport {
 		Transport::Tcp => {
-			let addr = ctx.config.tcp.ok_or_else(no_addr)?;
 			let sock = TcpStream::connect(addr).await?;
 			let _ = sock.set_nodelay(true);
 			let (r, w) = sock.into_split();
 			Ok((Box::new(r), Box::new(w), None))
 		}
 		Transport::Quic => {
-			let addr = ctx.config.quic.ok_or_else(no_addr)?;
-			let (endpoint, cfg) = ctx.quic.as_ref().ok_or_else(no_addr)?;
+			let (endpoint, cfg) = ctx.quic_client(addr)?;
 			let conn = endpoint
 				.connect_with(cfg.clone(), addr, tls::SERVER_NAME)
 				.map_err(io::Error::other)?
@@ -352,16 +428,16 @@ async fn connect(
 async fn run_conn(
 	ctx: Arc<ConnCtx>,
 	conn: ConnId,
-	transport: Transport,
-	start: Start,
+	target: Target,
 	tx: mpsc::Sender<ConnEvent>,
 	mut close: oneshot::Receiver<Option<(ErrorCode, String)>>,
 ) {
 	let cfg = &ctx.config;
 	let io_timeout = cfg.keepalive_interval * 5;
+	let Target { server, transport, start, switched_from } = target;
 	let result: Result<String, String> = async {
 		let (mut r, mut w, quic) = tokio::select! {
-			c = connect(&ctx, transport) => c.map_err(|e| format!("connect failed: {e}"))?,
+			c = connect(&ctx, &server, transport) => c.map_err(|e| format!("connect to {server} failed: {e}"))?,
 			_ = &mut close => return Ok("closed before connecting".to_string()),
 		};
 		let hello = Message::Hello {
@@ -370,9 +446,11 @@ async fn run_conn(
 			genesis_hash: cfg.core.genesis_hash,
 		};
 		let sub = Message::Subscribe { stream: cfg.core.stream, start };
-		write_frames(&mut w, &[encode_frame(&hello), encode_frame(&sub)], io_timeout)
-			.await
-			.map_err(|e| format!("write failed: {e}"))?;
+		let mut first = vec![encode_frame(&hello), encode_frame(&sub)];
+		if let Some(from) = switched_from {
+			first.push(encode_frame(&Message::Switched { from }));
+		}
+		write_frames(&mut w, &first, io_timeout).await.map_err(|e| format!("write failed: {e}"))?;
 		let mut dec = FrameDecoder::new(cfg.max_frame_len);
 		let mut ping = tokio::time::interval(cfg.keepalive_interval);
 		let mut stats = tokio::time::interval(cfg.stats_interval);
@@ -431,4 +509,32 @@ async fn run_conn(
 		}
 	};
 	let _ = tx.send(ConnEvent::Closed(conn, why)).await;
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn endpoints_group_into_streamers_in_order() {
+		let e = |s: &str| s.parse::<super::super::Endpoint>().unwrap();
+		let got = ServerAddr::group(&[
+			e("tcp://127.0.0.1:1"),
+			e("quic://127.0.0.1:2"),
+			e("tcp://127.0.0.2:1"),
+			e("tcp://127.0.0.3:1"),
+			e("quic://127.0.0.3:2"),
+		]);
+		let a = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+		assert_eq!(
+			got,
+			vec![
+				ServerAddr { tcp: a("127.0.0.1:1"), quic: a("127.0.0.1:2") },
+				ServerAddr { tcp: a("127.0.0.2:1"), quic: None },
+				ServerAddr { tcp: a("127.0.0.3:1"), quic: a("127.0.0.3:2") },
+			]
+		);
+		assert_eq!(got[1].to_text(), ServerAddrs { tcp: Some("127.0.0.2:1".into()), quic: None });
+		assert!(ServerAddr::group(&[]).is_empty());
+	}
 }

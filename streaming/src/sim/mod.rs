@@ -428,10 +428,14 @@ impl Simulation {
 			.net
 			.add_endpoint(self.cfg.viewer_up_kbps * 1000 / 8, self.cfg.viewer_down_kbps * 1000 / 8);
 		debug_assert_eq!(id as usize, self.viewers.len());
+		// Over the threshold means P2P mode, except at r = 0 ("no P2P": full at max_streams)
+		// and beyond the P2P session cap: a refused viewer does not take part.
+		let Ok(mode) = self.admission.try_admit() else {
+			self.viewers.push(None);
+			return;
+		};
 		self.tally.joins += 1;
 		let start = self.edge.saturating_sub(self.cfg.live_back);
-		// With P2P enabled the rule never refuses: over the threshold means P2P mode.
-		let mode = self.admission.try_admit().expect("P2P admission never refuses");
 		let role = match mode {
 			AdmissionMode::Direct => {
 				self.direct_members.insert(id);
@@ -834,6 +838,14 @@ mod tests {
 		assert_eq!((r.direct_end, r.p2p_end, r.p2p_bytes), (30, 0, 0), "{r}");
 		assert_eq!(r.incomplete_played, 0);
 		assert!(r.segments_played > 0);
+	}
+
+	#[test]
+	fn zero_rate_refuses_beyond_max_streams_works() {
+		let r = run(small(0.0, 50));
+		assert_eq!((r.direct_end, r.p2p_end, r.p2p_bytes), (40, 0, 0), "{r}");
+		assert!(r.refused >= 10, "{r}");
+		assert_eq!(r.incomplete_played, 0);
 	}
 
 	#[test]

@@ -22,6 +22,8 @@ pub struct RunReport {
 	pub direct_max: u32,
 	/// P2P sessions open at the end.
 	pub p2p_end: u32,
+	/// Viewers refused (r = 0 at `max_streams`, or the P2P session cap).
+	pub refused: u64,
 	/// New media bytes received by viewers.
 	pub delivered_bytes: u64,
 	/// Of those, from other viewers.
@@ -132,6 +134,7 @@ pub(super) fn build(
 		direct_end: adm.direct,
 		direct_max: t.direct_max,
 		p2p_end: adm.p2p,
+		refused: adm.refused,
 		delivered_bytes: t.delivered_bytes,
 		p2p_bytes: t.from_peer_bytes,
 		node_egress_bytes: t.node_egress_bytes,
@@ -164,8 +167,8 @@ impl fmt::Display for RunReport {
 	fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 		writeln!(
 			f,
-			"r = {:.2}: {} viewers, max_streams {}, threshold {}: direct {} at the end (max {}), p2p {}",
-			self.rate, self.viewers, self.max_streams, self.p2p_threshold, self.direct_end, self.direct_max, self.p2p_end
+			"r = {:.2}: {} viewers, max_streams {}, threshold {}: direct {} at the end (max {}), p2p {}, refused {}",
+			self.rate, self.viewers, self.max_streams, self.p2p_threshold, self.direct_end, self.direct_max, self.p2p_end, self.refused
 		)?;
 		writeln!(
 			f,

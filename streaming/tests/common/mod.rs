@@ -9,7 +9,7 @@ use dsp_streaming::{
 	net::{
 		publish::{PublishConfig, Publisher},
 		serve::{RunningServer, ServeConfig},
-		watch::{self, WatchConfig, WatchEvent, WatchHandle},
+		watch::{self, ServerAddr, WatchConfig, WatchEvent, WatchHandle},
 		Endpoint,
 	},
 	protocol::Start,
@@ -135,8 +135,7 @@ pub fn viewer_config(
 	core.start = Start::At(0);
 	core.controller.policy = policy;
 	let mut c = WatchConfig::new(core);
-	c.tcp = tcp;
-	c.quic = quic;
+	c.servers = vec![ServerAddr { tcp, quic }];
 	c.gateway = None;
 	c
 }
@@ -146,7 +145,10 @@ pub fn viewer_config(
 pub struct Received {
 	pub segments: Vec<(u64, bool, Vec<u8>, Option<Transport>)>,
 	pub switches: Vec<dsp_streaming::viewer::Switch>,
+	pub server_changes: Vec<dsp_streaming::viewer::ServerChange>,
 	pub ended: bool,
+	/// The viewer's counters when it stopped.
+	pub stats: dsp_streaming::viewer::ViewerStats,
 }
 
 impl Received {
@@ -183,13 +185,14 @@ where
 				}
 			}
 			WatchEvent::Switched(s) => got.switches.push(s),
+			WatchEvent::ServerChanged(c) => got.server_changes.push(c),
 			WatchEvent::Ended => {
 				got.ended = true;
 				break;
 			}
 		}
 	}
-	handle.stop().await;
+	got.stats = handle.stop().await;
 	got
 }
 
