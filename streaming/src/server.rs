@@ -623,6 +623,11 @@ pub struct SessionStats {
 	pub bytes_sent: u64,
 	/// Segments received from a publisher.
 	pub segments_received: u64,
+	/// P2P mode: chunk bytes (wire frames) of every segment whose header was sent, i.e. what
+	/// the viewer needs from somewhere to play them.
+	pub p2p_media_due: u64,
+	/// P2P mode: of that, chunk bytes the server sent itself (seeded chunks, `Fetch` answers).
+	pub p2p_chunk_bytes: u64,
 }
 
 /// One client connection, viewer or publisher. See the module docs for the call order.
@@ -971,6 +976,7 @@ impl ServerSession {
 			Some((header, chunk)) => {
 				self.stats.segments_sent += 1;
 				self.stats.bytes_sent += (header.len() + chunk.len()) as u64;
+				self.stats.p2p_chunk_bytes += chunk.len() as u64;
 				self.send(header);
 				self.send(chunk);
 			}
@@ -1025,10 +1031,12 @@ impl ServerSession {
 			next = seg.sequence() + 1;
 			self.stats.segments_sent += 1;
 			self.stats.bytes_sent += seg.frames[0].len() as u64;
+			self.stats.p2p_media_due += (seg.wire_len() - seg.frames[0].len()) as u64;
 			self.send(seg.frames[0].clone());
 			for index in seeded(seg) {
 				if let Some(frame) = seg.frames.get(1 + index as usize) {
 					self.stats.bytes_sent += frame.len() as u64;
+					self.stats.p2p_chunk_bytes += frame.len() as u64;
 					self.send(frame.clone());
 				}
 			}

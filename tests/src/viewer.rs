@@ -4,7 +4,9 @@
 use crate::pair;
 use dsp_primitives::AdmissionMode;
 use dsp_streaming::{
-	protocol::{encode_frame, FrameDecoder, Message, Role, Start, PROTOCOL_VERSION},
+	protocol::{
+		encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, Start, PROTOCOL_VERSION,
+	},
 	segment::{Assembled, Assembler, SegmentLimits},
 };
 use sp_core::Pair;
@@ -44,6 +46,31 @@ impl Viewer {
 			other => panic!("expected Welcome, got {other:?}"),
 		}
 		v
+	}
+
+	/// Connects to a worker expected to refuse the viewer: returns the streamers it redirects
+	/// to (empty without a `Redirect`) and the refusal's error code, read until it closes.
+	pub fn refused(addr: &str, genesis: [u8; 32]) -> (Vec<ServerAddrs>, ErrorCode) {
+		let mut socket = TcpStream::connect(addr).expect("worker accepts TCP");
+		socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+		let hello =
+			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: genesis };
+		socket.write_all(&encode_frame(&hello)).unwrap();
+		let mut decoder = FrameDecoder::new(1 << 20);
+		let mut redirect = Vec::new();
+		let mut buf = [0u8; 64 * 1024];
+		loop {
+			match decoder.next_message().expect("well-formed frames") {
+				Some(Message::Redirect { servers }) => redirect = servers,
+				Some(Message::Error { code, .. }) => return (redirect, code),
+				Some(other) => panic!("expected a refusal, got {other:?}"),
+				None => {
+					let n = socket.read(&mut buf).expect("worker answers");
+					assert!(n > 0, "worker closed without an Error");
+					decoder.push(&buf[..n]);
+				}
+			}
+		}
 	}
 
 	/// The next message.

@@ -1,6 +1,7 @@
 //! The streaming worker inside `dsp-node --dev`: the demo stream plays, capacity settings changed
 //! by extrinsic reach new admissions within a block without dropping anyone, the live load is
-//! visible over `dsp_liveLoad` and Prometheus, and chain state survives a restart.
+//! visible over `dsp_liveLoad` and Prometheus, and after a kill and restart on the same base
+//! path the chain state is there and a running `dsp watch` plays on.
 //!
 //! Needs ffmpeg for the demo stream (the test setup installs it); `DSP_SKIP_FFMPEG=1` skips.
 
@@ -9,7 +10,10 @@ use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
 use dsp_runtime::{Runtime, RuntimeCall};
 use pallet_dsp::Call as DspCall;
 use serde_json::json;
+use sp_core::Pair;
 use std::{
+	path::Path,
+	process::{Child, Command, Stdio},
 	sync::Arc,
 	time::{Duration, Instant},
 };
@@ -89,29 +93,87 @@ fn dev_node_serves_its_demo_stream_and_applies_new_capacity_within_a_block() {
 	});
 }
 
+/// Sequence numbers of the segments a `dsp watch --record` wrote so far.
+fn recorded(dir: &Path) -> Vec<u64> {
+	let mut seqs: Vec<u64> = std::fs::read_dir(dir)
+		.map(|d| {
+			d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".ts")?.parse().ok())
+				.collect()
+		})
+		.unwrap_or_default();
+	seqs.sort_unstable();
+	seqs
+}
+
+/// Kills the child process when dropped (a failing test leaves nothing behind).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+	fn drop(&mut self) {
+		let _ = self.0.kill();
+		let _ = self.0.wait();
+	}
+}
+
 #[test]
-fn chain_state_and_the_worker_come_back_after_a_restart() {
+fn chain_state_and_the_worker_come_back_after_a_restart_and_a_viewer_plays_on() {
 	if skip() {
 		return;
 	}
+	// Fixed worker ports, so that the restarted node is where the viewer left it.
+	let (tcp, quic) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+	let args = [
+		"--dev",
+		"--no-prometheus",
+		"--stream-tcp",
+		&tcp,
+		"--stream-quic",
+		&quic,
+		"--stream-p2p",
+		"none",
+	];
 	let base = Arc::new(tempfile::tempdir().unwrap());
-	let args = [&["--dev", "--no-prometheus"], &WORKER_ON_LOOPBACK[..]].concat();
 	let node = Node::start_at(base.clone(), &args);
 	node.wait_segments(1);
 	set_settings(&node, 10, 50);
 	let height = node.best_number();
+	let genesis = node.block_hash(0);
+
+	// A real viewer process: `dsp watch` over TCP, recording every segment it plays.
+	let record = tempfile::tempdir().unwrap();
+	let mut watch = KillOnDrop(
+		Command::new(dsp_binary())
+			.args(["watch", "--stream", "0", "--server", &format!("tcp://{tcp}")])
+			.args(["--origin-key", &hex::encode(pair("//Alice").public().0)])
+			.args(["--genesis", &hex::encode(genesis.as_bytes())])
+			.args(["--transport", "tcp", "--status-interval-secs", "0"])
+			.arg("--record")
+			.arg(record.path())
+			.stdout(Stdio::null())
+			.stderr(Stdio::null())
+			.spawn()
+			.expect("dsp watch starts"),
+	);
+	node.wait_for("the viewer to play two segments", Duration::from_secs(60), || {
+		(recorded(record.path()).len() >= 2).then_some(())
+	});
+	let before = *recorded(record.path()).last().unwrap();
 	drop(node); // killed
 
 	let started = Instant::now();
 	let node = Node::start_at(base, &args);
 	assert!(node.best_number() >= height, "chain state lost: #{} < #{height}", node.best_number());
-	let load = node.wait_segments(2);
+	assert_eq!(node.block_hash(0), genesis);
+	let load = node.wait_segments(1);
 	assert_eq!(load["settings"]["maxStreams"], 10, "{load}");
 	assert_eq!(load["settings"]["p2pThreshold"], 5, "{load}");
-	let genesis: [u8; 32] = node.block_hash(0).into();
-	let mut viewer = Viewer::connect(load["tcp"].as_str().unwrap(), genesis);
-	viewer.subscribe();
-	let s = viewer.segment();
-	assert_eq!(viewer.segment(), s + 1);
+
+	// The same viewer process reconnected by itself and plays what the restarted node serves.
+	node.wait_for("the viewer to play on after the restart", Duration::from_secs(90), || {
+		let after: Vec<u64> = recorded(record.path()).into_iter().filter(|&s| s > before).collect();
+		(after.len() >= 2).then_some(())
+	});
+	assert!(watch.0.try_wait().unwrap().is_none(), "dsp watch exited");
+	assert_eq!(node.live_load()["sessions"]["direct"], 1);
 	eprintln!("playback resumed {:?} after the restart", started.elapsed());
 }

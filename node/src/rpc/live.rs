@@ -37,6 +37,16 @@ pub struct SessionsByTransport {
 	pub p2p_quic: u64,
 }
 
+/// Viewer transport switches since start, by the transport switched to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Switches {
+	/// Switches to TCP (from QUIC).
+	pub to_tcp: u64,
+	/// Switches to QUIC (from TCP).
+	pub to_quic: u64,
+}
+
 /// The worker's live load.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +74,10 @@ pub struct LiveLoad {
 	pub passes_issued: u64,
 	/// Viewers refused since start.
 	pub refused: u64,
+	/// Of them, viewers sent the other registered streamers' endpoints (a redirect).
+	pub redirects: u64,
+	/// Transport switches viewers made since start.
+	pub switches: Switches,
 	/// Connections accepted since start.
 	pub connections: u64,
 	/// Connections closed with an error since start.
@@ -75,6 +89,11 @@ pub struct LiveLoad {
 	/// Of `bytes_sent`, bytes to viewers in P2P mode (headers, seeded chunks, urgent fetches):
 	/// the node's egress to its swarms.
 	pub bytes_sent_p2p: u64,
+	/// Of `bytes_sent`, bytes to viewers served directly.
+	pub bytes_sent_direct: u64,
+	/// Share of the media announced to P2P viewers that the node did not send them (so it came
+	/// from peers, or was not played); `null` before any P2P viewer got a segment.
+	pub p2p_share: Option<f64>,
 	/// Streams holding a live window.
 	pub streams_held: u64,
 }
@@ -99,11 +118,15 @@ impl From<crate::worker::LiveSnapshot> for LiveLoad {
 			},
 			passes_issued: stats.passes_issued,
 			refused: stats.admission.refused,
+			redirects: stats.redirects,
+			switches: Switches { to_tcp: stats.switches.to_tcp, to_quic: stats.switches.to_quic },
 			connections: stats.connections,
 			closed_with_error: stats.closed_with_error,
 			segments_stored: stats.segments_stored,
 			bytes_sent: stats.bytes_sent,
 			bytes_sent_p2p: stats.bytes_sent_p2p,
+			bytes_sent_direct: stats.bytes_sent.saturating_sub(stats.bytes_sent_p2p),
+			p2p_share: stats.p2p_share(),
 			streams_held: stats.streams_held as u64,
 		}
 	}

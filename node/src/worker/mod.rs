@@ -8,6 +8,9 @@
 //!   admissions at once (open sessions stay), and moves pass issuing to the current epoch.
 //! - **Streams**: origin keys come from the chain's stream registry
 //!   ([`registry::ChainRegistry`]) as of the latest finalized block; closed streams are refused.
+//! - **Redirects**: a viewer the worker cannot admit (direct sessions at the threshold and no
+//!   P2P left: `r` = 0, or the P2P cap) is sent the other registered streamers' endpoints
+//!   ([`registry::redirect_targets`], refreshed at every finalized block) before `Full`.
 //! - **Live load**: [`WorkerHandle`] is what the `dsp_liveLoad` RPC and the Prometheus gauges
 //!   read.
 //! - **Demo**: on development chains, [`demo`] feeds the genesis demo stream from ffmpeg.
@@ -41,7 +44,7 @@ use std::{
 	time::Duration,
 };
 use substrate_prometheus_endpoint::{
-	register, Gauge, GaugeVec, Opts, PrometheusError, Registry, U64,
+	register, Gauge, GaugeVec, Opts, PrometheusError, Registry, F64, U64,
 };
 
 /// Log target of the worker.
@@ -89,6 +92,11 @@ pub struct WorkerOptions {
 	/// Most concurrent connections to the worker (viewers and publishers).
 	#[arg(long, value_name = "N", default_value_t = 4096)]
 	pub stream_max_connections: usize,
+
+	/// Most viewers admitted in P2P mode at once; beyond it (and once direct sessions reach the
+	/// P2P threshold) viewers are redirected to other registered streamers.
+	#[arg(long, value_name = "N", default_value_t = dsp_streaming::server::DEFAULT_MAX_P2P_SESSIONS)]
+	pub stream_max_p2p_sessions: u32,
 }
 
 /// The worker's live state, shared with RPC and metrics.
@@ -222,6 +230,7 @@ pub fn start(
 	let genesis_hash: [u8; 32] = info.genesis_hash.into();
 	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
 	config.max_connections = options.stream_max_connections;
+	config.max_p2p_sessions = options.stream_max_p2p_sessions;
 	config.session.genesis_hash = genesis_hash;
 	config.session.origin_keys = Arc::new(OriginKeys {
 		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),
@@ -280,6 +289,10 @@ pub fn start(
 				log::info!(target: LOG, "swarm seed: {addr}/p2p/{}", node.peer_id);
 			}
 		}
+		match registry::redirect_targets(&client, client.info().finalized_hash, &account) {
+			Ok(targets) => server.set_redirect(targets),
+			Err(e) => log::warn!(target: LOG, "reading streamers: {e}"),
+		}
 		let _ = handle.0.server.set(server.clone());
 		// The demo publishes to the bound address (the configured port may be 0).
 		if let (Some(origin), Some(tcp)) = (demo, server.tcp_addr) {
@@ -321,6 +334,10 @@ async fn follow_chain(
 						*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(applied.clone());
 					}
 					Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
+				}
+				match registry::redirect_targets(&client, n.hash, &account) {
+					Ok(targets) => server.set_redirect(targets),
+					Err(e) => log::warn!(target: LOG, "reading streamers at {}: {e}", n.hash),
 				}
 			}
 			_ = tick.tick() => {
@@ -373,11 +390,14 @@ struct Metrics {
 	sessions_by_transport: GaugeVec<U64>,
 	passes_issued: Gauge<U64>,
 	refused: Gauge<U64>,
+	redirects: Gauge<U64>,
+	switches: GaugeVec<U64>,
 	connections: Gauge<U64>,
 	closed_with_error: Gauge<U64>,
 	segments_stored: Gauge<U64>,
 	bytes_sent: Gauge<U64>,
 	bytes_sent_p2p: Gauge<U64>,
+	p2p_share: Gauge<F64>,
 	max_streams: Gauge<U64>,
 	p2p_threshold: Gauge<U64>,
 	epoch: Gauge<U64>,
@@ -409,6 +429,20 @@ impl Metrics {
 				"Viewer passes signed since start",
 			)?,
 			refused: gauge("dsp_streaming_refused_total", "Viewers refused since start")?,
+			redirects: gauge(
+				"dsp_streaming_redirects_total",
+				"Refused viewers sent to other registered streamers since start",
+			)?,
+			switches: register(
+				GaugeVec::new(
+					Opts::new(
+						"dsp_streaming_switches_total",
+						"Viewer transport switches since start, by the transport switched to",
+					),
+					&["to"],
+				)?,
+				registry,
+			)?,
 			connections: gauge(
 				"dsp_streaming_connections_total",
 				"Connections accepted since start",
@@ -428,6 +462,14 @@ impl Metrics {
 			bytes_sent_p2p: gauge(
 				"dsp_streaming_bytes_sent_p2p_total",
 				"Bytes queued to viewers in P2P mode since start (headers, seeded chunks, fetches)",
+			)?,
+			p2p_share: register(
+				Gauge::new(
+					"dsp_streaming_p2p_share",
+					"Share of the media announced to P2P viewers that the node did not send them \
+					 (from peers); 0 before any",
+				)?,
+				registry,
 			)?,
 			max_streams: gauge("dsp_streaming_max_streams", "max_streams in force")?,
 			p2p_threshold: gauge(
@@ -452,11 +494,15 @@ impl Metrics {
 		}
 		self.passes_issued.set(stats.passes_issued);
 		self.refused.set(stats.admission.refused);
+		self.redirects.set(stats.redirects);
+		self.switches.with_label_values(&["tcp"]).set(stats.switches.to_tcp);
+		self.switches.with_label_values(&["quic"]).set(stats.switches.to_quic);
 		self.connections.set(stats.connections);
 		self.closed_with_error.set(stats.closed_with_error);
 		self.segments_stored.set(stats.segments_stored);
 		self.bytes_sent.set(stats.bytes_sent);
 		self.bytes_sent_p2p.set(stats.bytes_sent_p2p);
+		self.p2p_share.set(stats.p2p_share().unwrap_or(0.0));
 		self.max_streams.set(capacity.max_streams.into());
 		self.p2p_threshold.set(capacity.p2p_threshold().into());
 		self.epoch.set(epoch.into());

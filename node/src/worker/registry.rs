@@ -5,7 +5,7 @@ use crate::service::FullClient;
 use dsp_primitives::{CapacitySettings, EndpointsView, EpochIndex, PublicKey, StreamId};
 use dsp_runtime::{AccountId, Hash};
 use dsp_runtime_api::DspApi;
-use dsp_streaming::server::StreamDirectory;
+use dsp_streaming::{protocol::ServerAddrs, server::StreamDirectory};
 use sc_client_api::HeaderBackend;
 use sp_api::ProvideRuntimeApi;
 use std::{
@@ -119,4 +119,24 @@ const MAX_CACHED_STREAMS: usize = 8192;
 pub fn stream_bitrate(client: &FullClient, stream: StreamId) -> Option<u32> {
 	let at = client.info().finalized_hash;
 	client.runtime_api().stream(at, stream).ok().flatten().map(|s| s.bitrate_kbps)
+}
+
+/// The other registered streamers' direct endpoints at `at`, in registry order: where the
+/// worker redirects viewers it cannot admit. Streamers without a usable endpoint (none
+/// announced, not UTF-8, or over the wire limits) are left out.
+pub fn redirect_targets(
+	client: &FullClient,
+	at: Hash,
+	own: &AccountId,
+) -> Result<Vec<ServerAddrs>, sp_api::ApiError> {
+	let text =
+		|bytes: &[u8]| std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty()).map(str::to_owned);
+	Ok(client
+		.runtime_api()
+		.streamers(at)?
+		.into_iter()
+		.filter(|s| &s.account != own)
+		.map(|s| ServerAddrs { tcp: text(&s.endpoints.tcp), quic: text(&s.endpoints.quic) })
+		.filter(|a| (a.tcp.is_some() || a.quic.is_some()) && a.check().is_ok())
+		.collect())
 }

@@ -140,6 +140,11 @@ pub struct ServerStats {
 	/// Of `bytes_sent`, bytes queued to viewers admitted in P2P mode: headers, seeded chunks
 	/// and urgent `Fetch` answers (the node's egress to the swarm).
 	pub bytes_sent_p2p: u64,
+	/// Chunk bytes of every segment announced to P2P viewers (each viewer counted): what they
+	/// need to play. With [`Self::p2p_chunk_bytes_sent`] it gives [`Self::p2p_share`].
+	pub p2p_media_due: u64,
+	/// Of that, chunk bytes the server sent them itself (seeded chunks and urgent fetches).
+	pub p2p_chunk_bytes_sent: u64,
 	/// Open viewer sessions per mode and transport.
 	pub sessions: SessionsByTransport,
 	/// Viewer passes signed since start (P2P admissions).
@@ -160,6 +165,16 @@ pub struct SwitchCounts {
 	pub to_tcp: u64,
 	/// Switches to QUIC (away from TCP).
 	pub to_quic: u64,
+}
+
+impl ServerStats {
+	/// Share of the media announced to P2P viewers that the server did not send them itself,
+	/// i.e. that came from peers (an upper bound: media a viewer never played counts as from
+	/// peers too). `None` before any segment was announced in P2P mode.
+	pub fn p2p_share(&self) -> Option<f64> {
+		(self.p2p_media_due > 0)
+			.then(|| 1.0 - (self.p2p_chunk_bytes_sent as f64 / self.p2p_media_due as f64).min(1.0))
+	}
 }
 
 /// Open viewer sessions per admission mode and transport.
@@ -251,6 +266,8 @@ struct Shared {
 	streams_freed: AtomicU64,
 	vod_sessions: AtomicU64,
 	bytes_sent_p2p: AtomicU64,
+	p2p_media_due: AtomicU64,
+	p2p_chunk_bytes_sent: AtomicU64,
 	sessions: SessionCounters,
 	/// Session ids (the seeding rotation's member ids).
 	next_session: AtomicU64,
@@ -384,6 +401,8 @@ impl RunningServer {
 			streams_freed: AtomicU64::new(0),
 			vod_sessions: AtomicU64::new(0),
 			bytes_sent_p2p: AtomicU64::new(0),
+			p2p_media_due: AtomicU64::new(0),
+			p2p_chunk_bytes_sent: AtomicU64::new(0),
 			sessions: SessionCounters::default(),
 			next_session: AtomicU64::new(0),
 			redirect: Mutex::new(RedirectList::default()),
@@ -464,6 +483,8 @@ impl RunningServer {
 			streams_freed: s.streams_freed.load(Ordering::Relaxed),
 			vod_sessions: s.vod_sessions.load(Ordering::Relaxed),
 			bytes_sent_p2p: s.bytes_sent_p2p.load(Ordering::Relaxed),
+			p2p_media_due: s.p2p_media_due.load(Ordering::Relaxed),
+			p2p_chunk_bytes_sent: s.p2p_chunk_bytes_sent.load(Ordering::Relaxed),
 			sessions: s.sessions.snapshot(),
 			passes_issued: s
 				.tracker
@@ -693,6 +714,7 @@ where
 	let mut stream_id = None;
 	let mut writer_done = None;
 	let mut last_bytes_sent = 0;
+	let (mut last_media_due, mut last_chunk_bytes) = (0, 0);
 	let mut peer_closed = false;
 	let mut writer_gone = false;
 	let mut seen_version = u64::MAX;
@@ -941,10 +963,16 @@ where
 		{
 			core.close(ErrorCode::UnknownStream, "stream freed: ended, idle or never published");
 		}
-		let sent = core.stats().bytes_sent;
+		let stats = core.stats();
+		let sent = stats.bytes_sent;
 		shared.bytes_sent.fetch_add(sent - last_bytes_sent, Ordering::Relaxed);
 		if core.is_p2p() {
 			shared.bytes_sent_p2p.fetch_add(sent - last_bytes_sent, Ordering::Relaxed);
+			shared.p2p_media_due.fetch_add(stats.p2p_media_due - last_media_due, Ordering::Relaxed);
+			shared
+				.p2p_chunk_bytes_sent
+				.fetch_add(stats.p2p_chunk_bytes - last_chunk_bytes, Ordering::Relaxed);
+			(last_media_due, last_chunk_bytes) = (stats.p2p_media_due, stats.p2p_chunk_bytes);
 		}
 		last_bytes_sent = sent;
 
