@@ -138,12 +138,20 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 
 	tokio::time::sleep(WATCH).await;
 
-	let mut from_peers = 0;
+	// The node's estimate of the P2P share (media announced to P2P viewers that it did not
+	// send them), read while they play, against what the viewers themselves counted.
+	let node_share = node.live_load()["p2pShare"].as_f64().expect("P2P viewers got segments");
+	let (mut from_peers, mut from_node) = (0, 0);
 	for handle in swarm {
 		let stats = handle.stop().await.expect("P2P viewer ran without error");
 		assert!(stats.play.segments_played >= 5, "a P2P viewer played too little: {stats:?}");
 		from_peers += stats.scheduler.bytes_from_peers;
+		from_node += stats.scheduler.bytes_from_node;
 	}
+	let viewer_share = from_peers as f64 / (from_peers + from_node).max(1) as f64;
+	eprintln!("P2P share: node estimate {node_share:.3}, viewers' count {viewer_share:.3}");
+	assert!(node_share > 0.0 && node_share <= 1.0, "{node_share}");
+	assert!((node_share - viewer_share).abs() < 0.1, "node {node_share} viewers {viewer_share}");
 	stop.store(true, Ordering::Relaxed);
 	for t in direct {
 		assert!(t.join().expect("direct viewer") >= 5);
