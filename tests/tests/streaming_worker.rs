@@ -6,7 +6,7 @@
 //! Needs ffmpeg for the demo stream (the test setup installs it); `DSP_SKIP_FFMPEG=1` skips.
 
 use dsp_integration_tests::{viewer::Viewer, *};
-use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
+use dsp_primitives::{AdmissionMode, CapacitySettings, EndpointsView, Perbill};
 use dsp_runtime::{Runtime, RuntimeCall};
 use pallet_dsp::Call as DspCall;
 use serde_json::json;
@@ -176,4 +176,34 @@ fn chain_state_and_the_worker_come_back_after_a_restart_and_a_viewer_plays_on() 
 	assert!(watch.0.try_wait().unwrap().is_none(), "dsp watch exited");
 	assert_eq!(node.live_load()["sessions"]["direct"], 1);
 	eprintln!("playback resumed {:?} after the restart", started.elapsed());
+}
+
+#[test]
+fn an_unregistered_streamer_waits_and_starts_when_it_registers_by_extrinsic() {
+	// Charlie holds the streaming key but is no streamer at genesis, and no listen address is
+	// given: the node runs its chain and the worker waits for Charlie's record.
+	let node = Node::start(&["--dev", "--charlie", "--no-prometheus", "--no-demo"]);
+	assert_eq!(node.live_load()["running"], false);
+	assert!(node.log().contains("streaming worker waiting"), "{}", tail(&node.log(), 20));
+
+	let (tcp, quic) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+	let endpoints = EndpointsView {
+		tcp: tcp.clone().into_bytes(),
+		quic: quic.clone().into_bytes(),
+		p2p: Vec::new(),
+		rpc: format!("http://{}", node.rpc_addr).into_bytes(),
+	};
+	let call =
+		RuntimeCall::Dsp(DspCall::<Runtime>::register_streamer { endpoints, settings: None });
+	assert!(succeeded(&node.submit(&pair("//Charlie"), call)));
+	let load = node.wait_for("the worker to start", Duration::from_secs(30), || {
+		let load = node.live_load();
+		(load["running"] == true).then_some(load)
+	});
+	assert_eq!((load["tcp"].as_str(), load["quic"].as_str()), (Some(&*tcp), Some(&*quic)));
+	assert_eq!(load["registered"], true);
+	assert_eq!(load["streamer"], address(&pair("//Charlie")));
+	// It serves: a viewer is welcomed (stream 0 has no segments here, the admission is enough).
+	let viewer = Viewer::connect(&tcp, node.block_hash(0).into());
+	assert_eq!(viewer.mode, AdmissionMode::Direct);
 }

@@ -193,78 +193,61 @@ pub fn start(
 	};
 	let account = AccountId::from(pair.public());
 	let info = client.info();
+	let genesis_hash: [u8; 32] = info.genesis_hash.into();
 	let chain = registry::read_settings(&client, info.finalized_hash, &account)
 		.map_err(|e| format!("reading the streamer record: {e}"))?;
-	let endpoint = |field: fn(&dsp_primitives::EndpointsView) -> &Vec<u8>| {
-		chain.endpoints.as_ref().and_then(|e| std::str::from_utf8(field(e)).ok().map(str::to_owned))
+	// Usually the listen addresses are known now (options or the registered endpoints): then
+	// a bad option stops the node at once. A node that is still syncing, or whose account is
+	// not registered yet, waits for its record instead of stopping.
+	let ready = match listen_addrs(&options, &chain) {
+		(None, None) => {
+			log::warn!(
+				target: LOG,
+				"streaming worker waiting: {}",
+				no_address_reason(&account, &chain, info.finalized_number)
+			);
+			None
+		}
+		addrs => {
+			let config = serve_config(&client, &pair, &options, &chain, addrs, &ledger_dir)?;
+			Some((chain, config))
+		}
 	};
-	let tcp = match options.stream_tcp {
-		Some(a) => Some(a),
-		None => endpoint(|e| &e.tcp).and_then(|s| s.parse().ok()),
-	};
-	let quic = match options.stream_quic {
-		Some(a) => Some(a),
-		None => endpoint(|e| &e.quic).and_then(|s| s.parse().ok()),
-	};
-	if tcp.is_none() && quic.is_none() {
-		return Err(format!(
-			"streaming worker: no listen address. Account {account} is {} on chain; register \
-			 endpoints (dsp.registerStreamer) or pass --stream-tcp/--stream-quic, or run with \
-			 --no-streaming",
-			if chain.registered { "a streamer without usable endpoints" } else { "not a streamer" }
-		));
-	}
-	if !chain.registered {
-		log::warn!(
-			target: LOG,
-			"account {account} is not a registered streamer: using the chain's default \
-			 settings, and viewers will not find this node in the registry"
-		);
-	}
-	let p2p_listen = match options.stream_p2p.as_deref() {
-		Some("none") => None,
-		Some(m) => Some(m.to_owned()),
-		None => endpoint(|e| &e.p2p).filter(|s| !s.is_empty()),
-	};
-
-	let genesis_hash: [u8; 32] = info.genesis_hash.into();
-	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
-	config.max_connections = options.stream_max_connections;
-	config.max_p2p_sessions = options.stream_max_p2p_sessions;
-	config.session.genesis_hash = genesis_hash;
-	config.session.origin_keys = Arc::new(OriginKeys {
-		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),
-		..Default::default()
-	});
-	let mut tracker = TrackerConfig::new(genesis_hash, chain.epoch);
-	tracker.max_units_per_pass = options.pass_max_units;
-	tracker.max_streams = config.streams.max_streams;
-	if let Some(listen) = &p2p_listen {
-		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
-			b"dsp/p2p-identity".as_slice(),
-			pair.to_raw_vec(),
-		)));
-		let signers = PassSigners { default: vec![pair.public()], ..Default::default() };
-		let ledger = LedgerConfig::new(genesis_hash, pair.public().0, signers);
-		let mut seed = P2pConfig::loopback(secret, ledger);
-		seed.listen =
-			vec![listen.parse().map_err(|e| format!("bad P2P listen address {listen}: {e}"))?];
-		seed.ledger_dir = Some(ledger_dir);
-		config.p2p_seed = Some(seed);
-	}
-	config.p2p = Some(PassSigning { signer: pair.clone(), tracker });
 
 	let metrics = match &prometheus {
 		Some(registry) => Some(Metrics::register(registry).map_err(|e| e.to_string())?),
 		None => None,
 	};
 	let _ = handle.0.streamer.set(account.clone());
-	*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
 	let demo = dev_key_seed
 		.filter(|_| demo && !options.no_demo)
 		.and_then(|seed| sp_core::sr25519::Pair::from_string(&seed, None).ok());
 
 	Ok(Some(async move {
+		let (chain, config) = match ready {
+			Some(ready) => ready,
+			None => {
+				let Some(chain) = wait_for_listen_addrs(&client, &account, &options).await else {
+					return;
+				};
+				let addrs = listen_addrs(&options, &chain);
+				match serve_config(&client, &pair, &options, &chain, addrs, &ledger_dir) {
+					Ok(config) => (chain, config),
+					Err(e) => {
+						log::error!(target: LOG, "streaming worker cannot start: {e}");
+						return;
+					}
+				}
+			}
+		};
+		if !chain.registered {
+			log::warn!(
+				target: LOG,
+				"account {account} is not a registered streamer: using the chain's default \
+				 settings, and viewers will not find this node in the registry"
+			);
+		}
+		*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
 		let server = match RunningServer::start(config).await {
 			Ok(s) => Arc::new(s),
 			Err(e) => {
@@ -311,6 +294,109 @@ pub fn start(
 		}
 		follow_chain(client, server, account, chain, handle, metrics).await;
 	}))
+}
+
+/// TCP and QUIC listen addresses: the options', else the endpoints registered on chain.
+fn listen_addrs(
+	options: &WorkerOptions,
+	chain: &ChainSettings,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+	let registered = |field: fn(&dsp_primitives::EndpointsView) -> &Vec<u8>| {
+		chain.endpoints.as_ref().and_then(|e| std::str::from_utf8(field(e)).ok()?.parse().ok())
+	};
+	(
+		options.stream_tcp.or_else(|| registered(|e| &e.tcp)),
+		options.stream_quic.or_else(|| registered(|e| &e.quic)),
+	)
+}
+
+fn no_address_reason(account: &AccountId, chain: &ChainSettings, block: u32) -> String {
+	format!(
+		"no listen address: account {account} is {} at finalized block #{block} (still \
+		 syncing?). Register endpoints (dsp.registerStreamer), or pass \
+		 --stream-tcp/--stream-quic, or run with --no-streaming; the worker starts as soon as a \
+		 finalized block has them",
+		if chain.registered { "a streamer without usable endpoints" } else { "not a streamer" }
+	)
+}
+
+/// Follows finalized blocks until the node's streamer record gives a listen address; `None`
+/// if the node shuts down first. Repeats its warning every minute.
+async fn wait_for_listen_addrs(
+	client: &FullClient,
+	account: &AccountId,
+	options: &WorkerOptions,
+) -> Option<ChainSettings> {
+	let mut finalized = client.finality_notification_stream();
+	let mut warned = std::time::Instant::now();
+	loop {
+		let n = finalized.next().await?;
+		match registry::read_settings(client, n.hash, account) {
+			Ok(chain) if listen_addrs(options, &chain) != (None, None) => {
+				log::info!(target: LOG, "streamer record found at finalized block #{}", n.header.number);
+				return Some(chain);
+			}
+			Ok(chain) if warned.elapsed() >= Duration::from_secs(60) => {
+				warned = std::time::Instant::now();
+				log::warn!(
+					target: LOG,
+					"streaming worker waiting: {}",
+					no_address_reason(account, &chain, n.header.number)
+				);
+			}
+			Ok(_) => {}
+			Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
+		}
+	}
+}
+
+/// The server's configuration for `chain` as read at start (capacity, epoch, endpoints).
+fn serve_config(
+	client: &Arc<FullClient>,
+	pair: &sp_core::sr25519::Pair,
+	options: &WorkerOptions,
+	chain: &ChainSettings,
+	(tcp, quic): (Option<SocketAddr>, Option<SocketAddr>),
+	ledger_dir: &std::path::Path,
+) -> Result<ServeConfig, String> {
+	let registered_p2p = chain
+		.endpoints
+		.as_ref()
+		.and_then(|e| std::str::from_utf8(&e.p2p).ok())
+		.filter(|s| !s.is_empty())
+		.map(str::to_owned);
+	let p2p_listen = match options.stream_p2p.as_deref() {
+		Some("none") => None,
+		Some(m) => Some(m.to_owned()),
+		None => registered_p2p,
+	};
+	let genesis_hash: [u8; 32] = client.info().genesis_hash.into();
+	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
+	config.max_connections = options.stream_max_connections;
+	config.max_p2p_sessions = options.stream_max_p2p_sessions;
+	config.session.genesis_hash = genesis_hash;
+	config.session.origin_keys = Arc::new(OriginKeys {
+		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),
+		..Default::default()
+	});
+	let mut tracker = TrackerConfig::new(genesis_hash, chain.epoch);
+	tracker.max_units_per_pass = options.pass_max_units;
+	tracker.max_streams = config.streams.max_streams;
+	if let Some(listen) = &p2p_listen {
+		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
+			b"dsp/p2p-identity".as_slice(),
+			pair.to_raw_vec(),
+		)));
+		let signers = PassSigners { default: vec![pair.public()], ..Default::default() };
+		let ledger = LedgerConfig::new(genesis_hash, pair.public().0, signers);
+		let mut seed = P2pConfig::loopback(secret, ledger);
+		seed.listen =
+			vec![listen.parse().map_err(|e| format!("bad P2P listen address {listen}: {e}"))?];
+		seed.ledger_dir = Some(ledger_dir.to_path_buf());
+		config.p2p_seed = Some(seed);
+	}
+	config.p2p = Some(PassSigning { signer: pair.clone(), tracker });
+	Ok(config)
 }
 
 /// Applies every finalized block's settings and epoch; refreshes the metrics every second.
