@@ -870,6 +870,9 @@ async fn submit_claim(
 	ledger: &std::path::Path,
 ) -> anyhow::Result<()> {
 	use dsp_streaming::chain::extrinsic::{claim_call, signed_extrinsic};
+	/// Blocks a claim stays valid: unincluded by then, it is dead, and the next `dsp claim`
+	/// signs the receipts again (the ledger keeps them).
+	const CLAIM_LIFETIME_BLOCKS: u64 = 64;
 	runtime.check()?;
 	let seeder = signer.public().0;
 	let before = claimed_units(client, batch, &seeder).await?;
@@ -877,7 +880,8 @@ async fn submit_claim(
 	let claimable: u64 =
 		batch.iter().map(|i| i.receipt.payload.units).sum::<u64>().saturating_sub(before);
 	let nonce = client.next_nonce(&seeder).await?;
-	let xt = signed_extrinsic(signer, &claim_call(batch), nonce, runtime);
+	let lifetime = client.mortal_lifetime(CLAIM_LIFETIME_BLOCKS).await?;
+	let xt = signed_extrinsic(signer, &claim_call(batch), nonce, runtime, lifetime);
 	let hash = client.submit(&xt).await?;
 	client.wait_included(&seeder, nonce, Duration::from_secs(60)).await?;
 	let after = claimed_units(client, batch, &seeder).await?;

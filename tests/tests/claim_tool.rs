@@ -1,13 +1,13 @@
 //! The `dsp` tool's chain client against a real `dsp-node --dev`: its hand-encoded `claim` and
 //! `withdraw_credits` extrinsics decode as the runtime's own, are accepted, and pay exactly.
 
-use codec::Decode;
+use codec::{Decode, Encode};
 use dsp_integration_tests::*;
 use dsp_primitives::{ClaimItem, Receipt, Signed, ViewerPass};
 use dsp_runtime::{RuntimeCall, UncheckedExtrinsic};
 use dsp_streaming::chain::{
 	client::{ChainClient, ChainError},
-	extrinsic::{claim_call, signed_extrinsic, withdraw_credits_call},
+	extrinsic::{claim_call, signed_extrinsic, withdraw_credits_call, Lifetime},
 };
 use dsp_streaming::p2p::receipts::{LedgerConfig, PassSigners, SeederLedger};
 use pallet_dsp::Call as DspCall;
@@ -58,10 +58,19 @@ async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 	let items = vec![item(&v1, 300), item(&v2, 200)];
 
 	let nonce = client.account_nonce(&seeder).await.unwrap();
-	let xt = signed_extrinsic(&ferdie, &claim_call(&items), nonce, &runtime);
+	// Mortal: born at the finalized head, valid for 64 blocks on its fork.
+	let lifetime = client.mortal_lifetime(64).await.unwrap();
+	assert!(matches!(lifetime, Lifetime::Mortal { period: 64, .. }), "{lifetime:?}");
+	let xt = signed_extrinsic(&ferdie, &claim_call(&items), nonce, &runtime, lifetime);
 	// The bytes are the runtime's own extrinsic type, carrying exactly this call.
 	let decoded = UncheckedExtrinsic::decode(&mut &xt[..]).expect("decodes as the runtime's type");
 	assert_eq!(decoded.function, RuntimeCall::Dsp(DspCall::claim { items: items.clone() }));
+	// Its era is sp_runtime's own for that period and birth block.
+	let sp_runtime::generic::Preamble::Signed(_, _, extension) = &decoded.preamble else {
+		panic!("a signed extrinsic")
+	};
+	let Lifetime::Mortal { birth, .. } = lifetime else { unreachable!("checked above") };
+	assert_eq!(extension.4.encode(), sp_runtime::generic::Era::mortal(64, birth).encode());
 
 	client.submit(&xt).await.expect("claim accepted by the pool");
 	client.wait_included(&seeder, nonce, Duration::from_secs(30)).await.expect("included");
@@ -74,8 +83,8 @@ async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 
 	// Withdraw part of it.
 	let nonce = client.account_nonce(&seeder).await.unwrap();
-	let xt =
-		signed_extrinsic(&ferdie, &withdraw_credits_call(Some(100 * DEMO_PRICE)), nonce, &runtime);
+	let call = withdraw_credits_call(Some(100 * DEMO_PRICE));
+	let xt = signed_extrinsic(&ferdie, &call, nonce, &runtime, Lifetime::Immortal);
 	client.submit(&xt).await.unwrap();
 	client.wait_included(&seeder, nonce, Duration::from_secs(30)).await.unwrap();
 	let credits = client.credits(&seeder).await.unwrap();
@@ -83,7 +92,7 @@ async fn dsp_tool_claims_and_withdraws_credits_on_a_dev_node() {
 	assert_eq!(credits.earned_total, 500 * DEMO_PRICE);
 
 	// A stale nonce is refused by the node with a clear RPC error, and nothing is paid.
-	let stale = signed_extrinsic(&ferdie, &claim_call(&items), 0, &runtime);
+	let stale = signed_extrinsic(&ferdie, &claim_call(&items), 0, &runtime, Lifetime::Immortal);
 	match client.submit(&stale).await {
 		Err(ChainError::Rpc { method: "author_submitExtrinsic", source }) => {
 			assert!(source.to_string().contains("outdated"), "{source}")

@@ -169,7 +169,9 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 			let units: u64 = batch.iter().map(|i| i.receipt.payload.units).sum();
 			let account = v.public().0;
 			let nonce = chain.account_nonce(&account).await.unwrap();
-			chain.submit(&signed_extrinsic(v, &claim_call(&batch), nonce, &runtime)).await.unwrap();
+			let lifetime = chain.mortal_lifetime(64).await.unwrap();
+			let xt = signed_extrinsic(v, &claim_call(&batch), nonce, &runtime, lifetime);
+			chain.submit(&xt).await.unwrap();
 			chain.wait_included(&account, nonce, Duration::from_secs(30)).await.unwrap();
 			let credits = chain.credits(&account).await.unwrap();
 			assert_eq!(credits.units_total, units, "seeder paid for exactly its receipts");

@@ -3,7 +3,7 @@
 //! HTTP only, through the node's own JSON-RPC stack (`jsonrpsee`). Reads use the standard
 //! Substrate methods and the node's `dsp_*` methods; the one write is `author_submitExtrinsic`.
 
-use super::extrinsic::RuntimeInfo;
+use super::extrinsic::{Lifetime, RuntimeInfo};
 use dsp_primitives::{EpochIndex, Hash32, StreamId};
 use jsonrpsee_core::{client::ClientT, params::ArrayParams, rpc_params};
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
@@ -178,6 +178,21 @@ impl ChainClient {
 			reason: "AccountInfo shorter than a nonce".into(),
 		})?;
 		Ok(u32::from_le_bytes(nonce.try_into().expect("4 bytes")))
+	}
+
+	/// A [`Lifetime::mortal`] of `period` blocks born at the latest finalized block.
+	pub async fn mortal_lifetime(&self, period: u64) -> Result<Lifetime, ChainError> {
+		#[derive(Deserialize)]
+		struct Header {
+			number: String,
+		}
+		let hash: String = self.call("chain_getFinalizedHead", rpc_params![]).await?;
+		let header: Header = self.call("chain_getHeader", rpc_params![&hash]).await?;
+		let number =
+			u64::from_str_radix(header.number.trim_start_matches("0x"), 16).map_err(|e| {
+				ChainError::BadAnswer { method: "chain_getHeader", reason: e.to_string() }
+			})?;
+		Ok(Lifetime::mortal(period, number, parse_hash("chain_getFinalizedHead", &hash)?))
 	}
 
 	/// Submits a signed extrinsic; returns its hash. Not yet included when this returns.

@@ -32,6 +32,9 @@ const ADDRESS_ID: u8 = 0;
 const SIGNATURE_SR25519: u8 = 1;
 /// `Era::Immortal`.
 const ERA_IMMORTAL: u8 = 0;
+/// Longest mortal period [`Lifetime::mortal`] takes: up to it the era's phase is exact (longer
+/// periods are quantised by `sp_runtime`, which would move the birth block off the one signed).
+pub const MAX_MORTAL_PERIOD: u64 = 4096;
 /// `CheckMetadataHash` mode `Disabled`.
 const METADATA_HASH_DISABLED: u8 = 0;
 /// Signing payloads longer than this are hashed first (as `sp_runtime` does).
@@ -77,6 +80,56 @@ impl RuntimeInfo {
 	}
 }
 
+/// How long a signed extrinsic stays valid (its `CheckEra` extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+	/// Valid until its nonce is used. One that leaves the pool unincluded stays valid, so
+	/// anybody who kept it can still submit it later: prefer [`Lifetime::mortal`].
+	Immortal,
+	/// Valid in the `period` blocks from block number `birth`, whose hash is signed in (so it
+	/// is valid on that fork only).
+	Mortal {
+		/// Blocks it lives: a power of two in 4..=[`MAX_MORTAL_PERIOD`].
+		period: u64,
+		/// Number of the block it is born at.
+		birth: u64,
+		/// Hash of that block.
+		birth_hash: Hash32,
+	},
+}
+
+impl Lifetime {
+	/// Valid for about `period` blocks (rounded up to a power of two, then kept within
+	/// 4..=[`MAX_MORTAL_PERIOD`]) from block `birth` (use a finalized block: the extrinsic is
+	/// then valid on every fork that follows it).
+	pub fn mortal(period: u64, birth: u64, birth_hash: Hash32) -> Self {
+		let period = period.checked_next_power_of_two().unwrap_or(MAX_MORTAL_PERIOD);
+		Lifetime::Mortal { period: period.clamp(4, MAX_MORTAL_PERIOD), birth, birth_hash }
+	}
+
+	/// The `Era` as `sp_runtime` encodes it: one zero byte for immortal; for mortal, a
+	/// little-endian `u16` of `log2(period) - 1` in the low 4 bits and the phase
+	/// (`birth % period`) above them.
+	fn encode_era(&self) -> Vec<u8> {
+		match *self {
+			Lifetime::Immortal => vec![ERA_IMMORTAL],
+			Lifetime::Mortal { period, birth, .. } => {
+				let low = (period.trailing_zeros() as u64 - 1).clamp(1, 15);
+				let phase = birth % period;
+				((low | (phase << 4)) as u16).encode()
+			}
+		}
+	}
+
+	/// The block hash `CheckEra` signs in: the birth block's, genesis for immortal.
+	fn era_hash(&self, genesis_hash: Hash32) -> Hash32 {
+		match *self {
+			Lifetime::Immortal => genesis_hash,
+			Lifetime::Mortal { birth_hash, .. } => birth_hash,
+		}
+	}
+}
+
 /// The encoded call `Dsp::claim { items }`.
 pub fn claim_call(items: &[ClaimItem]) -> Vec<u8> {
 	let mut call = vec![DSP_PALLET_INDEX, CLAIM_CALL_INDEX];
@@ -91,27 +144,30 @@ pub fn withdraw_credits_call(amount: Option<u128>) -> Vec<u8> {
 	call
 }
 
-/// A signed, immortal, tip-free extrinsic carrying `call`, ready for `author_submitExtrinsic`.
+/// A signed, tip-free extrinsic carrying `call`, valid for `lifetime`, ready for
+/// `author_submitExtrinsic`.
 ///
 /// Extension data, in the runtime's order: `CheckNonZeroSender`, `CheckSpecVersion`,
-/// `CheckTxVersion`, `CheckGenesis`, `CheckEra` (immortal), `CheckNonce`, `CheckWeight`,
+/// `CheckTxVersion`, `CheckGenesis`, `CheckEra`, `CheckNonce`, `CheckWeight`,
 /// `ChargeTransactionPayment` (tip 0), `CheckMetadataHash` (disabled).
 pub fn signed_extrinsic(
 	signer: &sr25519::Pair,
 	call: &[u8],
 	nonce: u32,
 	runtime: &RuntimeInfo,
+	lifetime: Lifetime,
 ) -> Vec<u8> {
-	let explicit = (ERA_IMMORTAL, Compact(nonce), Compact(0u128), METADATA_HASH_DISABLED);
+	let mut explicit = lifetime.encode_era();
+	(Compact(nonce), Compact(0u128), METADATA_HASH_DISABLED).encode_to(&mut explicit);
 	let implicit = (
 		runtime.spec_version,
 		runtime.transaction_version,
 		runtime.genesis_hash,
-		runtime.genesis_hash, // the era's block: genesis for an immortal extrinsic
-		None::<Hash32>,       // no metadata hash
+		lifetime.era_hash(runtime.genesis_hash),
+		None::<Hash32>, // no metadata hash
 	);
 	let mut payload = call.to_vec();
-	explicit.encode_to(&mut payload);
+	payload.extend_from_slice(&explicit);
 	implicit.encode_to(&mut payload);
 	let signature = if payload.len() > MAX_UNHASHED_PAYLOAD {
 		signer.sign(&blake2_256(&payload))
@@ -123,7 +179,7 @@ pub fn signed_extrinsic(
 	body.extend_from_slice(&signer.public().0);
 	body.push(SIGNATURE_SR25519);
 	body.extend_from_slice(&signature.0);
-	explicit.encode_to(&mut body);
+	body.extend_from_slice(&explicit);
 	body.extend_from_slice(call);
 	let mut extrinsic = Compact(body.len() as u32).encode();
 	extrinsic.extend_from_slice(&body);
@@ -158,7 +214,7 @@ mod tests {
 		let pair = sr25519::Pair::from_string("//Bob", None).unwrap();
 		let call = withdraw_credits_call(Some(5));
 		assert_eq!(call, [7, 14, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-		let xt = signed_extrinsic(&pair, &call, 3, &runtime());
+		let xt = signed_extrinsic(&pair, &call, 3, &runtime(), Lifetime::Immortal);
 
 		let mut input = &xt[..];
 		let len = Compact::<u32>::decode(&mut input).unwrap().0 as usize;
@@ -184,10 +240,50 @@ mod tests {
 	}
 
 	#[test]
+	fn mortal_eras_encode_as_sp_runtime_does() {
+		// sp_runtime's own vector for Era::mortal(64, 42); the longest period has 11 (log2 4096
+		// minus one) in the low bits.
+		let era = |period, birth| Lifetime::mortal(period, birth, [0; 32]).encode_era();
+		assert_eq!(era(64, 42), vec![5 + 42 % 16 * 16, 42 / 16]);
+		assert_eq!(era(4096, 20000), ((11u64 | ((20000 % 4096) << 4)) as u16).encode());
+		// Periods are powers of two within 4..=4096.
+		assert_eq!(Lifetime::mortal(50, 7, [1; 32]), Lifetime::mortal(64, 7, [1; 32]));
+		assert!(matches!(Lifetime::mortal(1, 0, [0; 32]), Lifetime::Mortal { period: 4, .. }));
+		assert!(matches!(
+			Lifetime::mortal(u64::MAX, 0, [0; 32]),
+			Lifetime::Mortal { period: MAX_MORTAL_PERIOD, .. }
+		));
+		assert_eq!(Lifetime::Immortal.encode_era(), vec![0]);
+	}
+
+	#[test]
+	fn a_mortal_extrinsic_signs_its_birth_block() {
+		let pair = sr25519::Pair::from_string("//Bob", None).unwrap();
+		let call = withdraw_credits_call(None);
+		let lifetime = Lifetime::mortal(64, 1000, [9; 32]);
+		let xt = signed_extrinsic(&pair, &call, 1, &runtime(), lifetime);
+		let mut input = &xt[..];
+		Compact::<u32>::decode(&mut input).unwrap();
+		let signature = sr25519::Signature::from_raw(input[35..99].try_into().unwrap());
+		let mut explicit = lifetime.encode_era();
+		assert_eq!(&input[99..101], &explicit[..], "the era follows the signature");
+		(Compact(1u32), Compact(0u128), 0u8).encode_to(&mut explicit);
+		let signed = |era_block: [u8; 32]| {
+			let mut payload = call.clone();
+			payload.extend_from_slice(&explicit);
+			(100u32, TRANSACTION_VERSION, [7u8; 32], era_block, None::<Hash32>)
+				.encode_to(&mut payload);
+			sr25519::Pair::verify(&signature, &payload, &pair.public())
+		};
+		assert!(signed([9; 32]), "signed with the birth block's hash");
+		assert!(!signed([7; 32]), "not with genesis, as an immortal one would be");
+	}
+
+	#[test]
 	fn long_payloads_are_signed_by_hash() {
 		let pair = sr25519::Pair::from_string("//Bob", None).unwrap();
 		let call = vec![DSP_PALLET_INDEX, CLAIM_CALL_INDEX, 0].repeat(100);
-		let xt = signed_extrinsic(&pair, &call, 0, &runtime());
+		let xt = signed_extrinsic(&pair, &call, 0, &runtime(), Lifetime::Immortal);
 		let signature = sr25519::Signature::from_raw(
 			xt[xt.len() - call.len() - 4 - 64..][..64].try_into().unwrap(),
 		);
