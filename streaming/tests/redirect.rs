@@ -9,10 +9,12 @@ use dsp_primitives::{CapacitySettings, Perbill, Signed, StreamEnd};
 use dsp_streaming::{
 	net::{
 		publish::{PublishConfig, Publisher},
+		quic_client,
 		serve::{RunningServer, SwitchCounts},
+		tls::{ServerVerification, SERVER_NAME},
 		watch::ServerAddr,
 	},
-	protocol::{ErrorCode, Message, ServerAddrs},
+	protocol::{encode_frame, ErrorCode, Message, Role, ServerAddrs, PROTOCOL_VERSION},
 	viewer::{ServerChangeReason, Transport, TransportPolicy},
 };
 use std::{sync::Arc, time::Duration};
@@ -135,7 +137,7 @@ async fn connections_beyond_max_connections_are_redirected_too() {
 		let mut sock = tokio::net::TcpStream::connect(full.tcp_addr.unwrap()).await.unwrap();
 		let got = read_to_end(&mut sock).await;
 		assert_eq!(got.len(), 2, "{got:?}");
-		assert_eq!(got[0], Message::Redirect { servers: vec![other] });
+		assert_eq!(got[0], Message::Redirect { servers: vec![other.clone()] });
 		assert!(matches!(got[1], Message::Error { code: ErrorCode::Full, .. }));
 		assert_eq!(full.stats().redirects, 1);
 		// Without other streamers: only the error.
@@ -144,6 +146,21 @@ async fn connections_beyond_max_connections_are_redirected_too() {
 		let got = read_to_end(&mut sock).await;
 		assert!(matches!(got[..], [Message::Error { code: ErrorCode::Full, .. }]), "{got:?}");
 		assert_eq!(full.stats().redirects, 1);
+		// Over QUIC too: the handshake completes and the client's stream gets the same answer.
+		full.set_redirect(vec![other.clone()]);
+		let server = full.quic_addr.unwrap();
+		let (endpoint, cfg) =
+			quic_client(server, ServerVerification::InsecureSkip, Duration::from_secs(1)).unwrap();
+		let conn = endpoint.connect_with(cfg, server, SERVER_NAME).unwrap().await.unwrap();
+		let (mut send, mut recv) = conn.open_bi().await.unwrap();
+		let hello =
+			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: [0; 32] };
+		send.write_all(&encode_frame(&hello)).await.unwrap();
+		let got = read_to_end(&mut recv).await;
+		assert_eq!(got.len(), 2, "{got:?}");
+		assert_eq!(got[0], Message::Redirect { servers: vec![other] });
+		assert!(matches!(got[1], Message::Error { code: ErrorCode::Full, .. }));
+		assert_eq!(full.stats().redirects, 2);
 		full.shutdown().await;
 	})
 	.await

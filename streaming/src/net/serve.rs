@@ -424,6 +424,7 @@ impl RunningServer {
 		}
 		let (shutdown, _) = watch::channel(false);
 		let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+		let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
 		let identity = tls::ServerIdentity::self_signed()?;
 		let mut tasks = Vec::new();
 		tasks.push(tokio::spawn(sweep(shared.clone(), shutdown.subscribe())));
@@ -435,6 +436,7 @@ impl RunningServer {
 				listener,
 				shared.clone(),
 				permits.clone(),
+				refusals.clone(),
 				shutdown.subscribe(),
 			)));
 		}
@@ -448,6 +450,7 @@ impl RunningServer {
 				endpoint.clone(),
 				shared.clone(),
 				permits,
+				refusals,
 				shutdown.subscribe(),
 			)));
 			quic = Some(endpoint);
@@ -559,6 +562,42 @@ async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 
 /// Refuses a TCP connection beyond `max_connections` without reading from it: `Redirect` (if
 /// other streamers are known) and `Error { Full }`, then close.
+/// Connections beyond `max_connections` being told so (`Redirect`, `Full`) at once; beyond
+/// this many, further ones are dropped without a word, so a flood costs at most this many
+/// small tasks.
+const MAX_PENDING_REFUSALS: usize = 64;
+/// How long one refusal may take (QUIC handshake, the client's stream, the frames).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `refusal` under a refusal permit, or drops the connection if none is left.
+fn spawn_refusal(
+	refusals: &Arc<Semaphore>,
+	refusal: impl std::future::Future<Output = ()> + Send + 'static,
+	peer: SocketAddr,
+) -> bool {
+	let Ok(permit) = refusals.clone().try_acquire_owned() else {
+		debug!(%peer, "dropped: max_connections reached and too many refusals under way");
+		return false;
+	};
+	tokio::spawn(async move {
+		let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
+		drop(permit);
+	});
+	true
+}
+
+/// A QUIC client beyond `max_connections`: completes the handshake, waits for its stream and
+/// answers on it like [`refuse`] does over TCP.
+async fn refuse_quic(incoming: quinn::Incoming, shared: Arc<Shared>) {
+	let peer = incoming.remote_address();
+	let Ok(conn) = incoming.await else { return };
+	let Ok((mut send, _recv)) = conn.accept_bi().await else { return };
+	refuse(&mut send, peer, shared).await;
+	// Let the frames reach the peer before the connection closes.
+	let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+	conn.close(0u32.into(), b"full");
+}
+
 async fn refuse<W: AsyncWrite + Unpin>(mut w: W, peer: SocketAddr, shared: Arc<Shared>) {
 	let servers = shared.next_redirect();
 	warn!(%peer, redirected = servers.len(), "refused: max_connections reached");
@@ -576,6 +615,7 @@ async fn accept_tcp(
 	listener: TcpListener,
 	shared: Arc<Shared>,
 	permits: Arc<Semaphore>,
+	refusals: Arc<Semaphore>,
 	mut shutdown: watch::Receiver<bool>,
 ) {
 	loop {
@@ -592,7 +632,7 @@ async fn accept_tcp(
 			_ = shutdown.changed() => return,
 		};
 		let Ok(permit) = permits.clone().try_acquire_owned() else {
-			tokio::spawn(refuse(sock, peer, shared.clone()));
+			spawn_refusal(&refusals, refuse(sock, peer, shared.clone()), peer);
 			continue;
 		};
 		let shared = shared.clone();
@@ -612,6 +652,7 @@ async fn accept_quic(
 	endpoint: quinn::Endpoint,
 	shared: Arc<Shared>,
 	permits: Arc<Semaphore>,
+	refusals: Arc<Semaphore>,
 	mut shutdown: watch::Receiver<bool>,
 ) {
 	loop {
@@ -620,8 +661,15 @@ async fn accept_quic(
 			_ = shutdown.changed() => return,
 		};
 		let Ok(permit) = permits.clone().try_acquire_owned() else {
-			warn!(peer = %incoming.remote_address(), "refused: max_connections reached");
-			incoming.refuse();
+			let peer = incoming.remote_address();
+			// Checked before `incoming` is moved into the refusal; should the TCP loop take the
+			// last permit in between, the connection is dropped unanswered instead.
+			if refusals.available_permits() == 0 {
+				debug!(%peer, "refused in the handshake: too many refusals under way");
+				incoming.refuse();
+			} else {
+				spawn_refusal(&refusals, refuse_quic(incoming, shared.clone()), peer);
+			}
 			continue;
 		};
 		let shared = shared.clone();
