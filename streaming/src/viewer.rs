@@ -195,6 +195,8 @@ pub struct TransportController {
 	active: Option<Conn>,
 	candidate: Option<(Conn, SwitchReason)>,
 	retry: Option<(Instant, Transport, SwitchReason)>,
+	/// When the reconnect in `retry` was scheduled (the failure that caused it).
+	retry_scheduled_at: Option<Instant>,
 	/// Transport of the connection that failed, while a reconnect waits in `retry`.
 	pending_from: Option<Transport>,
 	failures_in_a_row: u32,
@@ -217,6 +219,7 @@ impl TransportController {
 			active: None,
 			candidate: None,
 			retry: None,
+			retry_scheduled_at: None,
 			pending_from: None,
 			failures_in_a_row: 0,
 			failed_attempts: 0,
@@ -258,6 +261,16 @@ impl TransportController {
 	/// reconnect backoff is kept: moving does not make a dead network cheaper to probe.
 	pub fn reset_failed_attempts(&mut self) {
 		self.failed_attempts = 0;
+	}
+
+	/// A reconnect waiting for its backoff goes at once (at the time of the failure that
+	/// scheduled it): the viewer moved away from a server that kept failing, and the first
+	/// attempt at the new one should not pay for the old one's failures. The backoff itself
+	/// keeps growing, so a viewer whose servers all fail still slows down.
+	pub fn retry_now(&mut self) {
+		if let (Some(retry), Some(at)) = (self.retry.as_mut(), self.retry_scheduled_at) {
+			retry.0 = retry.0.min(at);
+		}
 	}
 
 	/// Whether `conn` is the active connection (not a switch candidate).
@@ -356,6 +369,7 @@ impl TransportController {
 			let delay =
 				(self.config.retry_backoff * 2u32.pow(shift)).min(self.config.max_retry_backoff);
 			self.retry = Some((now + delay, to, reason));
+			self.retry_scheduled_at = Some(now);
 			self.pending_from = Some(from);
 		}
 	}
@@ -1023,7 +1037,11 @@ impl ViewerCore {
 	fn pump(&mut self) {
 		let attempts = self.controller.failed_attempts();
 		if attempts >= self.config.failover_after.max(1) {
+			let before = self.current;
 			self.move_to(self.next_server(), ServerChangeReason::Failover { attempts });
+			if self.current != before {
+				self.controller.retry_now();
+			}
 		}
 		if self.buffer.is_ended() {
 			while self.controller.poll_action().is_some() {}
@@ -1866,7 +1884,7 @@ mod tests {
 			feed(&mut v, t0, 1, &seg(i));
 		}
 		v.handle_message(t0, 1, Message::error(ErrorCode::Shutdown, "server shutting down"));
-		let mut now;
+		let mut now = t0;
 		let mut tried = Vec::new();
 		for _ in 0..3 {
 			now = v.poll_timeout().expect("a reconnect is scheduled");
@@ -1886,7 +1904,8 @@ mod tests {
 				reason: ServerChangeReason::Failover { attempts: 3 }
 			})
 		);
-		now = v.poll_timeout().unwrap();
+		// The first attempt at server 2 does not wait for the backoff server 1 earned.
+		assert_eq!(v.poll_timeout(), Some(now), "server 2 is tried at once");
 		v.handle_timeout(now);
 		let c = connects_to(&mut v);
 		assert_eq!(c, vec![(5, 1, Start::At(3))]);
