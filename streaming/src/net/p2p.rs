@@ -32,7 +32,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use tokio::{
-	sync::{mpsc, oneshot},
+	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
 };
 use tracing::{debug, info, warn};
@@ -167,6 +167,11 @@ enum Pending {
 }
 
 /// Commands queued to the driver. Callers wait on the bounded channel rather than grow it.
+///
+/// A task that keeps several such calls open at once (a `FuturesUnordered` of requests) must
+/// not also await a call outside of them: once the queue is full, freed places go to the
+/// waiting calls in order, and a waiting call that is not polled keeps its place without
+/// sending, so the outside call can wait forever. [`P2pNode::latest_stats`] needs no place.
 const COMMAND_QUEUE: usize = 64;
 
 /// A running P2P node. Dropping it stops the driver, which saves a changed ledger first; call
@@ -178,6 +183,8 @@ pub struct P2pNode {
 	pub listen_addrs: Vec<Multiaddr>,
 	commands: mpsc::Sender<Command>,
 	events: mpsc::Receiver<ServingEvent>,
+	/// The serving counters as the driver last published them.
+	stats: watch::Receiver<ServingStats>,
 	task: JoinHandle<()>,
 }
 
@@ -224,6 +231,7 @@ impl P2pNode {
 		let started = Instant::now();
 		let upload =
 			config.upload.as_ref().map(|u| UploadCap::new(0, u.bytes_per_sec, u.burst_bytes));
+		let (stats_tx, stats) = watch::channel(ServingStats::default());
 		let driver = Driver {
 			swarm,
 			upload,
@@ -233,10 +241,11 @@ impl P2pNode {
 			source,
 			pending: HashMap::new(),
 			events: events_tx,
+			stats: stats_tx,
 			ledger_dir: config.ledger_dir.clone(),
 		};
 		let task = tokio::spawn(driver.run(rx, config.ledger_save_interval));
-		Ok(P2pNode { peer_id, listen_addrs, commands, events, task })
+		Ok(P2pNode { peer_id, listen_addrs, commands, events, stats, task })
 	}
 
 	async fn call<T>(
@@ -284,9 +293,17 @@ impl P2pNode {
 		self.call(|tx| Command::IsBanned(peer, tx)).await
 	}
 
-	/// Serving counters.
+	/// Serving counters, after every command sent before this one (a round trip through the
+	/// command queue: it waits while the queue is full).
 	pub async fn stats(&self) -> Result<ServingStats, P2pError> {
 		self.call(Command::Stats).await
+	}
+
+	/// Serving counters as the driver published them after its latest event or command. Never
+	/// waits: for a loop that must stay responsive however busy the node is (see
+	/// [`COMMAND_QUEUE`]).
+	pub fn latest_stats(&self) -> ServingStats {
+		*self.stats.borrow()
 	}
 
 	/// Saves the receipt ledger to `dir` (atomically, see [`SeederLedger::save`]).
@@ -348,6 +365,7 @@ struct Driver<S> {
 	source: Arc<S>,
 	pending: HashMap<OutboundRequestId, Pending>,
 	events: mpsc::Sender<ServingEvent>,
+	stats: watch::Sender<ServingStats>,
 	ledger_dir: Option<PathBuf>,
 }
 
@@ -364,6 +382,8 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				_ = save.tick(), if self.ledger_dir.is_some() => self.save_ledger().await,
 			}
 			self.apply_serving_events();
+			let now = self.serving.stats();
+			self.stats.send_if_modified(|s| std::mem::replace(s, now) != now);
 		}
 	}
 
@@ -558,5 +578,47 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 				debug!("p2p event buffer full or closed; event dropped");
 			}
 		}
+	}
+}
+
+#[cfg(test)]
+impl P2pNode {
+	/// A node without a swarm, for tests of what drives it: its driver takes no command for
+	/// `stall` (a node starved of CPU, its queue filling up), then answers every request with a
+	/// transport failure and every other query with defaults, until the handle is dropped.
+	pub(crate) fn stalled(peer_id: PeerId, stall: Duration) -> P2pNode {
+		let (commands, mut rx) = mpsc::channel(COMMAND_QUEUE);
+		let (events_tx, events) = mpsc::channel(1);
+		let (stats_tx, stats) = watch::channel(ServingStats::default());
+		let task = tokio::spawn(async move {
+			// Open while the node runs, as a real driver's.
+			let _open = (events_tx, stats_tx);
+			tokio::time::sleep(stall).await;
+			while let Some(cmd) = rx.recv().await {
+				let failed = || P2pError::Outbound("stalled test node".into());
+				match cmd {
+					Command::Request { reply, .. } => {
+						let _ = reply.send(Err(failed()));
+					}
+					Command::FetchChunk { reply, .. } => {
+						let _ = reply.send(Err(failed()));
+					}
+					Command::IsBanned(_, tx) => {
+						let _ = tx.send(false);
+					}
+					Command::Stats(tx) => {
+						let _ = tx.send(ServingStats::default());
+					}
+					Command::SaveLedger(_, tx) => {
+						let _ = tx.send(Ok(()));
+					}
+					Command::PruneLedger(_, tx) => {
+						let _ = tx.send(0);
+					}
+					Command::Ban(..) | Command::Epoch(_) => {}
+				}
+			}
+		});
+		P2pNode { peer_id, listen_addrs: Vec::new(), commands, events, stats, task }
 	}
 }

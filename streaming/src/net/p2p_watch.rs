@@ -63,13 +63,14 @@ use std::{
 	io,
 	net::SocketAddr,
 	sync::{Arc, Mutex},
-	time::{Duration, Instant},
+	time::Duration,
 };
 use tokio::{
 	io::{AsyncRead, AsyncWrite},
 	net::{TcpListener, TcpStream},
 	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
+	time::Instant,
 };
 use tracing::{debug, info, warn};
 
@@ -324,7 +325,8 @@ async fn expect_message(
 }
 
 /// Connects, joins the swarm and starts the viewer. `events`, when given, receives every
-/// segment handed to the player, like [`crate::net::watch::start`]'s.
+/// segment handed to the player, like [`crate::net::watch::start`]'s; it must be drained (the
+/// viewer waits for it, and takes neither pings nor stop meanwhile).
 pub async fn start(
 	config: P2pWatchConfig,
 	events: Option<mpsc::Sender<WatchEvent>>,
@@ -391,50 +393,13 @@ pub async fn start(
 	let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
 	let writer = tokio::spawn(write_loop(w, out_rx, config.keepalive_interval * 5));
 	let reader = tokio::spawn(read_loop(r, dec, inbound_tx));
-	let (stats_tx, stats) = watch::channel(P2pWatchStats::default());
-	let (stop_tx, stop_rx) = oneshot::channel();
-	let book = ReceiptBook::new(
-		crate::p2p::receipts::BookConfig {
-			genesis_hash: config.genesis_hash,
-			stream: config.stream,
-			max_seeders: crate::p2p::receipts::DEFAULT_MAX_SEEDERS,
-		},
-		config.viewer.clone(),
-	);
-	let start = Instant::now();
-	let mut driver = Driver {
-		now_origin: start,
-		start_at: Some(start + config.start_delay),
-		config,
-		node,
-		me,
-		pass: pass.clone(),
-		out,
-		store,
-		scheduler: None,
-		neighbours: HashMap::new(),
-		seeders: BTreeMap::new(),
-		book,
-		buffer: SegmentBuffer::new(1),
-		held_back: BTreeMap::new(),
-		start_seq: None,
-		playlist,
-		delivered: VecDeque::new(),
-		fetches: FuturesUnordered::new(),
-		control: FuturesUnordered::new(),
-		have_dirty: false,
-		stats: P2pWatchStats::default(),
-		last_duration: 2000,
-		closed_stall_ms: 0,
-	};
-	driver.buffer = SegmentBuffer::new(driver.config.max_pending_segments);
+	let mut driver = Driver::new(config, node, pass.clone(), out, store, playlist);
 	for p in peers {
 		let Ok(peer) = PeerId::from_bytes(&p.peer_id) else { continue };
 		let addr = p.addrs.iter().find_map(|a| Multiaddr::try_from(a.clone()).ok());
 		driver.add_neighbour(peer, addr);
 	}
-	let task = tokio::spawn(async move {
-		let r = driver.run(inbound, node_events, stop_rx, events, &stats_tx).await;
+	let (task, stats, stop) = driver.spawn(inbound, node_events, events, move || {
 		let _ = gateway_shutdown.send(true);
 		reader.abort();
 		writer.abort();
@@ -442,13 +407,8 @@ pub async fn start(
 			conn.close(0u32.into(), b"viewer done");
 			endpoint.close(0u32.into(), b"viewer done");
 		}
-		let stats = *stats_tx.borrow();
-		if let Ok(node) = Arc::try_unwrap(driver.node) {
-			node.shutdown().await;
-		}
-		r.map(|()| stats)
 	});
-	Ok(P2pWatchHandle { gateway_url, peer_id: me, pass, stats, stop: Some(stop_tx), task })
+	Ok(P2pWatchHandle { gateway_url, peer_id: me, pass, stats, stop: Some(stop), task })
 }
 
 async fn write_loop(
@@ -606,7 +566,7 @@ struct Driver {
 	node: Arc<P2pNode>,
 	me: PeerId,
 	pass: Signed<ViewerPass>,
-	/// Origin of the cores' millisecond clock.
+	/// Origin of the cores' millisecond clock (tokio's clock, as the timers).
 	now_origin: Instant,
 	/// When to plan playback (pick the first segment), until the scheduler exists.
 	start_at: Option<Instant>,
@@ -635,6 +595,85 @@ struct Driver {
 }
 
 impl Driver {
+	fn new(
+		config: P2pWatchConfig,
+		node: Arc<P2pNode>,
+		pass: Signed<ViewerPass>,
+		out: mpsc::Sender<Bytes>,
+		store: Arc<Store>,
+		playlist: Arc<Mutex<Playlist>>,
+	) -> Self {
+		let book = ReceiptBook::new(
+			crate::p2p::receipts::BookConfig {
+				genesis_hash: config.genesis_hash,
+				stream: config.stream,
+				max_seeders: crate::p2p::receipts::DEFAULT_MAX_SEEDERS,
+			},
+			config.viewer.clone(),
+		);
+		let now = Instant::now();
+		Driver {
+			now_origin: now,
+			start_at: Some(now + config.start_delay),
+			me: node.peer_id,
+			buffer: SegmentBuffer::new(config.max_pending_segments),
+			config,
+			node,
+			pass,
+			out,
+			store,
+			scheduler: None,
+			neighbours: HashMap::new(),
+			seeders: BTreeMap::new(),
+			book,
+			held_back: BTreeMap::new(),
+			start_seq: None,
+			playlist,
+			delivered: VecDeque::new(),
+			fetches: FuturesUnordered::new(),
+			control: FuturesUnordered::new(),
+			have_dirty: false,
+			stats: P2pWatchStats::default(),
+			last_duration: 2000,
+			closed_stall_ms: 0,
+		}
+	}
+
+	/// Runs the loop on its own task until the stream ends, it fails or the returned stop
+	/// fires; then `teardown` (the server connection, the gateway) and the node's shutdown.
+	fn spawn(
+		mut self,
+		inbound: mpsc::Receiver<Inbound>,
+		node_events: mpsc::Receiver<ServingEvent>,
+		events: Option<mpsc::Sender<WatchEvent>>,
+		teardown: impl FnOnce() + Send + 'static,
+	) -> (
+		JoinHandle<Result<P2pWatchStats, P2pWatchError>>,
+		watch::Receiver<P2pWatchStats>,
+		oneshot::Sender<()>,
+	) {
+		let (stats_tx, stats) = watch::channel(P2pWatchStats::default());
+		let (stop_tx, stop_rx) = oneshot::channel();
+		let task = tokio::spawn(async move {
+			let r = self.run(inbound, node_events, stop_rx, events, &stats_tx).await;
+			teardown();
+			self.shutdown().await;
+			r.map(|()| *stats_tx.borrow())
+		});
+		(task, stats, stop_tx)
+	}
+
+	/// Stops the libp2p node. The requests still open go first: each holds a clone of the node
+	/// and may hold a place in its command queue.
+	async fn shutdown(self) {
+		let Driver { node, fetches, control, .. } = self;
+		drop((fetches, control));
+		// Fails only while a ban is still being sent; the node stops when that finishes.
+		if let Ok(node) = Arc::try_unwrap(node) {
+			node.shutdown().await;
+		}
+	}
+
 	fn now(&self) -> Millis {
 		self.now_origin.elapsed().as_millis() as Millis
 	}
@@ -643,6 +682,11 @@ impl Driver {
 		self.pass.payload.epoch
 	}
 
+	/// The loop. Its body never awaits the node: the node's requests are futures polled in the
+	/// `select!`, next to the pings and the stop signal, so a node that is slow to answer
+	/// delays only what waits for it (see [`super::p2p::P2pNode::latest_stats`]). The one await
+	/// besides is `events`: a consumer that does not drain it holds the viewer (backpressure,
+	/// as in [`crate::net::watch`]).
 	async fn run(
 		&mut self,
 		mut inbound: mpsc::Receiver<Inbound>,
@@ -705,13 +749,13 @@ impl Driver {
 					}
 				},
 				Some(done) = self.control.next(), if !self.control.is_empty() => self.handle_control_done(done),
-				_ = async { tokio::time::sleep_until(timeout.expect("guarded; qed").into()).await }, if timeout.is_some() => {
+				_ = async { tokio::time::sleep_until(timeout.expect("guarded; qed")).await }, if timeout.is_some() => {
 					self.handle_timeout();
 				},
 				_ = have_tick.tick() => self.announce(),
 				_ = receipt_tick.tick() => {
 					self.send_receipts();
-					self.publish_stats(stats_tx).await;
+					self.publish_stats(stats_tx);
 				},
 				_ = ping.tick() => {
 					nonce += 1;
@@ -721,19 +765,20 @@ impl Driver {
 			}
 		};
 		self.send_receipts();
-		self.publish_stats(stats_tx).await;
+		self.publish_stats(stats_tx);
 		result
 	}
 
-	async fn publish_stats(&mut self, tx: &watch::Sender<P2pWatchStats>) {
+	fn publish_stats(&mut self, tx: &watch::Sender<P2pWatchStats>) {
 		let now = self.now();
 		if let Some(s) = &self.scheduler {
 			self.stats.scheduler = s.stats();
 			self.stats.play = s.play_stats(now);
 		}
-		if let Ok(served) = self.node.stats().await {
-			self.stats.served = served;
-		}
+		// Not `stats().await`: that would wait in the command queue behind this loop's own
+		// requests, which are not polled meanwhile (the viewer hang at 100 viewers in one
+		// process).
+		self.stats.served = self.node.latest_stats();
 		self.stats.buffer = self.buffer.stats();
 		self.stats.neighbours = self.neighbours.values().filter(|n| n.ready).count();
 		let mut stats = self.stats;
@@ -1133,5 +1178,110 @@ impl Driver {
 				self.control_request(peer, "receipt", Request::Receipt(r));
 			}
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::p2p::receipts::{LedgerConfig, PassSigners};
+	use sp_core::Pair as _;
+
+	/// How long the test node takes no command.
+	const STALL: Duration = Duration::from_secs(5);
+
+	/// A viewer loop whose node takes no command for [`STALL`] and then fails every request,
+	/// started with 200 announcements open (over three times the node's command queue). The
+	/// test plays the server: it reads the frames the viewer sends and holds the inbound queue.
+	struct Stalled {
+		task: JoinHandle<Result<P2pWatchStats, P2pWatchError>>,
+		stats: watch::Receiver<P2pWatchStats>,
+		stop: oneshot::Sender<()>,
+		out: mpsc::Receiver<Bytes>,
+		_inbound: mpsc::Sender<Inbound>,
+	}
+
+	fn stalled_viewer() -> Stalled {
+		let origin = sp_core::sr25519::Pair::from_string("//Origin", None).expect("seed");
+		let viewer = sp_core::sr25519::Pair::from_string("//Viewer", None).expect("seed");
+		let ledger = LedgerConfig::new([0; 32], viewer.public().0, PassSigners::default());
+		// Never connected to.
+		let server =
+			Endpoint { transport: Transport::Tcp, addr: SocketAddr::from(([127, 0, 0, 1], 9)) };
+		let p2p = P2pConfig::loopback([1; 32], ledger);
+		let mut config =
+			P2pWatchConfig::new([0; 32], 1, origin.public(), server, viewer.clone(), p2p);
+		config.gateway = None;
+		let pass = ViewerPass {
+			genesis_hash: [0; 32],
+			stream: 1,
+			epoch: 0,
+			viewer: viewer.public(),
+			max_units: 1_000,
+			issuer: origin.public(),
+		};
+		let mut node = P2pNode::stalled(PeerId::random(), STALL);
+		let node_events = node.take_events();
+		let (out, out_rx) = mpsc::channel(config.send_queue);
+		let store = Arc::new(Store::new(1, 4));
+		let playlist = Arc::new(Mutex::new(Playlist::new(1, 4)));
+		let mut driver =
+			Driver::new(config, Arc::new(node), Signed::sign(pass, &origin), out, store, playlist);
+		let have = Request::Have { stream: 1, segments: Vec::new() };
+		for _ in 0..200 {
+			driver.control_request(PeerId::random(), "have", have.clone());
+		}
+		let (inbound_tx, inbound) = mpsc::channel(1);
+		let (task, stats, stop) = driver.spawn(inbound, node_events, None, || {});
+		Stalled { task, stats, stop, out: out_rx, _inbound: inbound_tx }
+	}
+
+	/// The frames the viewer sent since the last call.
+	fn sent(out: &mut mpsc::Receiver<Bytes>) -> Vec<Bytes> {
+		std::iter::from_fn(|| out.try_recv().ok()).collect()
+	}
+
+	fn pings(nonces: std::ops::RangeInclusive<u64>) -> Vec<Bytes> {
+		nonces.map(|n| encode_frame(&Message::Ping(n))).collect()
+	}
+
+	async fn stop(v: Stalled) -> Result<P2pWatchStats, P2pWatchError> {
+		let _ = v.stop.send(());
+		tokio::time::timeout(Duration::from_secs(60), v.task)
+			.await
+			.expect("stop returns within a minute (simulated)")
+			.expect("viewer task")
+	}
+
+	/// The hang of `dsp load --p2p --viewers 100`: with its command queue full, the node gave
+	/// freed places to the loop's own open requests, which the loop did not poll while it
+	/// awaited the node's counters behind them; the loop never ran again (no pings, so the
+	/// server closed the session as idle; no stop).
+	#[tokio::test(start_paused = true)]
+	async fn a_stalled_node_delays_neither_pings_nor_stop() {
+		let mut v = stalled_viewer();
+		// The node takes nothing: a ping at 0, 1, 2, 3 and 4 s all the same.
+		tokio::time::sleep(STALL - Duration::from_millis(500)).await;
+		assert_eq!(sent(&mut v.out), pings(1..=5));
+		// It runs again and fails every request: each is handled, and the pings go on.
+		tokio::time::sleep(Duration::from_secs(3)).await;
+		assert_eq!(sent(&mut v.out), pings(6..=8));
+		assert_eq!(v.stats.borrow().neighbours, 0);
+		let stats = stop(v).await.expect("stopped cleanly");
+		assert_eq!(stats.buffer.delivered, 0);
+	}
+
+	/// Stop while the node still takes nothing and requests wait for places in its queue: the
+	/// viewer ends once the node has drained what was queued.
+	#[tokio::test(start_paused = true)]
+	async fn stop_during_a_node_stall_returns() {
+		let mut v = stalled_viewer();
+		// Between ticks, so that which task wakes first does not matter.
+		tokio::time::sleep(Duration::from_millis(2_500)).await;
+		assert_eq!(sent(&mut v.out), pings(1..=3));
+		let started = Instant::now();
+		stop(v).await.expect("stopped cleanly");
+		// The node's shutdown waits for the node; nothing waits for more.
+		assert!(Instant::now() - started <= STALL, "{:?}", Instant::now() - started);
 	}
 }
