@@ -1,4 +1,4 @@
-//! [`Tracker`]: the node's choice of neighbours for a viewer joining a swarm.
+//! [`Mesh`]: the node's choice of neighbours for a viewer joining a swarm.
 //!
 //! A joining viewer gets up to `neighbours` members of the swarm picked uniformly at random (a
 //! random graph spreads chunks in a logarithmic number of hops and has no hot spot), skipping
@@ -26,14 +26,14 @@ impl Default for MeshConfig {
 
 /// Members of one stream's swarm and their neighbour counts.
 #[derive(Clone, Debug)]
-pub struct Tracker<P> {
+pub struct Mesh<P> {
 	config: MeshConfig,
 	members: Vec<P>,
 	degree: BTreeMap<P, usize>,
 	rng: SmallRng,
 }
 
-impl<P: Copy + Ord> Tracker<P> {
+impl<P: Copy + Ord> Mesh<P> {
 	/// An empty swarm; `seed` makes the choices reproducible.
 	pub fn new(config: MeshConfig, seed: u64) -> Self {
 		Self {
@@ -108,7 +108,7 @@ impl<P: Copy + Ord> Tracker<P> {
 		}
 	}
 
-	/// `peer` left the swarm. The caller closes its edges with [`Tracker::edge_closed`].
+	/// `peer` left the swarm. The caller closes its edges with [`Mesh::edge_closed`].
 	pub fn leave(&mut self, peer: P) {
 		if self.degree.remove(&peer).is_some() {
 			if let Some(pos) = self.members.iter().position(|&m| m == peer) {
@@ -124,7 +124,7 @@ mod tests {
 
 	#[test]
 	fn neighbours_bounded_works() {
-		let mut t = Tracker::new(MeshConfig { neighbours: 5, max_neighbours: 6 }, 7);
+		let mut t = Mesh::new(MeshConfig { neighbours: 5, max_neighbours: 6 }, 7);
 		assert!(t.join(0u32).is_empty());
 		let mut edges = Vec::new();
 		for p in 1..200u32 {

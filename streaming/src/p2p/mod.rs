@@ -4,7 +4,7 @@
 //! ([`dsp_primitives::CapacitySettings::admit`]), new viewers are admitted in P2P mode. How it
 //! works end to end:
 //!
-//! 1. **Joining.** The node's tracker ([`mesh::Tracker`]) gives the new viewer a bounded list of
+//! 1. **Joining.** The node's tracker ([`mesh::Mesh`]) gives the new viewer a bounded list of
 //!    other P2P viewers of the stream; it connects to them (its *neighbours*) and to the node.
 //!    The viewer picks its first segment a few segments behind the live edge, so the swarm has
 //!    had time to spread it.

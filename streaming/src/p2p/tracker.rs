@@ -1,7 +1,7 @@
 //! The streamer node as tracker, sans-IO: issues viewer passes to viewers admitted in P2P mode
 //! and hands each a bounded list of other peers of the stream's swarm.
 //!
-//! Which members a joining viewer is told of is decided by [`super::mesh::Tracker`], the same
+//! Which members a joining viewer is told of is decided by [`super::mesh::Mesh`], the same
 //! neighbour policy the simulator runs (uniformly random members that are not full, bounded
 //! degrees); this module adds passes, peer addresses and the node's own seed.
 //!
@@ -9,7 +9,7 @@
 //! [`Tracker::handle_leave`] when that session ends. No clock: the epoch comes from the caller
 //! ([`Tracker::set_epoch`]), which follows the chain (or the command line without one).
 
-use super::mesh::{MeshConfig, Tracker as Mesh};
+use super::mesh::{Mesh, MeshConfig};
 use crate::protocol::PeerInfo;
 use dsp_primitives::{EpochIndex, Hash32, PublicKey, Signed, StreamId, Units, ViewerPass};
 use std::collections::{HashMap, VecDeque};

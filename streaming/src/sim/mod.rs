@@ -2,7 +2,7 @@
 //!
 //! Runs the real cores on a simulated clock and network ([`network::Network`]): the node admits
 //! viewers with [`Admission`] (the capacity rule of `CapacitySettings`), pushes each new chunk to
-//! the seeds [`SeedRotation`] picks, gives joiners neighbours from the [`Tracker`], and answers
+//! the seeds [`SeedRotation`] picks, gives joiners neighbours from the [`Mesh`], and answers
 //! urgent requests; every P2P viewer runs a [`Scheduler`] and serves its neighbours through an
 //! [`Uploader`] under its upload cap; direct viewers get every segment pushed by the node and play
 //! it through a [`Playout`]. Viewers join over a ramp, then leave and are replaced at the churn
@@ -19,7 +19,7 @@ pub mod report;
 
 use crate::{
 	p2p::{
-		mesh::{MeshConfig, Tracker},
+		mesh::{Mesh, MeshConfig},
 		scheduler::{
 			chunk_lens, ChunkOutcome, PlayEvent, Playout, Scheduler, SchedulerConfig,
 			SchedulerEvent,
@@ -235,7 +235,7 @@ pub struct Simulation {
 	viewers: Vec<Option<Viewer>>,
 	admission: Admission,
 	rotation: SeedRotation<NodeId>,
-	tracker: Tracker<NodeId>,
+	mesh: Mesh<NodeId>,
 	p2p_members: BTreeSet<NodeId>,
 	direct_members: BTreeSet<NodeId>,
 	rng: SmallRng,
@@ -276,7 +276,7 @@ impl Simulation {
 			viewers: vec![None],
 			admission: Admission::new(capacity).with_p2p(true),
 			rotation: SeedRotation::new(cfg.seeding.clone()),
-			tracker: Tracker::new(cfg.mesh.clone(), cfg.seed ^ 0x7472_6163_6b),
+			mesh: Mesh::new(cfg.mesh.clone(), cfg.seed ^ 0x7472_6163_6b),
 			p2p_members: BTreeSet::new(),
 			direct_members: BTreeSet::new(),
 			rng: SmallRng::seed_from_u64(cfg.seed),
@@ -474,7 +474,7 @@ impl Simulation {
 				for seq in start..=self.edge {
 					self.send_header(now, id, seq, header_len);
 				}
-				let neighbours = self.tracker.join(id);
+				let neighbours = self.mesh.join(id);
 				for n in neighbours {
 					self.connect(now, id, n);
 				}
@@ -540,9 +540,9 @@ impl Simulation {
 		if let Role::P2p(p) = v.role {
 			self.p2p_members.remove(&id);
 			self.rotation.handle_peer_left(id);
-			self.tracker.leave(id);
+			self.mesh.leave(id);
 			for n in p.neighbours {
-				self.tracker.edge_closed(id, n);
+				self.mesh.edge_closed(id, n);
 				self.net.send_control(now, id, n, Msg::Bye, 16);
 			}
 		}
@@ -671,7 +671,7 @@ impl Simulation {
 					if v.neighbours.len() < min_neighbours {
 						let want = want_neighbours.saturating_sub(v.neighbours.len());
 						let exclude: Vec<NodeId> = v.neighbours.iter().copied().collect();
-						reconnect = self.tracker.more(to, want, &exclude);
+						reconnect = self.mesh.more(to, want, &exclude);
 					}
 				}
 			}
