@@ -88,12 +88,15 @@ fn two_validators_finalize_together_and_either_serves_a_viewer() {
 	};
 	let call = RuntimeCall::Dsp(DspCall::update_streamer_endpoints { endpoints });
 	assert!(succeeded(&bob.submit(&pair("//Bob"), call)));
+	let included_by = bob.best_number();
 	let settings = CapacitySettings { max_streams: 1, streaming_rate: Perbill::zero() };
 	let call = RuntimeCall::Dsp(DspCall::set_streamer_settings { settings: Some(settings) });
 	assert!(succeeded(&alice.submit(&pair("//Alice"), call)));
-	// Settings are applied at finality, and Bob's endpoints were finalized no later.
+	// The worker applies both at finality: wait until Bob's endpoints are finalized too.
 	alice.wait_for("Alice's worker to apply max_streams 1", Duration::from_secs(120), || {
-		(alice.live_load()["settings"]["maxStreams"] == 1).then_some(())
+		(alice.live_load()["settings"]["maxStreams"] == 1
+			&& alice.finalized_number() >= included_by)
+			.then_some(())
 	});
 	// The demo origin (Alice) publishes three segments of stream 0 to both.
 	let origin = pair("//Alice");
