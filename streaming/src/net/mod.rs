@@ -97,6 +97,39 @@ impl FrameSink for quinn::SendStream {
 	}
 }
 
+/// The read half of a client's stream to a server (TCP or QUIC).
+pub(crate) type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half.
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Opens a client's stream to a server at `addr`: a TCP connection (no Nagle), or over
+/// `quic` (endpoint and client configuration) a QUIC connection and one bidirectional stream,
+/// returned too so the caller can read its path statistics and close it.
+pub(crate) async fn open_stream(
+	transport: crate::viewer::Transport,
+	addr: SocketAddr,
+	quic: Option<(&quinn::Endpoint, &quinn::ClientConfig)>,
+) -> io::Result<(BoxRead, BoxWrite, Option<quinn::Connection>)> {
+	match transport {
+		crate::viewer::Transport::Tcp => {
+			let sock = tokio::net::TcpStream::connect(addr).await?;
+			let _ = sock.set_nodelay(true);
+			let (r, w) = sock.into_split();
+			Ok((Box::new(r), Box::new(w), None))
+		}
+		crate::viewer::Transport::Quic => {
+			let (endpoint, cfg) = quic.ok_or_else(|| io::Error::other("no QUIC endpoint"))?;
+			let conn = endpoint
+				.connect_with(cfg.clone(), addr, tls::SERVER_NAME)
+				.map_err(io::Error::other)?
+				.await
+				.map_err(io::Error::other)?;
+			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+			Ok((Box::new(recv), Box::new(send), Some(conn)))
+		}
+	}
+}
+
 /// A QUIC client endpoint on the unspecified address of `server`'s family, and the client
 /// configuration to reach it (certificate check, idle timeout, keep-alive).
 pub fn quic_client(

@@ -3,7 +3,7 @@
 //! [`Publisher::resume_point`] tells a restarted publisher where the servers want it to
 //! continue (their `Expect`).
 
-use super::{read_message, tls, write_frames, Endpoint, ReadError};
+use super::{read_message, tls, write_frames, BoxRead, BoxWrite, Endpoint, ReadError};
 use crate::{
 	protocol::{
 		encode_frame, FrameDecoder, Message, Role, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -15,8 +15,6 @@ use crate::{
 use dsp_primitives::{Hash32, Signed, StreamEnd, StreamId};
 use std::{io, sync::Arc, time::Duration};
 use tokio::{
-	io::{AsyncRead, AsyncWrite},
-	net::TcpStream,
 	sync::{mpsc, watch},
 	task::JoinHandle,
 };
@@ -172,32 +170,11 @@ impl Publisher {
 	}
 }
 
-type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
-
 async fn connect(
 	server: Endpoint,
 	quic: &Option<(quinn::Endpoint, quinn::ClientConfig)>,
 ) -> io::Result<(BoxRead, BoxWrite, Option<quinn::Connection>)> {
-	match server.transport {
-		Transport::Tcp => {
-			let sock = TcpStream::connect(server.addr).await?;
-			let _ = sock.set_nodelay(true);
-			let (r, w) = sock.into_split();
-			Ok((Box::new(r), Box::new(w), None))
-		}
-		Transport::Quic => {
-			let (endpoint, cfg) =
-				quic.as_ref().ok_or_else(|| io::Error::other("no quic endpoint"))?;
-			let conn = endpoint
-				.connect_with(cfg.clone(), server.addr, tls::SERVER_NAME)
-				.map_err(io::Error::other)?
-				.await
-				.map_err(io::Error::other)?;
-			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
-			Ok((Box::new(recv), Box::new(send), Some(conn)))
-		}
-	}
+	super::open_stream(server.transport, server.addr, quic.as_ref().map(|(e, c)| (e, c))).await
 }
 
 fn apply(q: &mut PublishQueue, cmd: Cmd) {

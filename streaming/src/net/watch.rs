@@ -1,7 +1,7 @@
 //! The viewer driver: runs a [`ViewerCore`], one task per connection, the HLS gateway and the
 //! status line.
 
-use super::{hls, read_message, tls, write_frames, ReadError};
+use super::{hls, open_stream, read_message, tls, write_frames, BoxRead, BoxWrite, ReadError};
 use crate::{
 	protocol::{
 		encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, Start, PROTOCOL_VERSION,
@@ -21,8 +21,7 @@ use std::{
 	time::{Duration, Instant},
 };
 use tokio::{
-	io::{AsyncRead, AsyncWrite},
-	net::{TcpListener, TcpStream},
+	net::TcpListener,
 	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
 };
@@ -131,6 +130,18 @@ pub enum WatchEvent {
 	ServerChanged(ServerChange),
 	/// The stream ended and every segment was delivered.
 	Ended,
+}
+
+impl WatchEvent {
+	/// The event for a segment handed to the player while on `transport`.
+	pub fn delivered(d: &Delivered, transport: Option<Transport>) -> Self {
+		WatchEvent::Delivered {
+			sequence: d.segment.sequence(),
+			discontinuity: d.discontinuity,
+			data: d.segment.chunks.clone(),
+			transport,
+		}
+	}
 }
 
 enum Control {
@@ -299,14 +310,7 @@ async fn run(
 		while let Some(d) = core.poll_delivered() {
 			deliver(&ctx.config, &playlist, &d);
 			if let Some(ev) = &events {
-				let _ = ev
-					.send(WatchEvent::Delivered {
-						sequence: d.segment.sequence(),
-						discontinuity: d.discontinuity,
-						data: d.segment.chunks.clone(),
-						transport: core.transport(),
-					})
-					.await;
+				let _ = ev.send(WatchEvent::delivered(&d, core.transport())).await;
 			}
 		}
 		if core.is_ended() && !ended_reported {
@@ -383,9 +387,6 @@ fn deliver(config: &WatchConfig, playlist: &Mutex<Playlist>, d: &Delivered) {
 	debug!(seq = d.segment.sequence(), discontinuity = d.discontinuity, "segment delivered");
 }
 
-type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
-
 /// Where a connection goes and what it says after `Hello`.
 struct Target {
 	server: ServerAddrs,
@@ -406,21 +407,10 @@ async fn connect(
 	let text = server.get(transport).ok_or_else(no_addr)?;
 	let addr = tokio::net::lookup_host(text).await?.next().ok_or_else(no_addr)?;
 	match transport {
-		Transport::Tcp => {
-			let sock = TcpStream::connect(addr).await?;
-			let _ = sock.set_nodelay(true);
-			let (r, w) = sock.into_split();
-			Ok((Box::new(r), Box::new(w), None))
-		}
+		Transport::Tcp => open_stream(transport, addr, None).await,
 		Transport::Quic => {
 			let (endpoint, cfg) = ctx.quic_client(addr)?;
-			let conn = endpoint
-				.connect_with(cfg.clone(), addr, tls::SERVER_NAME)
-				.map_err(io::Error::other)?
-				.await
-				.map_err(io::Error::other)?;
-			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
-			Ok((Box::new(recv), Box::new(send), Some(conn)))
+			open_stream(transport, addr, Some((&endpoint, &cfg))).await
 		}
 	}
 }

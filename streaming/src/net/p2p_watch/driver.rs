@@ -166,14 +166,8 @@ impl Driver {
 					"segment delivered"
 				);
 				if let Some(ev) = &events {
-					let _ = ev
-						.send(WatchEvent::Delivered {
-							sequence: d.segment.sequence(),
-							discontinuity: d.discontinuity,
-							data: d.segment.chunks.clone(),
-							transport: Some(self.config.server.transport),
-						})
-						.await;
+					let transport = Some(self.config.server.transport);
+					let _ = ev.send(WatchEvent::delivered(&d, transport)).await;
 				}
 			}
 			if self.buffer.is_ended() && !self.stats.ended {

@@ -27,11 +27,11 @@
 //! ```
 
 use super::{
-	hls,
+	hls, open_stream,
 	p2p::{P2pConfig, P2pError, P2pNode},
 	read_message, tls,
 	watch::WatchEvent,
-	write_frames, Endpoint, ReadError,
+	write_frames, BoxRead, BoxWrite, Endpoint, ReadError,
 };
 use crate::{
 	p2p::{
@@ -66,8 +66,7 @@ use std::{
 	time::Duration,
 };
 use tokio::{
-	io::{AsyncRead, AsyncWrite},
-	net::{TcpListener, TcpStream},
+	net::TcpListener,
 	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
 	time::Instant,
@@ -281,30 +280,20 @@ impl P2pWatchHandle {
 	}
 }
 
-type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
-
 async fn connect(
 	config: &P2pWatchConfig,
 ) -> io::Result<(BoxRead, BoxWrite, Option<(quinn::Endpoint, quinn::Connection)>)> {
-	let addr = config.server.addr;
-	match config.server.transport {
+	let (transport, addr) = (config.server.transport, config.server.addr);
+	match transport {
 		Transport::Tcp => {
-			let sock = TcpStream::connect(addr).await?;
-			let _ = sock.set_nodelay(true);
-			let (r, w) = sock.into_split();
-			Ok((Box::new(r), Box::new(w), None))
+			let (r, w, _) = open_stream(transport, addr, None).await?;
+			Ok((r, w, None))
 		}
 		Transport::Quic => {
 			let (endpoint, cfg) =
 				super::quic_client(addr, config.verification, config.keepalive_interval)?;
-			let conn = endpoint
-				.connect_with(cfg, addr, tls::SERVER_NAME)
-				.map_err(io::Error::other)?
-				.await
-				.map_err(io::Error::other)?;
-			let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
-			Ok((Box::new(recv), Box::new(send), Some((endpoint, conn))))
+			let (r, w, conn) = open_stream(transport, addr, Some((&endpoint, &cfg))).await?;
+			Ok((r, w, conn.map(|c| (endpoint, c))))
 		}
 	}
 }
