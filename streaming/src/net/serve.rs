@@ -574,16 +574,15 @@ fn spawn_refusal(
 	refusals: &Arc<Semaphore>,
 	refusal: impl std::future::Future<Output = ()> + Send + 'static,
 	peer: SocketAddr,
-) -> bool {
+) {
 	let Ok(permit) = refusals.clone().try_acquire_owned() else {
 		debug!(%peer, "dropped: max_connections reached and too many refusals under way");
-		return false;
+		return;
 	};
 	tokio::spawn(async move {
 		let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
 		drop(permit);
 	});
-	true
 }
 
 /// A QUIC client beyond `max_connections`: completes the handshake, waits for its stream and
