@@ -8,6 +8,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 export WASM_BUILD_WORKSPACE_HINT="$root"
-cargo build --locked -p dsp-node -p dsp-streaming
+# The same build as scripts/test.sh (node, `dsp` and the tests): after one, the other compiles
+# nothing.
+bash scripts/build.sh
 echo "watch the demo stream: ${CARGO_TARGET_DIR:-$root/target}/debug/dsp watch --stream 0"
 exec "${CARGO_TARGET_DIR:-$root/target}/debug/dsp-node" --dev "$@"

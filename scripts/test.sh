@@ -21,7 +21,7 @@ if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then
 fi
 
 step "build node and tests"
-cargo build --locked --workspace --bins --tests
+bash scripts/build.sh
 
 step "tests"
 cargo test --locked --workspace
