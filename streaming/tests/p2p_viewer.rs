@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{init_logs, media, origin, TEST_TIMEOUT};
+use common::{init_logs, media, origin, wait_until, TEST_TIMEOUT};
 use dsp_primitives::{
 	AdmissionMode, CapacitySettings, Hash32, Perbill, SegmentHeader, Signed, StreamEnd, StreamId,
 };
@@ -74,12 +74,22 @@ async fn publish(to: Endpoint, count: u64) {
 	let publisher = Publisher::start(PublishConfig::new(STREAM, vec![to])).expect("publisher");
 	for seq in 0..count {
 		publisher.push(Arc::new(segment(seq)));
+		// Pacing, as a live origin: the viewers' schedulers fetch ahead of a live edge that
+		// moves one segment per segment duration.
 		tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
 	}
 	let end = StreamEnd { genesis_hash: GENESIS, stream: STREAM, next_sequence: count };
 	for r in publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await {
 		assert!(r.complete, "publisher did not finish: {r:?}");
 	}
+}
+
+/// Segments the server holds before the viewers join, so they start a few behind the edge.
+const BACKLOG: u64 = 4;
+
+/// Waits until the server stored the first [`BACKLOG`] segments.
+async fn backlog(server: &RunningServer) {
+	wait_until("a backlog to start from", || server.stats().segments_stored >= BACKLOG).await;
 }
 
 fn viewer_config(server: Endpoint, n: u8) -> P2pWatchConfig {
@@ -154,8 +164,7 @@ async fn p2p_viewers_play_byte_identical_segments_mostly_from_peers() {
 		const COUNT: u64 = 24;
 		let server = server().await;
 		let publisher = tokio::spawn(publish(tcp(&server), COUNT));
-		// A backlog to start from, a few segments behind the edge.
-		tokio::time::sleep(Duration::from_millis(4 * SEGMENT_MS as u64)).await;
+		backlog(&server).await;
 		let mut viewers = Vec::new();
 		for n in 1..=4u8 {
 			viewers.push(watch(viewer_config(tcp(&server), n)).await.0);
@@ -226,7 +235,7 @@ async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_complete
 		const COUNT: u64 = 20;
 		let server = server().await;
 		let publisher = tokio::spawn(publish(tcp(&server), COUNT));
-		tokio::time::sleep(Duration::from_millis(4 * SEGMENT_MS as u64)).await;
+		backlog(&server).await;
 
 		// The attacker joins first (so the victim is told of it) with a genuine pass.
 		let mallory = pair("//Mallory");
@@ -282,6 +291,8 @@ async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_complete
 						// Banned: refused, or the connection is closed and not accepted again.
 						return;
 					}
+					// Pacing of the attack, not an ordering: claim again and again until
+					// banned, whatever the victim is doing at the time.
 					tokio::time::sleep(Duration::from_millis(100)).await;
 				}
 			})

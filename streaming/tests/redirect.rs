@@ -51,6 +51,8 @@ async fn full_server_redirects_and_a_dead_server_is_failed_over_without_gap() {
 		let publishing = tokio::spawn(async move {
 			for seq in 0..count {
 				publisher.push(Arc::new(segment(stream, seq, LEN)));
+				// Pacing, as a live origin: the stream must still be running while viewer 2 is
+				// redirected and server A dies.
 				tokio::time::sleep(Duration::from_millis(100)).await;
 			}
 			let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: count };

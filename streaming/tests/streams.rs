@@ -17,15 +17,6 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 const LEN: usize = 50_000;
 
-/// Waits (bounded) until `f` holds.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-	let start = std::time::Instant::now();
-	while !f() {
-		assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-		tokio::time::sleep(Duration::from_millis(20)).await;
-	}
-}
-
 /// A raw viewer: hello and subscribe, then every message until the server closes.
 async fn raw_subscribe(addr: SocketAddr, stream: u64) -> Vec<Message> {
 	let mut s = TcpStream::connect(addr).await.unwrap();
@@ -47,7 +38,7 @@ async fn a_restarted_publisher_continues_where_the_server_is() {
 		for seq in 0..5 {
 			first.push(Arc::new(segment(stream, seq, LEN)));
 		}
-		eventually("5 segments stored", || server.stats().segments_stored == 5).await;
+		wait_until("5 segments stored", || server.stats().segments_stored == 5).await;
 		// The publisher dies without ending the stream, and is started again.
 		first.abort();
 		let second = Publisher::start(PublishConfig::new(stream, vec![tcp(&server)])).unwrap();
@@ -78,7 +69,7 @@ async fn a_viewer_waits_for_a_stream_that_is_published_later() {
 		let config =
 			viewer_config(stream, server.tcp_addr, None, TransportPolicy::Only(Transport::Tcp));
 		let viewer = tokio::spawn(watch_until_end(config, |_, _| None));
-		eventually("the viewer's stream slot", || server.stats().streams_held == 1).await;
+		wait_until("the viewer's stream slot", || server.stats().streams_held == 1).await;
 		publish(vec![tcp(&server)], stream, 6, LEN, Duration::from_millis(20)).await;
 		viewer.await.unwrap().assert_complete(6, LEN);
 		server.shutdown().await;
@@ -98,7 +89,7 @@ async fn waiting_streams_are_bounded_and_idle_ones_freed() {
 		let addr = server.tcp_addr.unwrap();
 		// One viewer waits for stream 30, which nobody publishes.
 		let waiting = tokio::spawn(raw_subscribe(addr, 30));
-		eventually("the waiting slot", || server.stats().streams_held == 1).await;
+		wait_until("the waiting slot", || server.stats().streams_held == 1).await;
 		// A second stream nobody publishes finds no room.
 		let refused = raw_subscribe(addr, 31).await;
 		assert!(

@@ -29,7 +29,7 @@ use sp_core::Pair;
 use sp_runtime::MultiAddress;
 use std::{
 	sync::{
-		atomic::{AtomicBool, Ordering},
+		atomic::{AtomicBool, AtomicU64, Ordering},
 		Arc,
 	},
 	time::Duration,
@@ -39,8 +39,13 @@ use std::{
 const DEMO_PRICE: u128 = 1_000_000;
 const DIRECT: usize = 5;
 const P2P: usize = 15;
-/// How long the 20 viewers watch.
-const WATCH: Duration = Duration::from_secs(30);
+/// Segments every viewer plays before the counters are compared: 30 s of the demo stream (2 s
+/// segments), enough for the node's estimate of the P2P share and the viewers' own count to
+/// agree.
+const WATCH_SEGMENTS: u64 = 15;
+/// How long the viewers may take to play [`WATCH_SEGMENTS`]: six times real time, for a loaded
+/// machine running debug builds.
+const WATCH_BOUND: Duration = Duration::from_secs(180);
 
 fn escrow(node: &Node) -> u128 {
 	let origin = node.call("dsp_origin", json!([address(&pair("//Alice"))]));
@@ -91,18 +96,20 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 	// Five direct viewers, each reading on its own thread.
 	let stop = Arc::new(AtomicBool::new(false));
 	let mut direct = Vec::new();
+	let mut direct_played = Vec::new();
 	for _ in 0..DIRECT {
 		let mut v = Viewer::connect(&tcp.to_string(), genesis);
 		assert_eq!(v.mode, AdmissionMode::Direct);
 		v.subscribe();
 		let stop = stop.clone();
+		let played = Arc::new(AtomicU64::new(0));
+		direct_played.push(played.clone());
 		direct.push(std::thread::spawn(move || {
-			let mut played = 0u32;
 			while !stop.load(Ordering::Relaxed) {
 				v.segment();
-				played += 1;
+				played.fetch_add(1, Ordering::Relaxed);
 			}
-			played
+			played.load(Ordering::Relaxed)
 		}));
 	}
 
@@ -136,7 +143,20 @@ async fn five_direct_fifteen_p2p_viewers_and_seeders_are_paid_exactly_their_rece
 	);
 	assert_eq!(load["passesIssued"], P2P, "{load}");
 
-	tokio::time::sleep(WATCH).await;
+	// All 20 watch until each has played its share and seeders were sent receipts to claim.
+	// The P2P viewers' counters are updated every second (the receipt interval). The wait
+	// blocks this thread: `block_in_place` hands the runtime's other tasks (the P2P viewers)
+	// to another one meanwhile.
+	let watched = || {
+		let direct_done = direct_played.iter().all(|p| p.load(Ordering::Relaxed) >= WATCH_SEGMENTS);
+		let swarm: Vec<_> = swarm.iter().map(|h| h.stats()).collect();
+		let p2p_done = swarm.iter().all(|s| s.play.segments_played >= WATCH_SEGMENTS);
+		let receipts_sent = swarm.iter().any(|s| s.receipts_sent > 0);
+		(direct_done && p2p_done && receipts_sent).then_some(())
+	};
+	tokio::task::block_in_place(|| {
+		node.wait_for("every viewer to play, and receipts sent", WATCH_BOUND, watched)
+	});
 
 	// The node's estimate of the P2P share (media announced to P2P viewers that it did not
 	// send them), read while they play, against what the viewers themselves counted.

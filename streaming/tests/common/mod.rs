@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: servers on 127.0.0.1 port 0, a paced publisher of
-//! random segments, a viewer that collects what it delivers, and a UDP relay that can be cut.
+//! random segments, a viewer that collects what it delivers, a UDP relay that can be cut, and
+//! [`wait_until`], so that a test waits for what it needs to have happened rather than sleeping.
 
 #![allow(dead_code)]
 
@@ -33,6 +34,23 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long [`read_to_end`] waits for the server to send or close.
 pub const READ_BOUND: Duration = Duration::from_secs(20);
+
+/// How long [`wait_until`] waits for its condition before failing the test.
+pub const WAIT_BOUND: Duration = Duration::from_secs(60);
+
+/// How often [`wait_until`] checks its condition.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `cond` holds (a server or viewer counter, typically), checking every 20 ms; fails
+/// the test, naming `what`, after [`WAIT_BOUND`]. Tests wait on what must have happened with
+/// this, not on a guess at how long it takes.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+	let start = tokio::time::Instant::now();
+	while !cond() {
+		assert!(start.elapsed() < WAIT_BOUND, "timed out waiting for {what}");
+		tokio::time::sleep(WAIT_POLL).await;
+	}
+}
 
 /// Reads until the server closes; returns every message received.
 pub async fn read_to_end<R: tokio::io::AsyncReadExt + Unpin>(
@@ -107,6 +125,8 @@ pub async fn publish(servers: Vec<Endpoint>, stream: u64, count: u64, len: usize
 	let publisher = Publisher::start(PublishConfig::new(stream, servers)).expect("publisher");
 	for seq in 0..count {
 		publisher.push(Arc::new(segment(stream, seq, len)));
+		// Pacing, as a live origin: what the tests exercise (viewers following the live edge,
+		// windows moving on) needs segments spread over time.
 		tokio::time::sleep(pace).await;
 	}
 	let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: count };
@@ -219,6 +239,7 @@ fn relay_send(sock: &Arc<UdpSocket>, data: &[u8], to: Option<SocketAddr>, delay:
 		tokio::spawn(send);
 	} else {
 		tokio::spawn(async move {
+			// The network delay the relay simulates (what the test asks for), not an ordering.
 			tokio::time::sleep(Duration::from_millis(delay)).await;
 			send.await
 		});
