@@ -26,6 +26,7 @@ mod sim;
 mod watch;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 
 #[derive(Parser)]
 #[command(name = "dsp", version, about = "DSP streaming: serve, publish and watch live streams")]
@@ -65,6 +66,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
 	tracing_subscriber::fmt()
 		.with_writer(std::io::stderr)
+		// Colour codes only on a terminal, not in files and CI logs.
+		.with_ansi(std::io::stderr().is_terminal())
 		.with_env_filter(
 			tracing_subscriber::EnvFilter::try_from_default_env()
 				.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
