@@ -140,3 +140,26 @@ pub async fn follow_hls_dir(
 	);
 	Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn the_playlist_is_the_named_one_or_the_only_one() {
+		let dir = tempfile::tempdir().unwrap();
+		let d = dir.path();
+		assert!(find_playlist(d, None).unwrap().is_none());
+		assert!(find_playlist(d, Some("index.m3u8")).unwrap().is_none());
+		std::fs::write(d.join("0.ts"), b"").unwrap();
+		std::fs::write(d.join("index.m3u8"), b"#EXTM3U\n").unwrap();
+		assert_eq!(find_playlist(d, None).unwrap(), Some(d.join("index.m3u8")));
+		std::fs::write(d.join("other.m3u8"), b"#EXTM3U\n").unwrap();
+		assert!(matches!(find_playlist(d, None), Err(FollowError::SeveralPlaylists(_))));
+		assert_eq!(find_playlist(d, Some("other.m3u8")).unwrap(), Some(d.join("other.m3u8")));
+		assert!(matches!(
+			find_playlist(&d.join("missing"), None),
+			Err(FollowError::ListDir { .. })
+		));
+	}
+}

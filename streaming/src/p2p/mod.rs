@@ -77,3 +77,20 @@ pub fn p2p_identity_seed(pair: &sp_core::sr25519::Pair) -> [u8; 32] {
 	use sp_core::Pair;
 	sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(P2P_IDENTITY_DOMAIN, pair.to_raw_vec())))
 }
+
+#[cfg(test)]
+mod tests {
+	use sp_core::Pair;
+
+	#[test]
+	fn the_p2p_identity_of_a_key_never_changes() {
+		// Peers and operators know a node by its `PeerId`: the derivation must not drift.
+		let alice = sp_core::sr25519::Pair::from_string("//Alice", None).unwrap();
+		let secret = super::p2p_identity_seed(&alice);
+		let key = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
+		assert_eq!(
+			key.public().to_peer_id().to_string(),
+			"12D3KooWHn8RSmGYMNuG1Qv5EdQtTETxutzjCUXXGFd1rfN56X33"
+		);
+	}
+}
