@@ -2,18 +2,17 @@
 //! the dev origin's key and published to this node's own worker, so that
 //! `dsp watch --stream 0` plays as soon as `dsp-node --dev` is up.
 
-use dsp_primitives::{Hash32, Signed, StreamEnd, StreamId};
+use dsp_primitives::{Hash32, StreamId};
 use dsp_streaming::{
 	net::{
-		publish::{PublishConfig, Publisher},
+		publish::{publish_ts, PublishConfig, Publisher, SegmentSigner},
 		Endpoint,
 	},
-	segment::Segment,
-	ts::{TsConfig, TsSegmenter},
+	ts::TsConfig,
 	viewer::Transport,
 };
-use std::{net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
-use tokio::{io::AsyncReadExt, process::Command};
+use std::{net::SocketAddr, process::Stdio, time::Duration};
+use tokio::process::Command;
 
 /// Chunk size of the demo's segments: 16 KiB, so that a 2 s segment of 500 kbit/s is about
 /// eight chunks that P2P viewers can fetch from different peers at once.
@@ -127,40 +126,26 @@ pub async fn run(config: DemoConfig) {
 	// after a node restart the worker holds nothing (windows are in memory), and viewers that
 	// kept running ask for the segment after their last one, which must lie ahead.
 	let held = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
-	let mut next = held.max(wall_clock_sequence(std::time::SystemTime::now()));
+	let next = held.max(wall_clock_sequence(std::time::SystemTime::now()));
 	log::info!(
 		target: "dsp-worker",
 		"demo stream {}: ffmpeg test pattern → tcp://{} from segment {next}",
 		config.stream,
 		config.server,
 	);
-	let mut segmenter = TsSegmenter::new(TsConfig::default());
-	let mut buf = vec![0u8; 64 * 1024];
-	loop {
-		let n = match stdout.read(&mut buf).await {
-			Ok(0) | Err(_) => break,
-			Ok(n) => n,
-		};
-		segmenter.push(&buf[..n]);
-		while let Some(ts) = segmenter.poll_segment() {
-			let segment = Segment::build(
-				&config.origin,
-				config.genesis_hash,
-				config.stream,
-				next,
-				ts.duration_ms,
-				ts.data,
-				DEMO_CHUNK_SIZE,
-			);
-			publisher.push(Arc::new(segment));
-			next += 1;
-		}
+	let mut signer = SegmentSigner::new(
+		config.origin,
+		config.genesis_hash,
+		config.stream,
+		DEMO_CHUNK_SIZE,
+		next,
+	);
+	if let Err(e) = publish_ts(&mut stdout, TsConfig::default(), &publisher, &mut signer).await {
+		log::warn!(target: "dsp-worker", "demo stream {}: reading ffmpeg failed: {e}", config.stream);
 	}
 	let status = child.wait().await;
 	log::warn!(target: "dsp-worker", "demo ffmpeg ended ({status:?}); demo stream {} ends", config.stream);
-	let end =
-		StreamEnd { genesis_hash: config.genesis_hash, stream: config.stream, next_sequence: next };
-	publisher.finish(Signed::sign(end, &config.origin), Duration::from_secs(5)).await;
+	publisher.finish(signer.end(), Duration::from_secs(5)).await;
 }
 
 /// The demo's segment length (ffmpeg cuts a key frame every two seconds).

@@ -383,10 +383,7 @@ fn serve_config(
 	tracker.max_units_per_pass = options.pass_max_units;
 	tracker.max_streams = config.streams.max_streams;
 	if let Some(listen) = &p2p_listen {
-		let secret = sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(
-			b"dsp/p2p-identity".as_slice(),
-			pair.to_raw_vec(),
-		)));
+		let secret = dsp_streaming::p2p::p2p_identity_seed(&pair);
 		let signers = PassSigners { default: vec![pair.public()], ..Default::default() };
 		let ledger = LedgerConfig::new(genesis_hash, pair.public().0, signers);
 		let mut seed = P2pConfig::loopback(secret, ledger);

@@ -2,6 +2,10 @@
 //! [`PublishQueue`], reconnecting with backoff and resending what was not acknowledged.
 //! [`Publisher::resume_point`] tells a restarted publisher where the servers want it to
 //! continue (their `Expect`).
+//!
+//! [`SegmentSigner`] signs and numbers media for a publisher, and [`publish_ts`] feeds it
+//! MPEG-TS (stdin, a file, an encoder's pipe): the read -> cut -> sign -> publish loop that
+//! `dsp publish` and the node's demo stream share.
 
 use super::{read_message, tls, write_frames, BoxRead, BoxWrite, Endpoint, ReadError};
 use crate::{
@@ -10,11 +14,14 @@ use crate::{
 	},
 	publisher::{PublishQueue, QueueConfig},
 	segment::Segment,
+	ts::{TsConfig, TsSegmenter},
 	viewer::Transport,
 };
+use bytes::Bytes;
 use dsp_primitives::{Hash32, Signed, StreamEnd, StreamId};
-use std::{io, sync::Arc, time::Duration};
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{
+	io::{AsyncRead, AsyncReadExt},
 	sync::{mpsc, watch},
 	task::JoinHandle,
 };
@@ -168,6 +175,137 @@ impl Publisher {
 		}
 		reports
 	}
+}
+
+/// Signs media as segments, numbers them, records them if asked, and hands them to a
+/// [`Publisher`]: what every input shares (MPEG-TS with [`publish_ts`], an HLS muxer's
+/// directory with [`crate::net::hls_ingest::follow_hls_dir`], the node's demo stream).
+pub struct SegmentSigner {
+	pair: sp_core::sr25519::Pair,
+	genesis_hash: Hash32,
+	stream: StreamId,
+	chunk_size: u32,
+	record_dir: Option<PathBuf>,
+	log_segments: bool,
+	first: u64,
+	next: u64,
+}
+
+impl SegmentSigner {
+	/// Signs `stream` on `genesis_hash` with the origin key `pair`, cutting segments into
+	/// `chunk_size` chunks and numbering them from `first_sequence`.
+	pub fn new(
+		pair: sp_core::sr25519::Pair,
+		genesis_hash: Hash32,
+		stream: StreamId,
+		chunk_size: u32,
+		first_sequence: u64,
+	) -> Self {
+		Self {
+			pair,
+			genesis_hash,
+			stream,
+			chunk_size,
+			record_dir: None,
+			log_segments: false,
+			first: first_sequence,
+			next: first_sequence,
+		}
+	}
+
+	/// Also writes every segment's media to `<dir>/<sequence>.ts` (the directory must exist).
+	pub fn record_to(mut self, dir: Option<PathBuf>) -> Self {
+		self.record_dir = dir;
+		self
+	}
+
+	/// Logs every segment published (`info`); off by default, for a publisher that runs inside
+	/// a longer-lived process (the node's demo).
+	pub fn log_each_segment(mut self) -> Self {
+		self.log_segments = true;
+		self
+	}
+
+	/// The sequence number the next segment gets.
+	pub fn next_sequence(&self) -> u64 {
+		self.next
+	}
+
+	/// Segments published so far.
+	pub fn published(&self) -> u64 {
+		self.next - self.first
+	}
+
+	/// Records `data` if asked, signs it as the next segment and queues it on `publisher`.
+	/// Fails only when the recording cannot be written (nothing is published then).
+	pub fn push(&mut self, publisher: &Publisher, data: Bytes, duration_ms: u32) -> io::Result<()> {
+		let seq = self.next;
+		if let Some(dir) = &self.record_dir {
+			std::fs::write(dir.join(format!("{seq}.ts")), &data)?;
+		}
+		let bytes = data.len();
+		let seg = Segment::build(
+			&self.pair,
+			self.genesis_hash,
+			self.stream,
+			seq,
+			duration_ms,
+			data,
+			self.chunk_size,
+		);
+		if self.log_segments {
+			info!(seq, bytes, duration_ms = seg.duration_ms(), "segment published");
+		}
+		publisher.push(Arc::new(seg));
+		self.next += 1;
+		Ok(())
+	}
+
+	/// The origin-signed end of the stream after the segments published so far.
+	pub fn end(&self) -> Signed<StreamEnd> {
+		let end = StreamEnd {
+			genesis_hash: self.genesis_hash,
+			stream: self.stream,
+			next_sequence: self.next,
+		};
+		Signed::sign(end, &self.pair)
+	}
+}
+
+/// Reads MPEG-TS from `input` until it ends, cuts it at key frames ([`TsSegmenter`] with
+/// `config`; what is left at the end is the last segment) and publishes every segment through
+/// `signer`. Fails when `input` fails or a recording cannot be written.
+pub async fn publish_ts<R: AsyncRead + Unpin>(
+	mut input: R,
+	config: TsConfig,
+	publisher: &Publisher,
+	signer: &mut SegmentSigner,
+) -> io::Result<()> {
+	let mut segmenter = TsSegmenter::new(config);
+	let mut buf = vec![0u8; 64 * 1024];
+	let mut eof = false;
+	while !eof {
+		let n = input.read(&mut buf).await?;
+		if n == 0 {
+			segmenter.finish();
+			eof = true;
+		} else {
+			segmenter.push(&buf[..n]);
+		}
+		while let Some(ts) = segmenter.poll_segment() {
+			if ts.forced {
+				warn!(
+					seq = signer.next_sequence(),
+					bytes = ts.data.len(),
+					"segment cut without a key frame (max size)"
+				);
+			}
+			signer.push(publisher, ts.data, ts.duration_ms)?;
+		}
+	}
+	let stats = segmenter.stats();
+	info!(packets = stats.packets, resync_bytes = stats.resync_bytes, "MPEG-TS input ended");
+	Ok(())
 }
 
 async fn connect(

@@ -64,3 +64,33 @@ pub enum Source<P> {
 	/// Another viewer.
 	Peer(P),
 }
+
+/// Domain of the libp2p identity derivation ([`p2p_identity_seed`]): keeps the identity's
+/// secret apart from every other hash of the same key.
+pub const P2P_IDENTITY_DOMAIN: &[u8] = b"dsp/p2p-identity";
+
+/// The ed25519 secret of the libp2p identity (its `PeerId`) that goes with the sr25519 key
+/// `pair`: `blake2_256(SCALE((P2P_IDENTITY_DOMAIN, raw secret of pair)))`. Derived rather than
+/// random, so a node's seed (from its pass key) and a viewer (from its viewer key) keep their
+/// `PeerId` across restarts.
+pub fn p2p_identity_seed(pair: &sp_core::sr25519::Pair) -> [u8; 32] {
+	use sp_core::Pair;
+	sp_crypto_hashing::blake2_256(&codec::Encode::encode(&(P2P_IDENTITY_DOMAIN, pair.to_raw_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+	use sp_core::Pair;
+
+	#[test]
+	fn the_p2p_identity_of_a_key_never_changes() {
+		// Peers and operators know a node by its `PeerId`: the derivation must not drift.
+		let alice = sp_core::sr25519::Pair::from_string("//Alice", None).unwrap();
+		let secret = super::p2p_identity_seed(&alice);
+		let key = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
+		assert_eq!(
+			key.public().to_peer_id().to_string(),
+			"12D3KooWHn8RSmGYMNuG1Qv5EdQtTETxutzjCUXXGFd1rfN56X33"
+		);
+	}
+}

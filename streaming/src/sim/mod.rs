@@ -14,6 +14,7 @@
 //! hold (no request to a banned peer, every played segment complete).
 
 pub mod network;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod report;
 
