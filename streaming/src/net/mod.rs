@@ -5,6 +5,7 @@
 //! [`crate::publisher`].
 
 pub mod hls;
+pub mod ledger_file;
 pub mod load;
 pub mod p2p;
 pub mod p2p_watch;

@@ -6,9 +6,10 @@
 //! is decided in [`crate::p2p::serving`].
 
 use crate::{
+	net::ledger_file::write_ledger,
 	p2p::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
-		receipts::{write_ledger, LedgerConfig, SeederLedger},
+		receipts::{LedgerConfig, SeederLedger},
 		serving::{ChunkSource, FetchError, Serving, ServingConfig, ServingEvent, ServingStats},
 		upload::{UploadCap, UploadConfig},
 		wire::{CodecRequest, RefusalCode, Request, Response},
