@@ -159,7 +159,7 @@ impl Driver {
 		let result = loop {
 			self.pump();
 			while let Some(d) = self.delivered.pop_front() {
-				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).push(&d);
+				self.playlist.lock().push(&d);
 				debug!(
 					seq = d.segment.sequence(),
 					discontinuity = d.discontinuity,
@@ -172,7 +172,7 @@ impl Driver {
 			}
 			if self.buffer.is_ended() && !self.stats.ended {
 				self.stats.ended = true;
-				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).end();
+				self.playlist.lock().end();
 				info!("stream ended; all segments delivered");
 				if let Some(ev) = &events {
 					let _ = ev.send(WatchEvent::Ended).await;
