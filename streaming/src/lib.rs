@@ -12,18 +12,26 @@
 //! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
 //!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
-//! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics.
-//! - [`p2p`]: the viewer swarm: its request/response wire protocol, the serving state machine
-//!   (passes, rate limits, bans), and receipts (viewer book, seeder ledger, claim batches).
-//! - [`p2p`]: P2P mode's cores: the chunk scheduler, upload cap, seed rotation, neighbour
-//!   choice.
+//! - [`p2p`]: P2P mode's cores: the chunk scheduler and the player model ([`p2p::playout`]),
+//!   upload cap, seed rotation, neighbour choice, the serving state machine (passes, rate limits,
+//!   bans), receipts (viewer book, seeder ledger, claim batches), and the viewer swarm's
+//!   request/response wire protocol with its libp2p behaviour.
 //! - [`sim`]: the discrete-event simulator behind `dsp sim`, running those cores for thousands of
 //!   viewers on a simulated clock and network.
-//! - [`net`]: the thin tokio / quinn drivers around those state machines, the HLS gateway, QUIC
-//!   TLS, recorded streams on disk, and the load generator behind `dsp load`.
+//! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics, and
+//!   streamer discovery (ranking sans-IO in [`chain::discovery`], probes in [`chain::probe`]).
+//! - [`net`]: the thin tokio / quinn / libp2p drivers around those state machines, the HLS
+//!   gateway, QUIC TLS, recorded streams on disk, the seeder's ledger file, and the load
+//!   generator behind `dsp load`.
 //!
-//! Everything but [`net`] and [`chain::client`] is sans-IO: no sockets, no clock; inputs come through
-//! `handle_*(now, …)`, outputs leave through `poll_*`.
+//! Sans-IO (no sockets, no files, no clock read; inputs through `handle_*(now, …)`, outputs
+//! through `poll_*`): [`protocol`], [`segment`], [`ts`], [`hls_ingest`], [`server`], [`viewer`],
+//! [`publisher`], [`p2p`] except [`p2p::behaviour`] (which builds the libp2p swarm),
+//! [`chain::extrinsic`] and [`chain::discovery`]. The IO lives in [`net`], [`chain::client`] and
+//! [`chain::probe`]. [`sim`] runs the cores on its simulated clock and reads the wall clock only
+//! to report its own run time. Clocks: [`p2p`] and [`sim`] take a `u64` millisecond clock
+//! ([`p2p::Millis`]); [`server`] and [`viewer`] take `std::time::Instant` values passed in
+//! (never read).
 
 pub mod chain;
 pub mod hls_ingest;

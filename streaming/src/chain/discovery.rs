@@ -1,19 +1,18 @@
 //! Finding a streamer without a central balancer: the viewer reads the on-chain registry
 //! (`dsp_streamers`, `dsp_stream`), asks each streamer's own node for its live load
 //! (`dsp_liveLoad` at the RPC endpoint it registered) and measures the TCP connect time to
-//! its streaming endpoint, then ranks them with [`rank`] (sans-IO, unit-tested).
+//! its streaming endpoint, then ranks them with [`rank`].
+//!
+//! This file is the sans-IO half: what was measured ([`Candidate`]) and the ranking, unit-tested.
+//! The RPC reads and TCP probes are the driver [`super::probe`] ([`discover`], re-exported here).
 //!
 //! A streamer that is full for direct sessions is not skipped: it may still admit the viewer
 //! in P2P mode. It only ranks after every streamer that still has direct capacity.
 
-use super::client::{ChainClient, ChainError};
+use super::client::ChainError;
 use dsp_primitives::{Hash32, PublicKey, StreamId};
 use serde::Deserialize;
-use sp_core::crypto::Ss58Codec;
-use std::{
-	net::SocketAddr,
-	time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
 /// A registered streamer as the registry lists it.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -39,24 +38,6 @@ pub struct RegisteredEndpoints {
 	pub p2p: String,
 	/// JSON-RPC URL of the streamer's node.
 	pub rpc: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StreamRecord {
-	signing_key: String,
-	open: bool,
-}
-
-#[derive(Deserialize)]
-struct LiveSessions {
-	direct: u32,
-}
-
-#[derive(Deserialize)]
-struct LiveLoad {
-	running: bool,
-	sessions: LiveSessions,
 }
 
 /// What the viewer measured of one streamer.
@@ -124,57 +105,7 @@ pub enum DiscoveryError {
 	NoStreamer(usize),
 }
 
-/// How long to wait for one streamer's TCP connect or load answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Reads the registry through `client` and probes every streamer.
-pub async fn discover(
-	client: &ChainClient,
-	stream: StreamId,
-) -> Result<Discovered, DiscoveryError> {
-	let runtime = client.runtime_info().await?;
-	let record: Option<StreamRecord> = client.request("dsp_stream", vec![stream.into()]).await?;
-	let record = record.filter(|r| r.open).ok_or(DiscoveryError::NoStream(stream))?;
-	let origin_key = PublicKey::from_ss58check(&record.signing_key)
-		.map_err(|_| DiscoveryError::BadKey(stream))?;
-	let registered: Vec<RegisteredStreamer> = client.request("dsp_streamers", vec![]).await?;
-	let probes = registered.iter().cloned().map(probe);
-	let candidates: Vec<Candidate> = futures::future::join_all(probes).await;
-	let order = rank(&candidates);
-	if order.is_empty() {
-		return Err(DiscoveryError::NoStreamer(registered.len()));
-	}
-	let streamers = order.into_iter().map(|i| candidates[i].clone()).collect();
-	Ok(Discovered { genesis_hash: runtime.genesis_hash, origin_key, streamers })
-}
-
-async fn probe(streamer: RegisteredStreamer) -> Candidate {
-	let tcp = streamer.endpoints.tcp.parse().ok();
-	let quic = streamer.endpoints.quic.parse().ok();
-	let rtt = match tcp {
-		Some(addr) => {
-			let start = Instant::now();
-			match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-				Ok(Ok(_)) => Some(start.elapsed()),
-				_ => None,
-			}
-		}
-		None => None,
-	};
-	let url = streamer.endpoints.rpc.replacen("ws://", "http://", 1);
-	let direct_sessions = match ChainClient::new(&url) {
-		Ok(node) => {
-			tokio::time::timeout(PROBE_TIMEOUT, node.request::<LiveLoad>("dsp_liveLoad", vec![]))
-				.await
-				.ok()
-				.and_then(Result::ok)
-				.filter(|l| l.running)
-				.map(|l| l.sessions.direct)
-		}
-		Err(_) => None,
-	};
-	Candidate { streamer, tcp, quic, rtt, direct_sessions }
-}
+pub use super::probe::discover;
 
 #[cfg(test)]
 mod tests {

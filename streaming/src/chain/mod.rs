@@ -4,8 +4,10 @@
 //! - [`extrinsic`]: sans-IO encoding and signing of the few `pallet-dsp` calls the tool sends,
 //!   guarded by the runtime's `transaction_version`.
 //! - [`client`]: a JSON-RPC client over HTTP (the node's `--rpc-port`).
-//! - [`discovery`]: choosing a streamer from the on-chain registry by load and RTT.
+//! - [`discovery`]: choosing a streamer from the on-chain registry by load and RTT (sans-IO
+//!   ranking); [`probe`]: the registry reads and TCP probes that feed it.
 
 pub mod client;
 pub mod discovery;
 pub mod extrinsic;
+pub mod probe;

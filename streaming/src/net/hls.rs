@@ -4,11 +4,8 @@
 
 use crate::viewer::Playlist;
 use bytes::Bytes;
-use std::{
-	net::SocketAddr,
-	sync::{Arc, Mutex},
-	time::Duration,
-};
+use parking_lot::Mutex;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
 	io::{AsyncReadExt, AsyncWriteExt},
 	net::{TcpListener, TcpStream},
@@ -63,7 +60,7 @@ fn route(method: &str, path: &str, playlist: &Mutex<Playlist>) -> Response {
 		return Response::Status(405, "Method Not Allowed");
 	}
 	let path = path.split('?').next().unwrap_or(path);
-	let mut p = playlist.lock().unwrap_or_else(|e| e.into_inner());
+	let mut p = playlist.lock();
 	let prefix = format!("/streams/{}/", p.stream());
 	let Some(file) = path.strip_prefix(&prefix) else {
 		return Response::Status(404, "Not Found");

@@ -6,6 +6,7 @@
 
 pub mod hls;
 pub mod hls_ingest;
+pub mod ledger_file;
 pub mod load;
 pub mod p2p;
 pub mod p2p_watch;

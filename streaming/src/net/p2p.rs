@@ -6,12 +6,14 @@
 //! is decided in [`crate::p2p::serving`].
 
 use crate::{
+	net::ledger_file::write_ledger,
 	p2p::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
-		receipts::{write_ledger, LedgerConfig, SeederLedger},
+		receipts::{LedgerConfig, SeederLedger},
 		serving::{ChunkSource, FetchError, Serving, ServingConfig, ServingEvent, ServingStats},
 		upload::{UploadCap, UploadConfig},
 		wire::{CodecRequest, RefusalCode, Request, Response},
+		Millis,
 	},
 	segment::SegmentError,
 };
@@ -182,7 +184,7 @@ pub struct P2pNode {
 	/// Bound listen addresses (without `/p2p/<id>`).
 	pub listen_addrs: Vec<Multiaddr>,
 	commands: mpsc::Sender<Command>,
-	events: mpsc::Receiver<ServingEvent>,
+	events: mpsc::Receiver<ServingEvent<PeerId>>,
 	/// The serving counters as the driver last published them.
 	stats: watch::Receiver<ServingStats>,
 	task: JoinHandle<()>,
@@ -343,14 +345,14 @@ impl P2pNode {
 	}
 
 	/// The next event of the serving core (bans, `Have` announcements).
-	pub async fn next_event(&mut self) -> Option<ServingEvent> {
+	pub async fn next_event(&mut self) -> Option<ServingEvent<PeerId>> {
 		self.events.recv().await
 	}
 
 	/// Takes the event stream out of the node, so that the node can be shared (`Arc`) by
 	/// concurrent requests while one task reads its events. [`P2pNode::next_event`] returns
 	/// `None` afterwards.
-	pub fn take_events(&mut self) -> mpsc::Receiver<ServingEvent> {
+	pub fn take_events(&mut self) -> mpsc::Receiver<ServingEvent<PeerId>> {
 		std::mem::replace(&mut self.events, mpsc::channel(1).1)
 	}
 }
@@ -358,13 +360,13 @@ impl P2pNode {
 struct Driver<S> {
 	swarm: Swarm<Behaviour>,
 	upload: Option<UploadCap>,
-	/// Origin of the upload cap's millisecond clock.
+	/// Origin of the millisecond clock of the serving core and the upload cap.
 	started: Instant,
 	upload_refused: u64,
-	serving: Serving,
+	serving: Serving<PeerId>,
 	source: Arc<S>,
 	pending: HashMap<OutboundRequestId, Pending>,
-	events: mpsc::Sender<ServingEvent>,
+	events: mpsc::Sender<ServingEvent<PeerId>>,
 	stats: watch::Sender<ServingStats>,
 	ledger_dir: Option<PathBuf>,
 }
@@ -475,8 +477,13 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 		}
 	}
 
+	/// Milliseconds since the driver started: the clock of the sans-IO cores.
+	fn now(&self) -> Millis {
+		self.started.elapsed().as_millis() as Millis
+	}
+
 	fn handle_rr_event(&mut self, ev: request_response::Event<CodecRequest, Response>) {
-		let now = Instant::now();
+		let now = self.now();
 		match ev {
 			request_response::Event::Message { peer, message } => match message {
 				request_response::Message::Request { request: Err(e), channel, .. } => {
@@ -542,7 +549,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 	/// not counted as served in the receipt ledger; requests without a pass take nothing.
 	fn over_upload_cap(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		peer: &PeerId,
 		request: &Request,
 	) -> Option<Response> {
@@ -552,8 +559,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 			return None;
 		}
 		let len = self.source.chunk(stream, sequence, index)?.len() as u64;
-		let ms = now.saturating_duration_since(self.started).as_millis() as u64;
-		if cap.try_take(ms, len) {
+		if cap.try_take(now, len) {
 			return None;
 		}
 		self.upload_refused += 1;

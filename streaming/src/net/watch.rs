@@ -12,12 +12,13 @@ use crate::{
 	},
 };
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::{
 	collections::HashMap,
 	io,
 	net::SocketAddr,
 	path::PathBuf,
-	sync::{Arc, Mutex},
+	sync::Arc,
 	time::{Duration, Instant},
 };
 use tokio::{
@@ -193,7 +194,7 @@ impl ConnCtx {
 		&self,
 		server: SocketAddr,
 	) -> io::Result<(quinn::Endpoint, quinn::ClientConfig)> {
-		let mut clients = self.quic.lock().unwrap_or_else(|e| e.into_inner());
+		let mut clients = self.quic.lock();
 		let slot = &mut clients[usize::from(server.is_ipv6())];
 		if slot.is_none() {
 			let c = self.config.verification;
@@ -315,7 +316,7 @@ async fn run(
 		}
 		if core.is_ended() && !ended_reported {
 			ended_reported = true;
-			playlist.lock().unwrap_or_else(|e| e.into_inner()).end();
+			playlist.lock().end();
 			info!("stream ended; all segments delivered");
 			if let Some(ev) = &events {
 				let _ = ev.send(WatchEvent::Ended).await;
@@ -352,7 +353,7 @@ async fn run(
 				let (t0, b0) = samples.front().copied().unwrap_or((now, stats.media_bytes));
 				let secs = (now - t0).as_secs_f64().max(0.001);
 				let kbps = (stats.media_bytes - b0) as f64 * 8.0 / 1000.0 / secs;
-				let buffered = playlist.lock().unwrap_or_else(|e| e.into_inner()).buffered_ms();
+				let buffered = playlist.lock().buffered_ms();
 				eprintln!(
 					"[dsp watch] server={} transport={} bitrate={:.0}kbps buffer={:.1}s segments={} switches={} server_changes={} gaps={} duplicates={} rejected={}",
 					core.servers()[core.current_server()],
@@ -377,7 +378,7 @@ async fn run(
 }
 
 fn deliver(config: &WatchConfig, playlist: &Mutex<Playlist>, d: &Delivered) {
-	playlist.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+	playlist.lock().push(d);
 	if let Some(dir) = &config.record_dir {
 		let path = dir.join(format!("{}.ts", d.segment.sequence()));
 		if let Err(e) = std::fs::write(&path, d.segment.to_vec()) {

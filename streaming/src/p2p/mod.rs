@@ -20,7 +20,8 @@
 //! 5. **Fetching.** Each viewer's [`scheduler::Scheduler`] decides what to ask whom: chunks
 //!    due soon (the urgent window) from the node when no peer delivered in time, everything
 //!    further ahead from neighbours, earliest deadline first and rarest first, with adaptive
-//!    per-request timeouts, a slow peer's request asked elsewhere.
+//!    per-request timeouts, a slow peer's request asked elsewhere. Deadlines come from the
+//!    player model, [`playout::Playout`].
 //! 6. **Serving.** A viewer serves its neighbours' requests earliest requester-deadline first,
 //!    under an upload cap ([`upload::Uploader`], [`upload::UploadCap`]; 1.5 Mbit/s by default,
 //!    what a phone can spare).
@@ -44,6 +45,7 @@
 pub mod behaviour;
 pub mod chunkset;
 pub mod mesh;
+pub mod playout;
 pub mod receipts;
 pub mod scheduler;
 pub mod seeding;

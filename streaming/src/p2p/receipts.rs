@@ -1,6 +1,7 @@
 //! Receipts, sans-IO: the viewer's [`ReceiptBook`] (what it received from whom, signed as
 //! cumulative receipts) and the seeder's [`SeederLedger`] (passes and latest receipts per viewer,
-//! the serve/stop decision, persistence, and claim batches for the chain).
+//! the serve/stop decision, its persisted form as bytes, and claim batches for the chain). The
+//! ledger file on disk (atomic save, load) is the driver [`crate::net::ledger_file`].
 //!
 //! Both sides use the shared primitives ([`Receipt`], [`ViewerPass`], [`Signed`]) and
 //! [`Signed::verify`], so what the seeder accepts here is what `pallet-dsp` pays: [`verify_item`]
@@ -18,8 +19,7 @@ use dsp_primitives::{
 };
 use std::{
 	collections::{BTreeMap, HashMap},
-	io::{self, Write},
-	path::{Path, PathBuf},
+	io,
 };
 
 /// Default [`BookConfig::max_seeders`]: 256 (seeder, epoch) counters per stream.
@@ -230,8 +230,6 @@ pub fn verify_item(
 pub const DEFAULT_SLACK_UNITS: Units = 2048;
 /// Default [`LedgerConfig::max_entries`]: 65 536 (stream, viewer, epoch) entries, about 30 MiB.
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
-/// File name of a persisted ledger inside its directory.
-pub const LEDGER_FILE: &str = "ledger.scale";
 
 /// Settings of a [`SeederLedger`].
 #[derive(Clone, Debug)]
@@ -424,21 +422,10 @@ impl SeederLedger {
 		self.entries.values().collect::<Vec<_>>().encode()
 	}
 
-	/// Writes the ledger to `dir/ledger.scale` atomically (see [`write_ledger`]).
-	pub fn save(&self, dir: &Path) -> io::Result<()> {
-		write_ledger(dir, &self.encode())
-	}
-
-	/// Reads `dir/ledger.scale` (an empty ledger if there is none). Every entry is checked again
-	/// (pass and receipt, as on arrival): a file edited by hand or damaged on disk is an error,
-	/// never trusted.
-	pub fn load(config: LedgerConfig, dir: &Path) -> Result<Self, LoadError> {
-		let path = ledger_path(dir);
-		let bytes = match std::fs::read(&path) {
-			Ok(b) => b,
-			Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::new(config)),
-			Err(e) => return Err(LoadError::Io(e)),
-		};
+	/// A ledger from its persisted form ([`Self::encode`]). Every entry is checked again (pass
+	/// and receipt, as on arrival): bytes edited by hand or damaged on disk are an error, never
+	/// trusted. The file around these bytes is [`crate::net::ledger_file`]'s business.
+	pub fn decode(config: LedgerConfig, bytes: &[u8]) -> Result<Self, LoadError> {
 		let entries = Vec::<LedgerEntry>::decode_all(&mut &bytes[..])
 			.map_err(|e| LoadError::Corrupt(e.to_string()))?;
 		let mut ledger = Self::new(config);
@@ -455,30 +442,10 @@ impl SeederLedger {
 	}
 }
 
-/// Writes encoded ledger bytes to `dir/ledger.scale` atomically: a temporary file is written and
-/// synced, then renamed over the old one, and the directory is synced, so a crash leaves either
-/// the old or the new ledger. Blocking; async shells call it from a blocking task.
-pub fn write_ledger(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-	std::fs::create_dir_all(dir)?;
-	let tmp = dir.join(format!("{LEDGER_FILE}.tmp"));
-	{
-		let mut f = std::fs::File::create(&tmp)?;
-		f.write_all(bytes)?;
-		f.sync_all()?;
-	}
-	std::fs::rename(&tmp, ledger_path(dir))?;
-	std::fs::File::open(dir)?.sync_all()
-}
-
-/// Path of the ledger file in `dir`.
-pub fn ledger_path(dir: &Path) -> PathBuf {
-	dir.join(LEDGER_FILE)
-}
-
 /// A ledger could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-	/// The file could not be read.
+	/// The file could not be read (only from the file driver, [`crate::net::ledger_file`]).
 	#[error("reading the ledger: {0}")]
 	Io(#[from] io::Error),
 	/// The file does not decode.
@@ -490,13 +457,13 @@ pub enum LoadError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
 	use super::*;
 	use sp_core::Pair;
 
-	const GENESIS: Hash32 = [7; 32];
+	pub(crate) const GENESIS: Hash32 = [7; 32];
 
-	fn pair(s: &str) -> sp_core::sr25519::Pair {
+	pub(crate) fn pair(s: &str) -> sp_core::sr25519::Pair {
 		sp_core::sr25519::Pair::from_string(s, None).unwrap()
 	}
 
@@ -504,11 +471,11 @@ mod tests {
 		pair("//Seeder").public().0
 	}
 
-	fn signers() -> PassSigners {
+	pub(crate) fn signers() -> PassSigners {
 		PassSigners { default: vec![pair("//Issuer").public()], per_stream: HashMap::new() }
 	}
 
-	fn pass_for(viewer: &str, epoch: EpochIndex) -> Signed<ViewerPass> {
+	pub(crate) fn pass_for(viewer: &str, epoch: EpochIndex) -> Signed<ViewerPass> {
 		let pass = ViewerPass {
 			genesis_hash: GENESIS,
 			stream: 1,
@@ -520,7 +487,7 @@ mod tests {
 		Signed::sign(pass, &pair("//Issuer"))
 	}
 
-	fn ledger() -> SeederLedger {
+	pub(crate) fn ledger() -> SeederLedger {
 		SeederLedger::new(LedgerConfig {
 			slack_units: 10,
 			..LedgerConfig::new(GENESIS, seeder(), signers())
@@ -568,7 +535,7 @@ mod tests {
 		b.handle_received([9; 32], 1, 1).unwrap();
 	}
 
-	fn receipt(viewer: &str, epoch: EpochIndex, units: Units) -> Receipt {
+	pub(crate) fn receipt(viewer: &str, epoch: EpochIndex, units: Units) -> Receipt {
 		Receipt {
 			genesis_hash: GENESIS,
 			stream: 1,
@@ -635,41 +602,6 @@ mod tests {
 		assert!(l.may_serve(1, &viewer, 5));
 		// Other epochs are separate entries.
 		assert!(!l.may_serve(1, &viewer, 6));
-	}
-
-	#[test]
-	fn ledger_persists_atomically_and_reloads_verified() {
-		let dir = tempfile::tempdir().unwrap();
-		let mut l = ledger();
-		let viewer = pair("//Viewer").public();
-		l.handle_pass(pass_for("//Viewer", 5)).unwrap();
-		l.handle_pass(pass_for("//Viewer2", 5)).unwrap();
-		l.handle_served(1, &viewer, 5, 4096);
-		l.handle_receipt(Signed::sign(receipt("//Viewer", 5, 4), &pair("//Viewer"))).unwrap();
-		l.save(dir.path()).unwrap();
-		assert!(!dir.path().join("ledger.scale.tmp").exists());
-
-		let back = SeederLedger::load(l.config().clone(), dir.path()).unwrap();
-		assert_eq!(
-			back.entries().cloned().collect::<Vec<_>>(),
-			l.entries().cloned().collect::<Vec<_>>()
-		);
-
-		// A different seeder's config refuses the stored receipt.
-		let other = LedgerConfig::new(GENESIS, [3; 32], signers());
-		assert!(matches!(SeederLedger::load(other, dir.path()), Err(LoadError::BadEntry(_, _))));
-		// Damaged bytes are an error, not an empty ledger.
-		std::fs::write(ledger_path(dir.path()), b"\x04garbage").unwrap();
-		assert!(matches!(
-			SeederLedger::load(l.config().clone(), dir.path()),
-			Err(LoadError::Corrupt(_))
-		));
-		// No file: empty ledger.
-		let empty = tempfile::tempdir().unwrap();
-		assert_eq!(
-			SeederLedger::load(l.config().clone(), empty.path()).unwrap().entries().count(),
-			0
-		);
 	}
 
 	#[test]

@@ -14,19 +14,23 @@
 //!    connections; `Have` goes to the download scheduler.
 //! 5. Call [`Serving::handle_disconnected`] when a peer's last connection closed.
 //!
-//! Time only comes in through `now` arguments; nothing here reads a clock.
+//! Time only comes in through `now` arguments, on the `u64` millisecond clock of the rest of
+//! `p2p` ([`Millis`]); nothing here reads a clock. Peers are any [`PeerIdentity`] (libp2p's
+//! `PeerId` in the swarm), as the scheduler's are generic.
 
 use super::{
 	receipts::{ReceiptError, SeederLedger},
-	wire::{verify_peer_binding, HaveSegment, RefusalCode, Request, Response},
+	wire::{verify_peer_binding, HaveSegment, PeerIdentity, RefusalCode, Request, Response},
+	Millis,
 };
 use crate::segment::{verify_chunk, SegmentError};
 use bytes::Bytes;
 use dsp_primitives::{EpochIndex, PublicKey, SegmentHeader, Signed, StreamId};
-use libp2p::PeerId;
 use std::{
 	collections::{HashMap, HashSet, VecDeque},
-	time::{Duration, Instant},
+	fmt::Debug,
+	hash::Hash,
+	time::Duration,
 };
 
 /// Where served headers and chunks come from (the viewer's verified store, or a node's window).
@@ -87,23 +91,23 @@ impl Default for ServingConfig {
 
 /// Something the shell must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServingEvent {
+pub enum ServingEvent<P> {
 	/// Block `peer` and close its connections; never dial or serve it again.
 	Ban {
 		/// The peer.
-		peer: PeerId,
+		peer: P,
 		/// Why, for logs.
 		reason: String,
 	},
 	/// Unblock `peer`: its ban was the oldest and `max_banned` newer ones exist.
 	Unban {
 		/// The peer.
-		peer: PeerId,
+		peer: P,
 	},
 	/// `peer` announced what it holds (for the download scheduler).
 	Have {
 		/// The peer.
-		peer: PeerId,
+		peer: P,
 		/// Stream.
 		stream: StreamId,
 		/// The viewer key of the pass the peer showed for `stream`: its account as a seeder,
@@ -130,7 +134,7 @@ pub enum FetchError {
 struct PeerState {
 	/// Stream → (viewer key, epoch) of the pass this peer showed.
 	passes: HashMap<StreamId, (PublicKey, EpochIndex)>,
-	window_start: Instant,
+	window_start: Millis,
 	requests: u32,
 	busy: u32,
 	bad_input: u32,
@@ -151,24 +155,24 @@ pub struct ServingStats {
 
 /// The serving state machine of one P2P node. See the module docs for the call order.
 #[derive(Debug)]
-pub struct Serving {
+pub struct Serving<P> {
 	config: ServingConfig,
 	ledger: SeederLedger,
 	/// Whether the ledger changed since [`Serving::take_ledger_changed`] was last called.
 	ledger_changed: bool,
 	/// The current credit epoch, once known.
 	epoch: Option<EpochIndex>,
-	peers: HashMap<PeerId, PeerState>,
-	banned: HashSet<PeerId>,
-	ban_order: VecDeque<PeerId>,
+	peers: HashMap<P, PeerState>,
+	banned: HashSet<P>,
+	ban_order: VecDeque<P>,
 	/// Bad-input counts of disconnected peers, oldest first in `strike_order`.
-	strikes: HashMap<PeerId, u32>,
-	strike_order: VecDeque<PeerId>,
-	events: VecDeque<ServingEvent>,
+	strikes: HashMap<P, u32>,
+	strike_order: VecDeque<P>,
+	events: VecDeque<ServingEvent<P>>,
 	stats: ServingStats,
 }
 
-impl Serving {
+impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 	/// A serving core with `ledger` for passes and receipts.
 	pub fn new(config: ServingConfig, ledger: SeederLedger) -> Self {
 		Self {
@@ -222,19 +226,19 @@ impl Serving {
 	}
 
 	/// Whether `peer` is banned.
-	pub fn is_banned(&self, peer: &PeerId) -> bool {
+	pub fn is_banned(&self, peer: &P) -> bool {
 		self.banned.contains(peer)
 	}
 
 	/// Whether `peer` showed a valid pass for `stream` (and is not banned): only such a peer's
 	/// requests may take from an upload budget.
-	pub fn has_pass(&self, peer: &PeerId, stream: StreamId) -> bool {
+	pub fn has_pass(&self, peer: &P, stream: StreamId) -> bool {
 		!self.is_banned(peer)
 			&& self.peers.get(peer).is_some_and(|p| p.passes.contains_key(&stream))
 	}
 
 	/// Bans `peer` (idempotent) and tells the shell to block it.
-	pub fn ban(&mut self, peer: PeerId, reason: impl Into<String>) {
+	pub fn ban(&mut self, peer: P, reason: impl Into<String>) {
 		if !self.banned.insert(peer) {
 			return;
 		}
@@ -251,13 +255,13 @@ impl Serving {
 	}
 
 	/// The next event for the shell.
-	pub fn poll_event(&mut self) -> Option<ServingEvent> {
+	pub fn poll_event(&mut self) -> Option<ServingEvent<P>> {
 		self.events.pop_front()
 	}
 
 	/// `peer`'s last connection closed: forget its passes and rate counters (not its ban, and
 	/// not its bad-input count, which reconnecting must not reset).
-	pub fn handle_disconnected(&mut self, peer: &PeerId) {
+	pub fn handle_disconnected(&mut self, peer: &P) {
 		let Some(state) = self.peers.remove(peer) else { return };
 		if state.bad_input > 0 {
 			if self.strikes.insert(*peer, state.bad_input).is_none() {
@@ -272,7 +276,7 @@ impl Serving {
 
 	/// Starts state for `peer` (restoring its remembered bad-input count) unless `max_peers`
 	/// are tracked already; whether `peer` now has state.
-	fn track(&mut self, now: Instant, peer: PeerId) -> bool {
+	fn track(&mut self, now: Millis, peer: P) -> bool {
 		if self.peers.contains_key(&peer) {
 			return true;
 		}
@@ -293,7 +297,7 @@ impl Serving {
 
 	/// An inbound request from `peer` could not be read (oversized, malformed, over a count
 	/// limit). Bans after `max_bad_input` of them.
-	pub fn handle_bad_input(&mut self, now: Instant, peer: PeerId, what: &str) {
+	pub fn handle_bad_input(&mut self, now: Millis, peer: P, what: &str) {
 		if !self.track(now, peer) {
 			// Too many peers to keep count: ban on the spot rather than forget.
 			return self.ban(peer, format!("bad input while at max_peers: {what}"));
@@ -314,8 +318,8 @@ impl Serving {
 	/// Answers one request from `peer`.
 	pub fn handle_request(
 		&mut self,
-		now: Instant,
-		peer: PeerId,
+		now: Millis,
+		peer: P,
 		request: Request,
 		source: &impl ChunkSource,
 	) -> Response {
@@ -327,7 +331,7 @@ impl Serving {
 		}
 		let cfg = &self.config;
 		let state = self.peers.get_mut(&peer).expect("inserted above; qed");
-		if now.saturating_duration_since(state.window_start) >= cfg.rate_window {
+		if now.saturating_sub(state.window_start) >= cfg.rate_window.as_millis() as Millis {
 			state.window_start = now;
 			state.requests = 0;
 			state.busy = 0;
@@ -427,7 +431,7 @@ impl Serving {
 	/// banned at once.
 	pub fn handle_chunk_response(
 		&mut self,
-		peer: PeerId,
+		peer: P,
 		header: &SegmentHeader,
 		index: u32,
 		response: Response,
@@ -460,6 +464,7 @@ mod tests {
 		segment::Segment,
 	};
 	use dsp_primitives::{Receipt, ViewerPass};
+	use libp2p::PeerId;
 	use sp_core::Pair;
 
 	fn pair(s: &str) -> sp_core::sr25519::Pair {
@@ -483,7 +488,7 @@ mod tests {
 		Store(Segment::build(&pair("//Origin"), [0; 32], 1, 0, 2000, data, 4096))
 	}
 
-	fn serving(config: ServingConfig) -> Serving {
+	fn serving(config: ServingConfig) -> Serving<PeerId> {
 		let signers =
 			PassSigners { default: vec![pair("//Issuer").public()], ..Default::default() };
 		let mut lc = LedgerConfig::new([0; 32], pair("//Seeder").public().0, signers);
@@ -525,7 +530,7 @@ mod tests {
 
 	#[test]
 	fn nothing_is_served_without_a_valid_pass() {
-		let (mut s, st, now, me) = (serving(Default::default()), store(), Instant::now(), peer(1));
+		let (mut s, st, now, me) = (serving(Default::default()), store(), 0, peer(1));
 		assert_eq!(code(&s.handle_request(now, me, get(0), &st)), Some(RefusalCode::NoPass));
 		let hdr = Request::GetHeader { stream: 1, sequence: 0 };
 		assert_eq!(code(&s.handle_request(now, me, hdr.clone(), &st)), Some(RefusalCode::NoPass));
@@ -548,7 +553,7 @@ mod tests {
 
 	#[test]
 	fn passes_outside_the_current_epochs_are_refused_once_the_epoch_is_known() {
-		let (mut s, st, now) = (serving(Default::default()), store(), Instant::now());
+		let (mut s, st, now) = (serving(Default::default()), store(), 0);
 		// Unknown epoch (no chain followed): any epoch is accepted.
 		assert_eq!(s.handle_request(now, peer(1), bound("//Viewer", peer(1)), &st), Response::Ok);
 		// The test pass is for epoch 0: fine at epochs 0 and 1 (lag 1), not at 2.
@@ -572,7 +577,7 @@ mod tests {
 
 	#[test]
 	fn receipts_behind_cut_service_until_a_new_receipt() {
-		let (mut s, st, now, me) = (serving(Default::default()), store(), Instant::now(), peer(3));
+		let (mut s, st, now, me) = (serving(Default::default()), store(), 0, peer(3));
 		s.handle_request(now, me, bound("//Viewer", me), &st);
 		// Slack 7 units: two 4 KiB chunks (8 units) use it up, the third is refused.
 		assert!(matches!(s.handle_request(now, me, get(0), &st), Response::Chunk(_)));
@@ -606,13 +611,13 @@ mod tests {
 	fn flooding_is_refused_then_banned_and_the_window_resets() {
 		let cfg =
 			ServingConfig { max_requests_per_window: 5, flood_ban_after: 3, ..Default::default() };
-		let (mut s, st, t0) = (serving(cfg), store(), Instant::now());
+		let (mut s, st, t0) = (serving(cfg), store(), 0);
 		let (flooder, calm) = (peer(4), peer(5));
 		for _ in 0..5 {
 			s.handle_request(t0, calm, get(0), &st);
 		}
 		// A new window: the calm peer may go on.
-		let t1 = t0 + Duration::from_secs(1);
+		let t1 = t0 + 1000;
 		assert_eq!(code(&s.handle_request(t1, calm, get(0), &st)), Some(RefusalCode::NoPass));
 
 		for _ in 0..5 {
@@ -638,7 +643,7 @@ mod tests {
 	#[test]
 	fn bad_input_bans_after_the_limit_and_peer_state_is_bounded() {
 		let cfg = ServingConfig { max_peers: 2, ..Default::default() };
-		let (mut s, st, now) = (serving(cfg), store(), Instant::now());
+		let (mut s, st, now) = (serving(cfg), store(), 0);
 		let bad = peer(6);
 		s.handle_bad_input(now, bad, "oversized");
 		// Reconnecting does not reset the count.

@@ -60,14 +60,31 @@ impl HaveSegment {
 /// Domain tag of a pass's peer binding (see [`Request::Pass`]).
 pub const PEER_BINDING_DOMAIN: &[u8] = b"dsp/p2p-peer/v1";
 
+/// A peer identity a pass can be bound to: libp2p's [`PeerId`] on the network. The sans-IO
+/// cores ([`super::serving::Serving`]) are generic over it, as the scheduler is over its peers.
+pub trait PeerIdentity {
+	/// The identity's bytes in the pass binding ([`peer_binding_payload`]).
+	fn binding_bytes(&self) -> Vec<u8>;
+}
+
+impl PeerIdentity for PeerId {
+	fn binding_bytes(&self) -> Vec<u8> {
+		self.to_bytes()
+	}
+}
+
 /// The bytes a viewer signs to bind its pass to its libp2p identity:
 /// `SCALE(("dsp/p2p-peer/v1", genesis_hash, stream, epoch, peer_id bytes))`.
-pub fn peer_binding_payload(pass: &ViewerPass, peer: &PeerId) -> Vec<u8> {
-	(PEER_BINDING_DOMAIN, pass.genesis_hash, pass.stream, pass.epoch, peer.to_bytes()).encode()
+pub fn peer_binding_payload<P: PeerIdentity + ?Sized>(pass: &ViewerPass, peer: &P) -> Vec<u8> {
+	(PEER_BINDING_DOMAIN, pass.genesis_hash, pass.stream, pass.epoch, peer.binding_bytes()).encode()
 }
 
 /// Whether `binding` is the pass viewer's signature binding the pass to `peer`.
-pub fn verify_peer_binding(pass: &ViewerPass, peer: &PeerId, binding: &Signature) -> bool {
+pub fn verify_peer_binding<P: PeerIdentity + ?Sized>(
+	pass: &ViewerPass,
+	peer: &P,
+	binding: &Signature,
+) -> bool {
 	use sp_core::Pair as _;
 	sp_core::sr25519::Pair::verify(binding, peer_binding_payload(pass, peer), &pass.viewer)
 }
@@ -127,7 +144,7 @@ impl Request {
 	pub fn bound_pass(
 		pass: Signed<ViewerPass>,
 		viewer: &sp_core::sr25519::Pair,
-		peer: &PeerId,
+		peer: &impl PeerIdentity,
 	) -> Self {
 		use sp_core::Pair as _;
 		let binding = viewer.sign(&peer_binding_payload(&pass.payload, peer));

@@ -101,7 +101,7 @@ impl Driver {
 	pub(super) fn spawn(
 		mut self,
 		inbound: mpsc::Receiver<Inbound>,
-		node_events: mpsc::Receiver<ServingEvent>,
+		node_events: mpsc::Receiver<ServingEvent<PeerId>>,
 		events: Option<mpsc::Sender<WatchEvent>>,
 		teardown: impl FnOnce() + Send + 'static,
 	) -> (
@@ -147,7 +147,7 @@ impl Driver {
 	async fn run(
 		&mut self,
 		mut inbound: mpsc::Receiver<Inbound>,
-		mut node_events: mpsc::Receiver<ServingEvent>,
+		mut node_events: mpsc::Receiver<ServingEvent<PeerId>>,
 		mut stop: oneshot::Receiver<()>,
 		events: Option<mpsc::Sender<WatchEvent>>,
 		stats_tx: &watch::Sender<P2pWatchStats>,
@@ -159,7 +159,7 @@ impl Driver {
 		let result = loop {
 			self.pump();
 			while let Some(d) = self.delivered.pop_front() {
-				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).push(&d);
+				self.playlist.lock().push(&d);
 				debug!(
 					seq = d.segment.sequence(),
 					discontinuity = d.discontinuity,
@@ -172,7 +172,7 @@ impl Driver {
 			}
 			if self.buffer.is_ended() && !self.stats.ended {
 				self.stats.ended = true;
-				self.playlist.lock().unwrap_or_else(|e| e.into_inner()).end();
+				self.playlist.lock().end();
 				info!("stream ended; all segments delivered");
 				if let Some(ev) = &events {
 					let _ = ev.send(WatchEvent::Ended).await;
@@ -552,7 +552,7 @@ impl Driver {
 		}));
 	}
 
-	fn handle_serving_event(&mut self, ev: ServingEvent) {
+	fn handle_serving_event(&mut self, ev: ServingEvent<PeerId>) {
 		match ev {
 			ServingEvent::Have { peer, stream, viewer, segments }
 				if stream == self.config.stream =>

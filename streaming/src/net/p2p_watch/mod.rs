@@ -58,11 +58,12 @@ use dsp_primitives::{
 };
 use futures::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
 use libp2p::{Multiaddr, PeerId};
+use parking_lot::Mutex;
 use std::{
 	collections::{BTreeMap, HashMap, VecDeque},
 	io,
 	net::SocketAddr,
-	sync::{Arc, Mutex},
+	sync::Arc,
 	time::Duration,
 };
 use tokio::{

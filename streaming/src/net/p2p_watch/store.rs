@@ -20,8 +20,8 @@ impl Store {
 		Self { stream, max_segments: max_segments.max(1), inner: Mutex::default() }
 	}
 
-	fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
-		self.inner.lock().unwrap_or_else(|e| e.into_inner())
+	fn lock(&self) -> parking_lot::MutexGuard<'_, StoreInner> {
+		self.inner.lock()
 	}
 
 	/// A verified header; whether it was new. Older segments than every held one are refused
