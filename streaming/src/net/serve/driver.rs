@@ -5,7 +5,7 @@
 use super::{
 	accept::write_loop,
 	control::{JoinStream, SessionControl},
-	shared::{Shared, StreamSlot},
+	shared::{now, Shared, StreamSlot},
 };
 use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
@@ -18,7 +18,7 @@ use dsp_primitives::{PublicKey, Signed, StreamEnd, StreamId};
 use std::{
 	net::SocketAddr,
 	sync::{atomic::Ordering, Arc},
-	time::{Duration, Instant},
+	time::Duration,
 };
 use tokio::{
 	io::AsyncRead,
@@ -84,7 +84,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		shared.connections.fetch_add(1, Ordering::Relaxed);
 		let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
 		let cfg = &shared.config;
-		let core = ServerSession::new(Instant::now(), cfg.session.clone());
+		let core = ServerSession::new(now(), cfg.session.clone());
 		let dec = FrameDecoder::new(cfg.session.max_frame_len);
 		Self {
 			peer,
@@ -150,7 +150,7 @@ impl<W: FrameSink> SessionDriver<W> {
 					}
 				},
 				_ = async { tokio::time::sleep_until(deadline.expect("guarded; qed")).await }, if deadline.is_some() => {
-					self.core.handle_timeout(Instant::now());
+					self.core.handle_timeout(now());
 				},
 				_ = shutdown.changed() => self.core.close(ErrorCode::Shutdown, "server shutting down"),
 				r = &mut self.writer_task, if self.writer_done.is_none() => {
@@ -216,7 +216,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		if !redirect.is_empty() {
 			info!(%peer, %transport, first = %redirect[0], servers = redirect.len(), "viewer refused as full; redirected");
 		}
-		self.core.handle_admission_or_redirect(Instant::now(), r, redirect);
+		self.core.handle_admission_or_redirect(now(), r, redirect);
 	}
 
 	fn handle_switched(&mut self, from: Transport) {
@@ -253,7 +253,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			s.seeding().rotation.handle_peer_joined(self.session_id);
 			self.changed = Some(s.changed.subscribe());
 		}
-		self.core.handle_joined(Instant::now(), r);
+		self.core.handle_joined(now(), r);
 	}
 
 	fn handle_fetch_request(&mut self, sequence: u64, index: u32) {
@@ -262,7 +262,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			.as_ref()
 			.and_then(|s| s.window.lock().lookup(sequence, 1).segments.into_iter().next());
 		debug!(peer = %self.peer, sequence, index, held = segment.is_some(), "p2p fetch");
-		self.core.handle_fetch(Instant::now(), sequence, index, segment);
+		self.core.handle_fetch(now(), sequence, index, segment);
 	}
 
 	async fn handle_subscribed(&mut self, id: StreamId) {
@@ -307,7 +307,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		match self.shared.open_stream(id, Role::Publisher) {
 			Ok(s) => {
 				let next_sequence = s.window.lock().next_sequence();
-				self.core.handle_publish_ready(Instant::now(), next_sequence);
+				self.core.handle_publish_ready(now(), next_sequence);
 				self.changed = Some(s.changed.subscribe());
 				self.slot = Some(s);
 				info!(%peer, %transport, %role, stream = id, next_sequence, "session started");
@@ -344,7 +344,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		});
 		if r == Inserted::Stored {
 			self.shared.segments_stored.fetch_add(1, Ordering::Relaxed);
-			self.shared.table().handle_segment(Instant::now(), id);
+			self.shared.table().handle_segment(now(), id);
 			if let Some(rec) = &self.shared.recorder {
 				if self.control.handle_stored() {
 					if let Err(e) = rec.reopen(id).await {
@@ -364,7 +364,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		let frame = encode_frame(&Message::End(end.clone()));
 		if let Some(s) = &self.slot {
 			s.update(|w| w.end(end));
-			self.shared.table().handle_end(Instant::now(), stream);
+			self.shared.table().handle_end(now(), stream);
 		}
 		if let Some(rec) = &self.shared.recorder {
 			if let Err(e) = rec.end(stream, frame).await {
@@ -402,11 +402,11 @@ impl<W: FrameSink> SessionDriver<W> {
 			if self.core.is_p2p() {
 				let seeding = s.seeding();
 				let session_id = self.session_id;
-				self.core.handle_p2p_segments(Instant::now(), lookup, |seg| {
+				self.core.handle_p2p_segments(now(), lookup, |seg| {
 					seeding.seeded(seg.sequence(), session_id)
 				});
 			} else {
-				self.core.handle_segments(Instant::now(), lookup);
+				self.core.handle_segments(now(), lookup);
 			}
 			if !full {
 				break;
@@ -425,7 +425,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			match v.lookup(from).await {
 				Ok(lookup) => {
 					let got = !lookup.segments.is_empty();
-					self.core.handle_segments(Instant::now(), lookup);
+					self.core.handle_segments(now(), lookup);
 					let wants_more = self.core.wants_segments().is_some();
 					if !self.control.handle_vod_lookup(got, wants_more) {
 						break;
@@ -459,7 +459,7 @@ impl<W: FrameSink> SessionDriver<W> {
 	}
 
 	fn handle_read(&mut self, r: Result<Option<Bytes>, ReadError>) {
-		let now = Instant::now();
+		let now = now();
 		match r {
 			Ok(Some(body)) => self.core.handle_frame(now, body),
 			Ok(None) => {
@@ -481,5 +481,81 @@ impl<W: FrameSink> SessionDriver<W> {
 			self.core
 				.close(ErrorCode::SlowConsumer, "write failed or stalled for write_stall_timeout");
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::{
+		net::serve::ServeConfig,
+		protocol::{decode_body, PROTOCOL_VERSION},
+	};
+	use dsp_primitives::AdmissionMode;
+	use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+
+	struct Sink(WriteHalf<DuplexStream>);
+
+	impl FrameSink for Sink {
+		async fn send_frame(&mut self, frame: Bytes) -> std::io::Result<()> {
+			self.0.write_all(&frame).await
+		}
+	}
+
+	type Client = (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>, watch::Sender<bool>);
+
+	/// A session on an in-memory connection: the client's halves, the server's shutdown signal
+	/// (a session whose sender is gone shuts down) and the session's task.
+	fn start(shared: &Arc<Shared>) -> (Client, JoinHandle<Option<Sink>>) {
+		let (client, server) = tokio::io::duplex(64 * 1024);
+		let (r, w) = tokio::io::split(server);
+		let (stop, shutdown) = watch::channel(false);
+		let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+		let task =
+			tokio::spawn(run_session(shared.clone(), peer, Transport::Tcp, r, Sink(w), shutdown));
+		let (cr, cw) = tokio::io::split(client);
+		((cr, cw, stop), task)
+	}
+
+	async fn next_message(r: &mut ReadHalf<DuplexStream>, dec: &mut FrameDecoder) -> Message {
+		let body = read_frame(r, dec).await.unwrap().expect("a frame");
+		decode_body(body).unwrap()
+	}
+
+	#[tokio::test(start_paused = true)]
+	async fn a_client_that_never_says_hello_is_closed_at_the_hello_timeout() {
+		let shared = Arc::new(Shared::new(ServeConfig::default(), None));
+		let hello_timeout = shared.config.session.hello_timeout;
+		let started = tokio::time::Instant::now();
+		let ((mut r, _w, _stop), task) = start(&shared);
+		let mut dec = FrameDecoder::new(u32::MAX);
+		let m = next_message(&mut r, &mut dec).await;
+		assert!(matches!(m, Message::Error { code: ErrorCode::IdleTimeout, .. }), "{m:?}");
+		assert!(started.elapsed() >= hello_timeout);
+		assert!(task.await.unwrap().is_some(), "the writer ended cleanly");
+		assert_eq!(shared.closed_with_error.load(Ordering::Relaxed), 1);
+		assert_eq!(shared.connections.load(Ordering::Relaxed), 1);
+	}
+
+	#[tokio::test(start_paused = true)]
+	async fn an_admitted_viewer_holds_its_slot_until_it_leaves() {
+		let shared = Arc::new(Shared::new(ServeConfig::default(), None));
+		let ((mut r, mut w, _stop), task) = start(&shared);
+		let hello = Message::Hello {
+			version: PROTOCOL_VERSION,
+			role: Role::Viewer,
+			genesis_hash: shared.config.session.genesis_hash,
+		};
+		w.write_all(&encode_frame(&hello)).await.unwrap();
+		let mut dec = FrameDecoder::new(u32::MAX);
+		let m = next_message(&mut r, &mut dec).await;
+		assert!(matches!(m, Message::Welcome { mode: AdmissionMode::Direct, .. }), "{m:?}");
+		assert_eq!(shared.admission.lock().stats().direct, 1);
+		assert_eq!(shared.sessions.snapshot().direct_tcp, 1);
+		drop((r, w));
+		task.await.unwrap();
+		assert_eq!(shared.admission.lock().stats().direct, 0);
+		assert_eq!(shared.sessions.snapshot().direct_tcp, 0);
+		assert_eq!(shared.closed_with_error.load(Ordering::Relaxed), 0, "the peer closed");
 	}
 }

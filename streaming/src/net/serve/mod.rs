@@ -16,7 +16,7 @@ mod shared;
 
 use self::{
 	accept::{accept_quic, accept_tcp, MAX_PENDING_REFUSALS},
-	shared::{SessionCounters, Shared, WindowSource, SWEEP_INTERVAL},
+	shared::{Shared, WindowSource, SWEEP_INTERVAL},
 };
 use super::{
 	p2p::{P2pConfig, P2pNode},
@@ -26,26 +26,18 @@ use super::{
 #[cfg(doc)]
 use crate::server::ServerSession;
 use crate::{
-	p2p::{
-		seeding::SeedConfig,
-		tracker::{PassSigning, Tracker},
-	},
+	p2p::{seeding::SeedConfig, tracker::PassSigning},
 	protocol::ServerAddrs,
 	server::{
-		Admission, AdmissionStats, RedirectList, SessionConfig, StreamTable, StreamTableConfig,
-		WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
+		AdmissionStats, SessionConfig, StreamTableConfig, WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
 	},
 };
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32};
-use parking_lot::Mutex;
 use std::{
 	io,
 	net::SocketAddr,
 	path::PathBuf,
-	sync::{
-		atomic::{AtomicU64, Ordering},
-		Arc,
-	},
+	sync::{atomic::Ordering, Arc},
 	time::Duration,
 };
 use tokio::{
@@ -218,31 +210,7 @@ impl RunningServer {
 	/// Binds the listeners and starts accepting.
 	pub async fn start(config: ServeConfig) -> io::Result<RunningServer> {
 		let recorder = config.record_dir.clone().map(Recorder::new).transpose()?;
-		let shared = Arc::new(Shared {
-			admission: Mutex::new(
-				Admission::new(config.capacity)
-					.with_p2p(config.p2p.is_some())
-					.with_max_p2p_sessions(config.max_p2p_sessions),
-			),
-			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
-			streams: Mutex::new(StreamTable::new(config.streams.clone())),
-			recorder,
-			connections: AtomicU64::new(0),
-			closed_with_error: AtomicU64::new(0),
-			segments_stored: AtomicU64::new(0),
-			bytes_sent: AtomicU64::new(0),
-			streams_freed: AtomicU64::new(0),
-			vod_sessions: AtomicU64::new(0),
-			bytes_sent_p2p: AtomicU64::new(0),
-			p2p_media_due: AtomicU64::new(0),
-			p2p_chunk_bytes_sent: AtomicU64::new(0),
-			sessions: SessionCounters::default(),
-			next_session: AtomicU64::new(0),
-			redirect: Mutex::new(RedirectList::default()),
-			redirects: AtomicU64::new(0),
-			switches: Default::default(),
-			config,
-		});
+		let shared = Arc::new(Shared::new(config, recorder));
 		let mut p2p = None;
 		if let (Some(cfg), Some(tracker)) = (shared.config.p2p_seed.clone(), &shared.tracker) {
 			let node = P2pNode::start(cfg, Arc::new(WindowSource(shared.clone())))

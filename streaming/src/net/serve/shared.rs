@@ -117,11 +117,46 @@ pub(super) struct Shared {
 	pub(super) switches: [AtomicU64; 2],
 }
 
+/// The server's clock: tokio's, so tests can pause it (the same as `Instant::now()`
+/// otherwise).
+pub(super) fn now() -> Instant {
+	tokio::time::Instant::now().into_std()
+}
+
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
 /// this long after its timeout.
 pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Shared {
+	/// Nothing shared yet: no streams, no sessions, zero counters.
+	pub(super) fn new(config: ServeConfig, recorder: Option<Recorder>) -> Self {
+		Shared {
+			admission: Mutex::new(
+				Admission::new(config.capacity)
+					.with_p2p(config.p2p.is_some())
+					.with_max_p2p_sessions(config.max_p2p_sessions),
+			),
+			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
+			streams: Mutex::new(StreamTable::new(config.streams.clone())),
+			recorder,
+			connections: AtomicU64::new(0),
+			closed_with_error: AtomicU64::new(0),
+			segments_stored: AtomicU64::new(0),
+			bytes_sent: AtomicU64::new(0),
+			streams_freed: AtomicU64::new(0),
+			vod_sessions: AtomicU64::new(0),
+			bytes_sent_p2p: AtomicU64::new(0),
+			p2p_media_due: AtomicU64::new(0),
+			p2p_chunk_bytes_sent: AtomicU64::new(0),
+			sessions: SessionCounters::default(),
+			next_session: AtomicU64::new(0),
+			redirect: Mutex::new(RedirectList::default()),
+			redirects: AtomicU64::new(0),
+			switches: Default::default(),
+			config,
+		}
+	}
+
 	/// The stream table, locked.
 	pub(super) fn table(&self) -> MutexGuard<'_, StreamTable<Arc<StreamSlot>>> {
 		self.streams.lock()
@@ -140,7 +175,7 @@ impl Shared {
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
 	pub(super) fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(Instant::now(), id, by, || {
+		let r = table.open(now(), id, by, || {
 			Arc::new(StreamSlot {
 				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
 				changed: watch::channel(0).0,
@@ -159,7 +194,7 @@ impl Shared {
 	/// Frees expired streams.
 	pub(super) fn sweep(&self) {
 		let mut table = self.table();
-		table.handle_timeout(Instant::now());
+		table.handle_timeout(now());
 		self.release_freed(&mut table);
 	}
 
