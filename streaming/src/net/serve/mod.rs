@@ -3,11 +3,11 @@
 //! ended and idle streams), and optionally the recorder and the on-demand source of
 //! [`super::vod`].
 //!
-//! - [`accept`]: the listeners, refusals beyond `max_connections`, the writer task.
-//! - [`driver`]: [`driver::SessionDriver`], the event loop of one connection.
-//! - [`control`]: the decisions that loop makes, sans-IO (admission and join outcomes,
+//! - `accept`: the listeners, refusals beyond `max_connections`, the writer task.
+//! - `driver`: `SessionDriver`, the event loop of one connection.
+//! - `control`: the decisions that loop makes, sans-IO (admission and join outcomes,
 //!   reopening a freed window, when a session is done, byte counting).
-//! - [`shared`]: the stream table, windows, seeding and counters the sessions share.
+//! - `shared`: the stream table, windows, seeding and counters the sessions share.
 
 mod accept;
 mod control;
@@ -24,7 +24,7 @@ use super::{
 	vod::Recorder,
 };
 #[cfg(doc)]
-use crate::server::ServerSession;
+use crate::server::{ServerSession, StreamTable};
 use crate::{
 	p2p::{seeding::SeedConfig, tracker::PassSigning},
 	protocol::ServerAddrs,
