@@ -12,7 +12,7 @@ use std::{
 #[derive(Clone, Debug)]
 pub struct StreamTableConfig {
 	/// Most streams with a window at once. Default 256; worst-case memory is this many
-	/// windows ([`WindowConfig::max_bytes`] each).
+	/// windows ([`super::WindowConfig::max_bytes`] each).
 	pub max_streams: usize,
 	/// Most of them that hold no segment yet, counted apart for the two ways to open one:
 	/// announced by a publisher that has not delivered a segment, and waited for by viewers of
