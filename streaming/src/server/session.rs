@@ -1,0 +1,774 @@
+//! [`ServerSession`]: the state machine of one client connection (viewer, P2P viewer or
+//! publisher), sans-IO. See the module docs of [`crate::server`] for the call order.
+
+#[cfg(doc)]
+use super::{Admission, LiveWindow, RedirectList, StreamTable};
+use super::{Lookup, OriginKeys};
+use crate::{
+	protocol::{
+		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, ServerAddrs,
+		Start, Transport, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, MAX_REDIRECT_SERVERS,
+		PROTOCOL_VERSION,
+	},
+	segment::{Assembled, Assembler, Segment, SegmentLimits},
+};
+use bytes::Bytes;
+use dsp_primitives::{AdmissionMode, Hash32, PublicKey, Signed, StreamEnd, StreamId, ViewerPass};
+use std::{
+	collections::VecDeque,
+	sync::Arc,
+	time::{Duration, Instant},
+};
+
+/// Limits and settings of one session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+	/// Genesis hash the server's streams are registered on. Default all zeros (standalone).
+	pub genesis_hash: Hash32,
+	/// Largest frame body accepted. Default [`DEFAULT_MAX_FRAME_LEN`] (256 KiB).
+	pub max_frame_len: u32,
+	/// A client must send `Hello` within this time. Default 5 s.
+	pub hello_timeout: Duration,
+	/// A client that sends nothing (not even `Ping`) for this long is closed. Default 30 s.
+	pub idle_timeout: Duration,
+	/// Segments are taken from the window only while fewer than this many bytes wait to be
+	/// sent. The queue holds references to frames shared by all sessions, so per-session memory
+	/// is a few pointers; what this bounds is how far a session runs ahead of its socket.
+	/// Default 1 MiB.
+	pub max_send_queue_bytes: usize,
+	/// Limits on received segment headers (publishers).
+	pub segment_limits: SegmentLimits,
+	/// An on-demand stream (a recording) is sent no further ahead of real time than this,
+	/// counted in play time from the session's first segment: a recording reaches the viewer at
+	/// its own pace, as a live stream does, so the viewer's buffer and playlist hold seconds of
+	/// it, not all of it, and the server reads the disk as it plays. Default 10 s.
+	pub on_demand_lead: Duration,
+	/// Origin keys of the streams this server accepts.
+	pub origin_keys: Arc<OriginKeys>,
+	/// Headers of this many segments before the live edge go to a P2P viewer when it has
+	/// joined (it picks its first segment among them, a few behind the edge). Default 8: 16 s
+	/// of 2 s segments, a few hundred bytes each.
+	pub p2p_header_backlog: u64,
+}
+
+impl Default for SessionConfig {
+	fn default() -> Self {
+		Self {
+			genesis_hash: [0; 32],
+			max_frame_len: DEFAULT_MAX_FRAME_LEN,
+			hello_timeout: Duration::from_secs(5),
+			idle_timeout: Duration::from_secs(30),
+			max_send_queue_bytes: 1024 * 1024,
+			segment_limits: SegmentLimits::default(),
+			on_demand_lead: Duration::from_secs(10),
+			origin_keys: Arc::new(OriginKeys::default()),
+			p2p_header_backlog: 8,
+		}
+	}
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum SessionEvent {
+	/// A viewer said hello: decide with [`Admission::try_admit`] and call
+	/// [`ServerSession::handle_admission`].
+	AdmissionRequest,
+	/// The viewer subscribed to `stream`: start feeding it with [`ServerSession::handle_segments`].
+	Subscribed(StreamId),
+	/// The publisher announced `stream`.
+	Publishing(StreamId),
+	/// A publisher delivered a complete, verified segment: store it.
+	SegmentReceived(Segment),
+	/// The publisher ended a stream with this origin-signed (and verified) end.
+	End(Signed<StreamEnd>),
+	/// A P2P viewer asked to join `stream`'s swarm: issue a pass and peers, then call
+	/// [`ServerSession::handle_joined`].
+	JoinRequest {
+		/// Stream.
+		stream: StreamId,
+		/// The viewer's key.
+		viewer: PublicKey,
+		/// How peers reach it.
+		peer: PeerInfo,
+	},
+	/// A P2P viewer needs chunk `index` of segment `sequence` of `stream` now: look it up and
+	/// call [`ServerSession::handle_fetch`].
+	FetchRequest {
+		/// Stream.
+		stream: StreamId,
+		/// Segment.
+		sequence: u64,
+		/// Chunk index.
+		index: u32,
+	},
+	/// A viewer opened this connection to switch transport away from `from` (telemetry).
+	Switched {
+		/// The transport it left.
+		from: Transport,
+	},
+	/// The session closed (by us, with `code`, or by the peer when `code` is `None`).
+	Closed {
+		/// Error sent to the peer, if any.
+		code: Option<ErrorCode>,
+		/// Why.
+		reason: String,
+	},
+}
+
+#[derive(Debug)]
+enum State {
+	AwaitHello {
+		deadline: Instant,
+	},
+	AwaitAdmission,
+	Viewer(Option<Subscription>),
+	/// Admitted in P2P mode.
+	P2p(P2pState),
+	/// Said `Hello` as a publisher: `None` before `Publish`. On an error its queued acks still
+	/// go out before the `Error`, so it knows which segment was refused.
+	Publisher(Option<(StreamId, Box<Assembler>)>),
+	Closed,
+}
+
+/// Where a viewer admitted in P2P mode is.
+#[derive(Debug)]
+enum P2pState {
+	/// Before `Join`.
+	AwaitJoin,
+	/// Asked to join this stream; `Joined` not sent yet.
+	Joining(StreamId),
+	/// `Joined` sent: fed every header of the stream.
+	Joined(HeaderFeed),
+}
+
+/// The header feed of a joined P2P viewer.
+#[derive(Debug)]
+struct HeaderFeed {
+	stream: StreamId,
+	/// The next header to send; `None` until the first lookup.
+	next: Option<u64>,
+	/// `End` was sent.
+	end_sent: bool,
+}
+
+#[derive(Debug)]
+struct Subscription {
+	stream: StreamId,
+	start: Start,
+	/// Next sequence to send; `None` until the start is resolved against the window.
+	next: Option<u64>,
+	end_sent: bool,
+	/// On demand: when the first segment was queued, and the play time queued since.
+	on_demand_clock: Option<(Instant, Duration)>,
+	/// On demand: the next segment waits until then (`on_demand_lead` ahead of real time).
+	paused_until: Option<Instant>,
+	/// `Switched` was received (it is allowed once, after `Subscribe`).
+	switched: bool,
+}
+
+/// Counters of one session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionStats {
+	/// Segments queued for sending.
+	pub segments_sent: u64,
+	/// Bytes queued for sending.
+	pub bytes_sent: u64,
+	/// Segments received from a publisher.
+	pub segments_received: u64,
+	/// P2P mode: chunk bytes (wire frames) of every segment whose header was sent, i.e. what
+	/// the viewer needs from somewhere to play them.
+	pub p2p_media_due: u64,
+	/// P2P mode: of that, chunk bytes the server sent itself (seeded chunks, `Fetch` answers).
+	pub p2p_chunk_bytes: u64,
+}
+
+/// One client connection, viewer or publisher. See the module docs for the call order.
+#[derive(Debug)]
+pub struct ServerSession {
+	config: SessionConfig,
+	state: State,
+	last_recv: Instant,
+	queue: VecDeque<Bytes>,
+	queued_bytes: usize,
+	events: VecDeque<SessionEvent>,
+	stats: SessionStats,
+}
+
+impl ServerSession {
+	/// A new connection at `now`.
+	pub fn new(now: Instant, config: SessionConfig) -> Self {
+		let deadline = now + config.hello_timeout;
+		Self {
+			config,
+			state: State::AwaitHello { deadline },
+			last_recv: now,
+			queue: VecDeque::new(),
+			queued_bytes: 0,
+			events: VecDeque::new(),
+			stats: SessionStats::default(),
+		}
+	}
+
+	/// Counters.
+	pub fn stats(&self) -> SessionStats {
+		self.stats
+	}
+
+	/// Whether the session is over (flush [`Self::poll_transmit`], then close).
+	pub fn is_closed(&self) -> bool {
+		matches!(self.state, State::Closed)
+	}
+
+	/// Whether this is an admitted viewer (for releasing its admission slot).
+	pub fn is_viewer(&self) -> bool {
+		matches!(self.state, State::Viewer(_) | State::P2p(_))
+	}
+
+	fn send(&mut self, frame: Bytes) {
+		self.queued_bytes += frame.len();
+		self.queue.push_back(frame);
+	}
+
+	/// Closes with an error frame to the peer.
+	pub fn close(&mut self, code: ErrorCode, reason: impl Into<String>) {
+		if !self.is_closed() {
+			self.fail(code, reason.into());
+		}
+	}
+
+	fn fail(&mut self, code: ErrorCode, reason: String) {
+		self.fail_after(None, code, reason)
+	}
+
+	/// Closes with `Error { code, reason }`, preceded by `before` (a `Redirect`) if given.
+	fn fail_after(&mut self, before: Option<Message>, code: ErrorCode, reason: String) {
+		let publisher = matches!(self.state, State::Publisher(_));
+		self.fail_as(publisher, before, code, reason)
+	}
+
+	/// [`Self::fail_after`] for a session that is a `publisher` or not, for
+	/// [`Self::handle_frame`], which has taken the state out to match on it.
+	fn fail_as(
+		&mut self,
+		publisher: bool,
+		before: Option<Message>,
+		code: ErrorCode,
+		reason: String,
+	) {
+		if !publisher {
+			// A viewer's queue holds media it will not get now; the error goes first. A
+			// publisher's holds acks (a few bytes each), which tell it what was stored.
+			self.queue.clear();
+			self.queued_bytes = 0;
+		}
+		if let Some(m) = before {
+			self.send(encode_frame(&m));
+		}
+		self.send(encode_frame(&Message::error(code, reason.clone())));
+		self.state = State::Closed;
+		self.events.push_back(SessionEvent::Closed { code: Some(code), reason });
+	}
+
+	/// The peer closed its side cleanly (end of stream on a frame boundary).
+	pub fn handle_peer_closed(&mut self) {
+		if self.is_closed() {
+			return;
+		}
+		self.state = State::Closed;
+		self.events.push_back(SessionEvent::Closed { code: None, reason: "peer closed".into() });
+	}
+
+	/// A frame could not be read.
+	pub fn handle_read_error(&mut self, _now: Instant, err: FrameError) {
+		self.close(err.code(), err.to_string());
+	}
+
+	/// A frame body arrived. `body` is what [`crate::protocol::FrameDecoder`] returned.
+	pub fn handle_frame(&mut self, now: Instant, body: Bytes) {
+		if self.is_closed() {
+			return;
+		}
+		self.last_recv = now;
+		// Keep the whole frame for forwarding: rebuild its prefix in front of the shared body.
+		let msg = match decode_body(body.clone()) {
+			Ok(m) => m,
+			Err(e) => return self.handle_read_error(now, e),
+		};
+		match msg {
+			Message::Ping(n) => {
+				// Replies count against the send queue too: a peer that pings and never reads
+				// must not grow it without bound.
+				if self.queued_bytes >= self.config.max_send_queue_bytes {
+					return self.fail(ErrorCode::SlowConsumer, "pings while not reading".into());
+				}
+				return self.send(encode_frame(&Message::Pong(n)));
+			}
+			Message::Pong(_) => return,
+			Message::Error { code, reason } => {
+				self.state = State::Closed;
+				self.events.push_back(SessionEvent::Closed {
+					code: None,
+					reason: format!("peer sent error {code:?}: {reason}"),
+				});
+				return;
+			}
+			_ => {}
+		}
+		let state = std::mem::replace(&mut self.state, State::Closed);
+		let publisher = matches!(state, State::Publisher(_));
+		self.state = match (state, msg) {
+			(State::AwaitHello { .. }, Message::Hello { version, role, genesis_hash }) => {
+				if version != PROTOCOL_VERSION {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::UnsupportedVersion,
+						format!("version {version}, server speaks {PROTOCOL_VERSION}"),
+					);
+				}
+				if genesis_hash != self.config.genesis_hash {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::WrongGenesis,
+						"client is on another chain".into(),
+					);
+				}
+				match role {
+					Role::Viewer => {
+						self.events.push_back(SessionEvent::AdmissionRequest);
+						State::AwaitAdmission
+					}
+					Role::Publisher => {
+						self.welcome(AdmissionMode::Direct);
+						State::Publisher(None)
+					}
+				}
+			}
+			(State::Viewer(None), Message::Subscribe { stream, start }) => {
+				// Waiting for a stream nobody may publish would hold a slot for nothing.
+				if self.config.origin_keys.get(stream).is_none() {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::UnknownStream,
+						format!("no origin key for stream {stream}"),
+					);
+				}
+				self.events.push_back(SessionEvent::Subscribed(stream));
+				State::Viewer(Some(Subscription {
+					stream,
+					start,
+					next: None,
+					end_sent: false,
+					on_demand_clock: None,
+					paused_until: None,
+					switched: false,
+				}))
+			}
+			(State::Viewer(Some(mut sub)), Message::Switched { from }) if !sub.switched => {
+				sub.switched = true;
+				self.events.push_back(SessionEvent::Switched { from });
+				State::Viewer(Some(sub))
+			}
+			(State::P2p(P2pState::AwaitJoin), Message::Join { stream, viewer, peer }) => {
+				if let Err(why) = peer.check() {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::Malformed,
+						format!("join: {why}"),
+					);
+				}
+				self.events.push_back(SessionEvent::JoinRequest { stream, viewer, peer });
+				State::P2p(P2pState::Joining(stream))
+			}
+			(State::P2p(P2pState::Joined(feed)), Message::Fetch { stream, sequence, index })
+				if stream == feed.stream =>
+			{
+				// Answers count against the send queue: a viewer that fetches and never reads
+				// must not grow it without bound.
+				if self.queued_bytes >= self.config.max_send_queue_bytes {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::SlowConsumer,
+						"fetches while not reading".into(),
+					);
+				}
+				self.events.push_back(SessionEvent::FetchRequest { stream, sequence, index });
+				State::P2p(P2pState::Joined(feed))
+			}
+			(State::Publisher(None), Message::Publish { stream }) => {
+				let Some(key) = self.config.origin_keys.get(stream) else {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::UnknownStream,
+						format!("no origin key for stream {stream}"),
+					);
+				};
+				self.events.push_back(SessionEvent::Publishing(stream));
+				let asm = Box::new(Assembler::new(
+					self.config.genesis_hash,
+					stream,
+					key,
+					self.config.segment_limits.clone(),
+				));
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, mut asm))), Message::Header(h)) => {
+				let frame = prefixed(&body);
+				if let Err(e) = asm.handle_header(h, frame) {
+					return self.fail_as(publisher, None, e.code(), e.to_string());
+				}
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, mut asm))), Message::Chunk(c)) => {
+				let frame = prefixed(&body);
+				match asm.handle_chunk(c, frame) {
+					Err(e) => {
+						return self.fail_as(publisher, None, e.code(), e.to_string());
+					}
+					Ok(Assembled::Progress) => {}
+					Ok(Assembled::Complete(seg)) => {
+						self.stats.segments_received += 1;
+						let sequence = seg.sequence();
+						self.events.push_back(SessionEvent::SegmentReceived(seg));
+						self.send(encode_frame(&Message::Ack { stream, sequence }));
+					}
+				}
+				State::Publisher(Some((stream, asm)))
+			}
+			(State::Publisher(Some((stream, asm))), Message::End(end))
+				if end.payload.stream == stream && asm.in_progress().is_none() =>
+			{
+				// Only the origin may end a stream: anybody can say `Publish`.
+				if let Err(e) = asm.verify_end(&end) {
+					return self.fail_as(publisher, None, e.code(), e.to_string());
+				}
+				// Echoed as the confirmation that the end is recorded.
+				self.send(prefixed(&body));
+				self.events.push_back(SessionEvent::End(end));
+				State::Publisher(Some((stream, asm)))
+			}
+			(state, msg) => {
+				let what = format!("{} not allowed {}", msg.kind(), state_name(&state));
+				return self.fail_as(publisher, None, ErrorCode::UnexpectedMessage, what);
+			}
+		};
+	}
+
+	fn welcome(&mut self, mode: AdmissionMode) {
+		self.send(encode_frame(&Message::Welcome {
+			version: PROTOCOL_VERSION,
+			mode,
+			max_frame_len: self.config.max_frame_len,
+		}));
+	}
+
+	/// The answer to [`SessionEvent::Publishing`] once the stream's window is open: tells the
+	/// publisher the next sequence the server stores ([`LiveWindow::next_sequence`]).
+	pub fn handle_publish_ready(&mut self, _now: Instant, next_sequence: u64) {
+		if let State::Publisher(Some((stream, _))) = &self.state {
+			let stream = *stream;
+			self.send(encode_frame(&Message::Expect { stream, next_sequence }));
+		}
+	}
+
+	/// The answer to [`SessionEvent::AdmissionRequest`].
+	pub fn handle_admission(&mut self, now: Instant, result: Result<AdmissionMode, ErrorCode>) {
+		self.handle_admission_or_redirect(now, result, Vec::new())
+	}
+
+	/// The answer to [`SessionEvent::AdmissionRequest`]; a refusal with a non-empty `redirect`
+	/// (from [`RedirectList::next_redirect`]) sends `Redirect { servers: redirect }` (at most
+	/// [`MAX_REDIRECT_SERVERS`]) right before the `Error`.
+	pub fn handle_admission_or_redirect(
+		&mut self,
+		_now: Instant,
+		result: Result<AdmissionMode, ErrorCode>,
+		mut redirect: Vec<ServerAddrs>,
+	) {
+		if !matches!(self.state, State::AwaitAdmission) {
+			return;
+		}
+		match result {
+			Ok(mode) => {
+				self.welcome(mode);
+				self.state = match mode {
+					AdmissionMode::Direct => State::Viewer(None),
+					AdmissionMode::P2p => State::P2p(P2pState::AwaitJoin),
+				};
+			}
+			Err(code) if redirect.is_empty() => self.close(code, "server is full"),
+			Err(code) => {
+				redirect.truncate(MAX_REDIRECT_SERVERS);
+				let servers = redirect.len();
+				self.fail_after(
+					Some(Message::Redirect { servers: redirect }),
+					code,
+					format!("server is full; redirected to {servers} other streamers"),
+				);
+			}
+		}
+	}
+
+	/// Whether the viewer was admitted in P2P mode (for releasing its admission slot).
+	pub fn is_p2p(&self) -> bool {
+		matches!(self.state, State::P2p(_))
+	}
+
+	/// The answer to [`SessionEvent::JoinRequest`]: the pass and peers, or why not.
+	pub fn handle_joined(
+		&mut self,
+		_now: Instant,
+		result: Result<(Signed<ViewerPass>, Vec<PeerInfo>), (ErrorCode, String)>,
+	) {
+		let State::P2p(P2pState::Joining(stream)) = self.state else { return };
+		match result {
+			Ok((pass, mut peers)) => {
+				peers.truncate(MAX_JOINED_PEERS);
+				self.send(encode_frame(&Message::Joined { pass, peers }));
+				let feed = HeaderFeed { stream, next: None, end_sent: false };
+				self.state = State::P2p(P2pState::Joined(feed));
+			}
+			Err((code, reason)) => self.close(code, reason),
+		}
+	}
+
+	/// The answer to [`SessionEvent::FetchRequest`]: the segment if the window holds it. Sends
+	/// its header and the chunk (shared frames, no copy), or `NotHeld`.
+	pub fn handle_fetch(
+		&mut self,
+		_now: Instant,
+		sequence: u64,
+		index: u32,
+		segment: Option<Arc<Segment>>,
+	) {
+		let State::P2p(P2pState::Joined(HeaderFeed { stream, .. })) = self.state else { return };
+		let frames = segment.as_ref().and_then(|seg| {
+			let chunk = seg.frames.get(1 + index as usize)?;
+			(seg.sequence() == sequence).then(|| (seg.frames[0].clone(), chunk.clone()))
+		});
+		match frames {
+			Some((header, chunk)) => {
+				self.stats.segments_sent += 1;
+				self.stats.bytes_sent += (header.len() + chunk.len()) as u64;
+				self.stats.p2p_chunk_bytes += chunk.len() as u64;
+				self.send(header);
+				self.send(chunk);
+			}
+			None => self.send(encode_frame(&Message::NotHeld { stream, sequence, index })),
+		}
+	}
+
+	/// `Some((stream, from))` when the session can take more segments of `stream` from sequence
+	/// `from` on (see [`LiveWindow::lookup`]).
+	/// In P2P mode (after `Joined`) the session takes every segment's header and the chunks
+	/// the node seeds to it, through [`Self::handle_p2p_segments`].
+	pub fn wants_segments(&self) -> Option<(StreamId, u64)> {
+		let room = self.queued_bytes < self.config.max_send_queue_bytes;
+		match &self.state {
+			State::Viewer(Some(sub)) if !sub.end_sent && sub.paused_until.is_none() && room => {
+				Some((sub.stream, sub.next.unwrap_or(0)))
+			}
+			State::P2p(P2pState::Joined(feed)) if !feed.end_sent && room => {
+				Some((feed.stream, feed.next.unwrap_or(0)))
+			}
+			_ => None,
+		}
+	}
+
+	/// P2P mode: queues the header of every segment in `lookup` not sent yet (starting
+	/// `p2p_header_backlog` segments behind the live edge at the first call), each followed by
+	/// the chunks `seeded` says the node pushes to this viewer (the rotation of
+	/// [`crate::p2p::seeding::SeedRotation`], decided by the caller per stream), and `End` once
+	/// the stream ended. Headers are never skipped for a slow reader: the send queue limit
+	/// stops the lookup instead, and segments that left the window meanwhile are skipped.
+	pub fn handle_p2p_segments(
+		&mut self,
+		_now: Instant,
+		lookup: Lookup,
+		seeded: impl Fn(&Segment) -> Vec<u32>,
+	) {
+		let sent_up_to = match &self.state {
+			State::P2p(P2pState::Joined(feed)) if !feed.end_sent => feed.next,
+			_ => return,
+		};
+		let backlog = self.config.p2p_header_backlog;
+		let mut next = sent_up_to.unwrap_or_else(|| {
+			let start = lookup.next_sequence.saturating_sub(backlog);
+			lookup.oldest.map_or(start, |o| start.max(o))
+		});
+		for seg in &lookup.segments {
+			if seg.sequence() < next {
+				continue;
+			}
+			if self.queued_bytes >= self.config.max_send_queue_bytes {
+				break;
+			}
+			next = seg.sequence() + 1;
+			self.stats.segments_sent += 1;
+			self.stats.bytes_sent += seg.frames[0].len() as u64;
+			self.stats.p2p_media_due += (seg.wire_len() - seg.frames[0].len()) as u64;
+			self.send(seg.frames[0].clone());
+			for index in seeded(seg) {
+				if let Some(frame) = seg.frames.get(1 + index as usize) {
+					self.stats.bytes_sent += frame.len() as u64;
+					self.stats.p2p_chunk_bytes += frame.len() as u64;
+					self.send(frame.clone());
+				}
+			}
+		}
+		let end = lookup.ended.filter(|_| lookup.newest.is_none_or(|newest| next > newest));
+		if let State::P2p(P2pState::Joined(feed)) = &mut self.state {
+			feed.next = Some(next);
+			feed.end_sent = end.is_some();
+		}
+		if let Some((_, end_frame)) = end {
+			self.send(end_frame);
+		}
+	}
+
+	/// Queues what `lookup` holds for the subscription (on demand: paced, see
+	/// [`SessionConfig::on_demand_lead`]).
+	pub fn handle_segments(&mut self, now: Instant, lookup: Lookup) {
+		let State::Viewer(Some(sub)) = &mut self.state else { return };
+		let next = match sub.next {
+			Some(n) => {
+				if lookup.oldest.is_some_and(|o| o > n) && !lookup.segments.is_empty() {
+					// The window moved past what this viewer still had to receive.
+					let oldest = lookup.oldest.unwrap_or_default();
+					return self.close(
+						ErrorCode::SlowConsumer,
+						format!("lagged: needs segment {n}, oldest held is {oldest}"),
+					);
+				}
+				n
+			}
+			None => match sub.start {
+				Start::At(n) => n,
+				Start::Live { .. } if lookup.on_demand => lookup.oldest.unwrap_or_default(),
+				Start::Live { back } => match lookup.oldest {
+					Some(oldest) => {
+						lookup.next_sequence.saturating_sub(1 + back as u64).max(oldest)
+					}
+					None => lookup.next_sequence,
+				},
+			},
+		};
+		sub.next = Some(next);
+		let mut frames = Vec::new();
+		for seg in lookup.segments.iter().filter(|s| s.sequence() >= next) {
+			if self.queued_bytes + frames.iter().map(Bytes::len).sum::<usize>()
+				>= self.config.max_send_queue_bytes
+			{
+				break;
+			}
+			if lookup.on_demand {
+				let (started, queued) = sub.on_demand_clock.get_or_insert((now, Duration::ZERO));
+				let ahead = queued.saturating_sub(now.saturating_duration_since(*started));
+				if ahead > self.config.on_demand_lead {
+					sub.paused_until = Some(now + (ahead - self.config.on_demand_lead));
+					break;
+				}
+				*queued += Duration::from_millis(seg.duration_ms() as u64);
+			}
+			sub.next = Some(seg.sequence() + 1);
+			self.stats.segments_sent += 1;
+			self.stats.bytes_sent += seg.wire_len() as u64;
+			frames.extend(seg.frames.iter().cloned());
+		}
+		let mut end = None;
+		if let Some((_, end_frame)) = lookup.ended {
+			// Everything held has been queued: nothing more will come.
+			if lookup.newest.is_none_or(|newest| sub.next.is_some_and(|n| n > newest)) {
+				sub.end_sent = true;
+				end = Some(end_frame);
+			}
+		}
+		for f in frames {
+			self.send(f);
+		}
+		if let Some(end_frame) = end {
+			self.send(end_frame);
+		}
+	}
+
+	/// The next frame to send.
+	pub fn poll_transmit(&mut self) -> Option<Bytes> {
+		let f = self.queue.pop_front()?;
+		self.queued_bytes -= f.len();
+		Some(f)
+	}
+
+	/// Whether a frame waits to be sent.
+	pub fn has_transmit(&self) -> bool {
+		!self.queue.is_empty()
+	}
+
+	/// The next thing the driver must act on.
+	pub fn poll_event(&mut self) -> Option<SessionEvent> {
+		self.events.pop_front()
+	}
+
+	/// When [`Self::handle_timeout`] must be called next.
+	pub fn poll_timeout(&self) -> Option<Instant> {
+		match &self.state {
+			State::AwaitHello { deadline } => Some(*deadline),
+			State::Closed => None,
+			State::Viewer(Some(Subscription { paused_until: Some(at), .. })) => {
+				Some((*at).min(self.last_recv + self.config.idle_timeout))
+			}
+			_ => Some(self.last_recv + self.config.idle_timeout),
+		}
+	}
+
+	/// Time passed.
+	pub fn handle_timeout(&mut self, now: Instant) {
+		if let State::Viewer(Some(sub)) = &mut self.state {
+			if sub.paused_until.is_some_and(|at| now >= at) {
+				sub.paused_until = None;
+			}
+		}
+		match self.state {
+			State::AwaitHello { deadline } if now >= deadline => {
+				self.close(ErrorCode::IdleTimeout, "no hello within hello_timeout")
+			}
+			State::Closed | State::AwaitHello { .. } => {}
+			_ if now >= self.last_recv + self.config.idle_timeout => {
+				self.close(ErrorCode::IdleTimeout, "nothing received within idle_timeout")
+			}
+			_ => {}
+		}
+	}
+}
+
+fn state_name(state: &State) -> &'static str {
+	match state {
+		State::AwaitHello { .. } => "before hello",
+		State::AwaitAdmission => "while awaiting admission",
+		State::Viewer(None) => "before subscribe",
+		State::Viewer(Some(Subscription { switched: true, .. })) => "after switched",
+		State::Viewer(Some(_)) => "after subscribe",
+		State::P2p(P2pState::AwaitJoin) => "before join",
+		State::P2p(P2pState::Joining(_)) => "while joining",
+		State::P2p(P2pState::Joined(_)) => "after join",
+		State::Publisher(None) => "before publish",
+		State::Publisher(Some(_)) => "while publishing",
+		State::Closed => "after close",
+	}
+}
+
+/// The whole frame (length prefix + body) for a body that the decoder split off its prefix.
+/// Copies the body once per received frame; viewers then share this one copy.
+fn prefixed(body: &Bytes) -> Bytes {
+	let mut v = Vec::with_capacity(4 + body.len());
+	v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+	v.extend_from_slice(body);
+	Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests;

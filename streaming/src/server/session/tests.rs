@@ -1,0 +1,631 @@
+//! Tests of [`super::ServerSession`], alone and with the window it is fed from.
+
+use super::*;
+use crate::protocol::{FrameDecoder, LENGTH_PREFIX};
+use crate::server::{
+	test_util::{origin, seg, streamer},
+	LiveWindow, WindowConfig,
+};
+use sp_core::Pair;
+
+fn config() -> SessionConfig {
+	let keys = OriginKeys { default: Some(origin().public()), ..Default::default() };
+	SessionConfig { origin_keys: Arc::new(keys), ..Default::default() }
+}
+
+fn body(m: &Message) -> Bytes {
+	encode_frame(m).slice(LENGTH_PREFIX..)
+}
+
+fn sent(s: &mut ServerSession) -> Vec<Message> {
+	let mut dec = FrameDecoder::new(u32::MAX);
+	while let Some(f) = s.poll_transmit() {
+		dec.push(&f);
+	}
+	std::iter::from_fn(|| dec.next_message().unwrap()).collect()
+}
+
+fn hello(role: Role) -> Message {
+	Message::Hello { version: PROTOCOL_VERSION, role, genesis_hash: [0; 32] }
+}
+
+fn end(next_sequence: u64) -> Signed<StreamEnd> {
+	Signed::sign(StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence }, &origin())
+}
+
+fn viewer(now: Instant, start: Start) -> ServerSession {
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+	s.handle_admission(now, Ok(AdmissionMode::Direct));
+	s.handle_frame(now, body(&Message::Subscribe { stream: 1, start }));
+	assert!(matches!(s.poll_event(), Some(SessionEvent::Subscribed(1))));
+	assert!(matches!(sent(&mut s)[..], [Message::Welcome { .. }]));
+	s
+}
+
+fn closed_with(s: &mut ServerSession) -> ErrorCode {
+	assert!(s.is_closed());
+	match sent(&mut s.clone_queue()).last() {
+		Some(Message::Error { code, .. }) => *code,
+		other => panic!("no error frame: {other:?}"),
+	}
+}
+
+impl ServerSession {
+	fn clone_queue(&self) -> ServerSession {
+		ServerSession {
+			config: self.config.clone(),
+			state: State::Closed,
+			last_recv: self.last_recv,
+			queue: self.queue.clone(),
+			queued_bytes: self.queued_bytes,
+			events: VecDeque::new(),
+			stats: self.stats,
+		}
+	}
+}
+
+#[test]
+fn viewer_gets_live_segments_in_order_then_end() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..5 {
+		window.insert(seg(i));
+	}
+	let mut s = viewer(now, Start::Live { back: 1 });
+	let (stream, from) = s.wants_segments().unwrap();
+	assert_eq!((stream, from), (1, 0));
+	s.handle_segments(now, window.lookup(from, 8));
+	let msgs = sent(&mut s);
+	let seqs: Vec<u64> = msgs
+		.iter()
+		.filter_map(|m| if let Message::Header(h) = m { Some(h.payload.sequence) } else { None })
+		.collect();
+	assert_eq!(seqs, vec![3, 4]);
+	assert_eq!(s.wants_segments(), Some((1, 5)));
+	window.insert(seg(5));
+	let the_end = end(6);
+	window.end(the_end.clone());
+	s.handle_segments(now, window.lookup(5, 8));
+	let msgs = sent(&mut s);
+	// Forwarded exactly as the origin signed it (sr25519 signatures are randomised).
+	assert_eq!(msgs.last(), Some(&Message::End(the_end)));
+	assert_eq!(s.wants_segments(), None);
+}
+
+#[test]
+fn viewer_starting_at_a_sequence_gets_the_oldest_held_if_it_is_gone() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig { max_segments: 3, max_bytes: usize::MAX });
+	for i in 0..10 {
+		window.insert(seg(i));
+	}
+	let mut s = viewer(now, Start::At(2));
+	s.handle_segments(now, window.lookup(0, 8));
+	assert_eq!(s.wants_segments(), Some((1, 10)));
+}
+
+#[test]
+fn lagging_viewer_is_closed_as_slow_consumer() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig { max_segments: 2, max_bytes: usize::MAX });
+	let mut s = viewer(now, Start::At(0));
+	s.handle_segments(now, window.lookup(0, 8));
+	for i in 0..5 {
+		window.insert(seg(i));
+	}
+	s.handle_segments(now, window.lookup(0, 8));
+	assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
+}
+
+#[test]
+fn a_peer_that_pings_and_never_reads_is_closed() {
+	let now = Instant::now();
+	let mut cfg = config();
+	cfg.max_send_queue_bytes = 1000;
+	let mut s = ServerSession::new(now, cfg);
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission(now, Ok(AdmissionMode::Direct));
+	// Nobody calls poll_transmit: the pongs pile up until the limit closes the session.
+	for n in 0..10_000u64 {
+		s.handle_frame(now, body(&Message::Ping(n)));
+		if s.is_closed() {
+			break;
+		}
+	}
+	assert!(s.is_closed(), "session still open after 10 000 unread pings");
+	assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
+}
+
+#[test]
+fn send_queue_limit_stops_taking_segments() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..10 {
+		window.insert(seg(i));
+	}
+	let mut cfg = config();
+	cfg.max_send_queue_bytes = 2500;
+	let mut s = ServerSession::new(now, cfg);
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission(now, Ok(AdmissionMode::Direct));
+	s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+	s.handle_segments(now, window.lookup(0, 10));
+	assert_eq!(s.stats().segments_sent, 2);
+	assert_eq!(s.wants_segments(), None);
+	sent(&mut s);
+	assert_eq!(s.wants_segments(), Some((1, 2)));
+}
+
+#[test]
+fn publisher_segments_are_verified_stored_and_acked() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	let segment = seg(7);
+	for f in &segment.frames {
+		s.handle_frame(now, f.slice(LENGTH_PREFIX..));
+	}
+	let the_end = end(8);
+	s.handle_frame(now, body(&Message::End(the_end.clone())));
+	let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+	assert!(matches!(events[0], SessionEvent::Publishing(1)));
+	let SessionEvent::SegmentReceived(got) = &events[1] else { panic!("{events:?}") };
+	assert_eq!(got.frames, segment.frames);
+	assert!(matches!(&events[2], SessionEvent::End(e) if *e == the_end), "{events:?}");
+	let msgs = sent(&mut s);
+	assert!(matches!(msgs[1], Message::Ack { stream: 1, sequence: 7 }));
+	assert_eq!(msgs[2], Message::End(the_end));
+}
+
+#[test]
+fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	// Anybody can say `Publish`; only the origin's key can end the stream.
+	let forged =
+		Signed::sign(end(3).payload, &sp_core::sr25519::Pair::from_string("//Eve", None).unwrap());
+	s.handle_frame(now, body(&Message::End(forged)));
+	let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+	assert!(!events.iter().any(|e| matches!(e, SessionEvent::End(_))), "{events:?}");
+	assert_eq!(closed_with(&mut s), ErrorCode::BadSignature);
+	// An end for another chain does not pass either.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	let mut other_chain = end(3).payload;
+	other_chain.genesis_hash = [9; 32];
+	s.handle_frame(now, body(&Message::End(Signed::sign(other_chain, &origin()))));
+	assert!(s.is_closed());
+	assert!(window.lookup(0, 1).ended.is_none());
+	window.end(end(3));
+	assert!(window.lookup(0, 1).ended.is_some());
+}
+
+#[test]
+fn publisher_with_bad_signature_is_closed() {
+	let now = Instant::now();
+	let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
+	let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 512);
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, bad.frames[0].slice(LENGTH_PREFIX..));
+	assert_eq!(closed_with(&mut s), ErrorCode::BadSignature);
+}
+
+#[test]
+fn publishing_a_stream_without_an_origin_key_is_refused() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, SessionConfig::default());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+}
+
+#[test]
+fn protocol_violations_close_with_a_clear_code() {
+	let now = Instant::now();
+	let cases: Vec<(Vec<Message>, ErrorCode)> = vec![
+		(
+			vec![Message::Ping(1), Message::Subscribe { stream: 1, start: Start::At(0) }],
+			ErrorCode::UnexpectedMessage,
+		),
+		(
+			vec![Message::Hello { version: 99, role: Role::Viewer, genesis_hash: [0; 32] }],
+			ErrorCode::UnsupportedVersion,
+		),
+		(
+			vec![Message::Hello {
+				version: PROTOCOL_VERSION,
+				role: Role::Viewer,
+				genesis_hash: [9; 32],
+			}],
+			ErrorCode::WrongGenesis,
+		),
+		(
+			vec![hello(Role::Publisher), Message::Subscribe { stream: 1, start: Start::At(0) }],
+			ErrorCode::UnexpectedMessage,
+		),
+		(
+			vec![
+				hello(Role::Publisher),
+				Message::Publish { stream: 1 },
+				Message::Ack { stream: 1, sequence: 0 },
+			],
+			ErrorCode::UnexpectedMessage,
+		),
+	];
+	for (msgs, code) in cases {
+		let mut s = ServerSession::new(now, config());
+		for m in &msgs {
+			s.handle_frame(now, body(m));
+		}
+		assert_eq!(closed_with(&mut s), code, "{msgs:?}");
+	}
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, Bytes::from_static(&[42, 1, 2]));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnknownMessage);
+	let mut s = ServerSession::new(now, config());
+	s.handle_read_error(now, FrameError::TooLarge { len: 10, max: 1 });
+	assert_eq!(closed_with(&mut s), ErrorCode::FrameTooLarge);
+}
+
+#[test]
+fn silent_clients_time_out() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, config());
+	assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+	s.handle_timeout(now + Duration::from_secs(4));
+	assert!(!s.is_closed());
+	s.handle_timeout(now + Duration::from_secs(5));
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
+
+	let mut s = viewer(now, Start::At(0));
+	let later = now + Duration::from_secs(20);
+	s.handle_frame(later, body(&Message::Ping(3)));
+	assert!(matches!(sent(&mut s)[..], [Message::Pong(3)]));
+	s.handle_timeout(now + Duration::from_secs(31));
+	assert!(!s.is_closed());
+	s.handle_timeout(later + Duration::from_secs(30));
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
+}
+
+fn p2p_viewer(now: Instant) -> ServerSession {
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+	s.handle_admission(now, Ok(AdmissionMode::P2p));
+	assert!(matches!(sent(&mut s)[..], [Message::Welcome { mode: AdmissionMode::P2p, .. }]));
+	assert!(s.is_p2p() && s.is_viewer());
+	s
+}
+
+fn peer_info(n: u8) -> PeerInfo {
+	PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![n; 10]] }
+}
+
+fn join(n: u8) -> Message {
+	Message::Join { stream: 1, viewer: PublicKey::from_raw([n; 32]), peer: peer_info(n) }
+}
+
+fn pass() -> Signed<ViewerPass> {
+	let p = ViewerPass {
+		genesis_hash: [0; 32],
+		stream: 1,
+		epoch: 0,
+		viewer: PublicKey::from_raw([1; 32]),
+		max_units: 5,
+		issuer: origin().public(),
+	};
+	Signed::sign(p, &origin())
+}
+
+#[test]
+fn p2p_viewer_joins_and_fetches_urgent_chunks() {
+	let now = Instant::now();
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(1)));
+	match s.poll_event() {
+		Some(SessionEvent::JoinRequest { stream: 1, viewer, peer }) => {
+			assert_eq!((viewer, peer), (PublicKey::from_raw([1; 32]), peer_info(1)));
+		}
+		other => panic!("{other:?}"),
+	}
+	let pass = pass();
+	s.handle_joined(now, Ok((pass.clone(), vec![peer_info(2)])));
+	assert_eq!(sent(&mut s), vec![Message::Joined { pass, peers: vec![peer_info(2)] }]);
+
+	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 3, index: 1 }));
+	assert!(matches!(
+		s.poll_event(),
+		Some(SessionEvent::FetchRequest { stream: 1, sequence: 3, index: 1 })
+	));
+	let segment = seg(3);
+	s.handle_fetch(now, 3, 1, Some(segment.clone()));
+	let msgs = sent(&mut s);
+	assert!(matches!(&msgs[..], [Message::Header(h), Message::Chunk(c)]
+		if h == &segment.header && c.index == 1 && c.data == segment.chunks[1]));
+	s.handle_fetch(now, 4, 0, None);
+	s.handle_fetch(now, 3, 9, Some(segment));
+	assert_eq!(
+		sent(&mut s),
+		vec![
+			Message::NotHeld { stream: 1, sequence: 4, index: 0 },
+			Message::NotHeld { stream: 1, sequence: 3, index: 9 }
+		]
+	);
+	// A fetch for another stream than the joined one closes the session.
+	s.handle_frame(now, body(&Message::Fetch { stream: 2, sequence: 0, index: 0 }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+}
+
+#[test]
+fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end() {
+	let now = Instant::now();
+	let mut s = p2p_viewer(now);
+	// No feed before Joined.
+	assert_eq!(s.wants_segments(), None);
+	s.handle_frame(now, body(&join(1)));
+	let _ = s.poll_event();
+	s.handle_joined(now, Ok((pass(), vec![])));
+	let _ = sent(&mut s);
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..12 {
+		window.insert(seg(i));
+	}
+	let (stream, from) = s.wants_segments().expect("joined sessions take the feed");
+	assert_eq!(stream, 1);
+	// Seeds: chunk 0 of even segments.
+	let seeded = |seg: &Segment| if seg.sequence().is_multiple_of(2) { vec![0] } else { vec![] };
+	s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+	let msgs = sent(&mut s);
+	// The last `p2p_header_backlog` (8) segments: headers, and the seeded chunks after them.
+	let headers: Vec<u64> = msgs
+		.iter()
+		.filter_map(|m| if let Message::Header(h) = m { Some(h.payload.sequence) } else { None })
+		.collect();
+	assert_eq!(headers, (4..12).collect::<Vec<_>>());
+	let chunks: Vec<(u64, u32)> = msgs
+		.iter()
+		.filter_map(|m| if let Message::Chunk(c) = m { Some((c.sequence, c.index)) } else { None })
+		.collect();
+	assert_eq!(chunks, vec![(4, 0), (6, 0), (8, 0), (10, 0)]);
+	// Only new segments later, then the end once everything was sent.
+	window.insert(seg(12));
+	window.end(end(13));
+	let (_, from) = s.wants_segments().unwrap();
+	assert_eq!(from, 12);
+	s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
+	let msgs = sent(&mut s);
+	assert!(matches!(&msgs[..], [Message::Header(h), Message::Chunk(c), Message::End(e)]
+		if h.payload.sequence == 12 && c.sequence == 12 && e.payload.next_sequence == 13));
+	assert_eq!(s.wants_segments(), None);
+	// Direct-mode feeding does nothing to a P2P session.
+	s.handle_segments(now, window.lookup(0, 100));
+	assert!(sent(&mut s).is_empty());
+}
+
+#[test]
+fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
+	let now = Instant::now();
+	// Fetch before Join; Subscribe in P2P mode; Join from a direct viewer.
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	let mut s = viewer(now, Start::At(0));
+	s.handle_frame(now, body(&join(1)));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	// Fetch while the join is still being answered.
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	// A peer id past its limit.
+	let mut s = p2p_viewer(now);
+	let big = Message::Join {
+		stream: 1,
+		viewer: PublicKey::from_raw([1; 32]),
+		peer: PeerInfo { peer_id: vec![0; 65], addrs: vec![] },
+	};
+	s.handle_frame(now, body(&big));
+	assert_eq!(closed_with(&mut s), ErrorCode::Malformed);
+	// The tracker refused.
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(1)));
+	s.handle_joined(now, Err((ErrorCode::UnknownStream, "too many swarms".into())));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+}
+
+#[test]
+fn refused_viewer_gets_the_redirect_then_full() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
+	let servers: Vec<ServerAddrs> = (1..=12).map(streamer).collect();
+	s.handle_admission_or_redirect(now, Err(ErrorCode::Full), servers.clone());
+	assert!(s.is_closed());
+	let msgs = sent(&mut s);
+	assert_eq!(msgs.len(), 2, "{msgs:?}");
+	assert_eq!(msgs[0], Message::Redirect { servers: servers[..MAX_REDIRECT_SERVERS].to_vec() });
+	assert!(matches!(msgs[1], Message::Error { code: ErrorCode::Full, .. }));
+	// Without other streamers: only the error.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission_or_redirect(now, Err(ErrorCode::Full), Vec::new());
+	assert!(matches!(sent(&mut s)[..], [Message::Error { code: ErrorCode::Full, .. }]));
+	// An admitted viewer gets no redirect.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission_or_redirect(now, Ok(AdmissionMode::Direct), servers);
+	assert!(matches!(sent(&mut s)[..], [Message::Welcome { .. }]));
+}
+
+#[test]
+fn switched_after_subscribe_is_reported_once() {
+	let now = Instant::now();
+	let mut s = viewer(now, Start::At(0));
+	s.handle_frame(now, body(&Message::Switched { from: Transport::Quic }));
+	assert!(matches!(s.poll_event(), Some(SessionEvent::Switched { from: Transport::Quic })));
+	assert!(!s.is_closed());
+	// Pings go on as usual; a second Switched is out of place.
+	s.handle_frame(now, body(&Message::Ping(1)));
+	assert_eq!(sent(&mut s), vec![Message::Pong(1)]);
+	s.handle_frame(now, body(&Message::Switched { from: Transport::Tcp }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+}
+
+#[test]
+fn switched_in_any_other_state_is_unexpected() {
+	let now = Instant::now();
+	let switched = body(&Message::Switched { from: Transport::Tcp });
+	// Before Hello.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, switched.clone());
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	// Before Subscribe.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission(now, Ok(AdmissionMode::Direct));
+	s.handle_frame(now, switched.clone());
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	// From a publisher, and in P2P mode.
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, switched.clone());
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, switched);
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+	assert!(
+		!std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, SessionEvent::Switched { .. })),
+		"nothing counted"
+	);
+}
+
+#[test]
+fn subscribing_to_a_stream_without_origin_key_is_refused() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, SessionConfig::default());
+	s.handle_frame(now, body(&hello(Role::Viewer)));
+	s.handle_admission(now, Ok(AdmissionMode::Direct));
+	s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+	assert!(
+		!std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, SessionEvent::Subscribed(_)))
+	);
+	assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+}
+
+#[test]
+fn publisher_is_told_where_to_continue() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	assert_eq!(window.next_sequence(), 0);
+	for i in 0..3 {
+		window.insert(seg(i));
+	}
+	assert_eq!(window.next_sequence(), 3);
+	window.end(end(5));
+	assert_eq!(window.next_sequence(), 5);
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_publish_ready(now, window.next_sequence());
+	let msgs = sent(&mut s);
+	assert_eq!(msgs[1], Message::Expect { stream: 1, next_sequence: 5 });
+}
+
+#[test]
+fn a_refused_publisher_still_gets_the_acks_queued_before_the_error() {
+	let now = Instant::now();
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	for f in &seg(0).frames {
+		s.handle_frame(now, f.slice(LENGTH_PREFIX..));
+	}
+	let mut bad = seg(1).header.clone();
+	bad.payload.duration_ms = 0;
+	s.handle_frame(now, body(&Message::Header(bad)));
+	let msgs = sent(&mut s);
+	assert_eq!(msgs[1], Message::Ack { stream: 1, sequence: 0 });
+	assert!(matches!(msgs[2], Message::Error { code: ErrorCode::BadHeader, .. }), "{msgs:?}");
+}
+
+#[test]
+fn on_demand_live_start_is_the_beginning_of_the_recording() {
+	let now = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 3..8 {
+		window.insert(seg(i));
+	}
+	let mut s = viewer(now, Start::Live { back: 1 });
+	let mut lookup = window.lookup(0, 8);
+	lookup.on_demand = true;
+	s.handle_segments(now, lookup);
+	let first = sent(&mut s).into_iter().find_map(|m| match m {
+		Message::Header(h) => Some(h.payload.sequence),
+		_ => None,
+	});
+	assert_eq!(first, Some(3));
+}
+
+#[test]
+fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
+	let t0 = Instant::now();
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..10 {
+		window.insert(seg(i));
+	}
+	let mut cfg = config();
+	cfg.on_demand_lead = Duration::from_secs(5);
+	let mut s = ServerSession::new(t0, cfg);
+	s.handle_frame(t0, body(&hello(Role::Viewer)));
+	s.handle_admission(t0, Ok(AdmissionMode::Direct));
+	s.handle_frame(t0, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
+	sent(&mut s);
+	let feed = |s: &mut ServerSession, now: Instant| {
+		while let Some((_, from)) = s.wants_segments() {
+			let mut lookup = window.lookup(from, 8);
+			if lookup.segments.is_empty() {
+				return;
+			}
+			lookup.on_demand = true;
+			s.handle_segments(now, lookup);
+			sent(s);
+		}
+	};
+	// 2 s segments, 5 s lead: 0, 1 and 2 at once (6 s queued), 3 once 1 s has passed.
+	feed(&mut s, t0);
+	assert_eq!(s.stats().segments_sent, 3);
+	assert_eq!(s.wants_segments(), None);
+	assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+	s.handle_timeout(t0 + Duration::from_millis(999));
+	feed(&mut s, t0 + Duration::from_millis(999));
+	assert_eq!(s.stats().segments_sent, 3);
+	s.handle_timeout(t0 + Duration::from_secs(1));
+	feed(&mut s, t0 + Duration::from_secs(1));
+	assert_eq!(s.stats().segments_sent, 4);
+	assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+	// Then one segment per 2 s of play time, to the end and its End.
+	let mut now = t0 + Duration::from_secs(1);
+	let mut steps = 0;
+	while s.stats().segments_sent < 10 {
+		now = s.poll_timeout().unwrap();
+		s.handle_timeout(now);
+		feed(&mut s, now);
+		steps += 1;
+		assert!(steps < 20, "no progress");
+	}
+	assert_eq!(now, t0 + Duration::from_secs(13));
+}
