@@ -3,7 +3,7 @@
 //! load-aware viewers. The same figures are Prometheus gauges (`dsp_streaming_*`).
 
 use super::dsp::Settings;
-use crate::worker::WorkerHandle;
+use crate::worker::handle::{LiveSnapshot, WorkerHandle};
 use jsonrpsee::{
 	core::{RpcResult, SubscriptionResult},
 	proc_macros::rpc,
@@ -87,8 +87,8 @@ pub struct LiveLoad {
 	pub streams_held: u64,
 }
 
-impl From<crate::worker::LiveSnapshot> for LiveLoad {
-	fn from(s: crate::worker::LiveSnapshot) -> Self {
+impl From<LiveSnapshot> for LiveLoad {
+	fn from(s: LiveSnapshot) -> Self {
 		let stats = s.stats.unwrap_or_default();
 		Self {
 			running: s.stats.is_some(),
