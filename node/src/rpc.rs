@@ -33,7 +33,7 @@ pub struct FullDeps<C, P> {
 	/// Command channel of manual seal, on development chains only.
 	pub manual_seal: Option<mpsc::Sender<EngineCommand<Hash>>>,
 	/// The streaming worker's live state.
-	pub worker: crate::worker::WorkerHandle,
+	pub worker: crate::worker::handle::WorkerHandle,
 }
 
 /// All of the node's own RPC methods, merged into one module.

@@ -288,7 +288,7 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as BlockT>::Hash>>(
 		prometheus: prometheus_registry.clone(),
 		handle: worker.clone(),
 	})
-	.map_err(ServiceError::Other)?;
+	.map_err(|e| ServiceError::Other(e.to_string()))?;
 	if let Some(task) = worker_task {
 		// Essential: a worker that cannot serve (e.g. its port is taken) stops the node rather
 		// than leave a streamer that the chain lists but nobody can reach.

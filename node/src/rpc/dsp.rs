@@ -22,8 +22,8 @@ use std::{marker::PhantomData, sync::Arc};
 use dsp_primitives::EndpointsView;
 use dsp_runtime::{AccountId, Balance, BlockNumber};
 use dsp_runtime_api::{
-	CapacitySettings, ClaimStateView, CreditsView, DspApi as DspRuntimeApi, EpochIndex, OriginView,
-	PublicKey, StreamId, StreamView, StreamerView,
+	CapacitySettings, DspApi as DspRuntimeApi, EpochIndex, OriginView, PublicKey, StreamId,
+	StreamView, StreamerView,
 };
 use jsonrpsee::{core::RpcResult, proc_macros::rpc, types::ErrorObjectOwned};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,9 @@ use sp_api::ProvideRuntimeApi;
 use sp_blockchain::HeaderBackend;
 use sp_core::crypto::{AccountId32, Ss58Codec};
 use sp_runtime::traits::Block as BlockT;
+
+/// Credits of an account, and claim bookkeeping: the same types the `dsp` CLI reads them with.
+pub use dsp_primitives::rpc_types::{ClaimState, Credits};
 
 /// Error code of a malformed or out-of-range parameter (JSON-RPC "invalid params").
 pub const INVALID_PARAMS: i32 = -32602;
@@ -192,56 +195,6 @@ impl From<StreamView<AccountId, Balance>> for Stream {
 			price_per_unit: v.price_per_unit,
 			viewer_cap_per_epoch: v.viewer_cap_per_epoch,
 			open: v.open,
-		}
-	}
-}
-
-/// Credits of an account.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Credits {
-	/// Earned, not withdrawn, smallest unit.
-	pub available: Balance,
-	/// Earned in total, smallest unit.
-	pub earned_total: Balance,
-	/// Units paid in total.
-	pub units_total: u64,
-	/// Claim items that paid.
-	pub items_paid: u32,
-}
-
-impl From<CreditsView<Balance>> for Credits {
-	fn from(v: CreditsView<Balance>) -> Self {
-		Self {
-			available: v.available,
-			earned_total: v.earned_total,
-			units_total: v.units_total,
-			items_paid: v.items_paid,
-		}
-	}
-}
-
-/// Claim bookkeeping for one (stream, epoch, viewer, seeder).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimState {
-	/// Epoch of the block read.
-	pub current_epoch: EpochIndex,
-	/// Whether claims for the asked epoch are accepted now.
-	pub claimable: bool,
-	/// Units already paid to this seeder for this viewer.
-	pub claimed_units: u64,
-	/// Units already paid for this viewer over all seeders.
-	pub viewer_epoch_units: u64,
-}
-
-impl From<ClaimStateView> for ClaimState {
-	fn from(v: ClaimStateView) -> Self {
-		Self {
-			current_epoch: v.current_epoch,
-			claimable: v.claimable,
-			claimed_units: v.claimed_units,
-			viewer_epoch_units: v.viewer_epoch_units,
 		}
 	}
 }

@@ -3,7 +3,7 @@
 //! load-aware viewers. The same figures are Prometheus gauges (`dsp_streaming_*`).
 
 use super::dsp::Settings;
-use crate::worker::WorkerHandle;
+use crate::worker::handle::{LiveSnapshot, WorkerHandle};
 use jsonrpsee::{
 	core::{RpcResult, SubscriptionResult},
 	proc_macros::rpc,
@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use sp_core::crypto::Ss58Codec;
 use std::time::Duration;
 
+/// Open viewer sessions per mode and transport.
+pub use dsp_primitives::rpc_types::SessionsByTransport;
+
 /// Sessions per admission mode.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -21,20 +24,6 @@ pub struct Sessions {
 	pub direct: u32,
 	/// Viewers admitted in P2P mode (tracker sessions).
 	pub p2p: u32,
-}
-
-/// Open viewer sessions per mode and transport.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionsByTransport {
-	/// Direct over TCP.
-	pub direct_tcp: u64,
-	/// Direct over QUIC.
-	pub direct_quic: u64,
-	/// P2P mode (tracker connection) over TCP.
-	pub p2p_tcp: u64,
-	/// P2P mode over QUIC.
-	pub p2p_quic: u64,
 }
 
 /// Viewer transport switches since start, by the transport switched to.
@@ -98,8 +87,8 @@ pub struct LiveLoad {
 	pub streams_held: u64,
 }
 
-impl From<crate::worker::LiveSnapshot> for LiveLoad {
-	fn from(s: crate::worker::LiveSnapshot) -> Self {
+impl From<LiveSnapshot> for LiveLoad {
+	fn from(s: LiveSnapshot) -> Self {
 		let stats = s.stats.unwrap_or_default();
 		Self {
 			running: s.stats.is_some(),

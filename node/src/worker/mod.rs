@@ -11,17 +11,24 @@
 //! - **Redirects**: a viewer the worker cannot admit (direct sessions at the threshold and no
 //!   P2P left: `r` = 0, or the P2P cap) is sent the other registered streamers' endpoints
 //!   ([`registry::redirect_targets`], refreshed at every finalized block) before `Full`.
-//! - **Live load**: [`WorkerHandle`] is what the `dsp_liveLoad` RPC and the Prometheus gauges
-//!   read.
+//! - **Live load**: [`WorkerHandle`] ([`handle`]) is what the `dsp_liveLoad` RPC and the
+//!   Prometheus gauges read.
 //! - **Demo**: on development chains, [`demo`] feeds the genesis demo stream from ffmpeg.
+//!
+//! The worker takes any client with the DSP runtime API ([`WorkerClient`]); it does not name
+//! the service's client type, so `service` depends on the worker and not the reverse.
 
 pub mod demo;
+pub mod error;
+pub mod handle;
 pub mod keys;
 pub mod registry;
 
-use crate::service::FullClient;
+pub use error::WorkerError;
+pub use handle::WorkerHandle;
+
 use dsp_primitives::{CapacitySettings, EpochIndex};
-use dsp_runtime::AccountId;
+use dsp_runtime::{opaque::Block, AccountId};
 use dsp_streaming::{
 	net::{
 		p2p::P2pConfig,
@@ -34,21 +41,23 @@ use dsp_streaming::{
 	server::OriginKeys,
 };
 use futures::StreamExt;
-use registry::{ChainRegistry, ChainSettings};
+use registry::{ChainRegistry, ChainSettings, ChainView};
 use sc_client_api::{BlockchainEvents, HeaderBackend};
 use sp_core::Pair;
-use std::{
-	net::SocketAddr,
-	path::PathBuf,
-	sync::{Arc, Mutex, OnceLock},
-	time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use substrate_prometheus_endpoint::{
 	register, Gauge, GaugeVec, Opts, PrometheusError, Registry, F64, U64,
 };
 
-/// Log target of the worker.
-const LOG: &str = "dsp-worker";
+/// Log target of every worker log line (the node's `-l dsp-worker=debug` selects them).
+pub const LOG_TARGET: &str = "dsp-worker";
+
+/// What the worker needs of the node's client: the chain reads of [`ChainView`], the chain's
+/// info (genesis, finalized block) and finality notifications. Every client with the DSP
+/// runtime API has it.
+pub trait WorkerClient: ChainView + HeaderBackend<Block> + BlockchainEvents<Block> {}
+
+impl<C: ChainView + HeaderBackend<Block> + BlockchainEvents<Block>> WorkerClient for C {}
 
 /// Stream id of the genesis demo stream on development chains.
 const DEMO_STREAM: u64 = 0;
@@ -99,47 +108,10 @@ pub struct WorkerOptions {
 	pub stream_max_p2p_sessions: u32,
 }
 
-/// The worker's live state, shared with RPC and metrics.
-#[derive(Clone, Default)]
-pub struct WorkerHandle(Arc<WorkerShared>);
-
-#[derive(Default)]
-struct WorkerShared {
-	server: OnceLock<Arc<RunningServer>>,
-	chain: Mutex<Option<ChainSettings>>,
-	streamer: OnceLock<AccountId>,
-}
-
-/// A snapshot of the worker for `dsp_liveLoad`.
-#[derive(Clone, Debug)]
-pub struct LiveSnapshot {
-	/// The node's streamer account.
-	pub streamer: Option<AccountId>,
-	/// The chain state last applied.
-	pub chain: Option<ChainSettings>,
-	/// Server counters, if the server runs.
-	pub stats: Option<ServerStats>,
-	/// Listen addresses (TCP, QUIC).
-	pub addrs: (Option<SocketAddr>, Option<SocketAddr>),
-}
-
-impl WorkerHandle {
-	/// What the worker is doing now.
-	pub fn snapshot(&self) -> LiveSnapshot {
-		let server = self.0.server.get();
-		LiveSnapshot {
-			streamer: self.0.streamer.get().cloned(),
-			chain: self.0.chain.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-			stats: server.map(|s| s.stats()),
-			addrs: server.map_or((None, None), |s| (s.tcp_addr, s.quic_addr)),
-		}
-	}
-}
-
 /// Everything [`start`] needs from the service.
-pub struct WorkerParams {
+pub struct WorkerParams<C> {
 	/// The client.
-	pub client: Arc<FullClient>,
+	pub client: Arc<C>,
 	/// The keystore holding the streaming key.
 	pub keystore: Arc<sc_keystore::LocalKeystore>,
 	/// Options from the command line.
@@ -159,9 +131,9 @@ pub struct WorkerParams {
 /// Decides whether the worker runs and prepares it; the returned future runs it (spawn it as
 /// an essential task: it only ends on a fatal error, such as a listen address in use).
 /// `Ok(None)`: the worker is off (said in the log).
-pub fn start(
-	params: WorkerParams,
-) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
+pub fn start<C: WorkerClient>(
+	params: WorkerParams<C>,
+) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, WorkerError> {
 	let WorkerParams {
 		client,
 		keystore,
@@ -173,11 +145,11 @@ pub fn start(
 		handle,
 	} = params;
 	if options.no_streaming {
-		log::info!(target: LOG, "streaming worker off (--no-streaming)");
+		log::info!(target: LOG_TARGET, "streaming worker off (--no-streaming)");
 		return Ok(None);
 	}
 	if let Some(seed) = &dev_key_seed {
-		keys::insert_dev_key(&keystore, seed).map_err(|e| e.to_string())?;
+		keys::insert_dev_key(&keystore, seed)?;
 	}
 	let wanted = match &options.streamer_key {
 		Some(hex_key) => Some(parse_public(hex_key)?),
@@ -186,23 +158,23 @@ pub fn start(
 	let pair = match keys::streaming_pair(&keystore, wanted) {
 		Ok(pair) => pair,
 		Err(keys::KeyError::Missing) => {
-			log::warn!(target: LOG, "streaming worker off: {}", keys::KeyError::Missing);
+			log::warn!(target: LOG_TARGET, "streaming worker off: {}", keys::KeyError::Missing);
 			return Ok(None);
 		}
-		Err(e) => return Err(e.to_string()),
+		Err(e) => return Err(e.into()),
 	};
 	let account = AccountId::from(pair.public());
 	let info = client.info();
 	let genesis_hash: [u8; 32] = info.genesis_hash.into();
-	let chain = registry::read_settings(&client, info.finalized_hash, &account)
-		.map_err(|e| format!("reading the streamer record: {e}"))?;
+	let chain = registry::read_settings(&*client, info.finalized_hash, &account)
+		.map_err(WorkerError::StreamerRecord)?;
 	// Usually the listen addresses are known now (options or the registered endpoints): then
 	// a bad option stops the node at once. A node that is still syncing, or whose account is
 	// not registered yet, waits for its record instead of stopping.
 	let ready = match listen_addrs(&options, &chain) {
 		(None, None) => {
 			log::warn!(
-				target: LOG,
+				target: LOG_TARGET,
 				"streaming worker waiting: {}",
 				no_address_reason(&account, &chain, info.finalized_number)
 			);
@@ -215,10 +187,10 @@ pub fn start(
 	};
 
 	let metrics = match &prometheus {
-		Some(registry) => Some(Metrics::register(registry).map_err(|e| e.to_string())?),
+		Some(registry) => Some(Metrics::register(registry)?),
 		None => None,
 	};
-	let _ = handle.0.streamer.set(account.clone());
+	handle.set_streamer(account.clone());
 	let demo = dev_key_seed
 		.filter(|_| demo && !options.no_demo)
 		.and_then(|seed| sp_core::sr25519::Pair::from_string(&seed, None).ok());
@@ -227,14 +199,14 @@ pub fn start(
 		let (chain, config) = match ready {
 			Some(ready) => ready,
 			None => {
-				let Some(chain) = wait_for_listen_addrs(&client, &account, &options).await else {
+				let Some(chain) = wait_for_listen_addrs(&*client, &account, &options).await else {
 					return;
 				};
 				let addrs = listen_addrs(&options, &chain);
 				match serve_config(&client, &pair, &options, &chain, addrs, &ledger_dir) {
 					Ok(config) => (chain, config),
 					Err(e) => {
-						log::error!(target: LOG, "streaming worker cannot start: {e}");
+						log::error!(target: LOG_TARGET, "streaming worker cannot start: {e}");
 						return;
 					}
 				}
@@ -242,21 +214,21 @@ pub fn start(
 		};
 		if !chain.registered {
 			log::warn!(
-				target: LOG,
+				target: LOG_TARGET,
 				"account {account} is not a registered streamer: using the chain's default \
 				 settings, and viewers will not find this node in the registry"
 			);
 		}
-		*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain.clone());
+		handle.set_chain(chain.clone());
 		let server = match RunningServer::start(config).await {
 			Ok(s) => Arc::new(s),
 			Err(e) => {
-				log::error!(target: LOG, "streaming worker cannot start: {e}");
+				log::error!(target: LOG_TARGET, "streaming worker cannot start: {e}");
 				return;
 			}
 		};
 		log::info!(
-			target: LOG,
+			target: LOG_TARGET,
 			"streaming worker up: streamer {account}, tcp {:?}, quic {:?}, QUIC fingerprint {}, \
 			 max_streams {}, r {:?} (P2P from {} direct sessions), epoch {}",
 			server.tcp_addr,
@@ -269,18 +241,18 @@ pub fn start(
 		);
 		if let Some(node) = server.p2p_node() {
 			for addr in &node.listen_addrs {
-				log::info!(target: LOG, "swarm seed: {addr}/p2p/{}", node.peer_id);
+				log::info!(target: LOG_TARGET, "swarm seed: {addr}/p2p/{}", node.peer_id);
 			}
 		}
-		match registry::redirect_targets(&client, client.info().finalized_hash, &account) {
+		match registry::redirect_targets(&*client, client.info().finalized_hash, &account) {
 			Ok(targets) => server.set_redirect(targets),
-			Err(e) => log::warn!(target: LOG, "reading streamers: {e}"),
+			Err(e) => log::warn!(target: LOG_TARGET, "reading streamers: {e}"),
 		}
-		let _ = handle.0.server.set(server.clone());
+		handle.set_server(server.clone());
 		// The demo publishes to the bound address (the configured port may be 0).
 		if let (Some(origin), Some(tcp)) = (demo, server.tcp_addr) {
 			// Video gets the stream's registered bitrate minus the 64 kbit/s of audio.
-			let bitrate = registry::stream_bitrate(&client, DEMO_STREAM)
+			let bitrate = registry::stream_bitrate(&*client, DEMO_STREAM)
 				.unwrap_or(500)
 				.saturating_sub(64)
 				.max(100);
@@ -322,8 +294,8 @@ fn no_address_reason(account: &AccountId, chain: &ChainSettings, block: u32) -> 
 
 /// Follows finalized blocks until the node's streamer record gives a listen address; `None`
 /// if the node shuts down first. Repeats its warning every minute.
-async fn wait_for_listen_addrs(
-	client: &FullClient,
+async fn wait_for_listen_addrs<C: WorkerClient>(
+	client: &C,
 	account: &AccountId,
 	options: &WorkerOptions,
 ) -> Option<ChainSettings> {
@@ -333,32 +305,32 @@ async fn wait_for_listen_addrs(
 		let n = finalized.next().await?;
 		match registry::read_settings(client, n.hash, account) {
 			Ok(chain) if listen_addrs(options, &chain) != (None, None) => {
-				log::info!(target: LOG, "streamer record found at finalized block #{}", n.header.number);
+				log::info!(target: LOG_TARGET, "streamer record found at finalized block #{}", n.header.number);
 				return Some(chain);
 			}
 			Ok(chain) if warned.elapsed() >= Duration::from_secs(60) => {
 				warned = std::time::Instant::now();
 				log::warn!(
-					target: LOG,
+					target: LOG_TARGET,
 					"streaming worker waiting: {}",
 					no_address_reason(account, &chain, n.header.number)
 				);
 			}
 			Ok(_) => {}
-			Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
+			Err(e) => log::warn!(target: LOG_TARGET, "reading settings at {}: {e}", n.hash),
 		}
 	}
 }
 
 /// The server's configuration for `chain` as read at start (capacity, epoch, endpoints).
-fn serve_config(
-	client: &Arc<FullClient>,
+fn serve_config<C: WorkerClient>(
+	client: &Arc<C>,
 	pair: &sp_core::sr25519::Pair,
 	options: &WorkerOptions,
 	chain: &ChainSettings,
 	(tcp, quic): (Option<SocketAddr>, Option<SocketAddr>),
 	ledger_dir: &std::path::Path,
-) -> Result<ServeConfig, String> {
+) -> Result<ServeConfig, WorkerError> {
 	let registered_p2p = chain
 		.endpoints
 		.as_ref()
@@ -387,8 +359,10 @@ fn serve_config(
 		let signers = PassSigners { default: vec![pair.public()], ..Default::default() };
 		let ledger = LedgerConfig::new(genesis_hash, pair.public().0, signers);
 		let mut seed = P2pConfig::loopback(secret, ledger);
-		seed.listen =
-			vec![listen.parse().map_err(|e| format!("bad P2P listen address {listen}: {e}"))?];
+		seed.listen = vec![listen.parse().map_err(|e| WorkerError::BadP2pListen {
+			address: listen.clone(),
+			reason: format!("{e}"),
+		})?];
 		seed.ledger_dir = Some(ledger_dir.to_path_buf());
 		config.p2p_seed = Some(seed);
 	}
@@ -397,8 +371,8 @@ fn serve_config(
 }
 
 /// Applies every finalized block's settings and epoch; refreshes the metrics every second.
-async fn follow_chain(
-	client: Arc<FullClient>,
+async fn follow_chain<C: WorkerClient>(
+	client: Arc<C>,
 	server: Arc<RunningServer>,
 	account: AccountId,
 	mut applied: ChainSettings,
@@ -411,16 +385,16 @@ async fn follow_chain(
 		tokio::select! {
 			n = finalized.next() => {
 				let Some(n) = n else { return };
-				match registry::read_settings(&client, n.hash, &account) {
+				match registry::read_settings(&*client, n.hash, &account) {
 					Ok(now) => {
 						applied = apply(&server, &applied, now).await;
-						*handle.0.chain.lock().unwrap_or_else(|e| e.into_inner()) = Some(applied.clone());
+						handle.set_chain(applied.clone());
 					}
-					Err(e) => log::warn!(target: LOG, "reading settings at {}: {e}", n.hash),
+					Err(e) => log::warn!(target: LOG_TARGET, "reading settings at {}: {e}", n.hash),
 				}
-				match registry::redirect_targets(&client, n.hash, &account) {
+				match registry::redirect_targets(&*client, n.hash, &account) {
 					Ok(targets) => server.set_redirect(targets),
-					Err(e) => log::warn!(target: LOG, "reading streamers at {}: {e}", n.hash),
+					Err(e) => log::warn!(target: LOG_TARGET, "reading streamers at {}: {e}", n.hash),
 				}
 			}
 			_ = tick.tick() => {
@@ -442,7 +416,7 @@ async fn apply(
 	if now.capacity != before.capacity {
 		server.set_capacity(now.capacity);
 		log::info!(
-			target: LOG,
+			target: LOG_TARGET,
 			"capacity settings applied: max_streams {}, r {:?}, P2P from {} direct sessions",
 			now.capacity.max_streams,
 			now.capacity.streaming_rate,
@@ -451,19 +425,20 @@ async fn apply(
 	}
 	if now.epoch != before.epoch {
 		if let Err(e) = server.set_epoch(now.epoch).await {
-			log::warn!(target: LOG, "moving to epoch {} (retried next block): {e}", now.epoch);
+			log::warn!(target: LOG_TARGET, "moving to epoch {} (retried next block): {e}", now.epoch);
 			return ChainSettings { epoch: before.epoch, ..now };
 		}
-		log::info!(target: LOG, "credit epoch {}: passes name it from now on", now.epoch);
+		log::info!(target: LOG_TARGET, "credit epoch {}: passes name it from now on", now.epoch);
 	}
 	now
 }
 
-fn parse_public(hex_key: &str) -> Result<sp_core::sr25519::Public, String> {
+fn parse_public(hex_key: &str) -> Result<sp_core::sr25519::Public, WorkerError> {
 	let bytes = hex::decode(hex_key.trim_start_matches("0x"))
-		.map_err(|e| format!("--streamer-key: bad hex ({e})"))?;
-	let raw: [u8; 32] =
-		bytes.try_into().map_err(|_| "--streamer-key: expected 32 bytes".to_string())?;
+		.map_err(|e| WorkerError::BadStreamerKey(format!("bad hex ({e})")))?;
+	let raw: [u8; 32] = bytes
+		.try_into()
+		.map_err(|_| WorkerError::BadStreamerKey("expected 32 bytes".to_string()))?;
 	Ok(sp_core::sr25519::Public::from_raw(raw))
 }
 

@@ -29,6 +29,9 @@ use scale_info::TypeInfo;
 pub use sp_arithmetic::Perbill;
 pub use sp_core::sr25519::{Public as PublicKey, Signature};
 
+#[cfg(feature = "std")]
+pub mod rpc_types;
+
 /// Identifies a stream on chain and on the wire. Assigned by the pallet, counting up from 0.
 pub type StreamId = u64;
 /// Index of a credit epoch: `block_number / EpochLength`.

@@ -54,6 +54,9 @@ extern crate alloc;
 pub use pallet::*;
 
 mod api;
+mod claims;
+mod genesis;
+mod helpers;
 pub mod types;
 pub mod weights;
 
@@ -71,23 +74,24 @@ pub use dsp_primitives::{
 pub use types::*;
 pub use weights::WeightInfo;
 
+/// Log target of the pallet's log lines.
+pub const LOG_TARGET: &str = "runtime::dsp";
+
 #[frame_support::pallet]
 pub mod pallet {
 	use super::*;
+	use crate::claims::ClaimContext;
 	use alloc::vec::Vec;
 	use frame_support::{
 		pallet_prelude::*,
 		traits::{
-			fungible::{Inspect, InspectHold, Mutate, MutateHold},
-			tokens::{Fortitude, Precision, Preservation, Restriction},
+			fungible::{Inspect, Mutate, MutateHold},
+			tokens::Preservation,
 		},
 		PalletId,
 	};
 	use frame_system::pallet_prelude::*;
-	use sp_runtime::{
-		traits::{AccountIdConversion, Saturating, UniqueSaturatedInto, Zero},
-		SaturatedConversion,
-	};
+	use sp_runtime::traits::{Saturating, Zero};
 
 	/// Balance type of the currency that escrows and credits are paid in.
 	pub type BalanceOf<T> =
@@ -108,7 +112,11 @@ pub mod pallet {
 	/// one idle block's proof size small even on an empty chain.
 	pub const MAX_PRUNE_PER_BLOCK: u32 = 2_000;
 
+	/// The in-code storage version. Raise it, with a migration, when a stored layout changes.
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+
 	#[pallet::pallet]
+	#[pallet::storage_version(STORAGE_VERSION)]
 	pub struct Pallet<T>(_);
 
 	#[pallet::config]
@@ -384,74 +392,7 @@ pub mod pallet {
 	#[pallet::genesis_build]
 	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
 		fn build(&self) {
-			assert!(self.default_settings.max_streams > 0, "default max_streams must be > 0");
-			DefaultSettings::<T>::put(self.default_settings);
-
-			// The credit pot must exist before the first claim moves funds into it.
-			let pot = Pallet::<T>::account_id();
-			if T::Currency::total_balance(&pot).is_zero() {
-				let _ = T::Currency::mint_into(&pot, T::Currency::minimum_balance());
-			}
-
-			for (account, signing_key, signers, escrow, metadata) in &self.origins {
-				assert!(!Origins::<T>::contains_key(account), "origin listed twice in genesis");
-				let pass_signers = Pallet::<T>::bounded_signers(signers.clone())
-					.expect("genesis pass signers within MaxPassSigners and unique");
-				let metadata = metadata.clone().try_into().expect("genesis metadata too long");
-				if !escrow.is_zero() {
-					T::Currency::hold(&HoldReason::Escrow.into(), account, *escrow)
-						.expect("genesis origin can fund its escrow");
-				}
-				Origins::<T>::insert(
-					account,
-					OriginInfo {
-						signing_key: *signing_key,
-						pass_signers,
-						revoked_signers: Default::default(),
-						metadata,
-						deposit: Zero::zero(),
-						open_streams: 0,
-						pending_withdrawal: None,
-						retired_at: None,
-					},
-				);
-			}
-
-			for (origin, bitrate_kbps, price_per_unit, cap) in &self.streams {
-				assert!(*bitrate_kbps > 0 && *cap > 0, "genesis stream parameters must be > 0");
-				Origins::<T>::mutate(origin, |info| {
-					let info = info.as_mut().expect("genesis stream of an unregistered origin");
-					info.open_streams += 1;
-				});
-				let id = NextStreamId::<T>::mutate(|next| {
-					let id = *next;
-					*next += 1;
-					id
-				});
-				Streams::<T>::insert(
-					id,
-					StreamInfo {
-						origin: origin.clone(),
-						bitrate_kbps: *bitrate_kbps,
-						price_per_unit: *price_per_unit,
-						viewer_cap_per_epoch: *cap,
-						closed_in_epoch: None,
-						deposit: Zero::zero(),
-					},
-				);
-			}
-
-			for (account, endpoints, settings) in &self.streamers {
-				let endpoints = Endpoints::try_from_view(endpoints.clone())
-					.expect("genesis endpoint within MaxEndpointLen");
-				if let Some(s) = settings {
-					assert!(s.max_streams > 0, "genesis streamer max_streams must be > 0");
-				}
-				Streamers::<T>::insert(
-					account,
-					StreamerInfo { endpoints, settings: *settings, deposit: Zero::zero() },
-				);
-			}
+			self.write_storage();
 		}
 	}
 
@@ -951,317 +892,6 @@ pub mod pallet {
 			Credits::<T>::insert(&who, ledger);
 			Self::deposit_event(Event::CreditsWithdrawn { account: who, amount });
 			Ok(())
-		}
-	}
-
-	/// What every claim item of one block is checked against, read once per batch.
-	pub(crate) struct ClaimContext<T: Config> {
-		pub genesis_hash: [u8; 32],
-		pub now: BlockNumberFor<T>,
-		pub current_epoch: EpochIndex,
-		/// Epochs before this one may already be pruned: their receipts could be paid twice.
-		pub oldest_unpruned: EpochIndex,
-	}
-
-	impl<T: Config> ClaimContext<T> {
-		pub(crate) fn now() -> Self {
-			Self {
-				genesis_hash: Pallet::<T>::genesis_hash(),
-				now: frame_system::Pallet::<T>::block_number(),
-				current_epoch: Pallet::<T>::current_epoch(),
-				oldest_unpruned: NextEpochToPrune::<T>::get(),
-			}
-		}
-	}
-
-	impl<T: Config> Pallet<T> {
-		/// Account that holds credits until their owners withdraw them.
-		pub fn account_id() -> T::AccountId {
-			T::PalletId::get().into_account_truncating()
-		}
-
-		/// Escrow of an origin: its balance held under [`HoldReason::Escrow`].
-		pub fn escrow_of(who: &T::AccountId) -> BalanceOf<T> {
-			T::Currency::balance_on_hold(&HoldReason::Escrow.into(), who)
-		}
-
-		/// Epoch of the current block.
-		pub fn current_epoch() -> EpochIndex {
-			let now = frame_system::Pallet::<T>::block_number();
-			(now / T::EpochLength::get()).saturated_into()
-		}
-
-		/// Genesis hash as raw bytes, as signed payloads carry it.
-		pub fn genesis_hash() -> [u8; 32] {
-			let hash = frame_system::BlockHash::<T>::get(BlockNumberFor::<T>::zero());
-			let mut out = [0u8; 32];
-			let bytes = hash.as_ref();
-			if bytes.len() == 32 {
-				out.copy_from_slice(bytes);
-			}
-			out
-		}
-
-		/// Whether receipts of `epoch` are accepted while the chain is in `current`.
-		pub fn is_claimable(epoch: EpochIndex, current: EpochIndex) -> bool {
-			epoch <= current && current <= epoch.saturating_add(T::ClaimWindow::get())
-		}
-
-		/// Blocks between an escrow withdrawal request and its execution: the longest time a
-		/// pass issued now can still be claimed, plus the freeze.
-		pub fn escrow_lock_period() -> BlockNumberFor<T> {
-			let window_epochs: BlockNumberFor<T> =
-				T::ClaimWindow::get().saturating_add(1).unique_saturated_into();
-			window_epochs
-				.saturating_mul(T::EpochLength::get())
-				.saturating_add(T::EscrowFreeze::get())
-		}
-
-		/// Settings in force for a streamer record.
-		pub fn effective_settings(info: &StreamerInfoOf<T>) -> CapacitySettings {
-			info.settings.unwrap_or_else(DefaultSettings::<T>::get)
-		}
-
-		pub(crate) fn bounded_signers(
-			signers: Vec<PublicKey>,
-		) -> Result<BoundedVec<PublicKey, T::MaxPassSigners>, Error<T>> {
-			// Length first: sorting an oversized list would be work nobody paid for.
-			let bounded: BoundedVec<_, _> =
-				signers.try_into().map_err(|_| Error::<T>::TooManyPassSigners)?;
-			let mut sorted = bounded.to_vec();
-			sorted.sort();
-			sorted.dedup();
-			ensure!(sorted.len() == bounded.len(), Error::<T>::DuplicatePassSigner);
-			Ok(bounded)
-		}
-
-		/// Replaces an origin's pass signers. Removed signers are kept as revoked, with the
-		/// current epoch as the last one their passes are paid for, until that epoch's claim
-		/// window has closed: removing a signer must not void passes it already issued.
-		fn rotate_signers(
-			info: &mut OriginInfoOf<T>,
-			new: BoundedVec<PublicKey, T::MaxPassSigners>,
-		) -> DispatchResult {
-			let current = Self::current_epoch();
-			let mut revoked = info.revoked_signers.to_vec();
-			revoked.retain(|(key, last)| !new.contains(key) && Self::is_claimable(*last, current));
-			for key in info.pass_signers.iter().filter(|k| !new.contains(k)) {
-				revoked.retain(|(k, _)| k != key);
-				revoked.push((*key, current));
-			}
-			info.revoked_signers =
-				revoked.try_into().map_err(|_| Error::<T>::TooManyPassSigners)?;
-			info.pass_signers = new;
-			Ok(())
-		}
-
-		/// Whether `issuer` may sign passes of `epoch` for this origin.
-		fn is_authorised(info: &OriginInfoOf<T>, issuer: &PublicKey, epoch: EpochIndex) -> bool {
-			info.pass_signers.contains(issuer)
-				|| info.revoked_signers.iter().any(|(key, last)| key == issuer && epoch <= *last)
-		}
-
-		/// Whether a pending withdrawal still binds: until it executes, and for a non-retired
-		/// origin no longer than one epoch after it unlocked.
-		pub(crate) fn withdrawal_is_live(info: &OriginInfoOf<T>, now: BlockNumberFor<T>) -> bool {
-			info.pending_withdrawal.as_ref().is_some_and(|p| {
-				info.retired_at.is_some()
-					|| now <= p.unlocks_at.saturating_add(T::EpochLength::get())
-			})
-		}
-
-		/// Escrow that claims for passes of `epoch` may draw on: all of it, less a live pending
-		/// withdrawal requested before that epoch.
-		fn escrow_for_epoch(
-			origin: &T::AccountId,
-			info: &OriginInfoOf<T>,
-			epoch: EpochIndex,
-			now: BlockNumberFor<T>,
-		) -> BalanceOf<T> {
-			let escrow = Self::escrow_of(origin);
-			match &info.pending_withdrawal {
-				Some(p) if epoch > p.requested_epoch && Self::withdrawal_is_live(info, now) => {
-					escrow.saturating_sub(p.amount)
-				}
-				_ => escrow,
-			}
-		}
-
-		fn ensure_valid_settings(settings: &CapacitySettings) -> DispatchResult {
-			ensure!(settings.max_streams > 0, Error::<T>::InvalidSettings);
-			Ok(())
-		}
-
-		fn hold(reason: HoldReason, who: &T::AccountId, amount: BalanceOf<T>) -> DispatchResult {
-			if amount.is_zero() {
-				return Ok(());
-			}
-			T::Currency::hold(&reason.into(), who, amount)
-				.map_err(|_| Error::<T>::InsufficientBalance.into())
-		}
-
-		/// Releases up to `amount`; returns what was released.
-		fn release(reason: HoldReason, who: &T::AccountId, amount: BalanceOf<T>) -> BalanceOf<T> {
-			if amount.is_zero() {
-				return amount;
-			}
-			T::Currency::release(&reason.into(), who, amount, Precision::BestEffort).unwrap_or_else(
-				|e| {
-					log::error!(target: "runtime::dsp", "release of {:?} failed: {:?}", amount, e);
-					Zero::zero()
-				},
-			)
-		}
-
-		/// Checks one claim item and pays it. Writes nothing unless it returns `Ok`.
-		pub(crate) fn settle_item(
-			seeder: &T::AccountId,
-			item: &ClaimItem,
-			ctx: &ClaimContext<T>,
-		) -> Result<BalanceOf<T>, ClaimRejection> {
-			let (pass, receipt) = (&item.pass.payload, &item.receipt.payload);
-			ensure!(
-				pass.stream == receipt.stream
-					&& pass.epoch == receipt.epoch
-					&& pass.viewer == receipt.viewer,
-				ClaimRejection::Mismatch
-			);
-			ensure!(
-				pass.genesis_hash == ctx.genesis_hash && receipt.genesis_hash == ctx.genesis_hash,
-				ClaimRejection::WrongGenesis
-			);
-			let seeder_bytes: AccountBytes = seeder.clone().into();
-			ensure!(receipt.seeder == seeder_bytes, ClaimRejection::WrongSeeder);
-			ensure!(receipt.viewer.0 != seeder_bytes, ClaimRejection::SelfDealing);
-			ensure!(
-				Self::is_claimable(pass.epoch, ctx.current_epoch)
-					&& pass.epoch >= ctx.oldest_unpruned,
-				ClaimRejection::OutsideClaimWindow
-			);
-			let stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
-			ensure!(
-				stream.closed_in_epoch.is_none_or(|closed| pass.epoch <= closed),
-				ClaimRejection::StreamClosed
-			);
-			let origin = Origins::<T>::get(&stream.origin).ok_or(ClaimRejection::UnknownStream)?;
-			ensure!(
-				Self::is_authorised(&origin, &pass.issuer, pass.epoch),
-				ClaimRejection::UnauthorisedIssuer
-			);
-			ensure!(Self::verify(&item.pass, &pass.issuer), ClaimRejection::BadPassSignature);
-			ensure!(
-				Self::verify(&item.receipt, &receipt.viewer),
-				ClaimRejection::BadReceiptSignature
-			);
-
-			let claim_key = (pass.epoch, pass.stream, receipt.viewer, seeder.clone());
-			let already = ClaimedUnits::<T>::get(&claim_key);
-			ensure!(receipt.units > already, ClaimRejection::NothingNew);
-			let viewer_key = (pass.epoch, pass.stream, receipt.viewer);
-			let viewer_total = ViewerEpochUnits::<T>::get(&viewer_key);
-			let cap = pass.max_units.min(stream.viewer_cap_per_epoch);
-			let payable = (receipt.units - already).min(cap.saturating_sub(viewer_total));
-			ensure!(payable > 0, ClaimRejection::CapReached);
-
-			// Pay what the escrow covers; unpaid units stay claimable with the same receipt.
-			let price = stream.price_per_unit;
-			let escrow = Self::escrow_for_epoch(&stream.origin, &origin, pass.epoch, ctx.now);
-			let units = if price.is_zero() {
-				payable
-			} else {
-				let affordable: u128 = (escrow / price).saturated_into();
-				payable.min(affordable.saturated_into())
-			};
-			if units < payable {
-				Self::deposit_event(Event::EscrowExhausted {
-					origin: stream.origin.clone(),
-					stream: pass.stream,
-					unpaid_units: payable - units,
-				});
-			}
-			ensure!(units > 0, ClaimRejection::EscrowExhausted);
-			let amount = price.saturating_mul(units.saturated_into());
-
-			if !amount.is_zero() {
-				T::Currency::transfer_on_hold(
-					&HoldReason::Escrow.into(),
-					&stream.origin,
-					&Self::account_id(),
-					amount,
-					Precision::Exact,
-					Restriction::Free,
-					Fortitude::Polite,
-				)
-				.map_err(|e| {
-					log::warn!(target: "runtime::dsp", "escrow transfer failed: {:?}", e);
-					ClaimRejection::EscrowExhausted
-				})?;
-			}
-			ClaimedUnits::<T>::insert(&claim_key, already + units);
-			ViewerEpochUnits::<T>::insert(&viewer_key, viewer_total + units);
-			Credits::<T>::mutate(seeder, |ledger| {
-				ledger.available = ledger.available.saturating_add(amount);
-				ledger.earned_total = ledger.earned_total.saturating_add(amount);
-				ledger.units_total = ledger.units_total.saturating_add(units);
-				ledger.items_paid = ledger.items_paid.saturating_add(1);
-			});
-			Self::deposit_event(Event::Claimed {
-				seeder: seeder.clone(),
-				stream: pass.stream,
-				epoch: pass.epoch,
-				viewer: receipt.viewer,
-				units,
-				amount,
-			});
-			Ok(amount)
-		}
-
-		/// Checks an off-chain signature with the runtime's sr25519 host function.
-		fn verify<P: Signable>(signed: &Signed<P>, signer: &PublicKey) -> bool {
-			sp_io::crypto::sr25519_verify(
-				&signed.signature,
-				&signed.payload.signing_payload(),
-				signer,
-			)
-		}
-
-		/// Removes claim bookkeeping of epochs whose claim window has closed, within
-		/// `remaining_weight` and [`MAX_PRUNE_PER_BLOCK`]. Returns the weight used.
-		pub(crate) fn prune_finished_epochs(remaining_weight: Weight) -> Weight {
-			let db = T::DbWeight::get();
-			let base = db.reads(2);
-			let per_item = db.writes(1).saturating_add(db.reads(1));
-			if remaining_weight.any_lt(base.saturating_add(per_item)) {
-				return Weight::zero();
-			}
-			let epoch = NextEpochToPrune::<T>::get();
-			let current = Self::current_epoch();
-			if Self::is_claimable(epoch, current) || epoch > current {
-				return db.reads(1);
-			}
-			let budget = remaining_weight
-				.saturating_sub(base)
-				.checked_div_per_component(&per_item)
-				.unwrap_or(0)
-				.min(MAX_PRUNE_PER_BLOCK as u64) as u32;
-			// Each map is cleared in its own call: a second call on the same prefix in the same
-			// block could see keys the first one already removed.
-			let claimed = ClaimedUnits::<T>::clear_prefix((epoch,), budget, None);
-			let mut used = claimed.loops;
-			let mut done = claimed.maybe_cursor.is_none();
-			if done && used < budget {
-				let totals = ViewerEpochUnits::<T>::clear_prefix((epoch,), budget - used, None);
-				used += totals.loops;
-				done = totals.maybe_cursor.is_none();
-			} else {
-				done = false;
-			}
-			if done {
-				NextEpochToPrune::<T>::put(epoch.saturating_add(1));
-				Self::deposit_event(Event::EpochPruned { epoch });
-			}
-			base.saturating_add(per_item.saturating_mul(used.max(1) as u64))
-				.saturating_add(db.writes(1))
 		}
 	}
 }

@@ -49,33 +49,9 @@ pub enum ChainError {
 	},
 }
 
-/// An account's credits (`dsp_credits`), in the chain's smallest unit.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Credits {
-	/// Earned and not withdrawn.
-	pub available: u128,
-	/// Earned in total.
-	pub earned_total: u128,
-	/// Units paid in total.
-	pub units_total: u64,
-	/// Claim items that paid.
-	pub items_paid: u32,
-}
-
-/// What the chain has paid for one (stream, epoch, viewer, seeder) (`dsp_claimState`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimState {
-	/// Epoch of the block read.
-	pub current_epoch: EpochIndex,
-	/// Whether claims for the asked epoch are accepted now.
-	pub claimable: bool,
-	/// Units already paid to this seeder for this viewer.
-	pub claimed_units: u64,
-	/// Units already paid for this viewer over all seeders.
-	pub viewer_epoch_units: u64,
-}
+/// An account's credits (`dsp_credits`) and what the chain paid for one (stream, epoch,
+/// viewer, seeder) (`dsp_claimState`): the node's own RPC types.
+pub use dsp_primitives::rpc_types::{ClaimState, Credits};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
