@@ -99,12 +99,7 @@ impl From<LiveSnapshot> for LiveLoad {
 			settings: s.chain.as_ref().map(|c| c.capacity.into()),
 			epoch: s.chain.as_ref().map(|c| c.epoch),
 			sessions: Sessions { direct: stats.admission.direct, p2p: stats.admission.p2p },
-			sessions_by_transport: SessionsByTransport {
-				direct_tcp: stats.sessions.direct_tcp,
-				direct_quic: stats.sessions.direct_quic,
-				p2p_tcp: stats.sessions.p2p_tcp,
-				p2p_quic: stats.sessions.p2p_quic,
-			},
+			sessions_by_transport: stats.sessions,
 			passes_issued: stats.passes_issued,
 			refused: stats.admission.refused,
 			redirects: stats.redirects,

@@ -97,7 +97,7 @@ pub async fn run(config: DemoConfig) {
 		Ok(child) => child,
 		Err(e) => {
 			log::warn!(
-				target: "dsp-worker",
+				target: super::LOG_TARGET,
 				"demo stream {} not started: cannot run ffmpeg ({e}). Install it (apt-get install \
 				 ffmpeg) or publish yourself: ffmpeg ... -f mpegts - | dsp publish --stream {} \
 				 --input - --server tcp://{} --origin-seed //Alice --genesis 0x{}",
@@ -118,7 +118,7 @@ pub async fn run(config: DemoConfig) {
 	let publisher = match Publisher::start(publish) {
 		Ok(p) => p,
 		Err(e) => {
-			log::warn!(target: "dsp-worker", "demo publisher failed to start: {e}");
+			log::warn!(target: super::LOG_TARGET, "demo publisher failed to start: {e}");
 			return;
 		}
 	};
@@ -128,7 +128,7 @@ pub async fn run(config: DemoConfig) {
 	let held = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
 	let next = held.max(wall_clock_sequence(std::time::SystemTime::now()));
 	log::info!(
-		target: "dsp-worker",
+		target: super::LOG_TARGET,
 		"demo stream {}: ffmpeg test pattern → tcp://{} from segment {next}",
 		config.stream,
 		config.server,
@@ -141,10 +141,10 @@ pub async fn run(config: DemoConfig) {
 		next,
 	);
 	if let Err(e) = publish_ts(&mut stdout, TsConfig::default(), &publisher, &mut signer).await {
-		log::warn!(target: "dsp-worker", "demo stream {}: reading ffmpeg failed: {e}", config.stream);
+		log::warn!(target: super::LOG_TARGET, "demo stream {}: reading ffmpeg failed: {e}", config.stream);
 	}
 	let status = child.wait().await;
-	log::warn!(target: "dsp-worker", "demo ffmpeg ended ({status:?}); demo stream {} ends", config.stream);
+	log::warn!(target: super::LOG_TARGET, "demo ffmpeg ended ({status:?}); demo stream {} ends", config.stream);
 	publisher.finish(signer.end(), Duration::from_secs(5)).await;
 }
 

@@ -178,18 +178,9 @@ impl ServerStats {
 	}
 }
 
-/// Open viewer sessions per admission mode and transport.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SessionsByTransport {
-	/// Direct sessions over TCP.
-	pub direct_tcp: u64,
-	/// Direct sessions over QUIC.
-	pub direct_quic: u64,
-	/// P2P-mode sessions (tracker, header feed, urgent fetches) over TCP.
-	pub p2p_tcp: u64,
-	/// P2P-mode sessions over QUIC.
-	pub p2p_quic: u64,
-}
+/// Open viewer sessions per admission mode and transport: the type `dsp_liveLoad` reports, so
+/// the node passes it on as it is.
+pub use dsp_primitives::rpc_types::SessionsByTransport;
 
 /// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
