@@ -34,6 +34,7 @@
 //! (never read).
 
 pub mod chain;
+pub mod clock;
 pub mod hls_ingest;
 pub mod net;
 pub mod p2p;
