@@ -2,6 +2,8 @@
 //!
 //! The video half of DSP (DESIGN.md sections 3, 4 and 8), usable without a chain:
 //!
+//! - [`clock`]: the one clock of every core, `u64` milliseconds passed in ([`clock::Millis`]),
+//!   and the drivers' [`clock::Clock`].
 //! - [`protocol`]: the wire protocol (`PROTOCOL.md`): length-prefixed SCALE frames, the same over
 //!   TCP and over one QUIC stream.
 //! - [`segment`]: signing segment headers, chunking, verifying every chunk on arrival.
@@ -29,11 +31,12 @@
 //! [`publisher`], [`p2p`] except [`p2p::behaviour`] (which builds the libp2p swarm),
 //! [`chain::extrinsic`] and [`chain::discovery`]. The IO lives in [`net`], [`chain::client`] and
 //! [`chain::probe`]. [`sim`] runs the cores on its simulated clock and reads the wall clock only
-//! to report its own run time. Clocks: [`p2p`] and [`sim`] take a `u64` millisecond clock
-//! ([`p2p::Millis`]); [`server`] and [`viewer`] take `std::time::Instant` values passed in
-//! (never read).
+//! to report its own run time. One clock for every core: a `u64` millisecond count passed in,
+//! never read ([`clock::Millis`], also [`p2p::Millis`]); the drivers read it from a
+//! [`clock::Clock`] (tokio's clock, so tests on paused time drive the cores too).
 
 pub mod chain;
+pub mod clock;
 pub mod hls_ingest;
 pub mod net;
 pub mod p2p;

@@ -6,6 +6,7 @@
 //! is decided in [`crate::p2p::serving`].
 
 use crate::{
+	clock::Clock,
 	net::ledger_file::write_ledger,
 	p2p::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
@@ -26,13 +27,7 @@ use libp2p::{
 	swarm::SwarmEvent,
 	Multiaddr, PeerId, Swarm,
 };
-use std::{
-	collections::HashMap,
-	io,
-	path::PathBuf,
-	sync::Arc,
-	time::{Duration, Instant},
-};
+use std::{collections::HashMap, io, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{
 	sync::{mpsc, oneshot, watch},
 	task::JoinHandle,
@@ -230,14 +225,14 @@ impl P2pNode {
 		info!(%peer_id, addrs = ?listen_addrs, "p2p node listening");
 		let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
 		let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
-		let started = Instant::now();
+		let clock = Clock::new();
 		let upload =
 			config.upload.as_ref().map(|u| UploadCap::new(0, u.bytes_per_sec, u.burst_bytes));
 		let (stats_tx, stats) = watch::channel(ServingStats::default());
 		let driver = Driver {
 			swarm,
 			upload,
-			started,
+			clock,
 			upload_refused: 0,
 			serving: Serving::new(config.serving.clone(), ledger),
 			source,
@@ -360,8 +355,8 @@ impl P2pNode {
 struct Driver<S> {
 	swarm: Swarm<Behaviour>,
 	upload: Option<UploadCap>,
-	/// Origin of the millisecond clock of the serving core and the upload cap.
-	started: Instant,
+	/// The millisecond clock of the serving core and the upload cap.
+	clock: Clock,
 	upload_refused: u64,
 	serving: Serving<PeerId>,
 	source: Arc<S>,
@@ -479,7 +474,7 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 
 	/// Milliseconds since the driver started: the clock of the sans-IO cores.
 	fn now(&self) -> Millis {
-		self.started.elapsed().as_millis() as Millis
+		self.clock.now()
 	}
 
 	fn handle_rr_event(&mut self, ev: request_response::Event<CodecRequest, Response>) {

@@ -3,6 +3,7 @@
 
 use super::{hls, open_stream, read_message, tls, write_frames, BoxRead, BoxWrite, ReadError};
 use crate::{
+	clock::Clock,
 	protocol::{
 		encode_frame, ErrorCode, FrameDecoder, Message, Role, ServerAddrs, Start, PROTOCOL_VERSION,
 	},
@@ -260,7 +261,8 @@ async fn run(
 	// (time, media bytes) samples of the last BITRATE_WINDOW, for a bitrate that does not
 	// swing with segment arrivals.
 	let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
-	core.start(Instant::now());
+	let clock = Clock::new();
+	core.start(clock.now());
 
 	loop {
 		while let Some(a) = core.poll_action() {
@@ -322,10 +324,10 @@ async fn run(
 				let _ = ev.send(WatchEvent::Ended).await;
 			}
 		}
-		let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+		let deadline = core.poll_timeout().map(|at| clock.instant(at));
 		tokio::select! {
 			ev = rx.recv() => {
-				let now = Instant::now();
+				let now = clock.now();
 				match ev.expect("the loop holds a sender; qed") {
 					ConnEvent::Message(conn, m) => core.handle_message(now, conn, m),
 					ConnEvent::Closed(conn, why) => {
@@ -337,10 +339,10 @@ async fn run(
 				}
 			},
 			_ = async { tokio::time::sleep_until(deadline.expect("guarded; qed")).await }, if deadline.is_some() => {
-				core.handle_timeout(Instant::now());
+				core.handle_timeout(clock.now());
 			},
 			c = control.recv() => match c {
-				Some(Control::Force(t)) => core.force_transport(Instant::now(), t),
+				Some(Control::Force(t)) => core.force_transport(clock.now(), t),
 				Some(Control::Stop) | None => break,
 			},
 			_ = async { status.as_mut().expect("guarded; qed").tick().await }, if status.is_some() => {

@@ -54,9 +54,7 @@ pub mod tracker;
 pub mod upload;
 pub mod wire;
 
-/// Milliseconds on the caller's clock (any origin; the simulator starts at 0). One clock for
-/// everything in `p2p` and `sim`.
-pub type Millis = u64;
+pub use crate::clock::Millis;
 
 /// Where a chunk comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,6 +5,7 @@
 use super::{Admission, LiveWindow, RedirectList, StreamTable};
 use super::{Lookup, OriginKeys};
 use crate::{
+	clock::{millis, Millis},
 	protocol::{
 		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, ServerAddrs,
 		Start, Transport, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, MAX_REDIRECT_SERVERS,
@@ -14,11 +15,7 @@ use crate::{
 };
 use bytes::Bytes;
 use dsp_primitives::{AdmissionMode, Hash32, PublicKey, Signed, StreamEnd, StreamId, ViewerPass};
-use std::{
-	collections::VecDeque,
-	sync::Arc,
-	time::{Duration, Instant},
-};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 /// Limits and settings of one session.
 #[derive(Clone, Debug)]
@@ -118,7 +115,7 @@ pub enum SessionEvent {
 #[derive(Debug)]
 enum State {
 	AwaitHello {
-		deadline: Instant,
+		deadline: Millis,
 	},
 	AwaitAdmission,
 	Viewer(Option<Subscription>),
@@ -158,10 +155,10 @@ struct Subscription {
 	/// Next sequence to send; `None` until the start is resolved against the window.
 	next: Option<u64>,
 	end_sent: bool,
-	/// On demand: when the first segment was queued, and the play time queued since.
-	on_demand_clock: Option<(Instant, Duration)>,
+	/// On demand: when the first segment was queued, and the play time queued since (ms).
+	on_demand_clock: Option<(Millis, Millis)>,
 	/// On demand: the next segment waits until then (`on_demand_lead` ahead of real time).
-	paused_until: Option<Instant>,
+	paused_until: Option<Millis>,
 	/// `Switched` was received (it is allowed once, after `Subscribe`).
 	switched: bool,
 }
@@ -187,7 +184,7 @@ pub struct SessionStats {
 pub struct ServerSession {
 	config: SessionConfig,
 	state: State,
-	last_recv: Instant,
+	last_recv: Millis,
 	queue: VecDeque<Bytes>,
 	queued_bytes: usize,
 	events: VecDeque<SessionEvent>,
@@ -196,8 +193,8 @@ pub struct ServerSession {
 
 impl ServerSession {
 	/// A new connection at `now`.
-	pub fn new(now: Instant, config: SessionConfig) -> Self {
-		let deadline = now + config.hello_timeout;
+	pub fn new(now: Millis, config: SessionConfig) -> Self {
+		let deadline = now.saturating_add(millis(config.hello_timeout));
 		Self {
 			config,
 			state: State::AwaitHello { deadline },
@@ -279,12 +276,12 @@ impl ServerSession {
 	}
 
 	/// A frame could not be read.
-	pub fn handle_read_error(&mut self, _now: Instant, err: FrameError) {
+	pub fn handle_read_error(&mut self, _now: Millis, err: FrameError) {
 		self.close(err.code(), err.to_string());
 	}
 
 	/// A frame body arrived. `body` is what [`crate::protocol::FrameDecoder`] returned.
-	pub fn handle_frame(&mut self, now: Instant, body: Bytes) {
+	pub fn handle_frame(&mut self, now: Millis, body: Bytes) {
 		if self.is_closed() {
 			return;
 		}
@@ -469,7 +466,7 @@ impl ServerSession {
 
 	/// The answer to [`SessionEvent::Publishing`] once the stream's window is open: tells the
 	/// publisher the next sequence the server stores ([`LiveWindow::next_sequence`]).
-	pub fn handle_publish_ready(&mut self, _now: Instant, next_sequence: u64) {
+	pub fn handle_publish_ready(&mut self, _now: Millis, next_sequence: u64) {
 		if let State::Publisher(Some((stream, _))) = &self.state {
 			let stream = *stream;
 			self.send(encode_frame(&Message::Expect { stream, next_sequence }));
@@ -477,7 +474,7 @@ impl ServerSession {
 	}
 
 	/// The answer to [`SessionEvent::AdmissionRequest`].
-	pub fn handle_admission(&mut self, now: Instant, result: Result<AdmissionMode, ErrorCode>) {
+	pub fn handle_admission(&mut self, now: Millis, result: Result<AdmissionMode, ErrorCode>) {
 		self.handle_admission_or_redirect(now, result, Vec::new())
 	}
 
@@ -486,7 +483,7 @@ impl ServerSession {
 	/// [`MAX_REDIRECT_SERVERS`]) right before the `Error`.
 	pub fn handle_admission_or_redirect(
 		&mut self,
-		_now: Instant,
+		_now: Millis,
 		result: Result<AdmissionMode, ErrorCode>,
 		mut redirect: Vec<ServerAddrs>,
 	) {
@@ -522,7 +519,7 @@ impl ServerSession {
 	/// The answer to [`SessionEvent::JoinRequest`]: the pass and peers, or why not.
 	pub fn handle_joined(
 		&mut self,
-		_now: Instant,
+		_now: Millis,
 		result: Result<(Signed<ViewerPass>, Vec<PeerInfo>), (ErrorCode, String)>,
 	) {
 		let State::P2p(P2pState::Joining(stream)) = self.state else { return };
@@ -541,7 +538,7 @@ impl ServerSession {
 	/// its header and the chunk (shared frames, no copy), or `NotHeld`.
 	pub fn handle_fetch(
 		&mut self,
-		_now: Instant,
+		_now: Millis,
 		sequence: u64,
 		index: u32,
 		segment: Option<Arc<Segment>>,
@@ -588,7 +585,7 @@ impl ServerSession {
 	/// stops the lookup instead, and segments that left the window meanwhile are skipped.
 	pub fn handle_p2p_segments(
 		&mut self,
-		_now: Instant,
+		_now: Millis,
 		lookup: Lookup,
 		seeded: impl Fn(&Segment) -> Vec<u32>,
 	) {
@@ -633,7 +630,7 @@ impl ServerSession {
 
 	/// Queues what `lookup` holds for the subscription (on demand: paced, see
 	/// [`SessionConfig::on_demand_lead`]).
-	pub fn handle_segments(&mut self, now: Instant, lookup: Lookup) {
+	pub fn handle_segments(&mut self, now: Millis, lookup: Lookup) {
 		let State::Viewer(Some(sub)) = &mut self.state else { return };
 		let next = match sub.next {
 			Some(n) => {
@@ -667,13 +664,14 @@ impl ServerSession {
 				break;
 			}
 			if lookup.on_demand {
-				let (started, queued) = sub.on_demand_clock.get_or_insert((now, Duration::ZERO));
-				let ahead = queued.saturating_sub(now.saturating_duration_since(*started));
-				if ahead > self.config.on_demand_lead {
-					sub.paused_until = Some(now + (ahead - self.config.on_demand_lead));
+				let (started, queued) = sub.on_demand_clock.get_or_insert((now, 0));
+				let ahead = queued.saturating_sub(now.saturating_sub(*started));
+				let lead = millis(self.config.on_demand_lead);
+				if ahead > lead {
+					sub.paused_until = Some(now.saturating_add(ahead - lead));
 					break;
 				}
-				*queued += Duration::from_millis(seg.duration_ms() as u64);
+				*queued = queued.saturating_add(u64::from(seg.duration_ms()));
 			}
 			sub.next = Some(seg.sequence() + 1);
 			self.stats.segments_sent += 1;
@@ -713,20 +711,25 @@ impl ServerSession {
 		self.events.pop_front()
 	}
 
+	/// When the session is closed as idle unless a frame arrives.
+	fn idle_deadline(&self) -> Millis {
+		self.last_recv.saturating_add(millis(self.config.idle_timeout))
+	}
+
 	/// When [`Self::handle_timeout`] must be called next.
-	pub fn poll_timeout(&self) -> Option<Instant> {
+	pub fn poll_timeout(&self) -> Option<Millis> {
 		match &self.state {
 			State::AwaitHello { deadline } => Some(*deadline),
 			State::Closed => None,
 			State::Viewer(Some(Subscription { paused_until: Some(at), .. })) => {
-				Some((*at).min(self.last_recv + self.config.idle_timeout))
+				Some((*at).min(self.idle_deadline()))
 			}
-			_ => Some(self.last_recv + self.config.idle_timeout),
+			_ => Some(self.idle_deadline()),
 		}
 	}
 
 	/// Time passed.
-	pub fn handle_timeout(&mut self, now: Instant) {
+	pub fn handle_timeout(&mut self, now: Millis) {
 		if let State::Viewer(Some(sub)) = &mut self.state {
 			if sub.paused_until.is_some_and(|at| now >= at) {
 				sub.paused_until = None;
@@ -737,7 +740,7 @@ impl ServerSession {
 				self.close(ErrorCode::IdleTimeout, "no hello within hello_timeout")
 			}
 			State::Closed | State::AwaitHello { .. } => {}
-			_ if now >= self.last_recv + self.config.idle_timeout => {
+			_ if now >= self.idle_deadline() => {
 				self.close(ErrorCode::IdleTimeout, "nothing received within idle_timeout")
 			}
 			_ => {}

@@ -1,11 +1,14 @@
 //! Which streams hold a window: the bounded table of open streams, opened by publishers and by
 //! viewers, freed once ended or idle.
 
-use crate::protocol::{ErrorCode, Role};
+use crate::{
+	clock::{millis, Millis},
+	protocol::{ErrorCode, Role},
+};
 use dsp_primitives::StreamId;
 use std::{
 	collections::{HashMap, VecDeque},
-	time::{Duration, Instant},
+	time::Duration,
 };
 
 /// Limits of a [`StreamTable`].
@@ -46,16 +49,16 @@ struct TableEntry<S> {
 	slot: S,
 	opened_by: Role,
 	/// When the stream was opened or last stored a segment.
-	last_activity: Instant,
+	last_activity: Millis,
 	has_segments: bool,
-	ended_at: Option<Instant>,
+	ended_at: Option<Millis>,
 }
 
 impl<S> TableEntry<S> {
-	fn expires_at(&self, config: &StreamTableConfig) -> Instant {
+	fn expires_at(&self, config: &StreamTableConfig) -> Millis {
 		match self.ended_at {
-			Some(at) => at + config.ended_linger,
-			None => self.last_activity + config.idle_timeout,
+			Some(at) => at.saturating_add(millis(config.ended_linger)),
+			None => self.last_activity.saturating_add(millis(config.idle_timeout)),
 		}
 	}
 }
@@ -96,7 +99,7 @@ impl<S: Clone> StreamTable<S> {
 	/// by the same role and without a segment, are held (after freeing expired ones).
 	pub fn open(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		stream: StreamId,
 		by: Role,
 		make: impl FnOnce() -> S,
@@ -125,7 +128,7 @@ impl<S: Clone> StreamTable<S> {
 	}
 
 	/// `stream`'s window stored a segment.
-	pub fn handle_segment(&mut self, now: Instant, stream: StreamId) {
+	pub fn handle_segment(&mut self, now: Millis, stream: StreamId) {
 		if let Some(e) = self.entries.get_mut(&stream) {
 			e.last_activity = now;
 			e.has_segments = true;
@@ -134,7 +137,7 @@ impl<S: Clone> StreamTable<S> {
 	}
 
 	/// `stream`'s publisher ended it.
-	pub fn handle_end(&mut self, now: Instant, stream: StreamId) {
+	pub fn handle_end(&mut self, now: Millis, stream: StreamId) {
 		if let Some(e) = self.entries.get_mut(&stream) {
 			e.last_activity = now;
 			e.ended_at = Some(now);
@@ -142,12 +145,12 @@ impl<S: Clone> StreamTable<S> {
 	}
 
 	/// When the next stream expires.
-	pub fn poll_timeout(&self) -> Option<Instant> {
+	pub fn poll_timeout(&self) -> Option<Millis> {
 		self.entries.values().map(|e| e.expires_at(&self.config)).min()
 	}
 
 	/// Frees every stream that expired by `now`.
-	pub fn handle_timeout(&mut self, now: Instant) {
+	pub fn handle_timeout(&mut self, now: Millis) {
 		let config = &self.config;
 		let expired: Vec<StreamId> = self
 			.entries
@@ -183,7 +186,7 @@ mod tests {
 
 	#[test]
 	fn stream_slots_are_bounded_and_waiting_ones_more_so() {
-		let now = Instant::now();
+		let now: Millis = 0;
 		let mut t = table(4, 2);
 		assert_eq!(t.open(now, 1, Role::Viewer, || 1), Ok(1));
 		assert_eq!(t.open(now, 2, Role::Viewer, || 2), Ok(2));
@@ -206,8 +209,8 @@ mod tests {
 
 	#[test]
 	fn ended_and_idle_streams_are_freed() {
-		let t0 = Instant::now();
-		let s = Duration::from_secs;
+		let t0: Millis = 0;
+		let s = |secs: u64| secs * 1000;
 		let mut t = table(8, 8);
 		for id in 1..=3 {
 			t.open(t0, id, Role::Publisher, || id as u32).unwrap();
@@ -236,12 +239,12 @@ mod tests {
 
 	#[test]
 	fn a_full_table_frees_expired_streams_before_refusing() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut t = table(1, 1);
 		t.open(t0, 1, Role::Viewer, || 1).unwrap();
 		assert_eq!(t.open(t0, 2, Role::Viewer, || 2), Err(ErrorCode::UnknownStream));
 		// Nothing stored for the idle timeout: the slot goes to the next stream.
-		assert_eq!(t.open(t0 + Duration::from_secs(100), 2, Role::Viewer, || 2), Ok(2));
+		assert_eq!(t.open(t0 + 100_000, 2, Role::Viewer, || 2), Ok(2));
 		assert_eq!(t.poll_freed(), Some((1, 1)));
 	}
 }

@@ -3,10 +3,8 @@
 //! socket; [`super::ViewerCore`] drives it.
 
 use super::{ConnId, Transport};
-use std::{
-	collections::VecDeque,
-	time::{Duration, Instant},
-};
+use crate::clock::{millis, Millis};
+use std::{collections::VecDeque, time::Duration};
 
 /// Which transports the controller may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,17 +125,17 @@ pub struct Switch {
 struct Conn {
 	id: ConnId,
 	transport: Transport,
-	opened_at: Instant,
+	opened_at: Millis,
 	connected: bool,
 	/// A complete segment arrived on it: its end is not a failed attempt.
 	delivered: bool,
-	last_progress: Instant,
+	last_progress: Millis,
 	slow_in_a_row: u32,
 	loss_sample: Option<(u64, u64)>,
 }
 
 impl Conn {
-	fn new(id: ConnId, transport: Transport, now: Instant) -> Self {
+	fn new(id: ConnId, transport: Transport, now: Millis) -> Self {
 		Self {
 			id,
 			transport,
@@ -149,6 +147,16 @@ impl Conn {
 			loss_sample: None,
 		}
 	}
+
+	/// When it fails if its handshake has not completed.
+	fn connect_deadline(&self, config: &ControllerConfig) -> Millis {
+		self.opened_at.saturating_add(millis(config.connect_timeout))
+	}
+
+	/// When it stalls if nothing arrives.
+	fn progress_deadline(&self, config: &ControllerConfig) -> Millis {
+		self.last_progress.saturating_add(millis(config.progress_timeout))
+	}
 }
 
 /// Chooses and switches the transport of one viewer session. Deterministic: it reads no clock
@@ -159,9 +167,9 @@ pub struct TransportController {
 	next_id: ConnId,
 	active: Option<Conn>,
 	candidate: Option<(Conn, SwitchReason)>,
-	retry: Option<(Instant, Transport, SwitchReason)>,
+	retry: Option<(Millis, Transport, SwitchReason)>,
 	/// When the reconnect in `retry` was scheduled (the failure that caused it).
-	retry_scheduled_at: Option<Instant>,
+	retry_scheduled_at: Option<Millis>,
 	/// Transport of the connection that failed, while a reconnect waits in `retry`.
 	pending_from: Option<Transport>,
 	failures_in_a_row: u32,
@@ -169,7 +177,7 @@ pub struct TransportController {
 	/// viewer's cue to try another server); cleared by a segment or [`Self::reset_failed_attempts`].
 	failed_attempts: u32,
 	/// When QUIC last failed or was found worse (Auto policy); cleared when QUIC works again.
-	udp_failed: Option<Instant>,
+	udp_failed: Option<Millis>,
 	actions: VecDeque<ControlAction>,
 	switches: Vec<Switch>,
 	switches_reported: usize,
@@ -195,7 +203,7 @@ impl TransportController {
 		}
 	}
 
-	fn open(&mut self, now: Instant, transport: Transport, from: Option<Transport>) -> Conn {
+	fn open(&mut self, now: Millis, transport: Transport, from: Option<Transport>) -> Conn {
 		self.next_id += 1;
 		let switched_from = from.filter(|f| *f != transport);
 		self.actions.push_back(ControlAction::Connect {
@@ -207,7 +215,7 @@ impl TransportController {
 	}
 
 	/// Opens the first connection.
-	pub fn start(&mut self, now: Instant) {
+	pub fn start(&mut self, now: Millis) {
 		let transport = match self.config.policy {
 			TransportPolicy::Auto => Transport::Quic,
 			TransportPolicy::Only(t) => t,
@@ -284,7 +292,7 @@ impl TransportController {
 		}
 	}
 
-	fn note_failure(&mut self, now: Instant, transport: Transport) {
+	fn note_failure(&mut self, now: Millis, transport: Transport) {
 		if transport == Transport::Quic && self.config.policy == TransportPolicy::Auto {
 			self.udp_failed = Some(now);
 		}
@@ -292,7 +300,7 @@ impl TransportController {
 
 	/// Make-before-break: opens a connection over `to`; the active one stays until the new one
 	/// delivers a complete segment.
-	fn begin_switch(&mut self, now: Instant, to: Transport, reason: SwitchReason) {
+	fn begin_switch(&mut self, now: Millis, to: Transport, reason: SwitchReason) {
 		if self.candidate.is_some() {
 			return;
 		}
@@ -306,7 +314,7 @@ impl TransportController {
 	/// (or `immediate`), after the backoff otherwise.
 	fn replace_active(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		closed: &Conn,
 		to: Transport,
 		reason: SwitchReason,
@@ -331,16 +339,16 @@ impl TransportController {
 			}
 		} else {
 			let shift = self.failures_in_a_row.saturating_sub(1).min(16);
-			let delay =
-				(self.config.retry_backoff * 2u32.pow(shift)).min(self.config.max_retry_backoff);
-			self.retry = Some((now + delay, to, reason));
+			let delay = (self.config.retry_backoff.saturating_mul(2u32.pow(shift)))
+				.min(self.config.max_retry_backoff);
+			self.retry = Some((now.saturating_add(millis(delay)), to, reason));
 			self.retry_scheduled_at = Some(now);
 			self.pending_from = Some(from);
 		}
 	}
 
 	/// The connection completed its handshake (the server's `Welcome` arrived).
-	pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+	pub fn handle_connected(&mut self, now: Millis, conn: ConnId) {
 		if let Some(c) = self.conn_mut(conn) {
 			c.connected = true;
 			c.last_progress = now;
@@ -348,7 +356,7 @@ impl TransportController {
 	}
 
 	/// Something arrived on `conn`.
-	pub fn handle_progress(&mut self, now: Instant, conn: ConnId) {
+	pub fn handle_progress(&mut self, now: Millis, conn: ConnId) {
 		if let Some(c) = self.conn_mut(conn) {
 			c.last_progress = now;
 		}
@@ -358,7 +366,7 @@ impl TransportController {
 	/// was not later than the next segment the player needed.
 	pub fn handle_segment(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		conn: ConnId,
 		duration: Duration,
 		transfer: Duration,
@@ -372,7 +380,7 @@ impl TransportController {
 	/// deliver the segments in between.
 	pub fn handle_segment_at(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		conn: ConnId,
 		duration: Duration,
 		transfer: Duration,
@@ -423,7 +431,7 @@ impl TransportController {
 	/// QUIC path statistics of `conn` (cumulative counters as quinn reports them).
 	pub fn handle_path_stats(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		conn: ConnId,
 		rtt: Duration,
 		lost_packets: u64,
@@ -464,7 +472,7 @@ impl TransportController {
 	}
 
 	/// `conn` closed (by either side, or failed to connect).
-	pub fn handle_closed(&mut self, now: Instant, conn: ConnId, why: String) {
+	pub fn handle_closed(&mut self, now: Millis, conn: ConnId, why: String) {
 		if self.candidate.as_ref().is_some_and(|(c, _)| c.id == conn) {
 			let (cand, _) = self.candidate.take().expect("checked; qed");
 			self.note_failure(now, cand.transport);
@@ -483,7 +491,7 @@ impl TransportController {
 	/// candidate is dropped; a refused active connection is replaced over the same transport,
 	/// at once if `immediate` and it is the first failure in a row (a redirect), after the
 	/// backoff otherwise (which also bounds redirect loops between full servers).
-	pub fn handle_refused(&mut self, now: Instant, conn: ConnId, why: String, immediate: bool) {
+	pub fn handle_refused(&mut self, now: Millis, conn: ConnId, why: String, immediate: bool) {
 		if self.candidate.as_ref().is_some_and(|(c, _)| c.id == conn) {
 			self.candidate = None;
 			return;
@@ -495,7 +503,7 @@ impl TransportController {
 	}
 
 	/// Switches to `to` now (make-before-break) and keeps to it: the policy becomes `Only(to)`.
-	pub fn force(&mut self, now: Instant, to: Transport) {
+	pub fn force(&mut self, now: Millis, to: Transport) {
 		self.config.policy = TransportPolicy::Only(to);
 		if self.transport() != Some(to) {
 			if let Some((cand, _)) = self.candidate.take() {
@@ -516,14 +524,14 @@ impl TransportController {
 	}
 
 	/// When [`Self::handle_timeout`] must be called next.
-	pub fn poll_timeout(&self) -> Option<Instant> {
-		let mut t: Option<Instant> = None;
-		let mut consider = |i: Instant| t = Some(t.map_or(i, |t| t.min(i)));
+	pub fn poll_timeout(&self) -> Option<Millis> {
+		let mut t: Option<Millis> = None;
+		let mut consider = |i: Millis| t = Some(t.map_or(i, |t| t.min(i)));
 		for c in self.active.iter().chain(self.candidate.as_ref().map(|(c, _)| c)) {
 			if c.connected {
-				consider(c.last_progress + self.config.progress_timeout);
+				consider(c.progress_deadline(&self.config));
 			} else {
-				consider(c.opened_at + self.config.connect_timeout);
+				consider(c.connect_deadline(&self.config));
 			}
 		}
 		if let Some((at, ..)) = self.retry {
@@ -536,17 +544,17 @@ impl TransportController {
 	}
 
 	/// When QUIC is tried again: Auto policy, on a working TCP connection, no switch running.
-	fn reprobe_at(&self) -> Option<Instant> {
+	fn reprobe_at(&self) -> Option<Millis> {
 		let interval = self.config.quic_reprobe_interval?;
 		let failed = self.udp_failed?;
 		let on_tcp =
 			self.active.as_ref().is_some_and(|c| c.transport == Transport::Tcp && c.connected);
 		(self.config.policy == TransportPolicy::Auto && on_tcp && self.candidate.is_none())
-			.then_some(failed + interval)
+			.then_some(failed.saturating_add(millis(interval)))
 	}
 
 	/// Time passed.
-	pub fn handle_timeout(&mut self, now: Instant) {
+	pub fn handle_timeout(&mut self, now: Millis) {
 		if self.reprobe_at().is_some_and(|at| now >= at) {
 			// A failed probe sets `udp_failed` again, so the next one waits another interval.
 			self.udp_failed = Some(now);
@@ -565,9 +573,9 @@ impl TransportController {
 		}
 		if let Some((cand, _)) = &self.candidate {
 			let expired = if cand.connected {
-				now >= cand.last_progress + self.config.progress_timeout
+				now >= cand.progress_deadline(&self.config)
 			} else {
-				now >= cand.opened_at + self.config.connect_timeout
+				now >= cand.connect_deadline(&self.config)
 			};
 			if expired {
 				let (cand, _) = self.candidate.take().expect("checked; qed");
@@ -576,12 +584,12 @@ impl TransportController {
 			}
 		}
 		let Some(active) = self.active.clone() else { return };
-		if !active.connected && now >= active.opened_at + self.config.connect_timeout {
+		if !active.connected && now >= active.connect_deadline(&self.config) {
 			self.actions.push_back(ControlAction::Close { conn: active.id });
 			self.note_failure(now, active.transport);
 			let to = self.alternative(active.transport);
 			self.replace_active(now, &active, to, SwitchReason::ConnectTimeout, false);
-		} else if active.connected && now >= active.last_progress + self.config.progress_timeout {
+		} else if active.connected && now >= active.progress_deadline(&self.config) {
 			let to = self.alternative(active.transport);
 			self.note_failure(now, active.transport);
 			if self.candidate.is_none() {
@@ -611,12 +619,12 @@ mod tests {
 
 	#[test]
 	fn controller_falls_back_to_tcp_when_udp_is_blocked() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		c.start(t0);
 		assert_eq!(connects(&mut c), vec![(1, Transport::Quic)]);
-		assert_eq!(c.poll_timeout(), Some(t0 + secs(3)));
-		c.handle_timeout(t0 + secs(3));
+		assert_eq!(c.poll_timeout(), Some(t0 + 3_000));
+		c.handle_timeout(t0 + 3_000);
 		let actions: Vec<_> = std::iter::from_fn(|| c.poll_action()).collect();
 		assert_eq!(
 			actions,
@@ -632,8 +640,8 @@ mod tests {
 		assert_eq!(c.transport(), Some(Transport::Tcp));
 		assert_eq!(c.switches()[0].reason, SwitchReason::ConnectTimeout);
 		// Once UDP failed, a TCP failure reconnects TCP (after a backoff), not QUIC.
-		c.handle_connected(t0 + secs(3), 2);
-		c.handle_closed(t0 + secs(4), 2, "reset".into());
+		c.handle_connected(t0 + 3_000, 2);
+		c.handle_closed(t0 + 4_000, 2, "reset".into());
 		assert!(connects(&mut c).is_empty());
 		c.handle_timeout(c.poll_timeout().unwrap());
 		assert_eq!(connects(&mut c), vec![(3, Transport::Tcp)]);
@@ -641,23 +649,23 @@ mod tests {
 
 	#[test]
 	fn quic_is_tried_again_after_the_reprobe_interval() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		// Seconds `from..to`: the TCP connection `tcp` delivers a segment every second.
 		let run = |c: &mut TransportController, tcp: ConnId, from: u64, to: u64| {
 			let mut opened = Vec::new();
 			for s in from..to {
-				c.handle_segment(t0 + secs(s), tcp, secs(2), Duration::ZERO);
-				c.handle_timeout(t0 + secs(s));
+				c.handle_segment(t0 + s * 1000, tcp, secs(2), Duration::ZERO);
+				c.handle_timeout(t0 + s * 1000);
 				opened.extend(connects(c));
 			}
 			opened
 		};
 		c.start(t0);
 		connects(&mut c);
-		c.handle_timeout(t0 + secs(3));
+		c.handle_timeout(t0 + 3_000);
 		assert_eq!(connects(&mut c), vec![(2, Transport::Tcp)]);
-		c.handle_connected(t0 + secs(3), 2);
+		c.handle_connected(t0 + 3_000, 2);
 		// QUIC failed at 3 s: probed again at 63 s, TCP meanwhile.
 		assert!(run(&mut c, 2, 4, 63).is_empty());
 		assert_eq!(run(&mut c, 2, 63, 64), vec![(3, Transport::Quic)]);
@@ -666,8 +674,8 @@ mod tests {
 		assert_eq!(c.transport(), Some(Transport::Tcp));
 		assert_eq!(run(&mut c, 2, 126, 127), vec![(4, Transport::Quic)]);
 		// This one works: back on QUIC.
-		c.handle_connected(t0 + secs(126), 4);
-		c.handle_segment(t0 + secs(127), 4, secs(2), Duration::ZERO);
+		c.handle_connected(t0 + 126_000, 4);
+		c.handle_segment(t0 + 127_000, 4, secs(2), Duration::ZERO);
 		assert_eq!(c.poll_action(), Some(ControlAction::Close { conn: 2 }));
 		assert_eq!(c.transport(), Some(Transport::Quic));
 		assert_eq!(c.switches().last().unwrap().reason, SwitchReason::Reprobe);
@@ -675,19 +683,19 @@ mod tests {
 
 	#[test]
 	fn stalled_quic_switches_make_before_break() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		c.start(t0);
 		connects(&mut c);
 		c.handle_connected(t0, 1);
-		c.handle_segment(t0 + secs(2), 1, secs(2), Duration::from_millis(100));
+		c.handle_segment(t0 + 2_000, 1, secs(2), Duration::from_millis(100));
 		// Nothing for 5 s: stalled.
-		c.handle_timeout(t0 + secs(7));
+		c.handle_timeout(t0 + 7_000);
 		assert_eq!(connects(&mut c), vec![(2, Transport::Tcp)]);
 		// The old connection stays until the new one delivers a segment.
 		assert!(c.is_open(1) && c.is_open(2));
-		c.handle_connected(t0 + secs(7), 2);
-		c.handle_segment(t0 + secs(8), 2, secs(2), Duration::from_millis(100));
+		c.handle_connected(t0 + 7_000, 2);
+		c.handle_segment(t0 + 8_000, 2, secs(2), Duration::from_millis(100));
 		assert_eq!(c.poll_action(), Some(ControlAction::Close { conn: 1 }));
 		assert_eq!(
 			c.switches(),
@@ -697,17 +705,17 @@ mod tests {
 
 	#[test]
 	fn quic_loss_and_rtt_are_measured_against_limits() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		c.start(t0);
 		connects(&mut c);
 		c.handle_connected(t0, 1);
 		c.handle_path_stats(t0, 1, Duration::from_millis(5), 0, 0);
 		// 5 % loss: fine.
-		c.handle_path_stats(t0 + secs(1), 1, Duration::from_millis(5), 10, 200);
+		c.handle_path_stats(t0 + 1_000, 1, Duration::from_millis(5), 10, 200);
 		assert!(connects(&mut c).is_empty());
 		// 20 % loss over the next 500 packets: switch.
-		c.handle_path_stats(t0 + secs(2), 1, Duration::from_millis(5), 110, 700);
+		c.handle_path_stats(t0 + 2_000, 1, Duration::from_millis(5), 110, 700);
 		assert_eq!(connects(&mut c), vec![(2, Transport::Tcp)]);
 
 		let mut c = TransportController::new(ControllerConfig::default());
@@ -720,25 +728,25 @@ mod tests {
 
 	#[test]
 	fn slow_segments_mean_goodput_below_bitrate() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		c.start(t0);
 		connects(&mut c);
 		c.handle_connected(t0, 1);
 		for i in 0..2 {
-			c.handle_segment(t0 + secs(i), 1, secs(2), Duration::from_millis(1900));
+			c.handle_segment(t0 + i * 1000, 1, secs(2), Duration::from_millis(1900));
 		}
-		c.handle_segment(t0 + secs(3), 1, secs(2), Duration::from_millis(100));
+		c.handle_segment(t0 + 3_000, 1, secs(2), Duration::from_millis(100));
 		assert!(connects(&mut c).is_empty());
 		for i in 0..3 {
-			c.handle_segment(t0 + secs(4 + i), 1, secs(2), Duration::from_millis(1900));
+			c.handle_segment(t0 + (4 + i) * 1000, 1, secs(2), Duration::from_millis(1900));
 		}
 		assert_eq!(connects(&mut c), vec![(2, Transport::Tcp)]);
 	}
 
 	#[test]
 	fn forced_transport_is_kept() {
-		let t0 = Instant::now();
+		let t0: Millis = 0;
 		let mut c = TransportController::new(ControllerConfig::default());
 		c.start(t0);
 		connects(&mut c);

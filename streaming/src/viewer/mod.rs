@@ -45,6 +45,7 @@ pub use controller::{
 pub use playlist::Playlist;
 
 use crate::{
+	clock::Millis,
 	protocol::{ErrorCode, Message, ServerAddrs, Start},
 	segment::{Assembled, Assembler, SegmentError, SegmentLimits},
 };
@@ -52,7 +53,7 @@ use bytes::Bytes;
 use dsp_primitives::{Hash32, PublicKey, StreamId};
 use std::{
 	collections::{HashMap, VecDeque},
-	time::{Duration, Instant},
+	time::Duration,
 };
 
 /// Identifies one connection of a viewer.
@@ -140,7 +141,7 @@ pub enum ViewerAction {
 struct ViewerConn {
 	transport: Transport,
 	assembler: Assembler,
-	header_at: Option<Instant>,
+	header_at: Option<Millis>,
 	/// `Welcome` arrived (a `Redirect` is only valid before it).
 	welcomed: bool,
 }
@@ -279,7 +280,7 @@ impl ViewerCore {
 	/// `conn` was refused as full; `targets` is its `Redirect`, if one came.
 	fn handle_refusal(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		conn: ConnId,
 		targets: Option<Vec<ServerAddrs>>,
 		why: String,
@@ -299,7 +300,7 @@ impl ViewerCore {
 	}
 
 	/// Opens the first connection.
-	pub fn start(&mut self, now: Instant) {
+	pub fn start(&mut self, now: Millis) {
 		self.controller.start(now);
 		self.pump();
 	}
@@ -382,7 +383,7 @@ impl ViewerCore {
 		}
 	}
 
-	fn reject(&mut self, now: Instant, conn: ConnId, err: SegmentError) {
+	fn reject(&mut self, now: Millis, conn: ConnId, err: SegmentError) {
 		self.stats.rejected_connections += 1;
 		let reason = err.to_string();
 		self.drop_conn(conn, Some(err.code()), reason.clone());
@@ -391,7 +392,7 @@ impl ViewerCore {
 	}
 
 	/// A message arrived on `conn`.
-	pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+	pub fn handle_message(&mut self, now: Millis, conn: ConnId, msg: Message) {
 		if !self.conns.contains_key(&conn) {
 			return;
 		}
@@ -421,7 +422,8 @@ impl ViewerCore {
 					Err(e) => return self.reject(now, conn, e),
 					Ok(Assembled::Progress) => {}
 					Ok(Assembled::Complete(seg)) => {
-						let transfer = now - c.header_at.unwrap_or(now);
+						let transfer =
+							Duration::from_millis(now.saturating_sub(c.header_at.unwrap_or(now)));
 						let duration = Duration::from_millis(seg.duration_ms() as u64);
 						self.stats.media_bytes += seg.byte_len() as u64;
 						let caught_up =
@@ -456,7 +458,7 @@ impl ViewerCore {
 	}
 
 	/// `conn` ended (closed by the server, failed to connect, or broke).
-	pub fn handle_closed(&mut self, now: Instant, conn: ConnId, why: String) {
+	pub fn handle_closed(&mut self, now: Millis, conn: ConnId, why: String) {
 		if self.conns.remove(&conn).is_some() {
 			self.buffer.handle_closed(conn);
 			self.controller.handle_closed(now, conn, why);
@@ -467,7 +469,7 @@ impl ViewerCore {
 	/// QUIC path statistics of `conn`.
 	pub fn handle_path_stats(
 		&mut self,
-		now: Instant,
+		now: Millis,
 		conn: ConnId,
 		rtt: Duration,
 		lost: u64,
@@ -478,7 +480,7 @@ impl ViewerCore {
 	}
 
 	/// Switches to `to` and stays on it.
-	pub fn force_transport(&mut self, now: Instant, to: Transport) {
+	pub fn force_transport(&mut self, now: Millis, to: Transport) {
 		self.controller.force(now, to);
 		self.pump();
 	}
@@ -494,7 +496,7 @@ impl ViewerCore {
 	}
 
 	/// When [`Self::handle_timeout`] must be called.
-	pub fn poll_timeout(&self) -> Option<Instant> {
+	pub fn poll_timeout(&self) -> Option<Millis> {
 		if self.is_ended() {
 			return None;
 		}
@@ -502,7 +504,7 @@ impl ViewerCore {
 	}
 
 	/// Time passed.
-	pub fn handle_timeout(&mut self, now: Instant) {
+	pub fn handle_timeout(&mut self, now: Millis) {
 		if self.is_ended() {
 			return;
 		}

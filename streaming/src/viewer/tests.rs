@@ -27,7 +27,7 @@ pub(super) fn in_order(poll: impl FnMut() -> Option<Delivered>) -> Vec<(u64, boo
 }
 
 /// Feeds a segment's frames to a viewer connection.
-fn feed(v: &mut ViewerCore, now: Instant, conn: ConnId, s: &Segment) {
+fn feed(v: &mut ViewerCore, now: Millis, conn: ConnId, s: &Segment) {
 	for f in &s.frames {
 		v.handle_message(now, conn, decode_body(f.slice(LENGTH_PREFIX..)).unwrap());
 	}
@@ -43,7 +43,7 @@ fn welcome() -> Message {
 
 /// Connection 1 (QUIC, welcomed) delivers segments 0 and 1, then the viewer is forced to
 /// TCP: connection 2 subscribes at 2. Returns segments `0..count`.
-fn deliver_two_then_force_tcp(v: &mut ViewerCore, t0: Instant, count: u64) -> Vec<Segment> {
+fn deliver_two_then_force_tcp(v: &mut ViewerCore, t0: Millis, count: u64) -> Vec<Segment> {
 	v.handle_message(t0, 1, welcome());
 	let segs: Vec<_> = (0..count).map(seg).collect();
 	feed(v, t0, 1, &segs[0]);
@@ -64,7 +64,7 @@ fn deliver_two_then_force_tcp(v: &mut ViewerCore, t0: Instant, count: u64) -> Ve
 
 #[test]
 fn viewer_switch_resubscribes_at_the_next_needed_segment() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 	v.start(t0);
 	assert_eq!(
@@ -92,7 +92,7 @@ fn viewer_switch_resubscribes_at_the_next_needed_segment() {
 
 #[test]
 fn viewer_rejects_bad_data_and_moves_on() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 	v.start(t0);
 	v.poll_action();
@@ -117,7 +117,7 @@ fn viewer_rejects_bad_data_and_moves_on() {
 
 #[test]
 fn viewer_closes_its_connections_once_the_stream_ended() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 	v.start(t0);
 	v.poll_action();
@@ -144,7 +144,7 @@ fn viewer_closes_its_connections_once_the_stream_ended() {
 
 #[test]
 fn switch_completes_only_when_the_new_connection_has_the_next_needed_segment() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 	v.start(t0);
 	v.poll_action();
@@ -200,7 +200,7 @@ fn sequences(v: &mut ViewerCore) -> Vec<(u64, bool)> {
 
 #[test]
 fn redirect_moves_to_its_first_target_at_once() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = tcp_viewer(vec![server(1), server(2)]);
 	v.start(t0);
 	assert_eq!(connects_to(&mut v), vec![(1, 0, Start::At(0))]);
@@ -231,7 +231,7 @@ fn redirect_moves_to_its_first_target_at_once() {
 
 #[test]
 fn redirect_targets_are_bounded_and_only_valid_before_welcome() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut c = ViewerConfig::new(1, origin().public());
 	c.servers = vec![server(1)];
 	c.max_servers = 2;
@@ -255,28 +255,28 @@ fn redirect_targets_are_bounded_and_only_valid_before_welcome() {
 
 #[test]
 fn full_without_redirect_moves_to_the_next_server_after_the_backoff() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = tcp_viewer(vec![server(1), server(2)]);
 	v.start(t0);
 	connects_to(&mut v);
 	v.handle_message(t0, 1, full());
 	assert_eq!(connects_to(&mut v), vec![], "backoff first");
 	let at = v.poll_timeout().unwrap();
-	assert_eq!(at, t0 + Duration::from_millis(250));
+	assert_eq!(at, t0 + 250);
 	v.handle_timeout(at);
 	assert_eq!(connects_to(&mut v), vec![(2, 1, Start::At(0))]);
 	assert_eq!(v.poll_server_change().unwrap().reason, ServerChangeReason::Full);
 	// The last one is full too: around to the first, the backoff doubled.
 	v.handle_message(at, 2, full());
-	assert_eq!(v.poll_timeout(), Some(at + Duration::from_millis(500)));
-	v.handle_timeout(at + Duration::from_millis(500));
+	assert_eq!(v.poll_timeout(), Some(at + 500));
+	v.handle_timeout(at + 500);
 	assert_eq!(connects_to(&mut v), vec![(3, 0, Start::At(0))]);
 	assert_eq!(v.stats().server_changes, 2);
 }
 
 #[test]
 fn failover_after_repeated_failures_continues_the_sequence_without_gap() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = tcp_viewer(vec![server(1), server(2)]);
 	v.start(t0);
 	connects_to(&mut v);
@@ -326,7 +326,7 @@ fn failover_after_repeated_failures_continues_the_sequence_without_gap() {
 
 #[test]
 fn failed_attempts_are_counted_per_server_and_cleared_by_a_segment() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = tcp_viewer(vec![server(1), server(2)]);
 	v.start(t0);
 	connects_to(&mut v);
@@ -355,7 +355,7 @@ fn failed_attempts_are_counted_per_server_and_cleared_by_a_segment() {
 
 #[test]
 fn a_switch_connection_tells_the_server_where_it_came_from() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut v = ViewerCore::new(ViewerConfig::new(1, origin().public()));
 	v.start(t0);
 	assert!(matches!(
@@ -363,7 +363,7 @@ fn a_switch_connection_tells_the_server_where_it_came_from() {
 		Some(ViewerAction::Connect { switched_from: None, transport: Transport::Quic, .. })
 	));
 	// QUIC never connects: the fallback connection is a switch away from QUIC.
-	v.handle_timeout(t0 + secs(3));
+	v.handle_timeout(t0 + 3_000);
 	let actions: Vec<_> = std::iter::from_fn(|| v.poll_action()).collect();
 	assert!(matches!(
 		actions[..],
@@ -378,8 +378,8 @@ fn a_switch_connection_tells_the_server_where_it_came_from() {
 		]
 	));
 	// A reconnect over the same transport is not a switch.
-	v.handle_message(t0 + secs(3), 2, welcome());
-	v.handle_closed(t0 + secs(4), 2, "reset".into());
+	v.handle_message(t0 + 3_000, 2, welcome());
+	v.handle_closed(t0 + 4_000, 2, "reset".into());
 	v.handle_timeout(v.poll_timeout().unwrap());
 	assert!(matches!(
 		v.poll_action(),

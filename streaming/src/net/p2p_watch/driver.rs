@@ -23,8 +23,8 @@ pub(super) struct Driver {
 	node: Arc<P2pNode>,
 	me: PeerId,
 	pass: Signed<ViewerPass>,
-	/// Origin of the cores' millisecond clock (tokio's clock, as the timers).
-	now_origin: Instant,
+	/// The cores' millisecond clock (tokio's, as the timers).
+	clock: Clock,
 	/// When to plan playback (pick the first segment), until the scheduler exists.
 	start_at: Option<Instant>,
 	out: mpsc::Sender<Bytes>,
@@ -68,10 +68,10 @@ impl Driver {
 			},
 			config.viewer.clone(),
 		);
-		let now = Instant::now();
+		let clock = Clock::new();
 		Driver {
-			now_origin: now,
-			start_at: Some(now + config.start_delay),
+			start_at: Some(clock.instant(0) + config.start_delay),
+			clock,
 			me: node.peer_id,
 			buffer: SegmentBuffer::new(config.max_pending_segments),
 			config,
@@ -132,7 +132,7 @@ impl Driver {
 	}
 
 	fn now(&self) -> Millis {
-		self.now_origin.elapsed().as_millis() as Millis
+		self.clock.now()
 	}
 
 	fn epoch(&self) -> dsp_primitives::EpochIndex {
@@ -243,11 +243,8 @@ impl Driver {
 	}
 
 	fn next_timeout(&self) -> Option<Instant> {
-		let sched = self
-			.scheduler
-			.as_ref()
-			.and_then(|s| s.poll_timeout())
-			.map(|ms| self.now_origin + Duration::from_millis(ms));
+		let sched =
+			self.scheduler.as_ref().and_then(|s| s.poll_timeout()).map(|ms| self.clock.instant(ms));
 		match (sched, self.start_at) {
 			(Some(a), Some(b)) => Some(a.min(b)),
 			(a, b) => a.or(b),

@@ -34,6 +34,7 @@ use super::{
 	write_frames, BoxRead, BoxWrite, Endpoint, ReadError,
 };
 use crate::{
+	clock::Clock,
 	p2p::{
 		chunkset::ChunkSet,
 		receipts::ReceiptBook,

@@ -5,7 +5,7 @@
 use super::{
 	accept::write_loop,
 	control::{JoinStream, SessionControl},
-	shared::{now, Shared, StreamSlot},
+	shared::{Shared, StreamSlot},
 };
 use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
@@ -84,7 +84,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		shared.connections.fetch_add(1, Ordering::Relaxed);
 		let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
 		let cfg = &shared.config;
-		let core = ServerSession::new(now(), cfg.session.clone());
+		let core = ServerSession::new(shared.now(), cfg.session.clone());
 		let dec = FrameDecoder::new(cfg.session.max_frame_len);
 		Self {
 			peer,
@@ -129,7 +129,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			if self.control.is_done(self.core.is_closed(), self.core.has_transmit()) {
 				break;
 			}
-			let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+			let deadline = self.core.poll_timeout().map(|at| self.shared.clock.instant(at));
 			let changed = self.changed.as_mut();
 			let watching = changed.is_some();
 			tokio::select! {
@@ -150,7 +150,7 @@ impl<W: FrameSink> SessionDriver<W> {
 					}
 				},
 				_ = async { tokio::time::sleep_until(deadline.expect("guarded; qed")).await }, if deadline.is_some() => {
-					self.core.handle_timeout(now());
+					self.core.handle_timeout(self.shared.now());
 				},
 				_ = shutdown.changed() => self.core.close(ErrorCode::Shutdown, "server shutting down"),
 				r = &mut self.writer_task, if self.writer_done.is_none() => {
@@ -216,7 +216,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		if !redirect.is_empty() {
 			info!(%peer, %transport, first = %redirect[0], servers = redirect.len(), "viewer refused as full; redirected");
 		}
-		self.core.handle_admission_or_redirect(now(), r, redirect);
+		self.core.handle_admission_or_redirect(self.shared.now(), r, redirect);
 	}
 
 	fn handle_switched(&mut self, from: Transport) {
@@ -253,7 +253,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			s.seeding().rotation.handle_peer_joined(self.session_id);
 			self.changed = Some(s.changed.subscribe());
 		}
-		self.core.handle_joined(now(), r);
+		self.core.handle_joined(self.shared.now(), r);
 	}
 
 	fn handle_fetch_request(&mut self, sequence: u64, index: u32) {
@@ -262,7 +262,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			.as_ref()
 			.and_then(|s| s.window.lock().lookup(sequence, 1).segments.into_iter().next());
 		debug!(peer = %self.peer, sequence, index, held = segment.is_some(), "p2p fetch");
-		self.core.handle_fetch(now(), sequence, index, segment);
+		self.core.handle_fetch(self.shared.now(), sequence, index, segment);
 	}
 
 	async fn handle_subscribed(&mut self, id: StreamId) {
@@ -307,7 +307,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		match self.shared.open_stream(id, Role::Publisher) {
 			Ok(s) => {
 				let next_sequence = s.window.lock().next_sequence();
-				self.core.handle_publish_ready(now(), next_sequence);
+				self.core.handle_publish_ready(self.shared.now(), next_sequence);
 				self.changed = Some(s.changed.subscribe());
 				self.slot = Some(s);
 				info!(%peer, %transport, %role, stream = id, next_sequence, "session started");
@@ -344,7 +344,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		});
 		if r == Inserted::Stored {
 			self.shared.segments_stored.fetch_add(1, Ordering::Relaxed);
-			self.shared.table().handle_segment(now(), id);
+			self.shared.table().handle_segment(self.shared.now(), id);
 			if let Some(rec) = &self.shared.recorder {
 				if self.control.handle_stored() {
 					if let Err(e) = rec.reopen(id).await {
@@ -364,7 +364,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		let frame = encode_frame(&Message::End(end.clone()));
 		if let Some(s) = &self.slot {
 			s.update(|w| w.end(end));
-			self.shared.table().handle_end(now(), stream);
+			self.shared.table().handle_end(self.shared.now(), stream);
 		}
 		if let Some(rec) = &self.shared.recorder {
 			if let Err(e) = rec.end(stream, frame).await {
@@ -402,11 +402,11 @@ impl<W: FrameSink> SessionDriver<W> {
 			if self.core.is_p2p() {
 				let seeding = s.seeding();
 				let session_id = self.session_id;
-				self.core.handle_p2p_segments(now(), lookup, |seg| {
+				self.core.handle_p2p_segments(self.shared.now(), lookup, |seg| {
 					seeding.seeded(seg.sequence(), session_id)
 				});
 			} else {
-				self.core.handle_segments(now(), lookup);
+				self.core.handle_segments(self.shared.now(), lookup);
 			}
 			if !full {
 				break;
@@ -425,7 +425,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			match v.lookup(from).await {
 				Ok(lookup) => {
 					let got = !lookup.segments.is_empty();
-					self.core.handle_segments(now(), lookup);
+					self.core.handle_segments(self.shared.now(), lookup);
 					let wants_more = self.core.wants_segments().is_some();
 					if !self.control.handle_vod_lookup(got, wants_more) {
 						break;
@@ -459,7 +459,7 @@ impl<W: FrameSink> SessionDriver<W> {
 	}
 
 	fn handle_read(&mut self, r: Result<Option<Bytes>, ReadError>) {
-		let now = now();
+		let now = self.shared.now();
 		match r {
 			Ok(Some(body)) => self.core.handle_frame(now, body),
 			Ok(None) => {

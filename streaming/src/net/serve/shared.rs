@@ -4,6 +4,7 @@
 
 use super::{ServeConfig, SessionsByTransport};
 use crate::{
+	clock::{Clock, Millis},
 	net::vod::Recorder,
 	p2p::{seeding::SeedRotation, serving::ChunkSource, tracker::Tracker},
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
@@ -19,7 +20,7 @@ use std::{
 		atomic::{AtomicBool, AtomicU64, Ordering},
 		Arc,
 	},
-	time::{Duration, Instant},
+	time::Duration,
 };
 use tokio::sync::watch;
 use tracing::info;
@@ -115,12 +116,8 @@ pub(super) struct Shared {
 	pub(super) redirects: AtomicU64,
 	/// `Switched` reports, indexed by the reporting connection's transport (TCP 0, QUIC 1).
 	pub(super) switches: [AtomicU64; 2],
-}
-
-/// The server's clock: tokio's, so tests can pause it (the same as `Instant::now()`
-/// otherwise).
-pub(super) fn now() -> Instant {
-	tokio::time::Instant::now().into_std()
+	/// The clock of the cores (sessions and the stream table): tokio's, so tests can pause it.
+	pub(super) clock: Clock,
 }
 
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
@@ -153,8 +150,14 @@ impl Shared {
 			redirect: Mutex::new(RedirectList::default()),
 			redirects: AtomicU64::new(0),
 			switches: Default::default(),
+			clock: Clock::new(),
 			config,
 		}
+	}
+
+	/// Now on [`Self::clock`].
+	pub(super) fn now(&self) -> Millis {
+		self.clock.now()
 	}
 
 	/// The stream table, locked.
@@ -175,7 +178,7 @@ impl Shared {
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
 	pub(super) fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(now(), id, by, || {
+		let r = table.open(self.now(), id, by, || {
 			Arc::new(StreamSlot {
 				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
 				changed: watch::channel(0).0,
@@ -194,7 +197,7 @@ impl Shared {
 	/// Frees expired streams.
 	pub(super) fn sweep(&self) {
 		let mut table = self.table();
-		table.handle_timeout(now());
+		table.handle_timeout(self.now());
 		self.release_freed(&mut table);
 	}
 

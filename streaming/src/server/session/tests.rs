@@ -33,7 +33,7 @@ fn end(next_sequence: u64) -> Signed<StreamEnd> {
 	Signed::sign(StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence }, &origin())
 }
 
-fn viewer(now: Instant, start: Start) -> ServerSession {
+fn viewer(now: Millis, start: Start) -> ServerSession {
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Viewer)));
 	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
@@ -68,7 +68,7 @@ impl ServerSession {
 
 #[test]
 fn viewer_gets_live_segments_in_order_then_end() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..5 {
 		window.insert(seg(i));
@@ -96,7 +96,7 @@ fn viewer_gets_live_segments_in_order_then_end() {
 
 #[test]
 fn viewer_starting_at_a_sequence_gets_the_oldest_held_if_it_is_gone() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 3, max_bytes: usize::MAX });
 	for i in 0..10 {
 		window.insert(seg(i));
@@ -108,7 +108,7 @@ fn viewer_starting_at_a_sequence_gets_the_oldest_held_if_it_is_gone() {
 
 #[test]
 fn lagging_viewer_is_closed_as_slow_consumer() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 2, max_bytes: usize::MAX });
 	let mut s = viewer(now, Start::At(0));
 	s.handle_segments(now, window.lookup(0, 8));
@@ -121,7 +121,7 @@ fn lagging_viewer_is_closed_as_slow_consumer() {
 
 #[test]
 fn a_peer_that_pings_and_never_reads_is_closed() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut cfg = config();
 	cfg.max_send_queue_bytes = 1000;
 	let mut s = ServerSession::new(now, cfg);
@@ -140,7 +140,7 @@ fn a_peer_that_pings_and_never_reads_is_closed() {
 
 #[test]
 fn send_queue_limit_stops_taking_segments() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..10 {
 		window.insert(seg(i));
@@ -160,7 +160,7 @@ fn send_queue_limit_stops_taking_segments() {
 
 #[test]
 fn publisher_segments_are_verified_stored_and_acked() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
 	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
@@ -182,7 +182,7 @@ fn publisher_segments_are_verified_stored_and_acked() {
 
 #[test]
 fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
@@ -209,7 +209,7 @@ fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
 
 #[test]
 fn publisher_with_bad_signature_is_closed() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
 	let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 512);
 	let mut s = ServerSession::new(now, config());
@@ -221,7 +221,7 @@ fn publisher_with_bad_signature_is_closed() {
 
 #[test]
 fn publishing_a_stream_without_an_origin_key_is_refused() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, SessionConfig::default());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
 	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
@@ -230,7 +230,7 @@ fn publishing_a_stream_without_an_origin_key_is_refused() {
 
 #[test]
 fn protocol_violations_close_with_a_clear_code() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let cases: Vec<(Vec<Message>, ErrorCode)> = vec![
 		(
 			vec![Message::Ping(1), Message::Subscribe { stream: 1, start: Start::At(0) }],
@@ -278,25 +278,25 @@ fn protocol_violations_close_with_a_clear_code() {
 
 #[test]
 fn silent_clients_time_out() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
-	assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
-	s.handle_timeout(now + Duration::from_secs(4));
+	assert_eq!(s.poll_timeout(), Some(now + 5_000));
+	s.handle_timeout(now + 4_000);
 	assert!(!s.is_closed());
-	s.handle_timeout(now + Duration::from_secs(5));
+	s.handle_timeout(now + 5_000);
 	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
 
 	let mut s = viewer(now, Start::At(0));
-	let later = now + Duration::from_secs(20);
+	let later = now + 20_000;
 	s.handle_frame(later, body(&Message::Ping(3)));
 	assert!(matches!(sent(&mut s)[..], [Message::Pong(3)]));
-	s.handle_timeout(now + Duration::from_secs(31));
+	s.handle_timeout(now + 31_000);
 	assert!(!s.is_closed());
-	s.handle_timeout(later + Duration::from_secs(30));
+	s.handle_timeout(later + 30_000);
 	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout);
 }
 
-fn p2p_viewer(now: Instant) -> ServerSession {
+fn p2p_viewer(now: Millis) -> ServerSession {
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Viewer)));
 	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
@@ -328,7 +328,7 @@ fn pass() -> Signed<ViewerPass> {
 
 #[test]
 fn p2p_viewer_joins_and_fetches_urgent_chunks() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = p2p_viewer(now);
 	s.handle_frame(now, body(&join(1)));
 	match s.poll_event() {
@@ -367,7 +367,7 @@ fn p2p_viewer_joins_and_fetches_urgent_chunks() {
 
 #[test]
 fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = p2p_viewer(now);
 	// No feed before Joined.
 	assert_eq!(s.wants_segments(), None);
@@ -413,7 +413,7 @@ fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end()
 
 #[test]
 fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	// Fetch before Join; Subscribe in P2P mode; Join from a direct viewer.
 	let mut s = p2p_viewer(now);
 	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
@@ -447,7 +447,7 @@ fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
 
 #[test]
 fn refused_viewer_gets_the_redirect_then_full() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Viewer)));
 	assert!(matches!(s.poll_event(), Some(SessionEvent::AdmissionRequest)));
@@ -472,7 +472,7 @@ fn refused_viewer_gets_the_redirect_then_full() {
 
 #[test]
 fn switched_after_subscribe_is_reported_once() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = viewer(now, Start::At(0));
 	s.handle_frame(now, body(&Message::Switched { from: Transport::Quic }));
 	assert!(matches!(s.poll_event(), Some(SessionEvent::Switched { from: Transport::Quic })));
@@ -486,7 +486,7 @@ fn switched_after_subscribe_is_reported_once() {
 
 #[test]
 fn switched_in_any_other_state_is_unexpected() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let switched = body(&Message::Switched { from: Transport::Tcp });
 	// Before Hello.
 	let mut s = ServerSession::new(now, config());
@@ -515,7 +515,7 @@ fn switched_in_any_other_state_is_unexpected() {
 
 #[test]
 fn subscribing_to_a_stream_without_origin_key_is_refused() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, SessionConfig::default());
 	s.handle_frame(now, body(&hello(Role::Viewer)));
 	s.handle_admission(now, Ok(AdmissionMode::Direct));
@@ -528,7 +528,7 @@ fn subscribing_to_a_stream_without_origin_key_is_refused() {
 
 #[test]
 fn publisher_is_told_where_to_continue() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	assert_eq!(window.next_sequence(), 0);
 	for i in 0..3 {
@@ -547,7 +547,7 @@ fn publisher_is_told_where_to_continue() {
 
 #[test]
 fn a_refused_publisher_still_gets_the_acks_queued_before_the_error() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
 	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
@@ -564,7 +564,7 @@ fn a_refused_publisher_still_gets_the_acks_queued_before_the_error() {
 
 #[test]
 fn on_demand_live_start_is_the_beginning_of_the_recording() {
-	let now = Instant::now();
+	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 3..8 {
 		window.insert(seg(i));
@@ -582,7 +582,7 @@ fn on_demand_live_start_is_the_beginning_of_the_recording() {
 
 #[test]
 fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
-	let t0 = Instant::now();
+	let t0: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..10 {
 		window.insert(seg(i));
@@ -594,7 +594,7 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 	s.handle_admission(t0, Ok(AdmissionMode::Direct));
 	s.handle_frame(t0, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
 	sent(&mut s);
-	let feed = |s: &mut ServerSession, now: Instant| {
+	let feed = |s: &mut ServerSession, now: Millis| {
 		while let Some((_, from)) = s.wants_segments() {
 			let mut lookup = window.lookup(from, 8);
 			if lookup.segments.is_empty() {
@@ -609,16 +609,16 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 	feed(&mut s, t0);
 	assert_eq!(s.stats().segments_sent, 3);
 	assert_eq!(s.wants_segments(), None);
-	assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
-	s.handle_timeout(t0 + Duration::from_millis(999));
-	feed(&mut s, t0 + Duration::from_millis(999));
+	assert_eq!(s.poll_timeout(), Some(t0 + 1_000));
+	s.handle_timeout(t0 + 999);
+	feed(&mut s, t0 + 999);
 	assert_eq!(s.stats().segments_sent, 3);
-	s.handle_timeout(t0 + Duration::from_secs(1));
-	feed(&mut s, t0 + Duration::from_secs(1));
+	s.handle_timeout(t0 + 1_000);
+	feed(&mut s, t0 + 1_000);
 	assert_eq!(s.stats().segments_sent, 4);
-	assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+	assert_eq!(s.poll_timeout(), Some(t0 + 3_000));
 	// Then one segment per 2 s of play time, to the end and its End.
-	let mut now = t0 + Duration::from_secs(1);
+	let mut now = t0 + 1_000;
 	let mut steps = 0;
 	while s.stats().segments_sent < 10 {
 		now = s.poll_timeout().unwrap();
@@ -627,5 +627,5 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 		steps += 1;
 		assert!(steps < 20, "no progress");
 	}
-	assert_eq!(now, t0 + Duration::from_secs(13));
+	assert_eq!(now, t0 + 13_000);
 }
