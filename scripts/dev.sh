@@ -7,7 +7,6 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-export WASM_BUILD_WORKSPACE_HINT="$root"
 # The same build as scripts/test.sh (node, `dsp` and the tests): after one, the other compiles
 # nothing.
 bash scripts/build.sh

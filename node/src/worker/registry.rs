@@ -387,7 +387,7 @@ mod tests {
 	}
 
 	#[test]
-	fn a_failed_read_counts_as_unknown_until_the_next_block() {
+	fn a_failed_read_counts_as_unknown_for_the_rest_of_the_block() {
 		let chain = Arc::new(FakeChain { broken: true, ..Default::default() });
 		chain.streams.lock().insert(0, stream(0, "//Origin", true));
 		let registry = ChainRegistry::new(chain.clone());

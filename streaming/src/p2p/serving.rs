@@ -331,7 +331,7 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 		}
 		let cfg = &self.config;
 		let state = self.peers.get_mut(&peer).expect("inserted above; qed");
-		if now.saturating_sub(state.window_start) >= cfg.rate_window.as_millis() as Millis {
+		if now.saturating_sub(state.window_start) >= crate::clock::millis(cfg.rate_window) {
 			state.window_start = now;
 			state.requests = 0;
 			state.busy = 0;
