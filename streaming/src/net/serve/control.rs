@@ -93,8 +93,6 @@ pub(super) struct SessionControl {
 	starved: bool,
 	/// Counters of the session already added to the server's.
 	counted: SessionStats,
-	/// The peer closed its side, or reading failed.
-	peer_closed: bool,
 	/// The writer task ended (or its channel closed).
 	writer_gone: bool,
 }
@@ -113,7 +111,6 @@ impl SessionControl {
 			seen_version: u64::MAX,
 			starved: true,
 			counted: SessionStats::default(),
-			peer_closed: false,
 			writer_gone: false,
 		}
 	}
@@ -265,18 +262,14 @@ impl SessionControl {
 		deltas
 	}
 
-	/// Whether to read from the peer: not after the session closed (`closed`) or the peer did.
+	/// Whether to read from the peer: not after the session closed (`closed`; a peer that
+	/// closed its side, or a failed read, closes the session too).
 	pub(super) fn reading(&self, closed: bool) -> bool {
-		!closed && !self.peer_closed
-	}
-
-	/// The peer closed its side (or reading failed).
-	pub(super) fn handle_peer_closed(&mut self) {
-		self.peer_closed = true;
+		!closed
 	}
 
 	/// The writer went away (the peer is gone or stopped reading). Returns whether the session
-	/// must be closed as a slow consumer: unless it closed already (`closed`) or the peer did.
+	/// must be closed as a slow consumer: unless it closed already (`closed`).
 	pub(super) fn handle_writer_gone(&mut self, closed: bool) -> bool {
 		self.writer_gone = true;
 		self.reading(closed)
@@ -287,10 +280,10 @@ impl SessionControl {
 		!self.writer_gone
 	}
 
-	/// Whether the loop is over: the session (`closed`) or the peer closed and nothing is left
-	/// to send (`has_transmit`), or the writer went away.
+	/// Whether the loop is over: the session closed (`closed`) and nothing is left to send
+	/// (`has_transmit`), or the writer went away.
 	pub(super) fn is_done(&self, closed: bool, has_transmit: bool) -> bool {
-		((closed || self.peer_closed) && !has_transmit) || self.writer_gone
+		(closed && !has_transmit) || self.writer_gone
 	}
 }
 
@@ -436,14 +429,10 @@ mod tests {
 		assert!(!c.is_done(false, false));
 		assert!(!c.is_done(true, true), "frames left to send");
 		assert!(c.is_done(true, false));
-		c.handle_peer_closed();
-		assert!(!c.reading(false));
-		assert!(c.is_done(false, false));
 		let mut c = SessionControl::new(Transport::Tcp);
 		assert!(c.handle_writer_gone(false), "an open session is closed as a slow consumer");
 		assert!(!c.writing() && c.is_done(false, true));
 		let mut c = SessionControl::new(Transport::Tcp);
-		c.handle_peer_closed();
-		assert!(!c.handle_writer_gone(false), "the peer closed already");
+		assert!(!c.handle_writer_gone(true), "the session (or the peer) closed already");
 	}
 }

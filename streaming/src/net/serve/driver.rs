@@ -463,13 +463,11 @@ impl<W: FrameSink> SessionDriver<W> {
 		match r {
 			Ok(Some(body)) => self.core.handle_frame(now, body),
 			Ok(None) => {
-				self.control.handle_peer_closed();
 				self.core.handle_peer_closed();
 			}
 			Err(ReadError::Frame(e)) => self.core.handle_read_error(now, e),
 			Err(ReadError::Io(e)) => {
 				debug!(peer = %self.peer, error = %e, "read failed");
-				self.control.handle_peer_closed();
 				self.core.handle_peer_closed();
 			}
 		}
