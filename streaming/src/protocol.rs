@@ -15,9 +15,13 @@ use dsp_primitives::{
 };
 
 /// Protocol version spoken by this implementation. A peer announcing another version is refused
-/// with [`ErrorCode::UnsupportedVersion`]. Version 3 added `Redirect` and `Switched` (and covers
-/// `Expect`, which version 2 gained without a bump); see the changelog in `PROTOCOL.md`.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// with [`ErrorCode::UnsupportedVersion`]. Version 4 made the protocol hold against attackers
+/// (a per-session challenge in `Welcome` that publishers and P2P viewers sign, among others);
+/// see the changelog in `PROTOCOL.md`.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Bytes of the random challenge a server sends in `Welcome`.
+pub const CHALLENGE_LEN: usize = 32;
 
 /// ALPN identifier of the protocol over QUIC.
 pub const ALPN: &[u8] = b"dsp/1";
@@ -261,6 +265,10 @@ pub enum Message {
 		mode: AdmissionMode,
 		/// Largest frame body the server accepts.
 		max_frame_len: u32,
+		/// Random bytes fresh for this session. A client proves that it holds a key by signing
+		/// them (a publisher the origin key, a P2P viewer its viewer key), so a proof captured
+		/// on one connection is worthless on any other.
+		challenge: [u8; CHALLENGE_LEN],
 	},
 	/// Viewer → server: send me the segments of `stream` from `start` on, as they come.
 	#[codec(index = 2)]
@@ -604,7 +612,12 @@ mod tests {
 	fn all_messages() -> Vec<Message> {
 		vec![
 			Message::Hello { version: 1, role: Role::Viewer, genesis_hash: [0; 32] },
-			Message::Welcome { version: 1, mode: AdmissionMode::Direct, max_frame_len: 5 },
+			Message::Welcome {
+				version: 1,
+				mode: AdmissionMode::Direct,
+				max_frame_len: 5,
+				challenge: [9; CHALLENGE_LEN],
+			},
 			Message::Subscribe { stream: 1, start: Start::Live { back: 2 } },
 			Message::Subscribe { stream: 1, start: Start::At(77) },
 			Message::Publish { stream: 4 },

@@ -8,8 +8,8 @@ use crate::{
 	clock::{millis, Millis},
 	protocol::{
 		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, ServerAddrs,
-		Start, Transport, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS, MAX_REDIRECT_SERVERS,
-		PROTOCOL_VERSION,
+		Start, Transport, CHALLENGE_LEN, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS,
+		MAX_REDIRECT_SERVERS, PROTOCOL_VERSION,
 	},
 	segment::{Assembled, Assembler, Segment, SegmentLimits},
 };
@@ -189,6 +189,8 @@ pub struct ServerSession {
 	queued_bytes: usize,
 	events: VecDeque<SessionEvent>,
 	stats: SessionStats,
+	/// Sent in `Welcome`; what a publisher's or P2P viewer's proof of key possession signs.
+	challenge: [u8; CHALLENGE_LEN],
 }
 
 impl ServerSession {
@@ -203,7 +205,15 @@ impl ServerSession {
 			queued_bytes: 0,
 			events: VecDeque::new(),
 			stats: SessionStats::default(),
+			// A CSPRNG (the OS-seeded thread RNG): the challenge must be unpredictable, or a
+			// proof could be signed before the session exists.
+			challenge: rand::random(),
 		}
+	}
+
+	/// The random challenge this session sends (sent) in `Welcome`.
+	pub fn challenge(&self) -> &[u8; CHALLENGE_LEN] {
+		&self.challenge
 	}
 
 	/// Counters.
@@ -461,6 +471,7 @@ impl ServerSession {
 			version: PROTOCOL_VERSION,
 			mode,
 			max_frame_len: self.config.max_frame_len,
+			challenge: self.challenge,
 		}));
 	}
 

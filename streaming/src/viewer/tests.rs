@@ -38,6 +38,7 @@ fn welcome() -> Message {
 		version: crate::protocol::PROTOCOL_VERSION,
 		mode: dsp_primitives::AdmissionMode::Direct,
 		max_frame_len: 1 << 20,
+		challenge: [0; crate::protocol::CHALLENGE_LEN],
 	}
 }
 

@@ -424,7 +424,7 @@ mod tests {
 
 	#[test]
 	fn the_loop_ends_once_closed_and_flushed_or_the_writer_is_gone() {
-		let mut c = SessionControl::new(Transport::Tcp);
+		let c = SessionControl::new(Transport::Tcp);
 		assert!(c.reading(false) && !c.reading(true));
 		assert!(!c.is_done(false, false));
 		assert!(!c.is_done(true, true), "frames left to send");

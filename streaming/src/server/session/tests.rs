@@ -62,6 +62,7 @@ impl ServerSession {
 			queued_bytes: self.queued_bytes,
 			events: VecDeque::new(),
 			stats: self.stats,
+			challenge: self.challenge,
 		}
 	}
 }
