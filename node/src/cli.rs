@@ -48,6 +48,48 @@ pub struct DspRunCmd {
 	pub worker: crate::worker::WorkerOptions,
 }
 
+/// Memory bounds of the streaming worker (`--stream-*`), flattened into the worker's options.
+/// With the defaults the worker holds at most 1.25 GiB of media: 1 GiB of live windows and
+/// 256 MiB of segments being assembled.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamMemoryOptions {
+	/// MiB of media the worker holds per live stream (its window); the oldest segments go
+	/// first. Default 64: 30 two-second segments of a stream up to about 8 Mbit/s.
+	#[arg(long, value_name = "MIB", default_value_t = 64)]
+	pub stream_window_mib: usize,
+
+	/// Most streams one origin holds on this worker through its publishers; one more is
+	/// refused (`OverBudget`). Default 8: any registered origin may publish here, and must not
+	/// take every window for itself.
+	#[arg(long, value_name = "N", default_value_t = 8)]
+	pub stream_max_streams_per_origin: usize,
+
+	/// MiB of media held in all live windows together. A segment that does not fit takes room
+	/// from its own window's oldest segments, else its publisher is refused (`OverBudget`).
+	/// Default 1024.
+	#[arg(long, value_name = "MIB", default_value_t = 1024)]
+	pub stream_max_window_mib: usize,
+
+	/// MiB of segments announced and not complete yet, all publishers together (each holds
+	/// one segment of at most 16 MiB); a header beyond it is refused (`OverBudget`). Default
+	/// 256: 16 publishers mid-way through a 16 MiB segment.
+	#[arg(long, value_name = "MIB", default_value_t = 256)]
+	pub stream_max_partial_mib: usize,
+}
+
+impl StreamMemoryOptions {
+	/// Writes these bounds into the worker's server configuration.
+	pub fn apply(&self, config: &mut dsp_streaming::net::serve::ServeConfig) {
+		const MIB: usize = 1024 * 1024;
+		config.window.max_bytes = self.stream_window_mib.saturating_mul(MIB);
+		config.memory = dsp_streaming::server::MemoryConfig {
+			max_streams_per_origin: self.stream_max_streams_per_origin,
+			max_window_bytes: self.stream_max_window_mib.saturating_mul(MIB),
+			max_partial_bytes: self.stream_max_partial_mib.saturating_mul(MIB),
+		};
+	}
+}
+
 /// Maintenance subcommands.
 #[derive(Debug, clap::Subcommand)]
 #[allow(clippy::large_enum_variant)]
@@ -106,5 +148,17 @@ mod tests {
 		let cli = parse(&["dsp-node", "--dev", "--dev-block-time", "250"]).unwrap();
 		assert_eq!(cli.run.dev_block_time, 250);
 		assert!(parse(&["dsp-node", "--dev-block-time", "0"]).is_err());
+	}
+
+	#[test]
+	fn stream_memory_bounds_have_stated_defaults() {
+		let cli = parse(&["dsp-node", "--dev", "--stream-max-partial-mib", "64"]).unwrap();
+		let mut config = dsp_streaming::net::serve::ServeConfig::default();
+		cli.run.worker.memory.apply(&mut config);
+		let defaults = dsp_streaming::server::MemoryConfig::default();
+		assert_eq!(config.memory.max_partial_bytes, 64 * 1024 * 1024);
+		assert_eq!(config.memory.max_window_bytes, defaults.max_window_bytes);
+		assert_eq!(config.memory.max_streams_per_origin, defaults.max_streams_per_origin);
+		assert_eq!(config.window.max_bytes, 64 * 1024 * 1024);
 	}
 }

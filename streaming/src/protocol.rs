@@ -154,6 +154,12 @@ pub enum ErrorCode {
 	/// The server is shutting down.
 	#[codec(index = 13)]
 	Shutdown,
+	/// A memory bound of the server would be broken: the stream's origin holds its most
+	/// streams, or the bytes of partly assembled segments (or of live windows) of all
+	/// publishers reached the server's budget. Streams already held keep working; the reason
+	/// names the bound.
+	#[codec(index = 14)]
+	OverBudget,
 }
 
 /// Longest libp2p peer id accepted in a [`PeerInfo`], in bytes (an ed25519 `PeerId` is 38;

@@ -347,6 +347,12 @@ impl Assembler {
 		self.current.as_ref().map(|c| c.header.payload.sequence)
 	}
 
+	/// The `byte_len` announced by the header of the segment in progress, 0 between segments:
+	/// what this assembler will hold once the segment is complete.
+	pub fn in_progress_bytes(&self) -> usize {
+		self.current.as_ref().map_or(0, |c| c.header.payload.byte_len as usize)
+	}
+
 	/// Checks an end of stream against this stream's chain and origin key.
 	pub fn verify_end(&self, end: &Signed<StreamEnd>) -> Result<(), SegmentError> {
 		verify_end(end, &self.genesis_hash, self.stream, &self.origin)

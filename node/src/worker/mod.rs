@@ -106,6 +106,10 @@ pub struct WorkerOptions {
 	/// P2P threshold) viewers are redirected to other registered streamers.
 	#[arg(long, value_name = "N", default_value_t = dsp_streaming::server::DEFAULT_MAX_P2P_SESSIONS)]
 	pub stream_max_p2p_sessions: u32,
+
+	/// Memory bounds (`--stream-window-mib`, `--stream-max-*`).
+	#[clap(flatten)]
+	pub memory: crate::cli::StreamMemoryOptions,
 }
 
 /// Everything [`start`] needs from the service.
@@ -346,6 +350,7 @@ fn serve_config<C: WorkerClient>(
 	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
 	config.max_connections = options.stream_max_connections;
 	config.max_p2p_sessions = options.stream_max_p2p_sessions;
+	options.memory.apply(&mut config);
 	config.session.genesis_hash = genesis_hash;
 	config.session.origin_keys = Arc::new(OriginKeys {
 		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),

@@ -3,8 +3,9 @@
 //!
 //! The reads go through [`ChainView`], implemented once below for every client with the DSP
 //! runtime API (the node's full client) and in the tests by an in-memory chain; what the
-//! worker makes of them (the settings in force, the per-block origin-key cache, the redirect
-//! targets) is here and is tested without a node.
+//! worker makes of them (the settings in force, the per-block origin-key cache, the
+//! [`UnknownStreams`] cache of ids without an open stream, the redirect targets) is here and
+//! is tested without a node.
 
 use super::LOG_TARGET;
 use dsp_primitives::{
@@ -12,11 +13,15 @@ use dsp_primitives::{
 };
 use dsp_runtime::{opaque::Block, AccountId, Balance, BlockNumber, Hash};
 use dsp_runtime_api::DspApi;
-use dsp_streaming::{protocol::ServerAddrs, server::StreamDirectory};
+use dsp_streaming::{
+	clock::{millis, Clock, Millis},
+	protocol::ServerAddrs,
+	server::StreamDirectory,
+};
 use parking_lot::Mutex;
 use sc_client_api::HeaderBackend;
 use sp_api::{ApiError, ProvideRuntimeApi};
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 /// The chain reads the worker makes. Every read but [`Self::finalized_hash`] is at a block
 /// the caller names.
@@ -120,28 +125,173 @@ pub fn read_settings<C: ChainView + ?Sized>(
 	})
 }
 
-/// Origin keys of open streams, as the latest finalized block has them. Lookups are cached
-/// per finalized block, so a burst of viewers costs one runtime call per stream and block;
-/// a stream registered or closed on chain is seen at the next finalized block.
+/// What the chain has under one stream id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+	/// No stream has this id.
+	Nothing,
+	/// A closed stream (closing is final on chain).
+	Closed,
+	/// An open stream and the key that signs it.
+	Open(PublicKey),
+}
+
+/// How long a closed stream is remembered as closed. Closing is final on chain, so this only
+/// bounds how long an entry stays; 10 min: a flood of closed ids costs one read per id per
+/// 10 min instead of one per id and block.
+pub const CLOSED_TTL: Duration = Duration::from_secs(600);
+
+/// Most closed streams remembered (a few tens of bytes each); beyond it, further closed ids
+/// are read from the chain each time until entries expire.
+pub const MAX_CLOSED: usize = 4096;
+
+/// Stream ids the chain has no open stream for, remembered across finalized blocks, sans-IO
+/// (the chain read is passed in, time as [`Millis`]).
+///
+/// The pallet numbers streams `0, 1, 2, …` (`NextStreamId`) and never removes one, so "no
+/// stream has id `n`" means `n >= NextStreamId`, and so does every larger id. The cache keeps
+/// that bound rather than single ids: once it knows `NextStreamId` exactly (found by
+/// bisection, at most 64 reads, the first time an unknown id is asked), every unknown id costs
+/// nothing. It is not wiped by a new block: at the first lookup of an unknown id in a new
+/// finalized block, one read of id `NextStreamId` checks that no stream was created since; if
+/// one was, the bound is dropped (and found again, a few reads). Closed streams are kept
+/// apart, [`MAX_CLOSED`] of them for [`CLOSED_TTL`]. Memory: a few KiB at most.
+#[derive(Debug, Default)]
+pub struct UnknownStreams {
+	/// One past the highest id seen to have a stream: a lower bound of `NextStreamId` (it
+	/// only grows).
+	present_below: StreamId,
+	/// The lowest id seen to have no stream, at block `checked_at`: an upper bound of
+	/// `NextStreamId` there.
+	absent_from: Option<StreamId>,
+	checked_at: Hash,
+	/// Closed streams, and when they were read.
+	closed: HashMap<StreamId, Millis>,
+}
+
+impl UnknownStreams {
+	/// What the chain has under `id` at finalized block `at`, reading it with `read` (`None`:
+	/// the read failed) only when the cache does not know. `None` if a read failed.
+	pub fn lookup(
+		&mut self,
+		at: Hash,
+		now: Millis,
+		id: StreamId,
+		mut read: impl FnMut(StreamId) -> Option<Found>,
+	) -> Option<Found> {
+		if let Some(&when) = self.closed.get(&id) {
+			if now.saturating_sub(when) < millis(CLOSED_TTL) {
+				return Some(Found::Closed);
+			}
+			self.closed.remove(&id);
+		}
+		if id >= self.present_below {
+			if let Some(bound) = self.absent_from {
+				if self.checked_at != at {
+					// A new block: was a stream created since (is `bound` taken now)?
+					match read(bound)? {
+						Found::Nothing => self.checked_at = at,
+						found => {
+							self.absent_from = None;
+							self.record(at, now, bound, found);
+							if bound == id {
+								return Some(found);
+							}
+						}
+					}
+				}
+			}
+			if self.absent_from.is_some_and(|bound| id >= bound) {
+				return Some(Found::Nothing);
+			}
+		}
+		let found = read(id)?;
+		self.record(at, now, id, found);
+		if found == Found::Nothing {
+			// Find NextStreamId, so that no other unknown id needs a read.
+			while let Some(bound) = self.absent_from.filter(|b| *b > self.present_below) {
+				let mid = self.present_below + (bound - self.present_below) / 2;
+				let Some(f) = read(mid) else { break };
+				self.record(at, now, mid, f);
+			}
+		}
+		Some(found)
+	}
+
+	fn record(&mut self, at: Hash, now: Millis, id: StreamId, found: Found) {
+		match found {
+			Found::Nothing if id >= self.present_below => {
+				if self.checked_at != at || self.absent_from.is_none() {
+					self.absent_from = Some(id);
+					self.checked_at = at;
+				} else {
+					self.absent_from = self.absent_from.map(|b| b.min(id));
+				}
+			}
+			// An id below one that exists: the pallet no longer numbers densely. Nothing is
+			// inferred from it.
+			Found::Nothing => {}
+			Found::Closed | Found::Open(_) => {
+				self.present_below = self.present_below.max(id.saturating_add(1));
+				if found == Found::Closed {
+					self.remember_closed(now, id);
+				}
+			}
+		}
+	}
+
+	fn remember_closed(&mut self, now: Millis, id: StreamId) {
+		if self.closed.len() >= MAX_CLOSED {
+			let ttl = millis(CLOSED_TTL);
+			self.closed.retain(|_, when| now.saturating_sub(*when) < ttl);
+		}
+		if self.closed.len() < MAX_CLOSED {
+			self.closed.insert(id, now);
+		}
+	}
+}
+
+/// Origin keys of open streams, as the latest finalized block has them. Keys of open streams
+/// are cached per finalized block, so a burst of viewers costs one runtime call per stream and
+/// block; ids without an open stream go through [`UnknownStreams`], which is kept across
+/// blocks, so a flood of bogus ids costs a bounded number of calls. A stream registered or
+/// closed on chain is seen at the next finalized block.
 pub struct ChainRegistry<C> {
 	chain: Arc<C>,
 	cache: Mutex<(Hash, HashMap<StreamId, Option<PublicKey>>)>,
+	/// Held during its reads (at most 65 in a row, rare): sessions asking unknown ids at once
+	/// wait for one search instead of each running it.
+	unknown: Mutex<UnknownStreams>,
+	clock: Clock,
 }
 
 impl<C: ChainView> ChainRegistry<C> {
 	/// A registry reading through `chain`.
 	pub fn new(chain: Arc<C>) -> Self {
-		Self { chain, cache: Mutex::new((Hash::default(), HashMap::new())) }
+		Self {
+			chain,
+			cache: Mutex::new((Hash::default(), HashMap::new())),
+			unknown: Mutex::new(UnknownStreams::default()),
+			clock: Clock::new(),
+		}
 	}
 
-	fn lookup(&self, at: Hash, stream: StreamId) -> Option<PublicKey> {
+	fn read(&self, at: Hash, stream: StreamId) -> Option<Found> {
 		match self.chain.stream(at, stream) {
-			Ok(view) => view.filter(|s| s.open).map(|s| s.signing_key),
+			Ok(None) => Some(Found::Nothing),
+			Ok(Some(view)) if view.open => Some(Found::Open(view.signing_key)),
+			Ok(Some(_)) => Some(Found::Closed),
 			Err(e) => {
 				log::warn!(target: LOG_TARGET, "reading stream {stream} at {at}: {e}");
 				None
 			}
 		}
+	}
+
+	/// What the chain has under `stream`, through [`UnknownStreams`]; `None` if a read failed.
+	fn lookup(&self, at: Hash, stream: StreamId) -> Option<Found> {
+		let now = self.clock.now();
+		self.unknown.lock().lookup(at, now, stream, |id| self.read(at, id))
 	}
 }
 
@@ -165,12 +315,16 @@ impl<C: ChainView> StreamDirectory for ChainRegistry<C> {
 		}
 		// The runtime call runs without the lock, so sessions asking for other (cached) streams
 		// are not held up by it; two sessions missing the same stream at once both call.
-		let key = self.lookup(at, stream);
+		let found = self.lookup(at, stream);
+		let key = match found {
+			Some(Found::Open(key)) => Some(key),
+			_ => None,
+		};
 		let mut cache = self.cache.lock();
-		if cache.0 == at {
-			// Bounded: at most one entry per stream id asked in one block; ids nobody
-			// registered are cached too, so a flood of bogus ids costs one runtime call each
-			// per block.
+		// Open streams, and failed reads (a broken runtime is asked once per id and block);
+		// ids without an open stream are [`UnknownStreams`]' business.
+		let cached = matches!(found, None | Some(Found::Open(_)));
+		if cache.0 == at && cached {
 			if cache.1.len() >= MAX_CACHED_STREAMS {
 				cache.1.clear();
 			}
@@ -180,7 +334,8 @@ impl<C: ChainView> StreamDirectory for ChainRegistry<C> {
 	}
 }
 
-/// Stream ids remembered per block before the cache starts over (a few hundred KiB at most).
+/// Stream ids remembered per block before the cache starts over (a few hundred KiB at most):
+/// open streams, and ids whose read failed.
 const MAX_CACHED_STREAMS: usize = 8192;
 
 /// A stream's registered bitrate (kbit/s) at the latest finalized block.
@@ -374,16 +529,19 @@ mod tests {
 
 	#[test]
 	fn closed_and_unknown_streams_have_no_origin_key_and_are_cached_too() {
-		let chain = chain_with_streams([stream(1, "//Origin", false)]);
+		let chain = chain_with_streams([stream(0, "//Origin", true), stream(1, "//Origin", false)]);
 		let registry = ChainRegistry::new(chain.clone());
 		assert_eq!(registry.origin_key(1), None, "closed");
 		assert_eq!(registry.origin_key(9), None, "unknown");
 		assert_eq!(registry.origin_key(9), None);
-		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), 2);
-		// Registered on chain later: found at the next finalized block.
-		chain.streams.lock().insert(9, stream(9, "//Origin", true));
+		assert_eq!(registry.origin_key(1), None);
+		// 1, then 9 and the bisection down to NextStreamId = 2 (5, 3, 2).
+		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), 5);
+		// Registered on chain later (as id 2, the next): found at the next finalized block.
+		chain.streams.lock().insert(2, stream(2, "//Origin", true));
 		chain.finalize(2);
-		assert_eq!(registry.origin_key(9), Some(key("//Origin")));
+		assert_eq!(registry.origin_key(2), Some(key("//Origin")));
+		assert_eq!(registry.origin_key(9), None);
 	}
 
 	#[test]
@@ -398,19 +556,96 @@ mod tests {
 
 	#[test]
 	fn the_cache_starts_over_beyond_its_bound() {
-		let chain = chain_with_streams([stream(0, "//Origin", true)]);
+		let n = MAX_CACHED_STREAMS as StreamId;
+		// One key derivation, not one per stream (slow in debug builds).
+		let open = stream(0, "//Origin", true);
+		let origin = open.signing_key;
+		let chain = chain_with_streams((0..=n).map(|id| StreamView { id, ..open.clone() }));
 		let registry = ChainRegistry::new(chain.clone());
-		assert_eq!(registry.origin_key(0), Some(key("//Origin")));
-		for bogus in 1..MAX_CACHED_STREAMS as StreamId {
-			assert_eq!(registry.origin_key(bogus), None);
+		for id in 0..n {
+			assert_eq!(registry.origin_key(id), Some(origin));
 		}
 		assert_eq!(registry.cache.lock().1.len(), MAX_CACHED_STREAMS);
 		// One more id: the cache is cleared first, so stream 0 is read again afterwards.
-		assert_eq!(registry.origin_key(MAX_CACHED_STREAMS as StreamId), None);
+		assert_eq!(registry.origin_key(n), Some(origin));
 		assert_eq!(registry.cache.lock().1.len(), 1);
 		let reads = chain.stream_reads.load(Ordering::Relaxed);
 		assert_eq!(registry.origin_key(0), Some(key("//Origin")));
 		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), reads + 1);
+	}
+
+	#[test]
+	fn unknown_ids_are_known_across_blocks_until_a_stream_is_created() {
+		let (a, b, c) = (Hash::repeat_byte(1), Hash::repeat_byte(2), Hash::repeat_byte(3));
+		// The chain: ids below `next` exist, 1 is closed; every read is counted.
+		let next = std::cell::Cell::new(3u64);
+		let reads = std::cell::Cell::new(0);
+		let read = |id: StreamId| {
+			reads.set(reads.get() + 1);
+			Some(match id {
+				_ if id >= next.get() => Found::Nothing,
+				1 => Found::Closed,
+				_ => Found::Open(key("//Origin")),
+			})
+		};
+		let mut u = UnknownStreams::default();
+		assert_eq!(u.lookup(a, 0, 1_000, read), Some(Found::Nothing));
+		let search = reads.get();
+		assert!(search <= 12, "{search}");
+		assert_eq!((u.present_below, u.absent_from), (3, Some(3)), "NextStreamId found");
+		assert_eq!(u.lookup(a, 0, 7, read), Some(Found::Nothing));
+		assert_eq!(reads.get(), search, "no read within the bound");
+		// A new block without a new stream: one read, then nothing.
+		for id in [3, 50, u64::MAX] {
+			assert_eq!(u.lookup(b, 0, id, read), Some(Found::Nothing));
+		}
+		assert_eq!(reads.get(), search + 1);
+		// A stream created: the next block's check sees it and drops the bound.
+		next.set(4);
+		assert_eq!(u.lookup(b, 0, 3, read), Some(Found::Nothing), "same block: not yet");
+		assert_eq!(u.lookup(c, 0, 3, read), Some(Found::Open(key("//Origin"))));
+		assert_eq!(u.lookup(c, 0, 4, read), Some(Found::Nothing));
+		assert_eq!(u.absent_from, Some(4));
+		// Closed streams (1 was read by the search at time 0): remembered for CLOSED_TTL,
+		// then read again.
+		let before = reads.get();
+		assert_eq!(u.lookup(c, 0, 1, read), Some(Found::Closed));
+		assert_eq!(u.lookup(c, millis(CLOSED_TTL) - 1, 1, read), Some(Found::Closed));
+		assert_eq!(reads.get(), before);
+		assert_eq!(u.lookup(c, millis(CLOSED_TTL), 1, read), Some(Found::Closed));
+		assert_eq!(reads.get(), before + 1);
+		// A failed read answers nothing and teaches nothing.
+		let mut fresh = UnknownStreams::default();
+		assert_eq!(fresh.lookup(a, 0, 9, |_| None), None);
+		assert_eq!((fresh.present_below, fresh.absent_from), (0, None));
+	}
+
+	#[test]
+	fn a_flood_of_unknown_ids_costs_a_bounded_number_of_chain_reads() {
+		// Streams 0..4 exist (the pallet numbers them densely), 3 is closed.
+		let chain = chain_with_streams((0..4).map(|id| stream(id, "//Origin", id != 3)));
+		let registry = ChainRegistry::new(chain.clone());
+		let reads = || chain.stream_reads.load(Ordering::Relaxed);
+		// Descending, the worst order for a cache of single ids; then the far end.
+		for id in (3..20_000).rev().chain([u64::MAX, u64::MAX / 2]) {
+			assert_eq!(registry.origin_key(id), None, "{id}");
+		}
+		assert!(reads() <= 70, "{} chain reads for 20 000 unknown ids", reads());
+		// Kept across blocks: each new block costs one read to check that no stream was made.
+		for block in 2..12 {
+			chain.finalize(block);
+			let before = reads();
+			for id in 4..1000 {
+				assert_eq!(registry.origin_key(id), None);
+			}
+			assert!(reads() <= before + 1, "block {block}: {} reads", reads() - before);
+		}
+		// A stream created on chain is found at the next finalized block.
+		chain.streams.lock().insert(4, stream(4, "//Origin", true));
+		assert_eq!(registry.origin_key(4), None, "not finalized yet");
+		chain.finalize(20);
+		assert_eq!(registry.origin_key(4), Some(key("//Origin")));
+		assert_eq!(registry.origin_key(2), Some(key("//Origin")));
 	}
 
 	#[test]

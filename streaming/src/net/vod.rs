@@ -6,7 +6,11 @@
 //! frames exactly as the origin's publisher sent them (header frame, then one frame per chunk,
 //! length prefixes included), so the origin's signatures stay valid and serving a recording needs
 //! no key and no re-encoding. `end.frame` is the origin-signed `End` frame. Files are written to
-//! a `.tmp` name and renamed, so a reader never sees half a segment.
+//! a `.tmp` name, fsynced, and renamed (then the directory is fsynced), so neither a reader nor
+//! a crash leaves half a segment under its final name.
+//!
+//! Disk: the recorder keeps the recordings within a [`Retention`] limit (bytes and age,
+//! default 10 GiB and 7 days), deleting whole recordings, least recently written first.
 //!
 //! Memory: an on-demand session holds the list of sequence numbers of its stream (8 bytes per
 //! segment: 29 KiB for two hours of 2 s segments) and reads one segment at a time, at most
@@ -19,11 +23,15 @@ use crate::{
 };
 use bytes::Bytes;
 use dsp_primitives::StreamId;
+use parking_lot::Mutex;
 use std::{
+	collections::HashMap,
 	io,
 	path::{Path, PathBuf},
 	sync::Arc,
+	time::{Duration, SystemTime, UNIX_EPOCH},
 };
+use tracing::{info, warn};
 
 /// File name of a stream's end.
 const END_FILE: &str = "end.frame";
@@ -35,32 +43,174 @@ pub fn stream_dir(root: &Path, stream: StreamId) -> PathBuf {
 	root.join(stream.to_string())
 }
 
-/// Writes `data` to `path` through a temporary file and a rename.
+/// Writes `data` to `path` through a temporary file, fsynced before the rename, and fsyncs the
+/// directory after it: once this returns, the file is on disk whole under its name.
 async fn write_atomic(path: PathBuf, data: Vec<u8>) -> io::Result<()> {
+	use tokio::io::AsyncWriteExt;
 	let tmp = path.with_extension("tmp");
-	tokio::fs::write(&tmp, data).await?;
-	tokio::fs::rename(&tmp, &path).await
+	let mut file = tokio::fs::File::create(&tmp).await?;
+	file.write_all(&data).await?;
+	file.sync_all().await?;
+	drop(file);
+	tokio::fs::rename(&tmp, &path).await?;
+	sync_dir(path.parent().unwrap_or(Path::new("."))).await
 }
 
-/// Records the segments and ends of the streams a server stores.
+/// Fsyncs a directory, so that the entries created or renamed in it are on disk.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+	tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// How much the recorder keeps: beyond either limit, whole recordings (stream directories) are
+/// deleted, least recently written first; the recording just written to is never deleted.
+/// Checked when the recorder starts and after every write.
+#[derive(Clone, Debug)]
+pub struct Retention {
+	/// Most bytes of all recordings together. Default 10 GiB: about 45 hours of a 500 kbit/s
+	/// stream, a day of two streams.
+	pub max_bytes: u64,
+	/// A recording not written to for this long is deleted. Default 7 days.
+	pub max_age: Duration,
+}
+
+impl Default for Retention {
+	fn default() -> Self {
+		Self { max_bytes: 10 * 1024 * 1024 * 1024, max_age: Duration::from_secs(7 * 24 * 3600) }
+	}
+}
+
+/// Bytes and last write of one recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Usage {
+	bytes: u64,
+	/// Milliseconds since the Unix epoch.
+	last_write: u64,
+}
+
+/// What the recordings under a recorder's directory hold, and which to delete under a
+/// [`Retention`], sans-IO (times are milliseconds since the Unix epoch).
+#[derive(Debug, Default)]
+struct RecordingIndex {
+	recordings: HashMap<StreamId, Usage>,
+	total: u64,
+}
+
+impl RecordingIndex {
+	/// `stream`'s recording grew by `added` bytes (replacing `replaced` bytes) at `now`.
+	fn record(&mut self, stream: StreamId, added: u64, replaced: u64, now: u64) {
+		let u = self.recordings.entry(stream).or_insert(Usage { bytes: 0, last_write: now });
+		let replaced = replaced.min(u.bytes);
+		u.bytes = u.bytes - replaced + added;
+		u.last_write = u.last_write.max(now);
+		self.total = self.total - replaced + added;
+	}
+
+	/// The recordings to delete at `now` (other than `keep`), taken out of the index: those
+	/// older than `max_age`, then the least recently written until the total fits `max_bytes`.
+	fn expire(&mut self, now: u64, keep: Option<StreamId>, r: &Retention) -> Vec<StreamId> {
+		let max_age = u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX);
+		let mut by_age: Vec<(u64, StreamId)> = self
+			.recordings
+			.iter()
+			.filter(|(id, _)| Some(**id) != keep)
+			.map(|(id, u)| (u.last_write, *id))
+			.collect();
+		by_age.sort_unstable();
+		let mut doomed = Vec::new();
+		for (last_write, id) in by_age {
+			if self.total <= r.max_bytes && now.saturating_sub(last_write) <= max_age {
+				break;
+			}
+			if let Some(u) = self.recordings.remove(&id) {
+				self.total -= u.bytes;
+				doomed.push(id);
+			}
+		}
+		doomed
+	}
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_millis(t: SystemTime) -> u64 {
+	t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Records the segments and ends of the streams a server stores, within a [`Retention`].
 #[derive(Clone, Debug)]
 pub struct Recorder {
 	root: PathBuf,
+	retention: Retention,
+	index: Arc<Mutex<RecordingIndex>>,
 }
 
 impl Recorder {
-	/// A recorder writing under `root` (created if missing).
-	pub fn new(root: PathBuf) -> io::Result<Self> {
+	/// A recorder writing under `root` (created if missing), keeping what it finds there and
+	/// writes within `retention` (recordings already beyond it are deleted now).
+	pub fn new(root: PathBuf, retention: Retention) -> io::Result<Self> {
 		std::fs::create_dir_all(&root)?;
-		Ok(Self { root })
+		let mut index = RecordingIndex::default();
+		for entry in std::fs::read_dir(&root)? {
+			let entry = entry?;
+			let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<StreamId>().ok())
+			else {
+				continue;
+			};
+			if !entry.file_type()?.is_dir() {
+				continue;
+			}
+			let (mut bytes, mut last_write) = (0, 0);
+			for file in std::fs::read_dir(entry.path())? {
+				let meta = file?.metadata()?;
+				bytes += meta.len();
+				last_write = last_write.max(meta.modified().map_or(0, unix_millis));
+			}
+			index.record(id, bytes, 0, last_write);
+		}
+		let doomed = index.expire(unix_millis(SystemTime::now()), None, &retention);
+		for id in doomed {
+			info!(stream = id, "recording deleted (beyond the retention limit)");
+			std::fs::remove_dir_all(stream_dir(&root, id))?;
+		}
+		Ok(Self { root, retention, index: Arc::new(Mutex::new(index)) })
 	}
 
-	/// Writes a stored segment's frames to `<root>/<stream>/<sequence>.seg`.
+	/// Bytes of all recordings, as the recorder counts them.
+	pub fn total_bytes(&self) -> u64 {
+		self.index.lock().total
+	}
+
+	/// Writes a stored segment's frames to `<root>/<stream>/<sequence>.seg`, then deletes what
+	/// is beyond the retention limit.
 	pub async fn segment(&self, segment: &Segment) -> io::Result<()> {
-		let dir = stream_dir(&self.root, segment.stream());
-		tokio::fs::create_dir_all(&dir).await?;
-		let data = segment.frames.iter().flat_map(|f| f.iter().copied()).collect();
-		write_atomic(dir.join(format!("{}.{SEGMENT_EXT}", segment.sequence())), data).await
+		let data: Vec<u8> = segment.frames.iter().flat_map(|f| f.iter().copied()).collect();
+		let name = format!("{}.{SEGMENT_EXT}", segment.sequence());
+		self.write(segment.stream(), &name, data).await
+	}
+
+	/// Writes `<root>/<stream>/<name>` and applies the retention limit.
+	async fn write(&self, stream: StreamId, name: &str, data: Vec<u8>) -> io::Result<()> {
+		let dir = stream_dir(&self.root, stream);
+		if tokio::fs::metadata(&dir).await.is_err() {
+			tokio::fs::create_dir_all(&dir).await?;
+			sync_dir(&self.root).await?;
+		}
+		let path = dir.join(name);
+		let replaced = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+		let added = data.len() as u64;
+		write_atomic(path, data).await?;
+		let doomed = {
+			let now = unix_millis(SystemTime::now());
+			let mut index = self.index.lock();
+			index.record(stream, added, replaced, now);
+			index.expire(now, Some(stream), &self.retention)
+		};
+		for id in doomed {
+			info!(stream = id, "recording deleted (beyond the retention limit)");
+			if let Err(e) = tokio::fs::remove_dir_all(stream_dir(&self.root, id)).await {
+				warn!(stream = id, error = %e, "could not delete a recording");
+			}
+		}
+		Ok(())
 	}
 
 	/// The stream goes on after an earlier end: removes `end.frame` so that an on-demand viewer
@@ -74,9 +224,7 @@ impl Recorder {
 
 	/// Writes the origin-signed `End` frame of `stream`.
 	pub async fn end(&self, stream: StreamId, end_frame: Bytes) -> io::Result<()> {
-		let dir = stream_dir(&self.root, stream);
-		tokio::fs::create_dir_all(&dir).await?;
-		write_atomic(dir.join(END_FILE), end_frame.to_vec()).await
+		self.write(stream, END_FILE, end_frame.to_vec()).await
 	}
 }
 
@@ -253,7 +401,7 @@ mod tests {
 	#[tokio::test]
 	async fn recorded_segments_and_end_read_back_frame_for_frame() {
 		let dir = tempfile::tempdir().unwrap();
-		let rec = Recorder::new(dir.path().to_path_buf()).unwrap();
+		let rec = Recorder::new(dir.path().to_path_buf(), Retention::default()).unwrap();
 		let segs: Vec<_> = [3, 4, 6].into_iter().map(seg).collect();
 		for s in &segs {
 			rec.segment(s).await.unwrap();
@@ -279,6 +427,68 @@ mod tests {
 		rec.reopen(5).await.unwrap();
 		let vod = VodStream::open(dir.path(), 5, DEFAULT_MAX_FRAME_LEN).await.unwrap().unwrap();
 		assert!(vod.lookup(0).await.unwrap().ended.is_none());
+	}
+
+	#[tokio::test]
+	async fn recordings_beyond_the_byte_limit_delete_the_oldest_first() {
+		let dir = tempfile::tempdir().unwrap();
+		let seg_of = |stream: StreamId, seq: u64| {
+			let data = Bytes::from(vec![seq as u8; 3000]);
+			Segment::build(&origin(), [0; 32], stream, seq, 2000, data, 1024)
+		};
+		let one = seg_of(1, 0).frames.iter().map(|f| f.len() as u64).sum::<u64>();
+		// Room for five segments.
+		let retention = Retention { max_bytes: 5 * one, ..Default::default() };
+		let rec = Recorder::new(dir.path().to_path_buf(), retention.clone()).unwrap();
+		for stream in 1..=3 {
+			for seq in 0..2 {
+				rec.segment(&seg_of(stream, seq)).await.unwrap();
+			}
+		}
+		// Six segments written: stream 1, the least recently written, is gone whole.
+		assert!(!stream_dir(dir.path(), 1).exists());
+		assert!(stream_dir(dir.path(), 2).join("1.seg").exists());
+		assert!(stream_dir(dir.path(), 3).join("1.seg").exists());
+		assert_eq!(rec.total_bytes(), 4 * one);
+		// A rewritten segment is not counted twice.
+		rec.segment(&seg_of(3, 1)).await.unwrap();
+		assert_eq!(rec.total_bytes(), 4 * one);
+		// Stream 3 alone grows past the limit: the others go, it stays while it is written.
+		for seq in 2..7 {
+			rec.segment(&seg_of(3, seq)).await.unwrap();
+		}
+		assert!(!stream_dir(dir.path(), 2).exists());
+		assert!(stream_dir(dir.path(), 3).join("6.seg").exists());
+		// A restarted recorder counts what is on disk, and applies a smaller limit at once.
+		let (large, small) = (100 * one, one);
+		std::fs::create_dir_all(stream_dir(dir.path(), 4)).unwrap();
+		let rec =
+			Recorder::new(dir.path().to_path_buf(), Retention { max_bytes: large, ..retention })
+				.unwrap();
+		assert_eq!(rec.total_bytes(), 7 * one);
+		drop(rec);
+		Recorder::new(
+			dir.path().to_path_buf(),
+			Retention { max_bytes: small, ..Default::default() },
+		)
+		.unwrap();
+		assert!(!stream_dir(dir.path(), 3).exists());
+	}
+
+	#[test]
+	fn old_recordings_expire_and_the_one_written_is_kept() {
+		let r = Retention { max_bytes: 1000, max_age: Duration::from_secs(10) };
+		let mut index = RecordingIndex::default();
+		index.record(1, 100, 0, 0);
+		index.record(2, 100, 0, 5_000);
+		index.record(3, 900, 0, 9_000);
+		// 1100 bytes: the least recently written goes.
+		assert_eq!(index.expire(9_000, Some(3), &r), vec![1]);
+		assert!(index.expire(15_000, Some(3), &r).is_empty(), "2 is 10 s old, not older");
+		assert_eq!(index.expire(15_001, None, &r), vec![2]);
+		// Older than max_age but being written: kept.
+		assert!(index.expire(60_000, Some(3), &r).is_empty());
+		assert_eq!(index.total, 900);
 	}
 
 	#[tokio::test]

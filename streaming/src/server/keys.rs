@@ -7,7 +7,9 @@ use std::{collections::HashMap, sync::Arc};
 /// Where the server learns streams' origin keys when they are not fixed at start: the node
 /// implements it over the chain's registry (open streams and their signing keys, as of the
 /// latest finalized block), so streams registered or closed while the server runs take effect
-/// without restart. Called when a session names a stream; implementations should cache.
+/// without restart. Called when a session names a stream, in the session's task;
+/// implementations should cache, ids without an open stream too (anybody can name any id: a
+/// flood of bogus ids must not cost a chain read each, see the node's `UnknownStreams`).
 pub trait StreamDirectory: Send + Sync + std::fmt::Debug {
 	/// The key that must sign `stream`'s headers, or `None` if the stream is unknown or closed.
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey>;

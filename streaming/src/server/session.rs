@@ -226,6 +226,15 @@ impl ServerSession {
 		matches!(self.state, State::Closed)
 	}
 
+	/// Bytes of the segment a publisher is assembling (its header's `byte_len`), 0 if none:
+	/// what the driver reserves of the server's partial-segment budget after each frame.
+	pub fn assembling_bytes(&self) -> usize {
+		match &self.state {
+			State::Publisher(Some((_, asm))) => asm.in_progress_bytes(),
+			_ => 0,
+		}
+	}
+
 	/// Whether this is an admitted viewer (for releasing its admission slot).
 	pub fn is_viewer(&self) -> bool {
 		matches!(self.state, State::Viewer(_) | State::P2p(_))

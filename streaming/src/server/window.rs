@@ -116,6 +116,15 @@ impl LiveWindow {
 		}
 	}
 
+	/// Drops the oldest segment held, to make room under the server's total window budget;
+	/// its size in bytes, or `None` if the window holds none. What the window told about
+	/// the stream (next sequence, end) stays.
+	pub fn evict_oldest(&mut self) -> Option<usize> {
+		let old = self.segments.pop_front()?;
+		self.bytes -= old.byte_len();
+		Some(old.byte_len())
+	}
+
 	/// Segments and media bytes held.
 	pub fn usage(&self) -> (usize, usize) {
 		(self.segments.len(), self.bytes)
@@ -139,5 +148,9 @@ mod tests {
 		assert_eq!(w.usage(), (2, 2000));
 		assert_eq!(w.lookup(0, 10).oldest, Some(3));
 		assert_eq!(w.insert(seg(2)), Inserted::Duplicate);
+		assert_eq!(w.evict_oldest(), Some(1000));
+		assert_eq!(w.evict_oldest(), Some(1000));
+		assert_eq!(w.evict_oldest(), None);
+		assert_eq!((w.usage(), w.next_sequence()), ((0, 0), 5), "the stream's position stays");
 	}
 }

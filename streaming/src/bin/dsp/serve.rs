@@ -9,6 +9,7 @@ use dsp_streaming::{
 	net::{
 		p2p::P2pConfig,
 		serve::{RunningServer, ServeConfig},
+		vod::Retention,
 		watch::ServerAddr,
 		Endpoint,
 	},
@@ -17,7 +18,7 @@ use dsp_streaming::{
 		receipts::{LedgerConfig, PassSigners},
 		tracker::{PassSigning, TrackerConfig},
 	},
-	server::{OriginKeys, StreamTableConfig},
+	server::{MemoryConfig, OriginKeys, StreamTableConfig},
 };
 use sp_core::Pair;
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -117,6 +118,59 @@ pub struct Args {
 	/// reaches the viewer at its own pace, with this much in hand.
 	#[arg(long, default_value_t = 10)]
 	vod_lead_secs: u64,
+
+	/// Memory and disk bounds.
+	#[clap(flatten)]
+	memory: MemoryArgs,
+}
+
+/// Memory and disk bounds of `dsp serve`. With the defaults a server holds at most 1.25 GiB
+/// of media: 1 GiB of live windows and 256 MiB of segments being assembled.
+#[derive(clap::Args)]
+pub struct MemoryArgs {
+	/// MiB of media held per live stream (its window); the oldest segments go first. Default
+	/// 64: 30 two-second segments of a stream up to about 8 Mbit/s.
+	#[arg(long, value_name = "MIB", default_value_t = 64)]
+	window_mib: usize,
+	/// Most streams one origin holds here through its publishers; one more is refused with
+	/// `OverBudget`. Default 8: any registered origin may publish, and must not take every
+	/// window for itself.
+	#[arg(long, default_value_t = 8)]
+	max_streams_per_origin: usize,
+	/// MiB of media held in all live windows together. A segment that does not fit takes room
+	/// from its own window's oldest segments, else its publisher is refused with `OverBudget`.
+	/// Default 1024.
+	#[arg(long, value_name = "MIB", default_value_t = 1024)]
+	max_window_mib: usize,
+	/// MiB of segments announced and not complete yet, all publishers together (each holds
+	/// one segment of at most 16 MiB); a header beyond it is refused with `OverBudget`.
+	/// Default 256: 16 publishers mid-way through a 16 MiB segment.
+	#[arg(long, value_name = "MIB", default_value_t = 256)]
+	max_partial_mib: usize,
+	/// With --record-dir: MiB of recordings kept; beyond it whole recordings are deleted,
+	/// least recently written first (never the one being written). Default 10240 (10 GiB).
+	#[arg(long, value_name = "MIB", default_value_t = 10 * 1024)]
+	record_max_mib: u64,
+	/// With --record-dir: hours a recording is kept after its last write. Default 168 (7 days).
+	#[arg(long, value_name = "HOURS", default_value_t = 7 * 24)]
+	record_max_age_hours: u64,
+}
+
+impl MemoryArgs {
+	/// Writes these bounds into `config`.
+	fn apply(&self, config: &mut ServeConfig) {
+		const MIB: usize = 1024 * 1024;
+		config.window.max_bytes = self.window_mib.saturating_mul(MIB);
+		config.memory = MemoryConfig {
+			max_streams_per_origin: self.max_streams_per_origin,
+			max_window_bytes: self.max_window_mib.saturating_mul(MIB),
+			max_partial_bytes: self.max_partial_mib.saturating_mul(MIB),
+		};
+		config.record_retention = Retention {
+			max_bytes: self.record_max_mib.saturating_mul(MIB as u64),
+			max_age: Duration::from_secs(self.record_max_age_hours.saturating_mul(3600)),
+		};
+	}
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
@@ -156,6 +210,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 		..Default::default()
 	};
 	config.window.max_segments = a.window.max(1);
+	a.memory.apply(&mut config);
 	config.session.genesis_hash = hex32(&a.genesis, "genesis")?;
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);

@@ -11,7 +11,7 @@ use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, PeerInfo, Role, Transport},
 	segment::Segment,
-	server::{Inserted, ServerSession, SessionEvent},
+	server::{Inserted, PartialReservation, ServerSession, SessionEvent},
 };
 use bytes::Bytes;
 use dsp_primitives::{PublicKey, Signed, StreamEnd, StreamId};
@@ -71,6 +71,8 @@ pub(super) struct SessionDriver<W> {
 	writer_task: JoinHandle<Option<W>>,
 	/// What the writer task returned, once it ended.
 	writer_done: Option<Option<W>>,
+	/// What this publisher holds of the server's partial-segment budget.
+	partial: PartialReservation,
 }
 
 impl<W: FrameSink> SessionDriver<W> {
@@ -97,6 +99,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			vod: None,
 			writer_task,
 			writer_done: None,
+			partial: PartialReservation::default(),
 			shared,
 		}
 	}
@@ -166,8 +169,17 @@ impl<W: FrameSink> SessionDriver<W> {
 	/// Releases what the session held (admission slot, swarm membership) and waits for the
 	/// writer to flush.
 	async fn finish(self) -> Option<W> {
-		let SessionDriver { shared, control, slot, writer_task, writer_done, session_id, .. } =
-			self;
+		let SessionDriver {
+			shared,
+			control,
+			slot,
+			writer_task,
+			writer_done,
+			session_id,
+			mut partial,
+			..
+		} = self;
+		partial.release(&shared.partial_bytes);
 		if let Some(mode) = control.admitted() {
 			shared.admission.lock().release(mode);
 			shared.sessions.slot(mode, control.transport()).fetch_sub(1, Ordering::Relaxed);
@@ -304,7 +316,7 @@ impl<W: FrameSink> SessionDriver<W> {
 	fn handle_publishing(&mut self, id: StreamId) {
 		self.control.handle_publishing(id);
 		let (peer, transport, role) = (self.peer, self.control.transport(), self.control.role());
-		match self.shared.open_stream(id, Role::Publisher) {
+		match self.shared.open_published(id) {
 			Ok(s) => {
 				let next_sequence = s.window.lock().next_sequence();
 				self.core.handle_publish_ready(self.shared.now(), next_sequence);
@@ -312,7 +324,7 @@ impl<W: FrameSink> SessionDriver<W> {
 				self.slot = Some(s);
 				info!(%peer, %transport, %role, stream = id, next_sequence, "session started");
 			}
-			Err(code) => self.core.close(code, "too many streams held"),
+			Err((code, reason)) => self.core.close(code, reason),
 		}
 	}
 
@@ -321,27 +333,26 @@ impl<W: FrameSink> SessionDriver<W> {
 		let freed = self.slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed));
 		if self.control.must_reopen_window(freed) {
 			// Freed while this publisher was silent: continue in a new window.
-			match self.shared.open_stream(id, Role::Publisher) {
+			match self.shared.open_published(id) {
 				Ok(s) => {
 					self.changed = Some(s.changed.subscribe());
 					self.slot = Some(s);
 				}
-				Err(code) => {
-					self.core.close(code, "too many streams held");
+				Err((code, reason)) => {
+					self.core.close(code, reason);
 					self.slot = None;
 				}
 			}
 		}
 		let Some(s) = &self.slot else { return };
 		let seg = Arc::new(seg);
-		let r = s.update(|w| {
-			let r = w.insert(seg.clone());
-			if r == Inserted::Stored {
-				// Before the sessions wake up to the new segment.
-				s.seeding().assign(&seg);
+		let r = match s.store(&seg) {
+			Ok(r) => r,
+			Err(reason) => {
+				self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
+				return self.core.close(ErrorCode::OverBudget, reason);
 			}
-			r
-		});
+		};
 		if r == Inserted::Stored {
 			self.shared.segments_stored.fetch_add(1, Ordering::Relaxed);
 			self.shared.table().handle_segment(self.shared.now(), id);
@@ -461,7 +472,10 @@ impl<W: FrameSink> SessionDriver<W> {
 	fn handle_read(&mut self, r: Result<Option<Bytes>, ReadError>) {
 		let now = self.shared.now();
 		match r {
-			Ok(Some(body)) => self.core.handle_frame(now, body),
+			Ok(Some(body)) => {
+				self.core.handle_frame(now, body);
+				self.reserve_partial();
+			}
 			Ok(None) => {
 				self.core.handle_peer_closed();
 			}
@@ -470,6 +484,31 @@ impl<W: FrameSink> SessionDriver<W> {
 				debug!(peer = %self.peer, error = %e, "read failed");
 				self.core.handle_peer_closed();
 			}
+		}
+	}
+
+	/// Holds what the publisher now assembles of the server's partial-segment budget: reserved
+	/// once a header announced its `byte_len`, before any of its chunks is read; given back
+	/// when the segment completes. A header that does not fit that budget, or the window
+	/// budget even if its own window gave up all its segments, closes the publisher.
+	fn reserve_partial(&mut self) {
+		let assembling = self.core.assembling_bytes();
+		if assembling > 0 && self.partial.held() == 0 {
+			if let Some(Err(reason)) = self.slot.as_ref().map(|s| s.check_room(assembling)) {
+				self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
+				return self.core.close(ErrorCode::OverBudget, reason);
+			}
+		}
+		let budget = &self.shared.partial_bytes;
+		if !self.partial.sync(budget, assembling) {
+			self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
+			let reason = format!(
+				"segment of {assembling} bytes does not fit the partial-segment budget \
+				 ({} of {} bytes held by other publishers; max_partial_bytes)",
+				budget.used(),
+				budget.max()
+			);
+			self.core.close(ErrorCode::OverBudget, reason);
 		}
 	}
 

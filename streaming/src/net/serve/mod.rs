@@ -21,7 +21,7 @@ use self::{
 use super::{
 	p2p::{P2pConfig, P2pNode},
 	tls,
-	vod::Recorder,
+	vod::{Recorder, Retention},
 };
 #[cfg(doc)]
 use crate::server::{ServerSession, StreamTable};
@@ -29,7 +29,8 @@ use crate::{
 	p2p::{seeding::SeedConfig, tracker::PassSigning},
 	protocol::ServerAddrs,
 	server::{
-		AdmissionStats, SessionConfig, StreamTableConfig, WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
+		AdmissionStats, MemoryConfig, SessionConfig, StreamTableConfig, WindowConfig,
+		DEFAULT_MAX_P2P_SESSIONS,
 	},
 };
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32};
@@ -93,6 +94,14 @@ pub struct ServeConfig {
 	pub p2p_seed: Option<P2pConfig>,
 	/// How many P2P viewers each new chunk is pushed to (the node's seeding rotation).
 	pub seeding: SeedConfig,
+
+	// Memory and disk bounds (issue 12).
+	/// Totals beyond one stream: streams per origin, bytes of all live windows and of all
+	/// segments being assembled. With the defaults the server holds at most
+	/// [`MemoryConfig::worst_case_bytes`] (1.25 GiB) of media.
+	pub memory: MemoryConfig,
+	/// What the recorder keeps under `record_dir` (default 10 GiB, 7 days).
+	pub record_retention: Retention,
 }
 
 impl Default for ServeConfig {
@@ -115,6 +124,8 @@ impl Default for ServeConfig {
 			max_p2p_sessions: DEFAULT_MAX_P2P_SESSIONS,
 			p2p_seed: None,
 			seeding: SeedConfig::default(),
+			memory: MemoryConfig::default(),
+			record_retention: Retention::default(),
 		}
 	}
 }
@@ -156,6 +167,12 @@ pub struct ServerStats {
 	pub redirects: u64,
 	/// Connections viewers opened to switch transport (`Switched`), since start.
 	pub switches: SwitchCounts,
+	/// Media bytes held in all live windows now (bounded by `memory.max_window_bytes`).
+	pub window_bytes: usize,
+	/// Bytes of segments being assembled now (bounded by `memory.max_partial_bytes`).
+	pub partial_bytes: usize,
+	/// Publishers refused with `OverBudget` since start.
+	pub refused_over_budget: u64,
 }
 
 /// Transport switches reported by viewers (`Switched` after `Subscribe`), by the transport of
@@ -200,7 +217,10 @@ pub struct RunningServer {
 impl RunningServer {
 	/// Binds the listeners and starts accepting.
 	pub async fn start(config: ServeConfig) -> io::Result<RunningServer> {
-		let recorder = config.record_dir.clone().map(Recorder::new).transpose()?;
+		let recorder = match &config.record_dir {
+			Some(dir) => Some(Recorder::new(dir.clone(), config.record_retention.clone())?),
+			None => None,
+		};
 		let shared = Arc::new(Shared::new(config, recorder));
 		let mut p2p = None;
 		if let (Some(cfg), Some(tracker)) = (shared.config.p2p_seed.clone(), &shared.tracker) {
@@ -287,6 +307,9 @@ impl RunningServer {
 				to_tcp: s.switches[0].load(Ordering::Relaxed),
 				to_quic: s.switches[1].load(Ordering::Relaxed),
 			},
+			window_bytes: s.window_bytes.used(),
+			partial_bytes: s.partial_bytes.used(),
+			refused_over_budget: s.over_budget.load(Ordering::Relaxed),
 		}
 	}
 

@@ -1,18 +1,21 @@
 //! What the sessions of one server share: the stream table and its live windows, the
-//! admission and tracker state, the seeding of each stream's swarm, and the counters behind
-//! [`super::ServerStats`].
+//! admission and tracker state, the seeding of each stream's swarm, the memory budgets
+//! ([`MemoryConfig`]: streams per origin, window and partial-segment bytes), and the counters
+//! behind [`super::ServerStats`].
 
 use super::{ServeConfig, SessionsByTransport};
+#[cfg(doc)]
+use crate::server::MemoryConfig;
 use crate::{
 	clock::{Clock, Millis},
 	net::vod::Recorder,
 	p2p::{seeding::SeedRotation, serving::ChunkSource, tracker::Tracker},
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
-	server::{Admission, LiveWindow, RedirectList, StreamTable},
+	server::{Admission, ByteBudget, Inserted, LiveWindow, RedirectList, StreamTable},
 };
 use bytes::Bytes;
-use dsp_primitives::{AdmissionMode, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{AdmissionMode, PublicKey, SegmentHeader, Signed, StreamId};
 use parking_lot::{Mutex, MutexGuard};
 use std::{
 	collections::{BTreeMap, HashMap},
@@ -58,6 +61,18 @@ pub(super) struct StreamSlot {
 	pub(super) freed: AtomicBool,
 	/// Which P2P session gets which chunk of each new segment pushed.
 	seeding: Mutex<Seeding>,
+	/// The server's budget of window bytes, which this window's segments are part of until
+	/// they are evicted or the slot is dropped.
+	budget: Arc<ByteBudget>,
+	/// The origin this stream counts against ([`MemoryConfig::max_streams_per_origin`]), once
+	/// a publisher opened or took it over; `None` while only viewers wait for it.
+	origin: Mutex<Option<PublicKey>>,
+}
+
+impl Drop for StreamSlot {
+	fn drop(&mut self) {
+		self.budget.release(self.window.get_mut().usage().1);
+	}
 }
 
 /// The node's seeding of one stream's swarm: the rotation over its P2P sessions and, for the
@@ -118,7 +133,20 @@ pub(super) struct Shared {
 	pub(super) switches: [AtomicU64; 2],
 	/// The clock of the cores (sessions and the stream table): tokio's, so tests can pause it.
 	pub(super) clock: Clock,
+	/// Bytes of all live windows ([`MemoryConfig::max_window_bytes`]).
+	pub(super) window_bytes: Arc<ByteBudget>,
+	/// Bytes of segments being assembled by all publishers
+	/// ([`MemoryConfig::max_partial_bytes`]).
+	pub(super) partial_bytes: ByteBudget,
+	/// Streams each origin holds through its publishers. Changed only with the stream table
+	/// locked (opening and freeing streams), so the count and the table agree.
+	origin_streams: Mutex<HashMap<PublicKey, usize>>,
+	/// Publishers refused with `OverBudget` since start.
+	pub(super) over_budget: AtomicU64,
 }
+
+/// Why a publisher could not open its stream's window: the code and the reason it is sent.
+pub(super) type Refusal = (ErrorCode, String);
 
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
 /// this long after its timeout.
@@ -151,6 +179,10 @@ impl Shared {
 			redirects: AtomicU64::new(0),
 			switches: Default::default(),
 			clock: Clock::new(),
+			window_bytes: Arc::new(ByteBudget::new(config.memory.max_window_bytes)),
+			partial_bytes: ByteBudget::new(config.memory.max_partial_bytes),
+			origin_streams: Mutex::new(HashMap::new()),
+			over_budget: AtomicU64::new(0),
 			config,
 		}
 	}
@@ -175,23 +207,61 @@ impl Shared {
 		servers
 	}
 
-	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
+	/// The window of `id`, opened if it has none (see [`StreamTable::open`]), for a viewer.
 	pub(super) fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(self.now(), id, by, || {
-			Arc::new(StreamSlot {
-				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
-				changed: watch::channel(0).0,
-				freed: AtomicBool::new(false),
-				seeding: Mutex::new(Seeding {
-					rotation: SeedRotation::new(self.config.seeding.clone()),
-					assigned: BTreeMap::new(),
-					keep: self.config.window.max_segments,
-				}),
-			})
-		});
+		let r = table.open(self.now(), id, by, || self.new_slot());
 		self.release_freed(&mut table);
 		r
+	}
+
+	/// The window of `id` for its publisher, opened if it has none. The stream counts against
+	/// its origin from now on: refused with `OverBudget` if that origin already holds
+	/// [`MemoryConfig::max_streams_per_origin`] streams (other than this one).
+	pub(super) fn open_published(&self, id: StreamId) -> Result<Arc<StreamSlot>, Refusal> {
+		// Before locking the table: with a chain directory this may be a runtime call.
+		let Some(origin) = self.config.session.origin_keys.get(id) else {
+			return Err((ErrorCode::UnknownStream, format!("no origin key for stream {id}")));
+		};
+		let mut table = self.table();
+		// Expired streams first, so that they do not count against their origin.
+		table.handle_timeout(self.now());
+		self.release_freed(&mut table);
+		let counted = table.get(id).is_some_and(|s| s.origin.lock().is_some());
+		let max = self.config.memory.max_streams_per_origin;
+		if !counted && self.origin_streams.lock().get(&origin).copied().unwrap_or(0) >= max {
+			self.over_budget.fetch_add(1, Ordering::Relaxed);
+			return Err((
+				ErrorCode::OverBudget,
+				format!("the stream's origin holds {max} streams here (max_streams_per_origin)"),
+			));
+		}
+		let slot = table
+			.open(self.now(), id, Role::Publisher, || self.new_slot())
+			.map_err(|code| (code, "too many streams held".to_owned()))?;
+		let mut slot_origin = slot.origin.lock();
+		if slot_origin.is_none() {
+			*slot_origin = Some(origin);
+			*self.origin_streams.lock().entry(origin).or_default() += 1;
+		}
+		drop(slot_origin);
+		self.release_freed(&mut table);
+		Ok(slot)
+	}
+
+	fn new_slot(&self) -> Arc<StreamSlot> {
+		Arc::new(StreamSlot {
+			window: Mutex::new(LiveWindow::new(self.config.window.clone())),
+			changed: watch::channel(0).0,
+			freed: AtomicBool::new(false),
+			seeding: Mutex::new(Seeding {
+				rotation: SeedRotation::new(self.config.seeding.clone()),
+				assigned: BTreeMap::new(),
+				keep: self.config.window.max_segments,
+			}),
+			budget: self.window_bytes.clone(),
+			origin: Mutex::new(None),
+		})
 	}
 
 	/// Frees expired streams.
@@ -203,6 +273,15 @@ impl Shared {
 
 	fn release_freed(&self, table: &mut StreamTable<Arc<StreamSlot>>) {
 		while let Some((id, slot)) = table.poll_freed() {
+			if let Some(origin) = slot.origin.lock().take() {
+				let mut counts = self.origin_streams.lock();
+				if let Some(n) = counts.get_mut(&origin) {
+					*n = n.saturating_sub(1);
+					if *n == 0 {
+						counts.remove(&origin);
+					}
+				}
+			}
 			slot.freed.store(true, Ordering::Relaxed);
 			slot.changed.send_modify(|v| *v += 1);
 			self.streams_freed.fetch_add(1, Ordering::Relaxed);
@@ -217,6 +296,61 @@ impl StreamSlot {
 		let r = f(&mut self.window.lock());
 		self.changed.send_modify(|v| *v += 1);
 		r
+	}
+
+	/// Stores a publisher's verified segment within the server's window budget, assigns its
+	/// seeding and wakes the sessions. A segment that does not fit takes room from the oldest
+	/// segments of this window; if it still does not fit (other streams hold the budget), the
+	/// reason to refuse its publisher with `OverBudget`.
+	pub(super) fn store(&self, segment: &Arc<Segment>) -> Result<Inserted, String> {
+		let need = segment.byte_len();
+		let r = {
+			let mut w = self.window.lock();
+			let mut fits = self.budget.try_reserve(need);
+			while !fits {
+				let Some(freed) = w.evict_oldest() else { break };
+				self.budget.release(freed);
+				fits = self.budget.try_reserve(need);
+			}
+			if fits {
+				let before = w.usage().1;
+				let r = w.insert(segment.clone());
+				// The window may have dropped old segments (its own bounds), or nothing was
+				// stored (a duplicate): give back what it does not hold.
+				self.budget.release((before + need).saturating_sub(w.usage().1));
+				if r == Inserted::Stored {
+					// Before the sessions wake up to the new segment.
+					self.seeding().assign(segment);
+				}
+				Ok(r)
+			} else {
+				Err(self.over_window_budget(need))
+			}
+		};
+		self.changed.send_modify(|v| *v += 1);
+		r
+	}
+
+	/// Whether a segment of `need` bytes would fit the window budget once this window gave up
+	/// all its segments: checked when a header announces it, so that a publisher is refused
+	/// before it sends the chunks (and is acked for a segment then not stored). The reason to
+	/// refuse it if not.
+	pub(super) fn check_room(&self, need: usize) -> Result<(), String> {
+		let own = self.window.lock().usage().1;
+		let others = self.budget.used().saturating_sub(own);
+		match others.checked_add(need) {
+			Some(total) if total <= self.budget.max() => Ok(()),
+			_ => Err(self.over_window_budget(need)),
+		}
+	}
+
+	fn over_window_budget(&self, need: usize) -> String {
+		format!(
+			"segment of {need} bytes does not fit the live-window budget ({} of {} bytes held \
+			 by the streams; max_window_bytes)",
+			self.budget.used(),
+			self.budget.max()
+		)
 	}
 
 	/// The stream's seeding, locked.
@@ -243,5 +377,43 @@ impl ChunkSource for WindowSource {
 
 	fn chunk(&self, stream: StreamId, sequence: u64, index: u32) -> Option<Bytes> {
 		self.segment(stream, sequence)?.chunks.get(index as usize).cloned()
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::{
+		net::serve::ServeConfig,
+		server::{test_util::origin, OriginKeys},
+	};
+	use sp_core::Pair;
+
+	fn refusal(shared: &Shared, stream: StreamId) -> Option<ErrorCode> {
+		shared.open_published(stream).err().map(|(code, _)| code)
+	}
+
+	#[tokio::test(start_paused = true)]
+	async fn an_origin_holds_at_most_its_streams_until_one_is_freed() {
+		let mut config = ServeConfig::default();
+		config.memory.max_streams_per_origin = 2;
+		config.session.origin_keys =
+			Arc::new(OriginKeys { default: Some(origin().public()), ..Default::default() });
+		let shared = Shared::new(config, None);
+		let first = shared.open_published(1).unwrap();
+		shared.open_published(2).unwrap();
+		assert_eq!(refusal(&shared, 3), Some(ErrorCode::OverBudget));
+		let again = shared.open_published(1).unwrap();
+		assert!(Arc::ptr_eq(&first, &again), "its own streams are found again");
+		// A stream viewers wait for counts once its publisher takes it over.
+		shared.open_stream(4, Role::Viewer).unwrap();
+		assert_eq!(refusal(&shared, 4), Some(ErrorCode::OverBudget));
+		assert_eq!(shared.over_budget.load(Ordering::Relaxed), 2);
+		// Idle streams are freed, and no longer count.
+		tokio::time::advance(shared.config.streams.idle_timeout).await;
+		shared.sweep();
+		assert!(shared.open_published(3).is_ok());
+		assert!(shared.open_published(4).is_ok());
+		assert_eq!(refusal(&shared, 5), Some(ErrorCode::OverBudget));
 	}
 }
