@@ -22,12 +22,14 @@
 
 mod admission;
 mod keys;
+mod per_address;
 mod session;
 mod table;
 mod window;
 
 pub use admission::{Admission, AdmissionStats, RedirectList, DEFAULT_MAX_P2P_SESSIONS};
 pub use keys::{OriginKeys, StreamDirectory};
+pub use per_address::{AddressKey, AddressUsage, PerAddress, PerAddressConfig, PerAddressRefusal};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};
 pub use table::{StreamTable, StreamTableConfig};
 pub use window::{Inserted, LiveWindow, Lookup, WindowConfig};
