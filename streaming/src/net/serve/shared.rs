@@ -9,7 +9,7 @@ use crate::{
 	p2p::{seeding::SeedRotation, serving::ChunkSource, tracker::Tracker},
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
-	server::{Admission, LiveWindow, RedirectList, StreamTable},
+	server::{Admission, LiveWindow, PerAddress, RedirectList, StreamTable},
 };
 use bytes::Bytes;
 use dsp_primitives::{AdmissionMode, SegmentHeader, Signed, StreamId};
@@ -118,6 +118,13 @@ pub(super) struct Shared {
 	pub(super) switches: [AtomicU64; 2],
 	/// The clock of the cores (sessions and the stream table): tokio's, so tests can pause it.
 	pub(super) clock: Clock,
+	// Admission of the unauthenticated (per-address limits, QUIC address validation).
+	/// What each client address holds (see [`super::limits`]).
+	pub(super) per_address: Mutex<PerAddress>,
+	/// Connections refused by a per-address limit, since start.
+	pub(super) refused_per_address: AtomicU64,
+	/// QUIC Retry packets sent to clients whose address was not validated yet, since start.
+	pub(super) quic_retries: AtomicU64,
 }
 
 /// How often the stream table is checked for ended and idle streams: a stream is freed at most
@@ -151,6 +158,9 @@ impl Shared {
 			redirects: AtomicU64::new(0),
 			switches: Default::default(),
 			clock: Clock::new(),
+			per_address: Mutex::new(PerAddress::new(config.per_address.clone())),
+			refused_per_address: AtomicU64::new(0),
+			quic_retries: AtomicU64::new(0),
 			config,
 		}
 	}
@@ -192,6 +202,15 @@ impl Shared {
 		});
 		self.release_freed(&mut table);
 		r
+	}
+
+	/// Frees `id` if it never stored anything and no session holds its slot any more (see
+	/// [`StreamTable::release_if_unused`]); a session that held it calls this after letting
+	/// its slot go.
+	pub(super) fn release_if_unused(&self, id: StreamId) {
+		let mut table = self.table();
+		table.release_if_unused(id, |slot| Arc::strong_count(slot) == 1);
+		self.release_freed(&mut table);
 	}
 
 	/// Frees expired streams.
