@@ -11,7 +11,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use codec::{Decode, Encode};
 use dsp_primitives::{
-	AdmissionMode, Hash32, PublicKey, SegmentHeader, Signed, StreamEnd, StreamId, ViewerPass,
+	AdmissionMode, Hash32, PublicKey, PublishChallenge, SegmentHeader, Signature, Signed,
+	StreamEnd, StreamId, ViewerPass,
 };
 
 /// Protocol version spoken by this implementation. A peer announcing another version is refused
@@ -284,11 +285,15 @@ pub enum Message {
 		/// First segment wanted.
 		start: Start,
 	},
-	/// Publisher → server: the segments that follow belong to `stream`.
+	/// Publisher → server, after `Welcome`: the segments that follow belong to `stream`.
 	#[codec(index = 3)]
 	Publish {
 		/// Stream to publish.
 		stream: StreamId,
+		/// The stream's origin key signs [`PublishChallenge`] (genesis hash, this session's
+		/// `Welcome` challenge, `stream`; see [`publish_proof`]): the server gives a slot only
+		/// to a publisher that holds the key, and a proof from another session does not verify.
+		proof: Signature,
 	},
 	/// A signed segment header; its chunks follow in order, each in a `Chunk` frame.
 	#[codec(index = 4)]
@@ -387,6 +392,30 @@ pub enum Message {
 		/// Chunk index.
 		index: u32,
 	},
+}
+
+/// The `proof` of a [`Message::Publish`] for `stream` on the session whose `Welcome` carried
+/// `challenge`, signed with the stream's origin key `origin`.
+pub fn publish_proof(
+	origin: &sp_core::sr25519::Pair,
+	genesis_hash: Hash32,
+	challenge: [u8; CHALLENGE_LEN],
+	stream: StreamId,
+) -> Signature {
+	Signed::sign(PublishChallenge { genesis_hash, challenge, stream }, origin).signature
+}
+
+/// Whether `proof` is [`publish_proof`] for this session (`challenge`) and `stream` by the
+/// holder of `origin_key`.
+pub fn verify_publish_proof(
+	origin_key: &PublicKey,
+	genesis_hash: Hash32,
+	challenge: [u8; CHALLENGE_LEN],
+	stream: StreamId,
+	proof: &Signature,
+) -> bool {
+	let payload = PublishChallenge { genesis_hash, challenge, stream };
+	Signed { payload, signature: *proof }.verify(origin_key)
 }
 
 /// Whether `kind` is a message type byte defined by this version: 0..=13 for the direct
@@ -626,7 +655,15 @@ mod tests {
 			},
 			Message::Subscribe { stream: 1, start: Start::Live { back: 2 } },
 			Message::Subscribe { stream: 1, start: Start::At(77) },
-			Message::Publish { stream: 4 },
+			Message::Publish {
+				stream: 4,
+				proof: publish_proof(
+					&sp_core::sr25519::Pair::from_string("//Origin", None).unwrap(),
+					[7; 32],
+					[9; CHALLENGE_LEN],
+					4,
+				),
+			},
 			header_msg(),
 			Message::Chunk(Chunk {
 				stream: 1,

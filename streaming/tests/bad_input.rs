@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use dsp_streaming::{
-	protocol::{encode_frame, ErrorCode, Message, Role, Start, PROTOCOL_VERSION},
+	protocol::{encode_frame, publish_proof, ErrorCode, Message, Role, Start, PROTOCOL_VERSION},
 	segment::Segment,
 	viewer::{Transport, TransportPolicy},
 };
@@ -40,14 +40,28 @@ fn hello(role: Role) -> Bytes {
 	encode_frame(&Message::Hello { version: PROTOCOL_VERSION, role, genesis_hash: [0; 32] })
 }
 
-/// A publisher that sends `segment` (possibly tampered) after a proper handshake.
+/// A publisher that sends `frames` (a possibly tampered segment) after a proper handshake
+/// (`Hello`, the server's `Welcome`, `Publish` with the origin's proof for its challenge).
 async fn publish_frames(addr: SocketAddr, frames: Vec<Bytes>) -> Vec<Message> {
-	let mut bytes = hello(Role::Publisher).to_vec();
-	bytes.extend_from_slice(&encode_frame(&Message::Publish { stream: STREAM }));
+	let mut s = TcpStream::connect(addr).await.unwrap();
+	s.write_all(&hello(Role::Publisher)).await.unwrap();
+	let mut dec = dsp_streaming::protocol::FrameDecoder::new(u32::MAX);
+	let challenge = loop {
+		let mut buf = [0u8; 1024];
+		let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await.unwrap();
+		assert!(n > 0, "server closed before welcome");
+		dec.push(&buf[..n]);
+		if let Some(Message::Welcome { challenge, .. }) = dec.next_message().unwrap() {
+			break challenge;
+		}
+	};
+	let proof = publish_proof(&origin(), [0; 32], challenge, STREAM);
+	let mut bytes = encode_frame(&Message::Publish { stream: STREAM, proof }).to_vec();
 	for f in frames {
 		bytes.extend_from_slice(&f);
 	}
-	send_raw(addr, &bytes, false).await
+	s.write_all(&bytes).await.unwrap();
+	read_to_end(&mut s).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use dsp_streaming::protocol::{
-	encode_frame, ErrorCode, FrameDecoder, Message, Role, PROTOCOL_VERSION,
+	encode_frame, publish_proof, ErrorCode, FrameDecoder, Message, Role, CHALLENGE_LEN,
+	PROTOCOL_VERSION,
 };
 use tokio::{
 	io::{AsyncReadExt, AsyncWriteExt},
@@ -33,8 +34,26 @@ impl Conn {
 			genesis_hash: [0; 32],
 		};
 		conn.send(&encode_frame(&hello)).await;
-		conn.send(&encode_frame(&Message::Publish { stream })).await;
+		let challenge = conn.welcome_challenge().await;
+		let proof = publish_proof(&origin(), [0; 32], challenge, stream);
+		conn.send(&encode_frame(&Message::Publish { stream, proof })).await;
 		conn
+	}
+
+	/// Reads up to the server's `Welcome` and returns its challenge (what `Publish` signs).
+	async fn welcome_challenge(&mut self) -> [u8; CHALLENGE_LEN] {
+		let mut buf = vec![0u8; 64 * 1024];
+		loop {
+			if let Some(Message::Welcome { challenge, .. }) = self.dec.next_message().unwrap() {
+				return challenge;
+			}
+			let n = tokio::time::timeout(READ_BOUND, self.stream.read(&mut buf))
+				.await
+				.expect("the server answers")
+				.unwrap();
+			assert!(n > 0, "closed before Welcome");
+			self.dec.push(&buf[..n]);
+		}
 	}
 
 	async fn send(&mut self, frame: &Bytes) {
@@ -74,7 +93,11 @@ fn assert_over_budget(m: Option<Message>, bound: &str) {
 async fn one_origin_cannot_hold_more_than_its_streams() {
 	tokio::time::timeout(TEST_TIMEOUT, async {
 		init_logs();
-		let server = server(serve_config()).await;
+		let mut config = serve_config();
+		// All publishers come from one loopback address: let it hold the streams without data
+		// this test needs, so that the bound under test is the origin's.
+		config.per_address.max_waiting_streams = 16;
+		let server = server(config).await;
 		let addr = server.tcp_addr.unwrap();
 		let mut held = Vec::new();
 		for stream in 0..8 {

@@ -71,7 +71,8 @@ fn tcp(s: &RunningServer) -> Endpoint {
 
 /// Publishes segments `0..count`, one per segment duration, then ends the stream.
 async fn publish(to: Endpoint, count: u64) {
-	let publisher = Publisher::start(PublishConfig::new(STREAM, vec![to])).expect("publisher");
+	let publisher =
+		Publisher::start(PublishConfig::new(STREAM, vec![to], origin())).expect("publisher");
 	for seq in 0..count {
 		publisher.push(Arc::new(segment(seq)));
 		// Pacing, as a live origin: the viewers' schedulers fetch ahead of a live edge that

@@ -47,7 +47,7 @@ async fn full_server_redirects_and_a_dead_server_is_failed_over_without_gap() {
 		// One publisher feeds both the same signed segments.
 		let (stream, count) = (5, 40);
 		let publisher =
-			Publisher::start(PublishConfig::new(stream, vec![tcp(&a), tcp(&b)])).unwrap();
+			Publisher::start(PublishConfig::new(stream, vec![tcp(&a), tcp(&b)], origin())).unwrap();
 		let publishing = tokio::spawn(async move {
 			for seq in 0..count {
 				publisher.push(Arc::new(segment(stream, seq, LEN)));

@@ -33,7 +33,8 @@ async fn a_restarted_publisher_continues_where_the_server_is() {
 		init_logs();
 		let server = server(serve_config()).await;
 		let stream = 11;
-		let first = Publisher::start(PublishConfig::new(stream, vec![tcp(&server)])).unwrap();
+		let first =
+			Publisher::start(PublishConfig::new(stream, vec![tcp(&server)], origin())).unwrap();
 		assert_eq!(first.resume_point(Duration::from_secs(10)).await, Some(0), "a new stream");
 		for seq in 0..5 {
 			first.push(Arc::new(segment(stream, seq, LEN)));
@@ -41,7 +42,8 @@ async fn a_restarted_publisher_continues_where_the_server_is() {
 		wait_until("5 segments stored", || server.stats().segments_stored == 5).await;
 		// The publisher dies without ending the stream, and is started again.
 		first.abort();
-		let second = Publisher::start(PublishConfig::new(stream, vec![tcp(&server)])).unwrap();
+		let second =
+			Publisher::start(PublishConfig::new(stream, vec![tcp(&server)], origin())).unwrap();
 		let next = second.resume_point(Duration::from_secs(10)).await;
 		assert_eq!(next, Some(5), "the server said where to continue");
 		for seq in 5..10 {
@@ -167,7 +169,8 @@ async fn segments_the_server_refuses_are_dropped_and_the_rest_delivered() {
 		config.session.max_frame_len = 40 * 1024;
 		let server = server(config).await;
 		let stream = 14;
-		let publisher = Publisher::start(PublishConfig::new(stream, vec![tcp(&server)])).unwrap();
+		let publisher =
+			Publisher::start(PublishConfig::new(stream, vec![tcp(&server)], origin())).unwrap();
 		for seq in 0..6 {
 			let seg = match seq {
 				2 => segment(stream, seq, 3 * LEN),

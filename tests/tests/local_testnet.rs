@@ -103,7 +103,7 @@ fn two_validators_finalize_together_and_either_serves_a_viewer() {
 	let reports = tokio::runtime::Runtime::new().unwrap().block_on(async {
 		let servers =
 			workers.iter().map(|&addr| Endpoint { transport: Transport::Tcp, addr }).collect();
-		let mut config = PublishConfig::new(0, servers);
+		let mut config = PublishConfig::new(0, servers, origin.clone());
 		config.genesis_hash = genesis;
 		let publisher = Publisher::start(config).expect("publisher");
 		for seq in 0..3u64 {

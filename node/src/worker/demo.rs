@@ -113,6 +113,7 @@ pub async fn run(config: DemoConfig) {
 	let mut publish = PublishConfig::new(
 		config.stream,
 		vec![Endpoint { transport: Transport::Tcp, addr: config.server }],
+		config.origin.clone(),
 	);
 	publish.genesis_hash = config.genesis_hash;
 	let publisher = match Publisher::start(publish) {

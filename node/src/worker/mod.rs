@@ -102,6 +102,31 @@ pub struct WorkerOptions {
 	#[arg(long, value_name = "N", default_value_t = 4096)]
 	pub stream_max_connections: usize,
 
+	/// Most sessions open at once from one client address (IPv6: per /64), over TCP and QUIC,
+	/// viewers and publishers together. 32 leaves room for many viewers behind one NAT, yet one
+	/// address cannot take --stream-max-connections.
+	#[arg(long, value_name = "N", default_value_t = 32)]
+	pub stream_max_sessions_per_address: usize,
+
+	/// Most connections from one client address that have not completed hello/welcome yet.
+	#[arg(long, value_name = "N", default_value_t = 8)]
+	pub stream_max_handshakes_per_address: usize,
+
+	/// Most stream slots without data (a publish before its first segment, a subscribe to a
+	/// stream nobody publishes yet) opened from one client address.
+	#[arg(long, value_name = "N", default_value_t = 4)]
+	pub stream_max_waiting_streams_per_address: usize,
+
+	/// Seconds after welcome within which a viewer must subscribe or join and a publisher must
+	/// publish, or it is closed whatever it pings.
+	#[arg(long, value_name = "SECS", default_value_t = 10)]
+	pub stream_setup_timeout_secs: u64,
+
+	/// Seconds after publish within which a publisher must deliver its first segment, or it is
+	/// closed and the stream slot it opened freed (it reconnects and loses nothing).
+	#[arg(long, value_name = "SECS", default_value_t = 20)]
+	pub stream_first_segment_timeout_secs: u64,
+
 	/// Most viewers admitted in P2P mode at once; beyond it (and once direct sessions reach the
 	/// P2P threshold) viewers are redirected to other registered streamers.
 	#[arg(long, value_name = "N", default_value_t = dsp_streaming::server::DEFAULT_MAX_P2P_SESSIONS)]
@@ -349,6 +374,14 @@ fn serve_config<C: WorkerClient>(
 	let genesis_hash: [u8; 32] = client.info().genesis_hash.into();
 	let mut config = ServeConfig { tcp, quic, capacity: chain.capacity, ..Default::default() };
 	config.max_connections = options.stream_max_connections;
+	config.per_address = dsp_streaming::server::PerAddressConfig {
+		max_sessions: options.stream_max_sessions_per_address,
+		max_handshakes: options.stream_max_handshakes_per_address,
+		max_waiting_streams: options.stream_max_waiting_streams_per_address,
+	};
+	config.session.setup_timeout = Duration::from_secs(options.stream_setup_timeout_secs);
+	config.session.first_segment_timeout =
+		Duration::from_secs(options.stream_first_segment_timeout_secs);
 	config.max_p2p_sessions = options.stream_max_p2p_sessions;
 	options.memory.apply(&mut config);
 	config.session.genesis_hash = genesis_hash;

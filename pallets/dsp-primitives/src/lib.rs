@@ -57,6 +57,9 @@ pub mod domain {
 	pub const RECEIPT: &[u8] = b"dsp/receipt/v1";
 	/// Tag of [`super::StreamEnd`] signatures.
 	pub const STREAM_END: &[u8] = b"dsp/stream-end/v1";
+	/// Tag of [`super::PublishChallenge`] signatures (a publisher's proof that it holds the
+	/// stream's origin key).
+	pub const PUBLISH: &[u8] = b"dsp/publish/v1";
 }
 
 /// A payload that is signed off chain under a domain tag.
@@ -251,6 +254,27 @@ pub struct StreamEnd {
 
 impl Signable for StreamEnd {
 	const DOMAIN: &'static [u8] = domain::STREAM_END;
+	fn genesis_hash(&self) -> &Hash32 {
+		&self.genesis_hash
+	}
+}
+
+/// What a publisher signs with the stream's origin key in its `Publish`: the server's random
+/// per-session challenge (from `Welcome`) and the stream. It proves the publisher holds the key
+/// before the server gives it anything, and, bound to one session's challenge, it is worthless
+/// on any other connection. Never stored or sent: both sides rebuild it.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct PublishChallenge {
+	/// Chain the stream is registered on.
+	pub genesis_hash: Hash32,
+	/// The challenge of the server's `Welcome` on this connection.
+	pub challenge: [u8; 32],
+	/// The stream to publish.
+	pub stream: StreamId,
+}
+
+impl Signable for PublishChallenge {
+	const DOMAIN: &'static [u8] = domain::PUBLISH;
 	fn genesis_hash(&self) -> &Hash32 {
 		&self.genesis_hash
 	}

@@ -110,7 +110,8 @@ pub async fn feed(
 	pair: sp_core::sr25519::Pair,
 	mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-	let mut publish = super::publish::PublishConfig::new(config.stream, vec![config.publish_to]);
+	let mut publish =
+		super::publish::PublishConfig::new(config.stream, vec![config.publish_to], pair.clone());
 	publish.genesis_hash = config.genesis_hash;
 	let publisher = Publisher::start(publish)?;
 	let len = (config.bitrate_kbps as u64 * config.segment_ms as u64 / 8) as usize;

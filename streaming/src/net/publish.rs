@@ -10,7 +10,8 @@
 use super::{read_message, tls, write_frames, BoxRead, BoxWrite, Endpoint, ReadError};
 use crate::{
 	protocol::{
-		encode_frame, FrameDecoder, Message, Role, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+		encode_frame, publish_proof, FrameDecoder, Message, Role, DEFAULT_MAX_FRAME_LEN,
+		PROTOCOL_VERSION,
 	},
 	publisher::{PublishQueue, QueueConfig},
 	segment::Segment,
@@ -28,12 +29,15 @@ use tokio::{
 use tracing::{info, warn};
 
 /// Settings of a publisher.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PublishConfig {
 	/// Streamer endpoints to push to.
 	pub servers: Vec<Endpoint>,
 	/// The stream.
 	pub stream: StreamId,
+	/// The stream's origin key: signs each connection's `Publish` proof (a server gives a
+	/// stream slot only to a publisher that proves it holds the key).
+	pub origin: sp_core::sr25519::Pair,
 	/// Genesis hash the stream is registered on.
 	pub genesis_hash: Hash32,
 	/// Backlog and in-flight limits per server.
@@ -48,12 +52,26 @@ pub struct PublishConfig {
 	pub io_timeout: Duration,
 }
 
+impl std::fmt::Debug for PublishConfig {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		use sp_core::Pair as _;
+		f.debug_struct("PublishConfig")
+			.field("servers", &self.servers)
+			.field("stream", &self.stream)
+			.field("origin", &self.origin.public())
+			.field("genesis_hash", &hex::encode(self.genesis_hash))
+			.field("queue", &self.queue)
+			.finish_non_exhaustive()
+	}
+}
+
 impl PublishConfig {
-	/// Defaults for `stream` on `servers`.
-	pub fn new(stream: StreamId, servers: Vec<Endpoint>) -> Self {
+	/// Defaults for `stream`, whose origin key is `origin`, on `servers`.
+	pub fn new(stream: StreamId, servers: Vec<Endpoint>, origin: sp_core::sr25519::Pair) -> Self {
 		Self {
 			servers,
 			stream,
+			origin,
 			genesis_hash: [0; 32],
 			queue: QueueConfig::default(),
 			verification: tls::ServerVerification::InsecureSkip,
@@ -400,7 +418,6 @@ async fn session(
 	};
 	write_frames(&mut w, &[encode_frame(&hello)], t).await?;
 	let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
-	write_frames(&mut w, &[encode_frame(&Message::Publish { stream: config.stream })], t).await?;
 	let mut answer = async || {
 		let m = tokio::time::timeout(t, read_message(&mut r, &mut dec))
 			.await
@@ -414,10 +431,13 @@ async fn session(
 			Err(e) => Err(io::Error::other(e.to_string())),
 		}
 	};
-	let max_frame_len = match answer().await? {
-		Message::Welcome { max_frame_len, .. } => max_frame_len,
+	let (max_frame_len, challenge) = match answer().await? {
+		Message::Welcome { max_frame_len, challenge, .. } => (max_frame_len, challenge),
 		other => return Err(io::Error::other(format!("expected welcome, got {}", other.kind()))),
 	};
+	let proof = publish_proof(&config.origin, config.genesis_hash, challenge, config.stream);
+	let publish = Message::Publish { stream: config.stream, proof };
+	write_frames(&mut w, &[encode_frame(&publish)], t).await?;
 	let next_sequence = match answer().await? {
 		Message::Expect { next_sequence, .. } => next_sequence,
 		other => return Err(io::Error::other(format!("expected expect, got {}", other.kind()))),

@@ -23,6 +23,7 @@
 mod admission;
 mod keys;
 mod memory;
+mod per_address;
 mod session;
 mod table;
 mod window;
@@ -30,6 +31,7 @@ mod window;
 pub use admission::{Admission, AdmissionStats, RedirectList, DEFAULT_MAX_P2P_SESSIONS};
 pub use keys::{OriginKeys, StreamDirectory};
 pub use memory::{ByteBudget, MemoryConfig, PartialReservation};
+pub use per_address::{AddressKey, AddressUsage, PerAddress, PerAddressConfig, PerAddressRefusal};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};
 pub use table::{StreamTable, StreamTableConfig};
 pub use window::{Inserted, LiveWindow, Lookup, WindowConfig};

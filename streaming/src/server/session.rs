@@ -7,9 +7,9 @@ use super::{Lookup, OriginKeys};
 use crate::{
 	clock::{millis, Millis},
 	protocol::{
-		decode_body, encode_frame, ErrorCode, FrameError, Message, PeerInfo, Role, ServerAddrs,
-		Start, Transport, CHALLENGE_LEN, DEFAULT_MAX_FRAME_LEN, MAX_JOINED_PEERS,
-		MAX_REDIRECT_SERVERS, PROTOCOL_VERSION,
+		decode_body, encode_frame, verify_publish_proof, ErrorCode, FrameError, Message, PeerInfo,
+		Role, ServerAddrs, Start, Transport, CHALLENGE_LEN, DEFAULT_MAX_FRAME_LEN,
+		MAX_JOINED_PEERS, MAX_REDIRECT_SERVERS, PROTOCOL_VERSION,
 	},
 	segment::{Assembled, Assembler, Segment, SegmentLimits},
 };
@@ -28,6 +28,17 @@ pub struct SessionConfig {
 	pub hello_timeout: Duration,
 	/// A client that sends nothing (not even `Ping`) for this long is closed. Default 30 s.
 	pub idle_timeout: Duration,
+	/// After `Welcome`, a viewer must `Subscribe` (or `Join`, in P2P mode) and a publisher
+	/// must `Publish` within this time, or it is closed (`IdleTimeout`) whatever else it sends:
+	/// `Ping` keeps a session open, not a session that takes no data and publishes none, which
+	/// would hold an admission slot and a connection for nothing. Default 10 s: a real client
+	/// sends it right after `Welcome`, one round trip later.
+	pub setup_timeout: Duration,
+	/// A publisher must deliver its first complete segment within this time after `Publish`,
+	/// or it is closed (`IdleTimeout`) and the stream slot it opened is freed. Default 20 s:
+	/// an encoder's first segment (one target duration, typically 2 to 6 s, plus its start)
+	/// comes well within it; a publisher closed early reconnects and loses nothing.
+	pub first_segment_timeout: Duration,
 	/// Segments are taken from the window only while fewer than this many bytes wait to be
 	/// sent. The queue holds references to frames shared by all sessions, so per-session memory
 	/// is a few pointers; what this bounds is how far a session runs ahead of its socket.
@@ -55,6 +66,8 @@ impl Default for SessionConfig {
 			max_frame_len: DEFAULT_MAX_FRAME_LEN,
 			hello_timeout: Duration::from_secs(5),
 			idle_timeout: Duration::from_secs(30),
+			setup_timeout: Duration::from_secs(10),
+			first_segment_timeout: Duration::from_secs(20),
 			max_send_queue_bytes: 1024 * 1024,
 			segment_limits: SegmentLimits::default(),
 			on_demand_lead: Duration::from_secs(10),
@@ -191,6 +204,9 @@ pub struct ServerSession {
 	stats: SessionStats,
 	/// Sent in `Welcome`; what a publisher's or P2P viewer's proof of key possession signs.
 	challenge: [u8; CHALLENGE_LEN],
+	/// The session is closed at this time unless it starts to take data or to publish by then
+	/// ([`SessionConfig::setup_timeout`], [`SessionConfig::first_segment_timeout`]), and why.
+	purpose_deadline: Option<(Millis, &'static str)>,
 }
 
 impl ServerSession {
@@ -208,6 +224,7 @@ impl ServerSession {
 			// A CSPRNG (the OS-seeded thread RNG): the challenge must be unpredictable, or a
 			// proof could be signed before the session exists.
 			challenge: rand::random(),
+			purpose_deadline: None,
 		}
 	}
 
@@ -233,6 +250,12 @@ impl ServerSession {
 			State::Publisher(Some((_, asm))) => asm.in_progress_bytes(),
 			_ => 0,
 		}
+	}
+
+	/// Whether the connection has not completed its handshake yet: no `Hello`, or a viewer's
+	/// `Hello` not answered (what per-address limits count as a handshake in flight).
+	pub fn in_handshake(&self) -> bool {
+		matches!(self.state, State::AwaitHello { .. } | State::AwaitAdmission)
 	}
 
 	/// Whether this is an admitted viewer (for releasing its admission slot).
@@ -356,7 +379,7 @@ impl ServerSession {
 						State::AwaitAdmission
 					}
 					Role::Publisher => {
-						self.welcome(AdmissionMode::Direct);
+						self.welcome(now, AdmissionMode::Direct);
 						State::Publisher(None)
 					}
 				}
@@ -372,6 +395,7 @@ impl ServerSession {
 					);
 				}
 				self.events.push_back(SessionEvent::Subscribed(stream));
+				self.purpose_deadline = None;
 				State::Viewer(Some(Subscription {
 					stream,
 					start,
@@ -397,6 +421,7 @@ impl ServerSession {
 					);
 				}
 				self.events.push_back(SessionEvent::JoinRequest { stream, viewer, peer });
+				self.purpose_deadline = None;
 				State::P2p(P2pState::Joining(stream))
 			}
 			(State::P2p(P2pState::Joined(feed)), Message::Fetch { stream, sequence, index })
@@ -415,7 +440,7 @@ impl ServerSession {
 				self.events.push_back(SessionEvent::FetchRequest { stream, sequence, index });
 				State::P2p(P2pState::Joined(feed))
 			}
-			(State::Publisher(None), Message::Publish { stream }) => {
+			(State::Publisher(None), Message::Publish { stream, proof }) => {
 				let Some(key) = self.config.origin_keys.get(stream) else {
 					return self.fail_as(
 						publisher,
@@ -424,6 +449,23 @@ impl ServerSession {
 						format!("no origin key for stream {stream}"),
 					);
 				};
+				// Before anything is held for it: anybody can say `Publish`.
+				let genesis = self.config.genesis_hash;
+				if !verify_publish_proof(&key, genesis, self.challenge, stream, &proof) {
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::BadSignature,
+						format!(
+							"publish proof for stream {stream} does not verify against its \
+							 origin key and this session's challenge"
+						),
+					);
+				}
+				self.purpose_deadline = Some((
+					now.saturating_add(millis(self.config.first_segment_timeout)),
+					"no segment within first_segment_timeout of publish",
+				));
 				self.events.push_back(SessionEvent::Publishing(stream));
 				let asm = Box::new(Assembler::new(
 					self.config.genesis_hash,
@@ -449,6 +491,7 @@ impl ServerSession {
 					Ok(Assembled::Progress) => {}
 					Ok(Assembled::Complete(seg)) => {
 						self.stats.segments_received += 1;
+						self.purpose_deadline = None;
 						let sequence = seg.sequence();
 						self.events.push_back(SessionEvent::SegmentReceived(seg));
 						self.send(encode_frame(&Message::Ack { stream, sequence }));
@@ -475,7 +518,11 @@ impl ServerSession {
 		};
 	}
 
-	fn welcome(&mut self, mode: AdmissionMode) {
+	fn welcome(&mut self, now: Millis, mode: AdmissionMode) {
+		self.purpose_deadline = Some((
+			now.saturating_add(millis(self.config.setup_timeout)),
+			"no subscribe, join or publish within setup_timeout of welcome",
+		));
 		self.send(encode_frame(&Message::Welcome {
 			version: PROTOCOL_VERSION,
 			mode,
@@ -503,7 +550,7 @@ impl ServerSession {
 	/// [`MAX_REDIRECT_SERVERS`]) right before the `Error`.
 	pub fn handle_admission_or_redirect(
 		&mut self,
-		_now: Millis,
+		now: Millis,
 		result: Result<AdmissionMode, ErrorCode>,
 		mut redirect: Vec<ServerAddrs>,
 	) {
@@ -512,7 +559,7 @@ impl ServerSession {
 		}
 		match result {
 			Ok(mode) => {
-				self.welcome(mode);
+				self.welcome(now, mode);
 				self.state = match mode {
 					AdmissionMode::Direct => State::Viewer(None),
 					AdmissionMode::P2p => State::P2p(P2pState::AwaitJoin),
@@ -738,14 +785,15 @@ impl ServerSession {
 
 	/// When [`Self::handle_timeout`] must be called next.
 	pub fn poll_timeout(&self) -> Option<Millis> {
-		match &self.state {
-			State::AwaitHello { deadline } => Some(*deadline),
-			State::Closed => None,
+		let at = match &self.state {
+			State::AwaitHello { deadline } => *deadline,
+			State::Closed => return None,
 			State::Viewer(Some(Subscription { paused_until: Some(at), .. })) => {
-				Some((*at).min(self.idle_deadline()))
+				(*at).min(self.idle_deadline())
 			}
-			_ => Some(self.idle_deadline()),
-		}
+			_ => self.idle_deadline(),
+		};
+		Some(self.purpose_deadline.map_or(at, |(purpose, _)| purpose.min(at)))
 	}
 
 	/// Time passed.
@@ -753,6 +801,12 @@ impl ServerSession {
 		if let State::Viewer(Some(sub)) = &mut self.state {
 			if sub.paused_until.is_some_and(|at| now >= at) {
 				sub.paused_until = None;
+			}
+		}
+		if let Some((at, why)) = self.purpose_deadline {
+			if now >= at && !self.is_closed() {
+				self.purpose_deadline = None;
+				return self.close(ErrorCode::IdleTimeout, why);
 			}
 		}
 		match self.state {

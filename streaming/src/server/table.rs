@@ -144,6 +144,21 @@ impl<S: Clone> StreamTable<S> {
 		}
 	}
 
+	/// Frees `stream` at once if it never stored anything (no segment, no end) and `unused`
+	/// says no session holds its slot any more: a stream slot opened by a publisher that left
+	/// (or viewers that all left) before any data is not held for the idle timeout, which is
+	/// meant for streams that had data. Returns whether it was freed (see [`Self::poll_freed`]).
+	pub fn release_if_unused(&mut self, stream: StreamId, unused: impl FnOnce(&S) -> bool) -> bool {
+		let empty = self
+			.entries
+			.get(&stream)
+			.is_some_and(|e| !e.has_segments && e.ended_at.is_none() && unused(&e.slot));
+		if let Some(e) = empty.then(|| self.entries.remove(&stream)).flatten() {
+			self.freed.push_back((stream, e.slot));
+		}
+		empty
+	}
+
 	/// When the next stream expires.
 	pub fn poll_timeout(&self) -> Option<Millis> {
 		self.entries.values().map(|e| e.expires_at(&self.config)).min()
@@ -235,6 +250,25 @@ mod tests {
 		t.handle_segment(t0 + s(201), 2);
 		t.handle_timeout(t0 + s(211));
 		assert_eq!(t.get(2), Some(2));
+	}
+
+	#[test]
+	fn a_slot_without_data_is_released_when_unused_and_one_with_data_is_kept() {
+		let t0: Millis = 0;
+		let mut t = table(8, 1);
+		t.open(t0, 1, Role::Publisher, || 1).unwrap();
+		assert_eq!(t.open(t0, 2, Role::Publisher, || 2), Err(ErrorCode::UnknownStream));
+		assert!(!t.release_if_unused(1, |_| false), "still held by a session");
+		assert!(t.release_if_unused(1, |_| true));
+		assert_eq!(t.poll_freed(), Some((1, 1)));
+		assert_eq!(t.open(t0, 2, Role::Publisher, || 2), Ok(2), "the waiting slot is free");
+		t.handle_segment(t0, 2);
+		assert!(!t.release_if_unused(2, |_| true), "a stream with data keeps its window");
+		t.open(t0, 3, Role::Publisher, || 3).unwrap();
+		t.handle_end(t0, 3);
+		assert!(!t.release_if_unused(3, |_| true), "an end is data too");
+		assert!(!t.release_if_unused(9, |_| true), "unknown stream");
+		assert_eq!(t.usage(), (2, 1));
 	}
 
 	#[test]

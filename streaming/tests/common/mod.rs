@@ -122,7 +122,8 @@ pub fn segment(stream: u64, seq: u64, len: usize) -> Segment {
 /// Publishes `count` segments of `len` bytes to `servers`, one every `pace`, then ends the
 /// stream and waits for every server to acknowledge.
 pub async fn publish(servers: Vec<Endpoint>, stream: u64, count: u64, len: usize, pace: Duration) {
-	let publisher = Publisher::start(PublishConfig::new(stream, servers)).expect("publisher");
+	let publisher =
+		Publisher::start(PublishConfig::new(stream, servers, origin())).expect("publisher");
 	for seq in 0..count {
 		publisher.push(Arc::new(segment(stream, seq, len)));
 		// Pacing, as a live origin: what the tests exercise (viewers following the live edge,

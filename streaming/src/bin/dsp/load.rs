@@ -188,8 +188,8 @@ fn load_config(
 	})
 }
 
-/// Starts the `dsp serve` child of a load run (loopback, capacity for every viewer, a window of
-/// 10 segments, `extra` arguments); returns it with its TCP endpoint and the viewers' endpoint.
+/// Starts the `dsp serve` child of a load run (loopback, capacity for every viewer, also from
+/// one address, a window of 10 segments, `extra` arguments); returns it with its TCP endpoint and the viewers' endpoint.
 fn spawn_server(
 	a: &Args,
 	origin_key: &str,
@@ -204,6 +204,8 @@ fn spawn_server(
 		.args(["serve", "--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0"])
 		.args(["--origin-key", origin_key])
 		.args(["--max-streams", &capacity, "--max-connections", &capacity, "--window", "10"])
+		// Every viewer of a load run connects from the same loopback address.
+		.args(["--max-sessions-per-address", &capacity, "--max-handshakes-per-address", &capacity])
 		.args(extra)
 		.env("RUST_LOG", "warn")
 		.stdout(Stdio::piped())

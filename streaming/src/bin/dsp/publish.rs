@@ -97,7 +97,7 @@ impl std::str::FromStr for StartSeq {
 pub async fn run(a: Args) -> anyhow::Result<()> {
 	let pair = pair_from_seed(&a.origin_seed, "--origin-seed")?;
 	let genesis: Hash32 = hex32(&a.genesis, "genesis")?;
-	let mut config = PublishConfig::new(a.stream, a.server.clone());
+	let mut config = PublishConfig::new(a.stream, a.server.clone(), pair.clone());
 	config.genesis_hash = genesis;
 	config.verification = verification(&a.quic_fingerprint)?;
 	let publisher = Publisher::start(config)?;

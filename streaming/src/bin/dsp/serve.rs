@@ -18,7 +18,7 @@ use dsp_streaming::{
 		receipts::{LedgerConfig, PassSigners},
 		tracker::{PassSigning, TrackerConfig},
 	},
-	server::{MemoryConfig, OriginKeys, StreamTableConfig},
+	server::{MemoryConfig, OriginKeys, PerAddressConfig, StreamTableConfig},
 };
 use sp_core::Pair;
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -88,6 +88,30 @@ pub struct Args {
 	/// Seconds a new client has to send its hello.
 	#[arg(long, default_value_t = 5)]
 	hello_timeout_secs: u64,
+	/// Seconds after `Welcome` within which a viewer must subscribe (or join, in P2P mode) and a
+	/// publisher must publish, or it is closed whatever it pings: a session that takes no data
+	/// and publishes nothing holds a connection for nothing. A real client does it at once.
+	#[arg(long, default_value_t = 10)]
+	setup_timeout_secs: u64,
+	/// Seconds after `Publish` within which a publisher must deliver its first segment, or it
+	/// is closed and the stream slot it opened freed (it reconnects and loses nothing). Well
+	/// above an encoder's first segment (one target duration, 2 to 6 s, plus its start).
+	#[arg(long, default_value_t = 20)]
+	first_segment_timeout_secs: u64,
+	/// Most sessions open at once from one client address (IPv6: per /64), over TCP and QUIC,
+	/// viewers and publishers together; further connections are refused as full. 32 leaves room
+	/// for many viewers behind one NAT, yet one address cannot take --max-connections.
+	#[arg(long, default_value_t = 32)]
+	max_sessions_per_address: usize,
+	/// Most connections from one client address that have not completed hello/welcome yet. An
+	/// honest client completes it in a round trip or two.
+	#[arg(long, default_value_t = 8)]
+	max_handshakes_per_address: usize,
+	/// Most stream slots without data (a publish before its first segment, a subscribe to a
+	/// stream nobody publishes yet) opened from one client address, so that one address cannot
+	/// take --max-waiting-streams.
+	#[arg(long, default_value_t = 4)]
+	max_waiting_streams_per_address: usize,
 	/// Seconds a write may make no progress before the client is closed.
 	#[arg(long, default_value_t = 10)]
 	write_stall_timeout_secs: u64,
@@ -197,6 +221,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 			streaming_rate: Perbill::from_parts((a.rate * 1e9).round() as u32),
 		},
 		max_connections: a.max_connections,
+		per_address: PerAddressConfig {
+			max_sessions: a.max_sessions_per_address,
+			max_handshakes: a.max_handshakes_per_address,
+			max_waiting_streams: a.max_waiting_streams_per_address,
+		},
 		max_p2p_sessions: a.max_p2p_sessions,
 		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
 		streams: StreamTableConfig {
@@ -215,6 +244,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	config.session.origin_keys = Arc::new(keys);
 	config.session.idle_timeout = Duration::from_secs(a.idle_timeout_secs);
 	config.session.hello_timeout = Duration::from_secs(a.hello_timeout_secs);
+	config.session.setup_timeout = Duration::from_secs(a.setup_timeout_secs);
+	config.session.first_segment_timeout = Duration::from_secs(a.first_segment_timeout_secs);
 	config.session.on_demand_lead = Duration::from_secs(a.vod_lead_secs);
 	if let Some(seed) = &a.pass_seed {
 		let signer = pair_from_seed(seed, "--pass-seed")?;

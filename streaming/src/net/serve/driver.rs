@@ -5,6 +5,7 @@
 use super::{
 	accept::write_loop,
 	control::{JoinStream, SessionControl},
+	limits::{AddressSession, WaitingStream},
 	shared::{Shared, StreamSlot},
 };
 use crate::{
@@ -34,10 +35,11 @@ const LOOKUP_BATCH: usize = 8;
 /// real buffer; this only lets the writer run while the session reads.
 const WRITER_CHANNEL: usize = 16;
 
-/// Runs one connection until it closes; returns the writer if it ended cleanly (for a graceful
-/// shutdown of the socket).
+/// Runs one connection, counted against its address as `address`, until it closes; returns
+/// the writer if it ended cleanly (for a graceful shutdown of the socket).
 pub(super) async fn run_session<R, W>(
 	shared: Arc<Shared>,
+	address: AddressSession,
 	peer: SocketAddr,
 	transport: Transport,
 	reader: R,
@@ -50,7 +52,9 @@ where
 {
 	let (tx, rx) = mpsc::channel::<Bytes>(WRITER_CHANNEL);
 	let writer_task = tokio::spawn(write_loop(writer, rx, shared.config.write_stall_timeout));
-	SessionDriver::new(shared, peer, transport, writer_task).run(reader, tx, shutdown).await
+	SessionDriver::new(shared, address, peer, transport, writer_task)
+		.run(reader, tx, shutdown)
+		.await
 }
 
 /// One connection's driver: the cores, the window it reads or writes, and the writer task.
@@ -73,12 +77,17 @@ pub(super) struct SessionDriver<W> {
 	writer_done: Option<Option<W>>,
 	/// What this publisher holds of the server's partial-segment budget.
 	partial: PartialReservation,
+	/// This connection, counted against its address.
+	address: AddressSession,
+	/// The stream slot this session opened, counted against its address while it has no data.
+	waiting: Option<WaitingStream>,
 }
 
 impl<W: FrameSink> SessionDriver<W> {
 	/// A new connection from `peer`, whose frames `writer_task` writes.
 	pub(super) fn new(
 		shared: Arc<Shared>,
+		address: AddressSession,
 		peer: SocketAddr,
 		transport: Transport,
 		writer_task: JoinHandle<Option<W>>,
@@ -100,6 +109,8 @@ impl<W: FrameSink> SessionDriver<W> {
 			writer_task,
 			writer_done: None,
 			partial: PartialReservation::default(),
+			address,
+			waiting: None,
 			shared,
 		}
 	}
@@ -119,6 +130,10 @@ impl<W: FrameSink> SessionDriver<W> {
 			while let Some(ev) = self.core.poll_event() {
 				self.handle_event(ev).await;
 			}
+			if !self.core.in_handshake() {
+				self.address.handshake_done();
+			}
+			self.check_waiting();
 			self.feed_live();
 			self.feed_vod().await;
 			let freed = self.slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed));
@@ -177,9 +192,12 @@ impl<W: FrameSink> SessionDriver<W> {
 			writer_done,
 			session_id,
 			mut partial,
+			address,
+			waiting,
 			..
 		} = self;
 		partial.release(&shared.partial_bytes);
+		drop((address, waiting));
 		if let Some(mode) = control.admitted() {
 			shared.admission.lock().release(mode);
 			shared.sessions.slot(mode, control.transport()).fetch_sub(1, Ordering::Relaxed);
@@ -189,6 +207,12 @@ impl<W: FrameSink> SessionDriver<W> {
 			if let Some(s) = &slot {
 				s.seeding().rotation.handle_peer_left(session_id);
 			}
+		}
+		drop(slot);
+		if let Some(stream) = control.stream() {
+			// This session let its slot go: if nobody else holds it and it never had data,
+			// free it now rather than at the stream idle timeout.
+			shared.release_if_unused(stream);
 		}
 		match writer_done {
 			Some(w) => w,
@@ -241,16 +265,10 @@ impl<W: FrameSink> SessionDriver<W> {
 		self.control.handle_join_request(stream);
 		let peer_id = info.peer_id.clone();
 		let known = self.shared.config.session.origin_keys.get(stream).is_some();
-		let opened = match known {
-			false => None,
-			true => Some(match self.shared.table().get(stream) {
-				Some(s) => Ok(s),
-				None => self.shared.open_stream(stream, Role::Viewer),
-			}),
-		};
+		let opened = known.then(|| self.open_stream(stream, Role::Viewer));
 		let found = match &opened {
 			None => JoinStream::Unknown,
-			Some(Err(code)) => JoinStream::Refused(*code),
+			Some(Err((code, _))) => JoinStream::Refused(*code),
 			Some(Ok(_)) => JoinStream::Held,
 		};
 		let shared = self.shared.clone();
@@ -302,13 +320,13 @@ impl<W: FrameSink> SessionDriver<W> {
 			self.vod = Some(v);
 		} else if !self.core.is_closed() {
 			// Live, or waiting (bounded) for a publisher of a stream with a key.
-			match live.map_or_else(|| self.shared.open_stream(id, Role::Viewer), Ok) {
+			match live.map_or_else(|| self.open_stream(id, Role::Viewer), Ok) {
 				Ok(s) => {
 					self.changed = Some(s.changed.subscribe());
 					self.slot = Some(s);
 					info!(%peer, %transport, %role, stream = id, "session started");
 				}
-				Err(code) => self.core.close(code, "too many streams held"),
+				Err((code, why)) => self.core.close(code, why),
 			}
 		}
 	}
@@ -316,7 +334,7 @@ impl<W: FrameSink> SessionDriver<W> {
 	fn handle_publishing(&mut self, id: StreamId) {
 		self.control.handle_publishing(id);
 		let (peer, transport, role) = (self.peer, self.control.transport(), self.control.role());
-		match self.shared.open_published(id) {
+		match self.open_stream(id, Role::Publisher) {
 			Ok(s) => {
 				let next_sequence = s.window.lock().next_sequence();
 				self.core.handle_publish_ready(self.shared.now(), next_sequence);
@@ -324,7 +342,7 @@ impl<W: FrameSink> SessionDriver<W> {
 				self.slot = Some(s);
 				info!(%peer, %transport, %role, stream = id, next_sequence, "session started");
 			}
-			Err((code, reason)) => self.core.close(code, reason),
+			Err((code, why)) => self.core.close(code, why),
 		}
 	}
 
@@ -333,13 +351,13 @@ impl<W: FrameSink> SessionDriver<W> {
 		let freed = self.slot.as_ref().is_some_and(|s| s.freed.load(Ordering::Relaxed));
 		if self.control.must_reopen_window(freed) {
 			// Freed while this publisher was silent: continue in a new window.
-			match self.shared.open_published(id) {
+			match self.open_stream(id, Role::Publisher) {
 				Ok(s) => {
 					self.changed = Some(s.changed.subscribe());
 					self.slot = Some(s);
 				}
-				Err((code, reason)) => {
-					self.core.close(code, reason);
+				Err((code, why)) => {
+					self.core.close(code, why);
 					self.slot = None;
 				}
 			}
@@ -393,6 +411,50 @@ impl<W: FrameSink> SessionDriver<W> {
 			warn!(%peer, %transport, %role, ?stream, ?code, %reason, "session closed");
 		} else {
 			info!(%peer, %transport, %role, ?stream, %reason, "session closed");
+		}
+	}
+
+	/// The slot of stream `id`: the one held, or a new one opened for this session (`by`),
+	/// counted against the session's address while it has no data.
+	fn open_stream(
+		&mut self,
+		id: StreamId,
+		by: Role,
+	) -> Result<Arc<StreamSlot>, (ErrorCode, String)> {
+		// A slot this session creates counts against its address until it has data.
+		let waiting = match self.shared.table().get(id) {
+			Some(_) => None,
+			None => Some(
+				WaitingStream::try_new(&self.shared, self.address.ip())
+					.map_err(|why| (ErrorCode::UnknownStream, why.to_string()))?,
+			),
+		};
+		let slot = match by {
+			// A publisher's stream also counts against its origin's memory bounds.
+			Role::Publisher => self.shared.open_published(id)?,
+			Role::Viewer => self
+				.shared
+				.open_stream(id, by)
+				.map_err(|code| (code, "too many streams held".to_string()))?,
+		};
+		if waiting.is_some() {
+			self.waiting = waiting;
+		}
+		Ok(slot)
+	}
+
+	/// Stops counting the slot this session opened against its address once it has data
+	/// (or was freed, or let go).
+	fn check_waiting(&mut self) {
+		if self.waiting.is_none() {
+			return;
+		}
+		let waits = self
+			.slot
+			.as_ref()
+			.is_some_and(|s| !s.freed.load(Ordering::Relaxed) && s.window.lock().usage().0 == 0);
+		if !waits {
+			self.waiting = None;
 		}
 	}
 
@@ -548,8 +610,16 @@ mod tests {
 		let (r, w) = tokio::io::split(server);
 		let (stop, shutdown) = watch::channel(false);
 		let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-		let task =
-			tokio::spawn(run_session(shared.clone(), peer, Transport::Tcp, r, Sink(w), shutdown));
+		let address = AddressSession::try_open(shared, peer.ip()).unwrap();
+		let task = tokio::spawn(run_session(
+			shared.clone(),
+			address,
+			peer,
+			Transport::Tcp,
+			r,
+			Sink(w),
+			shutdown,
+		));
 		let (cr, cw) = tokio::io::split(client);
 		((cr, cw, stop), task)
 	}

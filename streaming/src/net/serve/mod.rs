@@ -8,10 +8,12 @@
 //! - `control`: the decisions that loop makes, sans-IO (admission and join outcomes,
 //!   reopening a freed window, when a session is done, byte counting).
 //! - `shared`: the stream table, windows, seeding and counters the sessions share.
+//! - `limits`: the per-address limits as guards the connection tasks hold.
 
 mod accept;
 mod control;
 mod driver;
+mod limits;
 mod shared;
 
 use self::{
@@ -29,8 +31,8 @@ use crate::{
 	p2p::{seeding::SeedConfig, tracker::PassSigning},
 	protocol::ServerAddrs,
 	server::{
-		AdmissionStats, MemoryConfig, SessionConfig, StreamTableConfig, WindowConfig,
-		DEFAULT_MAX_P2P_SESSIONS,
+		AdmissionStats, MemoryConfig, PerAddressConfig, SessionConfig, StreamTableConfig,
+		WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
 	},
 };
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32};
@@ -64,6 +66,10 @@ pub struct ServeConfig {
 	/// Most connections open at once, viewers, publishers and not-yet-identified clients
 	/// together; further ones are refused with `Full`. Default 4096.
 	pub max_connections: usize,
+	/// What one client address may hold (sessions, handshakes in flight, streams without
+	/// data), so that one address cannot take `max_connections` or the waiting stream slots
+	/// for itself. Connections beyond it are refused with `Full` (no redirect).
+	pub per_address: PerAddressConfig,
 	/// Streams held at once, and when ended or idle ones are freed.
 	pub streams: StreamTableConfig,
 	/// Records every segment and end the server stores to `<dir>/<stream>/` (see
@@ -114,6 +120,7 @@ impl Default for ServeConfig {
 			window: WindowConfig::default(),
 			capacity: CapacitySettings::spec_default(),
 			max_connections: 4096,
+			per_address: PerAddressConfig::default(),
 			streams: StreamTableConfig::default(),
 			record_dir: None,
 			vod_dir: None,
@@ -173,6 +180,12 @@ pub struct ServerStats {
 	pub partial_bytes: usize,
 	/// Publishers refused with `OverBudget` since start.
 	pub refused_over_budget: u64,
+	/// Connections refused because their address reached a per-address limit
+	/// ([`ServeConfig::per_address`]), since start.
+	pub refused_per_address: u64,
+	/// QUIC Retry packets sent, since start: every QUIC client whose address is not
+	/// validated yet gets one and takes a connection permit only once it answers it.
+	pub quic_retries: u64,
 }
 
 /// Transport switches reported by viewers (`Switched` after `Subscribe`), by the transport of
@@ -310,6 +323,8 @@ impl RunningServer {
 			window_bytes: s.window_bytes.used(),
 			partial_bytes: s.partial_bytes.used(),
 			refused_over_budget: s.over_budget.load(Ordering::Relaxed),
+			refused_per_address: s.refused_per_address.load(Ordering::Relaxed),
+			quic_retries: s.quic_retries.load(Ordering::Relaxed),
 		}
 	}
 

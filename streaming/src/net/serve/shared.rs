@@ -12,7 +12,7 @@ use crate::{
 	p2p::{seeding::SeedRotation, serving::ChunkSource, tracker::Tracker},
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
-	server::{Admission, ByteBudget, Inserted, LiveWindow, RedirectList, StreamTable},
+	server::{Admission, ByteBudget, Inserted, LiveWindow, PerAddress, RedirectList, StreamTable},
 };
 use bytes::Bytes;
 use dsp_primitives::{AdmissionMode, PublicKey, SegmentHeader, Signed, StreamId};
@@ -143,6 +143,13 @@ pub(super) struct Shared {
 	origin_streams: Mutex<HashMap<PublicKey, usize>>,
 	/// Publishers refused with `OverBudget` since start.
 	pub(super) over_budget: AtomicU64,
+	// Admission of the unauthenticated (per-address limits, QUIC address validation).
+	/// What each client address holds (see [`super::limits`]).
+	pub(super) per_address: Mutex<PerAddress>,
+	/// Connections refused by a per-address limit, since start.
+	pub(super) refused_per_address: AtomicU64,
+	/// QUIC Retry packets sent to clients whose address was not validated yet, since start.
+	pub(super) quic_retries: AtomicU64,
 }
 
 /// Why a publisher could not open its stream's window: the code and the reason it is sent.
@@ -183,6 +190,9 @@ impl Shared {
 			partial_bytes: ByteBudget::new(config.memory.max_partial_bytes),
 			origin_streams: Mutex::new(HashMap::new()),
 			over_budget: AtomicU64::new(0),
+			per_address: Mutex::new(PerAddress::new(config.per_address.clone())),
+			refused_per_address: AtomicU64::new(0),
+			quic_retries: AtomicU64::new(0),
 			config,
 		}
 	}
@@ -262,6 +272,15 @@ impl Shared {
 			budget: self.window_bytes.clone(),
 			origin: Mutex::new(None),
 		})
+	}
+
+	/// Frees `id` if it never stored anything and no session holds its slot any more (see
+	/// [`StreamTable::release_if_unused`]); a session that held it calls this after letting
+	/// its slot go.
+	pub(super) fn release_if_unused(&self, id: StreamId) {
+		let mut table = self.table();
+		table.release_if_unused(id, |slot| Arc::strong_count(slot) == 1);
+		self.release_freed(&mut table);
 	}
 
 	/// Frees expired streams.

@@ -29,6 +29,12 @@ fn hello(role: Role) -> Message {
 	Message::Hello { version: PROTOCOL_VERSION, role, genesis_hash: [0; 32] }
 }
 
+/// `Publish` for `stream` with the origin's proof for this session's challenge.
+fn publish(s: &ServerSession, stream: StreamId) -> Message {
+	let proof = crate::protocol::publish_proof(&origin(), [0; 32], *s.challenge(), stream);
+	Message::Publish { stream, proof }
+}
+
 fn end(next_sequence: u64) -> Signed<StreamEnd> {
 	Signed::sign(StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence }, &origin())
 }
@@ -63,6 +69,7 @@ impl ServerSession {
 			events: VecDeque::new(),
 			stats: self.stats,
 			challenge: self.challenge,
+			purpose_deadline: None,
 		}
 	}
 }
@@ -164,7 +171,7 @@ fn publisher_segments_are_verified_stored_and_acked() {
 	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	let segment = seg(7);
 	for f in &segment.frames {
 		s.handle_frame(now, f.slice(LENGTH_PREFIX..));
@@ -187,7 +194,7 @@ fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
 	let mut window = LiveWindow::new(WindowConfig::default());
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	// Anybody can say `Publish`; only the origin's key can end the stream.
 	let forged =
 		Signed::sign(end(3).payload, &sp_core::sr25519::Pair::from_string("//Eve", None).unwrap());
@@ -198,7 +205,7 @@ fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
 	// An end for another chain does not pass either.
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	let mut other_chain = end(3).payload;
 	other_chain.genesis_hash = [9; 32];
 	s.handle_frame(now, body(&Message::End(Signed::sign(other_chain, &origin()))));
@@ -215,7 +222,7 @@ fn publisher_with_bad_signature_is_closed() {
 	let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 512);
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	s.handle_frame(now, bad.frames[0].slice(LENGTH_PREFIX..));
 	assert_eq!(closed_with(&mut s), ErrorCode::BadSignature);
 }
@@ -225,7 +232,7 @@ fn publishing_a_stream_without_an_origin_key_is_refused() {
 	let now: Millis = 0;
 	let mut s = ServerSession::new(now, SessionConfig::default());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
 }
 
@@ -253,14 +260,6 @@ fn protocol_violations_close_with_a_clear_code() {
 			vec![hello(Role::Publisher), Message::Subscribe { stream: 1, start: Start::At(0) }],
 			ErrorCode::UnexpectedMessage,
 		),
-		(
-			vec![
-				hello(Role::Publisher),
-				Message::Publish { stream: 1 },
-				Message::Ack { stream: 1, sequence: 0 },
-			],
-			ErrorCode::UnexpectedMessage,
-		),
 	];
 	for (msgs, code) in cases {
 		let mut s = ServerSession::new(now, config());
@@ -269,6 +268,11 @@ fn protocol_violations_close_with_a_clear_code() {
 		}
 		assert_eq!(closed_with(&mut s), code, "{msgs:?}");
 	}
+	let mut s = ServerSession::new(now, config());
+	s.handle_frame(now, body(&hello(Role::Publisher)));
+	s.handle_frame(now, body(&publish(&s, 1)));
+	s.handle_frame(now, body(&Message::Ack { stream: 1, sequence: 0 }));
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage, "ack from a publisher");
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, Bytes::from_static(&[42, 1, 2]));
 	assert_eq!(closed_with(&mut s), ErrorCode::UnknownMessage);
@@ -502,7 +506,7 @@ fn switched_in_any_other_state_is_unexpected() {
 	// From a publisher, and in P2P mode.
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	s.handle_frame(now, switched.clone());
 	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
 	let mut s = p2p_viewer(now);
@@ -540,7 +544,7 @@ fn publisher_is_told_where_to_continue() {
 	assert_eq!(window.next_sequence(), 5);
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	s.handle_publish_ready(now, window.next_sequence());
 	let msgs = sent(&mut s);
 	assert_eq!(msgs[1], Message::Expect { stream: 1, next_sequence: 5 });
@@ -551,7 +555,7 @@ fn a_refused_publisher_still_gets_the_acks_queued_before_the_error() {
 	let now: Millis = 0;
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
-	s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+	s.handle_frame(now, body(&publish(&s, 1)));
 	for f in &seg(0).frames {
 		s.handle_frame(now, f.slice(LENGTH_PREFIX..));
 	}
@@ -629,4 +633,88 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 		assert!(steps < 20, "no progress");
 	}
 	assert_eq!(now, t0 + 13_000);
+}
+
+#[test]
+fn a_publish_without_a_valid_proof_is_refused_before_anything_is_held() {
+	let now: Millis = 0;
+	let eve = sp_core::sr25519::Pair::from_string("//Eve", None).unwrap();
+	let other_session = ServerSession::new(now, config());
+	let Message::Publish { proof: replayed, .. } = publish(&other_session, 1) else {
+		unreachable!()
+	};
+	for what in ["another key", "another session's challenge (replayed)", "another stream"] {
+		let mut s = ServerSession::new(now, config());
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		let proof = match what {
+			"another key" => crate::protocol::publish_proof(&eve, [0; 32], *s.challenge(), 1),
+			"another stream" => {
+				crate::protocol::publish_proof(&origin(), [0; 32], *s.challenge(), 2)
+			}
+			_ => replayed,
+		};
+		s.handle_frame(now, body(&Message::Publish { stream: 1, proof }));
+		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+		assert!(
+			!events.iter().any(|e| matches!(e, SessionEvent::Publishing(_))),
+			"{what}: {events:?}"
+		);
+		assert_eq!(closed_with(&mut s), ErrorCode::BadSignature, "{what}");
+	}
+}
+
+#[test]
+fn sessions_that_take_no_data_and_publish_nothing_are_closed_whatever_they_ping() {
+	let t0: Millis = 0;
+	let cfg = config();
+	let setup = millis(cfg.setup_timeout);
+	let first = millis(cfg.first_segment_timeout);
+	// Pings every second until `until` (or the close), firing timers as a driver would.
+	let pings = |s: &mut ServerSession, until: Millis| {
+		let mut now = t0;
+		while now < until && !s.is_closed() {
+			s.handle_frame(now, body(&Message::Ping(1)));
+			now += 1000;
+			if s.poll_timeout().is_some_and(|at| at <= now) {
+				s.handle_timeout(now);
+			}
+		}
+	};
+	// A viewer that never subscribes.
+	let mut s = ServerSession::new(t0, config());
+	s.handle_frame(t0, body(&hello(Role::Viewer)));
+	s.handle_admission(t0, Ok(AdmissionMode::Direct));
+	assert!(s.poll_timeout().is_some_and(|at| at <= t0 + setup));
+	pings(&mut s, t0 + setup + 2000);
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout, "viewer without subscribe");
+	// A P2P viewer that never joins.
+	let mut s = ServerSession::new(t0, config());
+	s.handle_frame(t0, body(&hello(Role::Viewer)));
+	s.handle_admission(t0, Ok(AdmissionMode::P2p));
+	pings(&mut s, t0 + setup + 2000);
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout, "p2p viewer without join");
+	// A publisher that never says `Publish`, and one that sends no segment after it.
+	let mut s = ServerSession::new(t0, config());
+	s.handle_frame(t0, body(&hello(Role::Publisher)));
+	pings(&mut s, t0 + setup + 2000);
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout, "publisher without publish");
+	let mut s = ServerSession::new(t0, config());
+	s.handle_frame(t0, body(&hello(Role::Publisher)));
+	s.handle_frame(t0, body(&publish(&s, 1)));
+	assert!(s.poll_timeout().is_some_and(|at| at <= t0 + first));
+	pings(&mut s, t0 + first + 2000);
+	assert_eq!(closed_with(&mut s), ErrorCode::IdleTimeout, "publisher without a segment");
+	// A publisher that delivered a segment, and a subscribed viewer that takes nothing for
+	// now (a stalled reader of a live stream): neither is closed by these timeouts.
+	let mut p = ServerSession::new(t0, config());
+	p.handle_frame(t0, body(&hello(Role::Publisher)));
+	p.handle_frame(t0, body(&publish(&p, 1)));
+	for f in &seg(0).frames {
+		p.handle_frame(t0, f.slice(LENGTH_PREFIX..));
+	}
+	let mut v = viewer(t0, Start::Live { back: 0 });
+	let later = t0 + setup.max(first) + 5000;
+	pings(&mut p, later);
+	pings(&mut v, later);
+	assert!(!p.is_closed() && !v.is_closed());
 }
