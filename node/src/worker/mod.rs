@@ -6,6 +6,9 @@
 //! - **Settings**: at every finalized block the worker reads its streamer record
 //!   ([`registry::read_settings`]) and applies a change of `max_streams` or `r` to new
 //!   admissions at once (open sessions stay), and moves pass issuing to the current epoch.
+//!   The same epoch change prunes the swarm seed's receipt ledger: epochs more than the claim
+//!   window (`ServingConfig::claim_window_epochs`, by default the runtime's `ClaimWindow` of 24)
+//!   behind are forgotten, since nobody can claim them any more.
 //! - **Streams**: origin keys come from the chain's stream registry
 //!   ([`registry::ChainRegistry`]) as of the latest finalized block; closed streams are refused.
 //! - **Redirects**: a viewer the worker cannot admit (direct sessions at the threshold and no
@@ -466,7 +469,12 @@ async fn apply(
 			log::warn!(target: LOG_TARGET, "moving to epoch {} (retried next block): {e}", now.epoch);
 			return ChainSettings { epoch: before.epoch, ..now };
 		}
-		log::info!(target: LOG_TARGET, "credit epoch {}: passes name it from now on", now.epoch);
+		log::info!(
+			target: LOG_TARGET,
+			"credit epoch {}: passes name it from now on; the seed ledger forgot epochs past the \
+			 claim window",
+			now.epoch
+		);
 	}
 	now
 }

@@ -7,7 +7,7 @@
 
 use crate::{
 	clock::Clock,
-	net::ledger_file::write_ledger,
+	net::ledger_file::{ledger_path, write_all_epochs, write_epochs},
 	p2p::{
 		behaviour::{build_swarm, Behaviour, BehaviourEvent, SwarmLimits},
 		receipts::{LedgerConfig, SeederLedger},
@@ -196,8 +196,17 @@ impl P2pNode {
 			.map_err(|e| P2pError::Setup(format!("secret key: {e}")))?;
 		let peer_id = keypair.public().to_peer_id();
 		let ledger = match &config.ledger_dir {
-			Some(dir) => SeederLedger::load(config.ledger.clone(), dir)
-				.map_err(|e| P2pError::Setup(format!("ledger in {}: {e}", dir.display())))?,
+			Some(dir) => {
+				let ledger = SeederLedger::load(config.ledger.clone(), dir)
+					.map_err(|e| P2pError::Setup(format!("ledger in {}: {e}", dir.display())))?;
+				if ledger_path(dir).exists() {
+					// Written by an older version in one file: now one file per epoch.
+					ledger.save(dir).map_err(|e| {
+						P2pError::Setup(format!("ledger in {}: {e}", dir.display()))
+					})?;
+				}
+				ledger
+			}
 			None => SeederLedger::new(config.ledger.clone()),
 		};
 		let mut swarm = build_swarm(keypair, &config.limits).map_err(P2pError::Setup)?;
@@ -384,24 +393,29 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 		}
 	}
 
-	/// Saves the ledger if it changed. The file is written on a blocking thread; the swarm
+	/// Saves the epochs of the ledger that changed (in practice the current one; see
+	/// [`crate::net::ledger_file`]). The files are written on a blocking thread; the swarm
 	/// waits meanwhile (a few milliseconds for thousands of entries), which keeps a save and the
 	/// next change strictly ordered.
 	async fn save_ledger(&mut self) {
 		let Some(dir) = self.ledger_dir.clone() else { return };
-		if !self.serving.take_ledger_changed() {
+		let changed = self.serving.take_changed_epochs();
+		if changed.is_empty() {
 			return;
 		}
-		let bytes = self.serving.ledger().encode();
-		let entries = self.serving.ledger().entries().count();
-		let write = tokio::task::spawn_blocking(move || write_ledger(&dir, &bytes));
+		let files = self.serving.ledger().encode_epochs(&changed);
+		let bytes: usize = files.iter().filter_map(|(_, b)| b.as_ref()).map(Vec::len).sum();
+		let write = tokio::task::spawn_blocking(move || write_epochs(&dir, &files));
 		match write.await {
-			Ok(Ok(())) => debug!(entries, "ledger saved"),
+			Ok(Ok(())) => debug!(epochs = ?changed, bytes, "ledger saved"),
 			Ok(Err(e)) => {
-				self.serving.mark_ledger_changed();
+				self.serving.mark_epochs_changed(changed);
 				warn!(error = %e, "saving the ledger failed; retrying at the next tick")
 			}
-			Err(e) => warn!(error = %e, "ledger save task failed"),
+			Err(e) => {
+				self.serving.mark_epochs_changed(changed);
+				warn!(error = %e, "ledger save task failed")
+			}
 		}
 	}
 
@@ -434,9 +448,10 @@ impl<S: ChunkSource + Send + Sync + 'static> Driver<S> {
 			}
 			Command::SaveLedger(dir, tx) => {
 				// Encoded here, written off the swarm's task.
-				let bytes = self.serving.ledger().encode();
+				let ledger = self.serving.ledger();
+				let files = ledger.encode_epochs(&ledger.epochs());
 				tokio::task::spawn_blocking(move || {
-					let _ = tx.send(write_ledger(&dir, &bytes));
+					let _ = tx.send(write_all_epochs(&dir, &files));
 				});
 			}
 			Command::Epoch(epoch) => self.serving.handle_epoch(epoch),

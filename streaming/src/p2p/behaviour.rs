@@ -1,9 +1,12 @@
 //! The libp2p side of the swarm: one [`Behaviour`] composing `/dsp/p2p/1` request-response with
-//! connection limits and a block list (bans), and [`build_swarm`], which puts it on QUIC and on
+//! connection limits (in all, per peer, per remote IP address) and a block list (bans), and [`build_swarm`], which puts it on QUIC and on
 //! TCP (noise + yamux) with tokio. No protocol logic lives here: answers come from
 //! [`super::serving::Serving`], and the driver is [`crate::net::p2p`].
 
-use super::wire::{P2pCodec, WireLimits, PROTOCOL_NAME};
+use super::{
+	ip_limit,
+	wire::{P2pCodec, WireLimits, PROTOCOL_NAME},
+};
 use libp2p::{
 	allow_block_list, connection_limits, identity::Keypair, noise, request_response,
 	swarm::NetworkBehaviour, tcp, yamux, StreamProtocol, Swarm,
@@ -26,6 +29,10 @@ pub struct SwarmLimits {
 	pub max_established_per_peer: u32,
 	/// Most incoming connections still in their handshake. Default 64.
 	pub max_pending_incoming: u32,
+	/// Most inbound connections from one remote IP address. Default 16: peer ids are free,
+	/// addresses are not, so one host gets at most 16 of the 256 slots (and their
+	/// verification budgets); 16 leaves room for viewers behind one NAT.
+	pub max_established_per_ip: u32,
 	/// A connection with no substream for this long is closed. Default 30 s.
 	pub idle_connection_timeout: Duration,
 }
@@ -39,6 +46,7 @@ impl Default for SwarmLimits {
 			max_established: 256,
 			max_established_per_peer: 2,
 			max_pending_incoming: 64,
+			max_established_per_ip: 16,
 			idle_connection_timeout: Duration::from_secs(30),
 		}
 	}
@@ -50,6 +58,8 @@ impl Default for SwarmLimits {
 pub struct Behaviour {
 	/// Connection limits.
 	pub limits: connection_limits::Behaviour,
+	/// Inbound connections per remote IP address.
+	pub per_ip: ip_limit::Behaviour,
 	/// Banned peers: connections to and from them are denied.
 	pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 	/// `/dsp/p2p/1`.
@@ -68,6 +78,7 @@ impl Behaviour {
 			.with_max_concurrent_streams(limits.max_concurrent_streams);
 		Self {
 			limits: connection_limits::Behaviour::new(conn),
+			per_ip: ip_limit::Behaviour::new(limits.max_established_per_ip as usize),
 			blocked: Default::default(),
 			rr: request_response::Behaviour::with_codec(
 				P2pCodec { limits: limits.wire },

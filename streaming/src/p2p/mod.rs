@@ -44,6 +44,7 @@
 
 pub mod behaviour;
 pub mod chunkset;
+pub mod ip_limit;
 pub mod mesh;
 pub mod playout;
 pub mod receipts;
@@ -52,6 +53,7 @@ pub mod seeding;
 pub mod serving;
 pub mod tracker;
 pub mod upload;
+pub mod verify_guard;
 pub mod wire;
 
 pub use crate::clock::Millis;

@@ -13,6 +13,29 @@
 //! 4. Drain [`Serving::poll_event`]: on [`ServingEvent::Ban`] block the peer and close its
 //!    connections; `Have` goes to the download scheduler.
 //! 5. Call [`Serving::handle_disconnected`] when a peer's last connection closed.
+//! 6. Call [`Serving::handle_epoch`] when the chain's credit epoch changes: the ledger forgets
+//!    epochs past the claim window then. Save the epochs [`Serving::take_changed_epochs`]
+//!    names (see [`crate::net::ledger_file`]).
+//!
+//! # What a peer can make this node verify
+//!
+//! Every sr25519 verification a request triggers (a pass: its peer binding and, unless the
+//! pass is in the [`PassCache`], its signature; a receipt: the pass and receipt signatures) is
+//! paid from the peer's and the node's [`VerifyBudget`] first; the cheap checks (epoch, chain,
+//! issuer) come before it. A failed verification, a pass for another chain or from an issuer
+//! that is not authorised count as bad input ([`ServingConfig::max_bad_input`]); a peer that
+//! keeps asking over its own budget is banned as a flooder. With the defaults the node
+//! verifies at most `total_per_sec` = 1024 signatures per second (plus a burst of 2048),
+//! however many peer ids ask; one peer id gets at most `per_peer_burst` = 16 at once, and at
+//! most 6 failed ones (3 bad inputs, 2 verifications each) before its ban.
+//!
+//! # Ledger size
+//!
+//! The ledger holds passes of the last `claim_window_epochs` + 1 epochs (older ones cannot be
+//! claimed any more and are pruned at each epoch change) and at most `max_entries` entries:
+//! when it is full, the oldest epoch is evicted for a pass of a newer one, so honest viewers
+//! are refused at most until the next epoch. About 380 bytes per entry on disk and 450 in
+//! memory: 65 536 entries are 25 MiB on disk.
 //!
 //! Time only comes in through `now` arguments, on the `u64` millisecond clock of the rest of
 //! `p2p` ([`Millis`]); nothing here reads a clock. Peers are any [`PeerIdentity`] (libp2p's
@@ -20,14 +43,18 @@
 
 use super::{
 	receipts::{ReceiptError, SeederLedger},
+	upload::UploadCap,
+	verify_guard::{pass_hash, OverBudget, PassCache, VerifyBudget, VerifyConfig},
 	wire::{verify_peer_binding, HaveSegment, PeerIdentity, RefusalCode, Request, Response},
 	Millis,
 };
 use crate::segment::{verify_chunk, SegmentError};
 use bytes::Bytes;
-use dsp_primitives::{EpochIndex, PublicKey, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{
+	EpochIndex, Hash32, PublicKey, SegmentHeader, Signature, Signed, StreamId, ViewerPass,
+};
 use std::{
-	collections::{HashMap, HashSet, VecDeque},
+	collections::{BTreeSet, HashMap, HashSet, VecDeque},
 	fmt::Debug,
 	hash::Hash,
 	time::Duration,
@@ -71,7 +98,18 @@ pub struct ServingConfig {
 	/// Most disconnected peers whose bad-input count is remembered, so that reconnecting does
 	/// not reset it; the oldest is forgotten beyond it. Default 4096, 40 bytes each.
 	pub max_remembered_strikes: usize,
+	/// Signature verifications peers may trigger (per peer and in total) and the cache of
+	/// verified passes.
+	pub verify: VerifyConfig,
+	/// Epochs after an epoch during which its receipts can be claimed (the chain's
+	/// `ClaimWindow`): at epoch `e` the ledger forgets epochs before `e - claim_window_epochs`.
+	/// Default [`DEFAULT_CLAIM_WINDOW_EPOCHS`].
+	pub claim_window_epochs: EpochIndex,
 }
+
+/// Default [`ServingConfig::claim_window_epochs`]: 24, the runtime's `ClaimWindow` (a day of
+/// one-hour epochs).
+pub const DEFAULT_CLAIM_WINDOW_EPOCHS: EpochIndex = 24;
 
 impl Default for ServingConfig {
 	fn default() -> Self {
@@ -85,6 +123,8 @@ impl Default for ServingConfig {
 			max_banned: 4096,
 			max_remembered_strikes: 4096,
 			pass_epoch_lag: 1,
+			verify: VerifyConfig::default(),
+			claim_window_epochs: DEFAULT_CLAIM_WINDOW_EPOCHS,
 		}
 	}
 }
@@ -130,14 +170,24 @@ pub enum FetchError {
 	NotServed(String),
 }
 
+/// The pass a peer showed for a stream.
+#[derive(Clone, Copy, Debug)]
+struct HeldPass {
+	viewer: PublicKey,
+	epoch: EpochIndex,
+	/// [`pass_hash`]: the same pass shown again on the connection is not verified again.
+	hash: Hash32,
+}
+
 #[derive(Debug)]
 struct PeerState {
-	/// Stream → (viewer key, epoch) of the pass this peer showed.
-	passes: HashMap<StreamId, (PublicKey, EpochIndex)>,
+	passes: HashMap<StreamId, HeldPass>,
 	window_start: Millis,
 	requests: u32,
 	busy: u32,
 	bad_input: u32,
+	/// The peer's share of the verification budget.
+	verify: UploadCap,
 }
 
 /// Counters, for logs and tests.
@@ -151,6 +201,15 @@ pub struct ServingStats {
 	pub refused: u64,
 	/// Peers banned.
 	pub bans: u64,
+	/// sr25519 verifications made for peers' passes and receipts.
+	pub verifications: u64,
+	/// Requests refused because a verification budget was spent.
+	pub over_verify_budget: u64,
+	/// Ledger entries forgotten: past the claim window, or evicted (oldest epoch first) to
+	/// make room in a full ledger.
+	pub ledger_pruned: u64,
+	/// Of those, entries evicted from a full ledger while still claimable.
+	pub ledger_evicted: u64,
 }
 
 /// The serving state machine of one P2P node. See the module docs for the call order.
@@ -158,10 +217,15 @@ pub struct ServingStats {
 pub struct Serving<P> {
 	config: ServingConfig,
 	ledger: SeederLedger,
-	/// Whether the ledger changed since [`Serving::take_ledger_changed`] was last called.
-	ledger_changed: bool,
+	/// Epochs whose ledger entries changed since [`Serving::take_changed_epochs`].
+	changed_epochs: BTreeSet<EpochIndex>,
 	/// The current credit epoch, once known.
 	epoch: Option<EpochIndex>,
+	/// The newest epoch the ledger was pruned for: the chain's, or without one the newest of
+	/// an accepted pass.
+	horizon: Option<EpochIndex>,
+	budget: VerifyBudget,
+	pass_cache: PassCache,
 	peers: HashMap<P, PeerState>,
 	banned: HashSet<P>,
 	ban_order: VecDeque<P>,
@@ -175,11 +239,16 @@ pub struct Serving<P> {
 impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 	/// A serving core with `ledger` for passes and receipts.
 	pub fn new(config: ServingConfig, ledger: SeederLedger) -> Self {
+		let budget = VerifyBudget::new(0, config.verify.clone());
+		let pass_cache = PassCache::new(config.verify.max_cached_passes);
 		Self {
 			config,
 			ledger,
-			ledger_changed: false,
+			changed_epochs: BTreeSet::new(),
 			epoch: None,
+			horizon: None,
+			budget,
+			pass_cache,
 			peers: HashMap::new(),
 			banned: HashSet::new(),
 			ban_order: VecDeque::new(),
@@ -195,22 +264,51 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 		&self.ledger
 	}
 
-	/// Forgets ledger entries of epochs before `epoch` (see [`SeederLedger::prune_before`]).
+	/// Forgets ledger entries of epochs before `epoch` (see [`SeederLedger::prune_before`]),
+	/// and the cached passes of those epochs; returns how many entries.
 	pub fn prune_ledger_before(&mut self, epoch: EpochIndex) -> usize {
+		let gone: BTreeSet<EpochIndex> =
+			self.ledger.entries().map(|e| e.pass.payload.epoch).filter(|e| *e < epoch).collect();
 		let n = self.ledger.prune_before(epoch);
-		self.ledger_changed |= n > 0;
+		self.pass_cache.prune_before(epoch);
+		self.changed_epochs.extend(gone);
+		self.stats.ledger_pruned += n as u64;
 		n
 	}
 
-	/// Whether the ledger changed (a pass, receipt or served chunk) since the last call: the
-	/// shell saves it then.
-	pub fn take_ledger_changed(&mut self) -> bool {
-		std::mem::take(&mut self.ledger_changed)
+	/// The epochs whose entries changed (a pass, receipt or served chunk, or pruned) since the
+	/// last call: the shell saves them then, and only them.
+	pub fn take_changed_epochs(&mut self) -> BTreeSet<EpochIndex> {
+		std::mem::take(&mut self.changed_epochs)
 	}
 
-	/// The ledger must be saved again (the last save failed).
-	pub fn mark_ledger_changed(&mut self) {
-		self.ledger_changed = true;
+	/// `epochs` must be saved again (the last save failed).
+	pub fn mark_epochs_changed(&mut self, epochs: impl IntoIterator<Item = EpochIndex>) {
+		self.changed_epochs.extend(epochs);
+	}
+
+	/// Moves the pruning horizon to `epoch` (never back): entries of epochs that can no longer
+	/// be claimed there are forgotten.
+	fn advance_horizon(&mut self, epoch: EpochIndex) {
+		if self.horizon.is_some_and(|h| h >= epoch) {
+			return;
+		}
+		self.horizon = Some(epoch);
+		self.prune_ledger_before(epoch.saturating_sub(self.config.claim_window_epochs));
+	}
+
+	/// A full ledger refused a pass of `epoch`: forgets its oldest epoch if that is older.
+	/// Whether room was made.
+	fn evict_oldest_epoch_before(&mut self, epoch: EpochIndex) -> bool {
+		match self.ledger.entries().map(|e| e.pass.payload.epoch).min() {
+			Some(oldest) if oldest < epoch => {
+				let n = self.prune_ledger_before(oldest + 1);
+				self.stats.ledger_evicted += n as u64;
+				tracing::warn!(epoch = oldest, entries = n, "ledger full: oldest epoch evicted");
+				true
+			}
+			_ => false,
+		}
 	}
 
 	/// Counters.
@@ -220,9 +318,11 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 
 	/// The current credit epoch (from the chain). Passes for a future epoch, or older than
 	/// `pass_epoch_lag` epochs, are refused from now on; passes already shown stay valid for
-	/// their connection.
+	/// their connection. Ledger entries of epochs before `epoch - claim_window_epochs` (no
+	/// longer claimable) are forgotten.
 	pub fn handle_epoch(&mut self, epoch: EpochIndex) {
 		self.epoch = Some(epoch);
+		self.advance_horizon(epoch);
 	}
 
 	/// Whether `peer` is banned.
@@ -290,6 +390,7 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 			requests: 0,
 			busy: 0,
 			bad_input,
+			verify: self.budget.peer_bucket(now),
 		};
 		self.peers.insert(peer, state);
 		true
@@ -346,34 +447,11 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 			return self.refuse(RefusalCode::Busy, "request rate above max_requests_per_window");
 		}
 		let stream = request.stream();
-		let pass = state.passes.get(&stream).copied();
+		let pass = state.passes.get(&stream).map(|h| (h.viewer, h.epoch));
 		let passes_full = state.passes.len() >= cfg.max_passes_per_peer;
 		match (request, pass) {
-			(Request::Pass { pass: p, binding }, _) => {
-				let (viewer, epoch) = (p.payload.viewer, p.payload.epoch);
-				if pass.is_none() && passes_full {
-					return self.refuse(RefusalCode::Busy, "passes for too many streams");
-				}
-				if !verify_peer_binding(&p.payload, &peer, &binding) {
-					return self.refuse(RefusalCode::BadPass, "pass not bound to this peer");
-				}
-				if let Some(now_epoch) = self.epoch {
-					let lag = self.config.pass_epoch_lag;
-					if epoch > now_epoch || epoch.saturating_add(lag) < now_epoch {
-						let why = format!("pass for epoch {epoch}, current epoch {now_epoch}");
-						return self.refuse(RefusalCode::BadPass, why);
-					}
-				}
-				match self.ledger.handle_pass(p) {
-					Ok(()) => {
-						self.ledger_changed = true;
-						if let Some(state) = self.peers.get_mut(&peer) {
-							state.passes.insert(stream, (viewer, epoch));
-						}
-						Response::Ok
-					}
-					Err(e) => self.refuse(RefusalCode::BadPass, e.to_string()),
-				}
+			(Request::Pass { pass, binding }, _) => {
+				self.handle_pass(now, peer, pass, binding, passes_full)
 			}
 			(_, None) => self.refuse(RefusalCode::NoPass, format!("no pass for stream {stream}")),
 			(Request::GetHeader { sequence, .. }, Some(_)) => match source.header(stream, sequence)
@@ -389,7 +467,7 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 				match source.chunk(stream, sequence, index) {
 					Some(data) => {
 						self.ledger.handle_served(stream, &viewer, epoch, data.len() as u64);
-						self.ledger_changed = true;
+						self.changed_epochs.insert(epoch);
 						self.stats.chunks_served += 1;
 						self.stats.bytes_served += data.len() as u64;
 						Response::Chunk(data)
@@ -405,9 +483,25 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 				if r.payload.viewer != viewer {
 					return self.refuse(RefusalCode::BadReceipt, "receipt for another viewer");
 				}
-				match self.ledger.handle_receipt(r) {
+				// The pass and the receipt signature.
+				if let Some(refused) = self.pay_verifications(now, peer, 2) {
+					return refused;
+				}
+				let epoch = r.payload.epoch;
+				let result = self.ledger.handle_receipt(r);
+				self.stats.verifications += match &result {
+					Ok(_)
+					| Err(
+						ReceiptError::BadReceiptSignature | ReceiptError::UnitsDecreased { .. },
+					) => 2,
+					Err(ReceiptError::Rejected(
+						dsp_primitives::ClaimRejection::BadPassSignature,
+					)) => 1,
+					Err(_) => 0,
+				};
+				match result {
 					Ok(_) => {
-						self.ledger_changed = true;
+						self.changed_epochs.insert(epoch);
 						Response::Ok
 					}
 					Err(
@@ -423,6 +517,112 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 				}
 			}
 		}
+	}
+
+	/// Pays `n` verifications for `peer` (tracked) from its budget and the node's, or the
+	/// refusal to send. Asking over its own budget counts toward the peer's flood ban.
+	fn pay_verifications(&mut self, now: Millis, peer: P, n: u64) -> Option<Response> {
+		let state = self.peers.get_mut(&peer)?;
+		let over = match self.budget.try_take(now, &mut state.verify, n) {
+			Ok(()) => return None,
+			Err(over) => over,
+		};
+		self.stats.over_verify_budget += 1;
+		if over == OverBudget::Total {
+			return Some(self.refuse(RefusalCode::Busy, "node's signature verification budget"));
+		}
+		state.busy += 1;
+		if state.busy >= self.config.flood_ban_after {
+			self.ban(peer, "flooding: signature verifications far above the peer's budget");
+			return Some(self.refuse(RefusalCode::Banned, "flooding"));
+		}
+		Some(self.refuse(RefusalCode::Busy, "peer's signature verification budget"))
+	}
+
+	/// A pass that failed a check only a dishonest or broken peer fails: counted as bad input.
+	fn bad_pass(&mut self, now: Millis, peer: P, why: String) -> Response {
+		self.handle_bad_input(now, peer, &format!("pass: {why}"));
+		let code = if self.is_banned(&peer) { RefusalCode::Banned } else { RefusalCode::BadPass };
+		self.refuse(code, why)
+	}
+
+	/// A `Pass` request from tracked `peer`: cheap checks first, then the verifications it
+	/// costs, paid from the budgets (none for a pass the peer showed already, one for a pass
+	/// in the cache).
+	fn handle_pass(
+		&mut self,
+		now: Millis,
+		peer: P,
+		pass: Signed<ViewerPass>,
+		binding: Signature,
+		passes_full: bool,
+	) -> Response {
+		let p = &pass.payload;
+		let (stream, viewer, epoch) = (p.stream, p.viewer, p.epoch);
+		let hash = pass_hash(&pass);
+		let held = self.peers.get(&peer).and_then(|s| s.passes.get(&stream)).copied();
+		if held.is_some_and(|h| h.hash == hash) {
+			// Shown again on this connection: verified already.
+			return Response::Ok;
+		}
+		if held.is_none() && passes_full {
+			return self.refuse(RefusalCode::Busy, "passes for too many streams");
+		}
+		if let Some(now_epoch) = self.epoch {
+			let lag = self.config.pass_epoch_lag;
+			if epoch > now_epoch || epoch.saturating_add(lag) < now_epoch {
+				// An honest viewer's pass can be stale: refused, not counted.
+				let why = format!("pass for epoch {epoch}, current epoch {now_epoch}");
+				return self.refuse(RefusalCode::BadPass, why);
+			}
+		}
+		let lc = self.ledger.config();
+		if p.genesis_hash != lc.genesis_hash {
+			return self.bad_pass(now, peer, ReceiptError::WrongGenesis.to_string());
+		}
+		if !lc.signers.is_authorised(stream, &p.issuer) {
+			return self.bad_pass(now, peer, ReceiptError::UnauthorisedIssuer(stream).to_string());
+		}
+		if p.viewer.0 == lc.seeder {
+			return self.bad_pass(now, peer, ReceiptError::SelfDealing.to_string());
+		}
+		let cached = self.pass_cache.contains(&hash);
+		if let Some(refused) = self.pay_verifications(now, peer, if cached { 1 } else { 2 }) {
+			return refused;
+		}
+		self.stats.verifications += 1;
+		if !verify_peer_binding(p, &peer, &binding) {
+			return self.bad_pass(now, peer, "pass not bound to this peer".into());
+		}
+		if !cached {
+			self.stats.verifications += 1;
+			let mut result = self.ledger.handle_pass(pass.clone());
+			if matches!(result, Err(ReceiptError::Full(_))) {
+				if !self.evict_oldest_epoch_before(epoch) {
+					return self.refuse(RefusalCode::Busy, "ledger full with passes of this epoch");
+				}
+				// Verified again: once per eviction of a whole epoch.
+				self.stats.verifications += 1;
+				result = self.ledger.handle_pass(pass);
+			}
+			match result {
+				Ok(()) => {}
+				Err(e @ ReceiptError::Full(_)) => {
+					return self.refuse(RefusalCode::Busy, e.to_string())
+				}
+				Err(e) => return self.bad_pass(now, peer, e.to_string()),
+			}
+			self.pass_cache.insert(hash, epoch);
+			self.changed_epochs.insert(epoch);
+		}
+		if let Some(state) = self.peers.get_mut(&peer) {
+			state.passes.insert(stream, HeldPass { viewer, epoch, hash });
+		}
+		if self.epoch.is_none() {
+			// No chain followed: the newest pass tells the epoch, for pruning only.
+			self.advance_horizon(epoch);
+		}
+		Response::Ok
 	}
 
 	/// The answer of `peer` to this node's `GetChunk` for chunk `index` of `header` (already
@@ -457,244 +657,4 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 }
 
 #[cfg(test)]
-mod tests {
-	use super::*;
-	use crate::{
-		p2p::receipts::{LedgerConfig, PassSigners},
-		segment::Segment,
-	};
-	use dsp_primitives::{Receipt, ViewerPass};
-	use libp2p::PeerId;
-	use sp_core::Pair;
-
-	fn pair(s: &str) -> sp_core::sr25519::Pair {
-		sp_core::sr25519::Pair::from_string(s, None).unwrap()
-	}
-
-	struct Store(Segment);
-	impl ChunkSource for Store {
-		fn header(&self, stream: StreamId, sequence: u64) -> Option<Signed<SegmentHeader>> {
-			(stream == self.0.stream() && sequence == self.0.sequence())
-				.then(|| self.0.header.clone())
-		}
-		fn chunk(&self, stream: StreamId, sequence: u64, index: u32) -> Option<Bytes> {
-			self.header(stream, sequence)?;
-			self.0.chunks.get(index as usize).cloned()
-		}
-	}
-
-	fn store() -> Store {
-		let data = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
-		Store(Segment::build(&pair("//Origin"), [0; 32], 1, 0, 2000, data, 4096))
-	}
-
-	fn serving(config: ServingConfig) -> Serving<PeerId> {
-		let signers =
-			PassSigners { default: vec![pair("//Issuer").public()], ..Default::default() };
-		let mut lc = LedgerConfig::new([0; 32], pair("//Seeder").public().0, signers);
-		lc.slack_units = 7;
-		Serving::new(config, SeederLedger::new(lc))
-	}
-
-	fn pass(viewer: &str) -> Signed<ViewerPass> {
-		let p = ViewerPass {
-			genesis_hash: [0; 32],
-			stream: 1,
-			epoch: 0,
-			viewer: pair(viewer).public(),
-			max_units: 1000,
-			issuer: pair("//Issuer").public(),
-		};
-		Signed::sign(p, &pair("//Issuer"))
-	}
-
-	/// A distinct peer id per `n` (no randomness in tests).
-	fn peer(n: u8) -> PeerId {
-		libp2p::identity::Keypair::ed25519_from_bytes([n; 32]).unwrap().public().to_peer_id()
-	}
-
-	fn bound(viewer: &str, to: PeerId) -> Request {
-		Request::bound_pass(pass(viewer), &pair(viewer), &to)
-	}
-
-	fn get(index: u32) -> Request {
-		Request::GetChunk { stream: 1, sequence: 0, index }
-	}
-
-	fn code(r: &Response) -> Option<RefusalCode> {
-		match r {
-			Response::Refused { code, .. } => Some(*code),
-			_ => None,
-		}
-	}
-
-	#[test]
-	fn nothing_is_served_without_a_valid_pass() {
-		let (mut s, st, now, me) = (serving(Default::default()), store(), 0, peer(1));
-		assert_eq!(code(&s.handle_request(now, me, get(0), &st)), Some(RefusalCode::NoPass));
-		let hdr = Request::GetHeader { stream: 1, sequence: 0 };
-		assert_eq!(code(&s.handle_request(now, me, hdr.clone(), &st)), Some(RefusalCode::NoPass));
-		let Request::Pass { pass: mut forged, binding } = bound("//Viewer", me) else { panic!() };
-		forged.payload.max_units = 1_000_000;
-		let forged = Request::Pass { pass: forged, binding };
-		assert_eq!(code(&s.handle_request(now, me, forged, &st)), Some(RefusalCode::BadPass));
-		// A pass bound to another peer (replayed by whoever was shown it).
-		let replayed = bound("//Viewer", peer(2));
-		assert_eq!(code(&s.handle_request(now, me, replayed, &st)), Some(RefusalCode::BadPass));
-		assert!(!s.has_pass(&me, 1));
-		assert_eq!(s.handle_request(now, me, bound("//Viewer", me), &st), Response::Ok);
-		assert!(s.has_pass(&me, 1) && !s.has_pass(&me, 2) && !s.has_pass(&peer(2), 1));
-		assert!(matches!(s.handle_request(now, me, hdr, &st), Response::Header(_)));
-		assert_eq!(s.handle_request(now, me, get(1), &st), Response::Chunk(st.0.chunks[1].clone()));
-		assert_eq!(code(&s.handle_request(now, me, get(9), &st)), Some(RefusalCode::NotHeld));
-		// Another peer is not covered by this peer's pass.
-		assert_eq!(code(&s.handle_request(now, peer(2), get(0), &st)), Some(RefusalCode::NoPass));
-	}
-
-	#[test]
-	fn passes_outside_the_current_epochs_are_refused_once_the_epoch_is_known() {
-		let (mut s, st, now) = (serving(Default::default()), store(), 0);
-		// Unknown epoch (no chain followed): any epoch is accepted.
-		assert_eq!(s.handle_request(now, peer(1), bound("//Viewer", peer(1)), &st), Response::Ok);
-		// The test pass is for epoch 0: fine at epochs 0 and 1 (lag 1), not at 2.
-		s.handle_epoch(1);
-		assert_eq!(s.handle_request(now, peer(2), bound("//Viewer", peer(2)), &st), Response::Ok);
-		s.handle_epoch(2);
-		let r = s.handle_request(now, peer(3), bound("//Viewer", peer(3)), &st);
-		assert_eq!(code(&r), Some(RefusalCode::BadPass));
-		// A pass for a future epoch is refused too.
-		let mut future = pass("//Viewer");
-		future.payload.epoch = 3;
-		let future = Signed::sign(future.payload, &pair("//Issuer"));
-		let r = s.handle_request(
-			now,
-			peer(4),
-			Request::bound_pass(future, &pair("//Viewer"), &peer(4)),
-			&st,
-		);
-		assert_eq!(code(&r), Some(RefusalCode::BadPass));
-	}
-
-	#[test]
-	fn receipts_behind_cut_service_until_a_new_receipt() {
-		let (mut s, st, now, me) = (serving(Default::default()), store(), 0, peer(3));
-		s.handle_request(now, me, bound("//Viewer", me), &st);
-		// Slack 7 units: two 4 KiB chunks (8 units) use it up, the third is refused.
-		assert!(matches!(s.handle_request(now, me, get(0), &st), Response::Chunk(_)));
-		assert!(matches!(s.handle_request(now, me, get(1), &st), Response::Chunk(_)));
-		assert_eq!(
-			code(&s.handle_request(now, me, get(2), &st)),
-			Some(RefusalCode::ReceiptsBehind)
-		);
-		let r = Receipt {
-			genesis_hash: [0; 32],
-			stream: 1,
-			epoch: 0,
-			seeder: pair("//Seeder").public().0,
-			viewer: pair("//Viewer").public(),
-			units: 8,
-		};
-		let signed = Signed::sign(r.clone(), &pair("//Viewer"));
-		assert_eq!(s.handle_request(now, me, Request::Receipt(signed), &st), Response::Ok);
-		assert!(matches!(s.handle_request(now, me, get(2), &st), Response::Chunk(_)));
-		// A receipt going backwards is dishonest: ban.
-		let back = Signed::sign(Receipt { units: 2, ..r }, &pair("//Viewer"));
-		assert_eq!(
-			code(&s.handle_request(now, me, Request::Receipt(back), &st)),
-			Some(RefusalCode::Banned)
-		);
-		assert!(matches!(s.poll_event(), Some(ServingEvent::Ban { .. })));
-		assert_eq!(code(&s.handle_request(now, me, get(0), &st)), Some(RefusalCode::Banned));
-	}
-
-	#[test]
-	fn flooding_is_refused_then_banned_and_the_window_resets() {
-		let cfg =
-			ServingConfig { max_requests_per_window: 5, flood_ban_after: 3, ..Default::default() };
-		let (mut s, st, t0) = (serving(cfg), store(), 0);
-		let (flooder, calm) = (peer(4), peer(5));
-		for _ in 0..5 {
-			s.handle_request(t0, calm, get(0), &st);
-		}
-		// A new window: the calm peer may go on.
-		let t1 = t0 + 1000;
-		assert_eq!(code(&s.handle_request(t1, calm, get(0), &st)), Some(RefusalCode::NoPass));
-
-		for _ in 0..5 {
-			assert_eq!(
-				code(&s.handle_request(t0, flooder, get(0), &st)),
-				Some(RefusalCode::NoPass)
-			);
-		}
-		assert_eq!(code(&s.handle_request(t0, flooder, get(0), &st)), Some(RefusalCode::Busy));
-		assert_eq!(code(&s.handle_request(t0, flooder, get(0), &st)), Some(RefusalCode::Busy));
-		assert_eq!(code(&s.handle_request(t0, flooder, get(0), &st)), Some(RefusalCode::Banned));
-		assert_eq!(
-			s.poll_event(),
-			Some(ServingEvent::Ban {
-				peer: flooder,
-				reason: "flooding: request rate far above max_requests_per_window".into()
-			})
-		);
-		assert!(s.is_banned(&flooder) && !s.is_banned(&calm));
-		assert_eq!(code(&s.handle_request(t1, calm, get(0), &st)), Some(RefusalCode::NoPass));
-	}
-
-	#[test]
-	fn bad_input_bans_after_the_limit_and_peer_state_is_bounded() {
-		let cfg = ServingConfig { max_peers: 2, ..Default::default() };
-		let (mut s, st, now) = (serving(cfg), store(), 0);
-		let bad = peer(6);
-		s.handle_bad_input(now, bad, "oversized");
-		// Reconnecting does not reset the count.
-		s.handle_disconnected(&bad);
-		s.handle_bad_input(now, bad, "malformed");
-		assert!(!s.is_banned(&bad));
-		s.handle_bad_input(now, bad, "malformed");
-		assert!(s.is_banned(&bad));
-		s.handle_request(now, peer(7), get(0), &st);
-		s.handle_request(now, peer(8), get(0), &st);
-		assert_eq!(code(&s.handle_request(now, peer(9), get(0), &st)), Some(RefusalCode::Busy));
-	}
-
-	#[test]
-	fn the_ban_list_is_bounded_and_lifts_the_oldest_ban() {
-		let cfg = ServingConfig { max_banned: 2, ..Default::default() };
-		let mut s = serving(cfg);
-		for n in 1..=3 {
-			s.ban(peer(n), "test");
-		}
-		let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
-		assert_eq!(events.len(), 4);
-		assert!(events.contains(&ServingEvent::Unban { peer: peer(1) }), "{events:?}");
-		assert!(!s.is_banned(&peer(1)) && s.is_banned(&peer(2)) && s.is_banned(&peer(3)));
-	}
-
-	#[test]
-	fn a_bad_chunk_bans_its_sender_at_once() {
-		let (mut s, st) = (serving(Default::default()), store());
-		let (good, evil) = (peer(10), peer(11));
-		let h = &st.0.header.payload;
-		let ok = s.handle_chunk_response(good, h, 1, Response::Chunk(st.0.chunks[1].clone()));
-		assert_eq!(ok, Ok(st.0.chunks[1].clone()));
-		let mut corrupt = st.0.chunks[1].to_vec();
-		corrupt[0] ^= 1;
-		let err = s.handle_chunk_response(evil, h, 1, Response::Chunk(corrupt.into())).unwrap_err();
-		assert!(matches!(
-			err,
-			FetchError::BadChunk(SegmentError::BadChunk { sequence: 0, index: 1 })
-		));
-		assert!(s.is_banned(&evil) && !s.is_banned(&good));
-		// Right bytes for another index, or an index past the end, are bad chunks too.
-		let other = peer(12);
-		assert!(s
-			.handle_chunk_response(other, h, 0, Response::Chunk(st.0.chunks[2].clone()))
-			.is_err());
-		assert!(s.handle_chunk_response(peer(13), h, 99, Response::Chunk(Bytes::new())).is_err());
-		assert!(s.is_banned(&other));
-		// A refusal is not a ban.
-		let refused = Response::refused(RefusalCode::Busy, "later");
-		assert!(s.handle_chunk_response(good, h, 1, refused).is_err());
-		assert!(!s.is_banned(&good));
-	}
-}
+mod tests;

@@ -21,6 +21,7 @@
 //! 6. Once [`ServerSession::is_closed`] and nothing is left to transmit, close the connection.
 
 mod admission;
+mod fetch;
 mod keys;
 mod memory;
 mod per_address;

@@ -1,9 +1,9 @@
 //! [`ServerSession`]: the state machine of one client connection (viewer, P2P viewer or
 //! publisher), sans-IO. See the module docs of [`crate::server`] for the call order.
 
+use super::{fetch::FetchGuard, Lookup, OriginKeys};
 #[cfg(doc)]
 use super::{Admission, LiveWindow, RedirectList, StreamTable};
-use super::{Lookup, OriginKeys};
 use crate::{
 	clock::{millis, Millis},
 	protocol::{
@@ -57,6 +57,22 @@ pub struct SessionConfig {
 	/// joined (it picks its first segment among them, a few behind the edge). Default 8: 16 s
 	/// of 2 s segments, a few hundred bytes each.
 	pub p2p_header_backlog: u64,
+	/// A P2P viewer may `Fetch` chunks of the newest this many segments whose headers it was
+	/// sent (its urgent window is a few seconds behind the live edge); older or unannounced
+	/// ones are answered `NotHeld`. Default 8, the header backlog: 16 s of 2 s segments.
+	pub p2p_fetch_window: u64,
+	/// Play time a P2P viewer may `Fetch` per second of real time, in percent: the node fills
+	/// gaps, peers deliver the rest. Default 150 (1.5 times the stream's bitrate: enough to
+	/// play from the node alone and catch up), so a P2P session never costs the node more
+	/// than that; fetches beyond it are answered `NotHeld`.
+	pub p2p_fetch_speed_percent: u32,
+	/// Play time a P2P viewer may `Fetch` at once. Default 16 s, the whole fetch window of 2 s
+	/// segments (a viewer whose peers all failed at once).
+	pub p2p_fetch_burst: Duration,
+	/// Fetches answered `NotHeld` for being outside the window or the budget after which the
+	/// session is closed (`UnexpectedMessage`). Default 64: an honest viewer asks its peers
+	/// after one.
+	pub p2p_fetch_max_refused: u32,
 }
 
 impl Default for SessionConfig {
@@ -73,6 +89,10 @@ impl Default for SessionConfig {
 			on_demand_lead: Duration::from_secs(10),
 			origin_keys: Arc::new(OriginKeys::default()),
 			p2p_header_backlog: 8,
+			p2p_fetch_window: 8,
+			p2p_fetch_speed_percent: 150,
+			p2p_fetch_burst: Duration::from_secs(16),
+			p2p_fetch_max_refused: 64,
 		}
 	}
 }
@@ -207,6 +227,8 @@ pub struct ServerSession {
 	/// The session is closed at this time unless it starts to take data or to publish by then
 	/// ([`SessionConfig::setup_timeout`], [`SessionConfig::first_segment_timeout`]), and why.
 	purpose_deadline: Option<(Millis, &'static str)>,
+	/// P2P mode: what the viewer may still `Fetch`; made at the first fetch.
+	fetch: Option<FetchGuard>,
 }
 
 impl ServerSession {
@@ -225,6 +247,7 @@ impl ServerSession {
 			// proof could be signed before the session exists.
 			challenge: rand::random(),
 			purpose_deadline: None,
+			fetch: None,
 		}
 	}
 
@@ -437,6 +460,13 @@ impl ServerSession {
 						"fetches while not reading".into(),
 					);
 				}
+				if !FetchGuard::in_window(feed.next, sequence, self.config.p2p_fetch_window) {
+					if let Some(why) = self.refuse_fetch(now, stream, sequence, index) {
+						return self.fail_as(publisher, None, ErrorCode::UnexpectedMessage, why);
+					}
+					self.state = State::P2p(P2pState::Joined(feed));
+					return;
+				}
 				self.events.push_back(SessionEvent::FetchRequest { stream, sequence, index });
 				State::P2p(P2pState::Joined(feed))
 			}
@@ -601,11 +631,31 @@ impl ServerSession {
 		}
 	}
 
-	/// The answer to [`SessionEvent::FetchRequest`]: the segment if the window holds it. Sends
-	/// its header and the chunk (shared frames, no copy), or `NotHeld`.
+	/// Answers a fetch with `NotHeld` and counts it against the viewer (see
+	/// [`super::fetch`]); the reason to close the session with when it was refused too often.
+	fn refuse_fetch(
+		&mut self,
+		now: Millis,
+		stream: StreamId,
+		sequence: u64,
+		index: u32,
+	) -> Option<String> {
+		self.send(encode_frame(&Message::NotHeld { stream, sequence, index }));
+		let guard = self.fetch.get_or_insert_with(|| FetchGuard::new(now, &self.config));
+		guard.refuse(&self.config).then(|| {
+			format!(
+				"{} fetches outside the urgent window or over the fetch budget",
+				guard.refused()
+			)
+		})
+	}
+
+	/// The answer to [`SessionEvent::FetchRequest`]: the segment if the window holds it and the
+	/// session's fetch budget covers the chunk ([`super::fetch`]). Sends its header and the
+	/// chunk (shared frames, no copy), or `NotHeld`.
 	pub fn handle_fetch(
 		&mut self,
-		_now: Millis,
+		now: Millis,
 		sequence: u64,
 		index: u32,
 		segment: Option<Arc<Segment>>,
@@ -615,6 +665,15 @@ impl ServerSession {
 			let chunk = seg.frames.get(1 + index as usize)?;
 			(seg.sequence() == sequence).then(|| (seg.frames[0].clone(), chunk.clone()))
 		});
+		if let (Some(seg), Some(_)) = (&segment, &frames) {
+			let guard = self.fetch.get_or_insert_with(|| FetchGuard::new(now, &self.config));
+			if !guard.try_take(now, seg, index) {
+				if let Some(why) = self.refuse_fetch(now, stream, sequence, index) {
+					self.close(ErrorCode::UnexpectedMessage, why);
+				}
+				return;
+			}
+		}
 		match frames {
 			Some((header, chunk)) => {
 				self.stats.segments_sent += 1;

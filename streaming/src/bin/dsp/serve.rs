@@ -16,7 +16,9 @@ use dsp_streaming::{
 	p2p::{
 		p2p_identity_seed,
 		receipts::{LedgerConfig, PassSigners},
+		serving::DEFAULT_CLAIM_WINDOW_EPOCHS,
 		tracker::{PassSigning, TrackerConfig},
+		verify_guard::DEFAULT_TOTAL_VERIFY_PER_SEC,
 	},
 	server::{MemoryConfig, OriginKeys, PerAddressConfig, StreamTableConfig},
 };
@@ -64,9 +66,34 @@ pub struct Args {
 	/// `/ip4/0.0.0.0/tcp/7701`. Repeatable; none: no seed. Needs `--pass-seed`.
 	#[arg(long)]
 	p2p_listen: Vec<String>,
-	/// Directory of the seed's receipt ledger (what `dsp claim --ledger` reads).
+	/// Directory of the seed's receipt ledger (what `dsp claim --ledger` reads): one file per
+	/// epoch, only the changed epochs rewritten.
 	#[arg(long)]
 	ledger: Option<PathBuf>,
+	/// Epochs after an epoch during which its receipts can be claimed (the chain's
+	/// `ClaimWindow`, 24 in the runtime): at each epoch change the seed's ledger forgets the
+	/// epochs before it, which nobody can claim any more.
+	#[arg(long, default_value_t = DEFAULT_CLAIM_WINDOW_EPOCHS)]
+	claim_window_epochs: u32,
+	/// Signature verifications (passes, receipts) all swarm peers together may make the seed do
+	/// per second; a burst of twice as many. New peer ids are free, so this bounds the CPU a
+	/// flood can take (about 0.1 s of a core per second at the default 1024).
+	#[arg(long, default_value_t = DEFAULT_TOTAL_VERIFY_PER_SEC)]
+	p2p_verify_per_sec: u64,
+	/// Most inbound swarm connections from one IP address (loopback is not limited); 16
+	/// leaves room for viewers behind one NAT.
+	#[arg(long, default_value_t = 16)]
+	p2p_max_per_ip: u32,
+	/// A P2P viewer may `Fetch` chunks of this many newest segments it was announced (its
+	/// urgent window); older or unannounced ones are answered `NotHeld`.
+	#[arg(long, default_value_t = 8)]
+	p2p_fetch_window: u64,
+	/// Play time a P2P viewer may `Fetch` from the node per second of real time, in percent
+	/// of the stream's bitrate (peers deliver the rest); 150 lets it play from the node alone
+	/// and catch up, so a P2P session never costs more than 1.5 direct ones. 64 fetches
+	/// refused for either limit close the session.
+	#[arg(long, default_value_t = 150)]
+	p2p_fetch_speed_percent: u32,
 	/// Segments kept per live stream.
 	#[arg(long, default_value_t = 30)]
 	window: usize,
@@ -247,6 +274,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	config.session.setup_timeout = Duration::from_secs(a.setup_timeout_secs);
 	config.session.first_segment_timeout = Duration::from_secs(a.first_segment_timeout_secs);
 	config.session.on_demand_lead = Duration::from_secs(a.vod_lead_secs);
+	config.session.p2p_fetch_window = a.p2p_fetch_window;
+	config.session.p2p_fetch_speed_percent = a.p2p_fetch_speed_percent;
 	if let Some(seed) = &a.pass_seed {
 		let signer = pair_from_seed(seed, "--pass-seed")?;
 		let mut tracker = TrackerConfig::new(config.session.genesis_hash, a.epoch);
@@ -265,6 +294,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 				.map(|m| m.parse().with_context(|| format!("bad --p2p-listen {m}")))
 				.collect::<Result<_, _>>()?;
 			seed.ledger_dir = a.ledger.clone();
+			seed.serving.claim_window_epochs = a.claim_window_epochs;
+			seed.serving.verify.total_per_sec = a.p2p_verify_per_sec;
+			seed.serving.verify.total_burst = a.p2p_verify_per_sec.saturating_mul(2);
+			seed.limits.max_established_per_ip = a.p2p_max_per_ip;
 			config.p2p_seed = Some(seed);
 		}
 		config.p2p = Some(PassSigning { signer, tracker });

@@ -70,6 +70,7 @@ impl ServerSession {
 			stats: self.stats,
 			challenge: self.challenge,
 			purpose_deadline: None,
+			fetch: None,
 		}
 	}
 }
@@ -345,6 +346,14 @@ fn p2p_viewer_joins_and_fetches_urgent_chunks() {
 	let pass = pass();
 	s.handle_joined(now, Ok((pass.clone(), vec![peer_info(2)])));
 	assert_eq!(sent(&mut s), vec![Message::Joined { pass, peers: vec![peer_info(2)] }]);
+	// Fetches name segments whose headers were sent.
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..5 {
+		window.insert(seg(i));
+	}
+	let (_, from) = s.wants_segments().unwrap();
+	s.handle_p2p_segments(now, window.lookup(from, 100), |_| vec![]);
+	assert_eq!(sent(&mut s).len(), 5);
 
 	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 3, index: 1 }));
 	assert!(matches!(
@@ -717,4 +726,56 @@ fn sessions_that_take_no_data_and_publish_nothing_are_closed_whatever_they_ping(
 	pings(&mut p, later);
 	pings(&mut v, later);
 	assert!(!p.is_closed() && !v.is_closed());
+}
+
+/// Attack 6 of issue 11: a P2P session pulled every chunk of the window from the node (and so
+/// the whole stream, past `max_streams`). Only the newest headers' segments are served, within
+/// the session's play-time budget; the rest is `NotHeld`, and a session that keeps asking is
+/// closed.
+#[test]
+fn a_p2p_viewer_fetches_only_what_its_urgent_window_needs() {
+	let now: Millis = 0;
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(1)));
+	let _ = s.poll_event();
+	s.handle_joined(now, Ok((pass(), vec![])));
+	let _ = sent(&mut s);
+	let mut window = LiveWindow::new(WindowConfig { max_segments: 30, ..Default::default() });
+	for i in 0..30 {
+		window.insert(seg(i));
+	}
+	let (_, from) = s.wants_segments().unwrap();
+	s.handle_p2p_segments(now, window.lookup(from, 100), |_| vec![]);
+	let _ = sent(&mut s);
+	let fetch_all = |s: &mut ServerSession| {
+		let mut served = Vec::new();
+		for seq in 0..30u64 {
+			for index in 0..2 {
+				s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: seq, index }));
+				if let Some(SessionEvent::FetchRequest { sequence, index, .. }) = s.poll_event() {
+					let segment = window.lookup(sequence, 1).segments.into_iter().next();
+					s.handle_fetch(now, sequence, index, segment);
+				}
+				if s.is_closed() {
+					// The error frame stays queued for `closed_with`.
+					return served;
+				}
+				for m in sent(s) {
+					if let Message::Chunk(c) = m {
+						served.push((c.sequence, c.index));
+					}
+				}
+			}
+		}
+		served
+	};
+	// The window is the newest 8 headers sent (22..30), two chunks each, 16 s of play time:
+	// exactly the burst.
+	let served = fetch_all(&mut s);
+	let expected: Vec<(u64, u32)> = (22..30).flat_map(|q| [(q, 0), (q, 1)]).collect();
+	assert_eq!(served, expected);
+	assert!(!s.is_closed());
+	// Asking again at once: nothing left in the budget, and the refusals close the session.
+	assert!(fetch_all(&mut s).is_empty());
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
 }
