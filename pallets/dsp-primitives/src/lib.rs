@@ -57,6 +57,9 @@ pub mod domain {
 	pub const RECEIPT: &[u8] = b"dsp/receipt/v1";
 	/// Tag of [`super::StreamEnd`] signatures.
 	pub const STREAM_END: &[u8] = b"dsp/stream-end/v1";
+	/// Tag of a P2P viewer's proof of key possession in `Join` (signed by the viewer key over
+	/// the genesis hash, the session's `Welcome` challenge, the stream and the peer entry).
+	pub const JOIN: &[u8] = b"dsp/join/v1";
 }
 
 /// A payload that is signed off chain under a domain tag.

@@ -116,6 +116,17 @@ impl LiveWindow {
 		}
 	}
 
+	/// The stream's bitrate as this window measures it, bytes per second: media bytes over play
+	/// time of the segments held (at most `max_segments`, so it follows the stream within a
+	/// window's length). 0 when the window holds nothing yet (or only zero-length segments):
+	/// passes then cover nothing until the next renewal measures again, so a stream that never
+	/// publishes can never be paid for.
+	pub fn bitrate(&self) -> u64 {
+		let bytes: u64 = self.segments.iter().map(|s| s.byte_len() as u64).sum();
+		let ms: u64 = self.segments.iter().map(|s| u64::from(s.duration_ms())).sum();
+		(bytes.saturating_mul(1000)).checked_div(ms).unwrap_or(0)
+	}
+
 	/// Segments and media bytes held.
 	pub fn usage(&self) -> (usize, usize) {
 		(self.segments.len(), self.bytes)
@@ -139,5 +150,15 @@ mod tests {
 		assert_eq!(w.usage(), (2, 2000));
 		assert_eq!(w.lookup(0, 10).oldest, Some(3));
 		assert_eq!(w.insert(seg(2)), Inserted::Duplicate);
+	}
+
+	#[test]
+	fn bitrate_is_bytes_over_play_time_of_the_segments_held() {
+		let mut w = LiveWindow::new(WindowConfig::default());
+		assert_eq!(w.bitrate(), 0, "nothing held: nothing measured");
+		// 1000 bytes per 2 s segment.
+		w.insert(seg(0));
+		w.insert(seg(1));
+		assert_eq!(w.bitrate(), 500);
 	}
 }
