@@ -362,6 +362,10 @@ pub enum Message {
 		viewer: PublicKey,
 		/// How other peers reach the viewer.
 		peer: PeerInfo,
+		/// Proof that the client holds `viewer`: its signature of
+		/// `SCALE(("dsp/join/v1", genesis_hash, challenge, stream, peer))` with this session's
+		/// `Welcome` challenge ([`crate::p2p::join::sign_join`]). No pass without it.
+		proof: Signature,
 	},
 	/// Server → viewer: the answer to `Join`.
 	#[codec(index = 17)]
@@ -392,6 +396,11 @@ pub enum Message {
 		/// Chunk index.
 		index: u32,
 	},
+	/// Server → P2P viewer, while it stays joined: a renewed pass for the joined stream (every
+	/// half `pass_period`, and at each epoch change), covering the time joined so far. It
+	/// replaces the viewer's pass; the viewer shows it to its seeders.
+	#[codec(index = 20)]
+	Pass(Signed<ViewerPass>),
 }
 
 /// The `proof` of a [`Message::Publish`] for `stream` on the session whose `Welcome` carried
@@ -419,10 +428,10 @@ pub fn verify_publish_proof(
 }
 
 /// Whether `kind` is a message type byte defined by this version: 0..=13 for the direct
-/// protocol (14 and 15 are reserved for it), 16..=19 for the P2P tracker (16..=23 are reserved
+/// protocol (14 and 15 are reserved for it), 16..=20 for the P2P tracker (16..=23 are reserved
 /// for it).
 fn is_known_type(kind: u8) -> bool {
-	kind <= 13 || (16..=19).contains(&kind)
+	kind <= 13 || (16..=20).contains(&kind)
 }
 
 impl Message {
@@ -447,6 +456,7 @@ impl Message {
 			Message::Joined { .. } => "joined",
 			Message::Fetch { .. } => "fetch",
 			Message::NotHeld { .. } => "not_held",
+			Message::Pass(_) => "pass",
 		}
 	}
 
@@ -644,6 +654,20 @@ mod tests {
 		Message::Header(Signed::sign(header, &pair))
 	}
 
+	/// A pass of stream 1 for viewer `[3; 32]`, signed by `//Origin`.
+	fn test_pass(epoch: u32, max_units: u64) -> Signed<ViewerPass> {
+		let origin = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		let pass = ViewerPass {
+			genesis_hash: [7; 32],
+			stream: 1,
+			epoch,
+			viewer: PublicKey::from_raw([3; 32]),
+			max_units,
+			issuer: origin.public(),
+		};
+		Signed::sign(pass, &origin)
+	}
+
 	fn all_messages() -> Vec<Message> {
 		vec![
 			Message::Hello { version: 1, role: Role::Viewer, genesis_hash: [0; 32] },
@@ -684,25 +708,15 @@ mod tests {
 				stream: 1,
 				viewer: PublicKey::from_raw([3; 32]),
 				peer: PeerInfo { peer_id: vec![1; 38], addrs: vec![vec![4, 127, 0, 0, 1]] },
+				proof: Signature::from_raw([5; 64]),
 			},
 			Message::Joined {
-				pass: Signed::sign(
-					ViewerPass {
-						genesis_hash: [7; 32],
-						stream: 1,
-						epoch: 0,
-						viewer: PublicKey::from_raw([3; 32]),
-						max_units: 9,
-						issuer: sp_core::sr25519::Pair::from_string("//Origin", None)
-							.unwrap()
-							.public(),
-					},
-					&sp_core::sr25519::Pair::from_string("//Origin", None).unwrap(),
-				),
+				pass: test_pass(0, 9),
 				peers: vec![PeerInfo { peer_id: vec![2; 38], addrs: vec![] }],
 			},
 			Message::Fetch { stream: 1, sequence: 2, index: 3 },
 			Message::NotHeld { stream: 1, sequence: 2, index: 3 },
+			Message::Pass(test_pass(2, 10)),
 			Message::Redirect {
 				servers: vec![
 					ServerAddrs {
@@ -780,7 +794,7 @@ mod tests {
 		dec.push(&[1, 0, 0, 0, 200]);
 		assert_eq!(dec.next_message(), Err(FrameError::UnknownMessage(200)));
 		// Between the direct and the tracker messages, and past the tracker's.
-		for kind in [14u8, 15, 20, 23] {
+		for kind in [14u8, 15, 21, 23] {
 			assert_eq!(decode_body(Bytes::from(vec![kind])), Err(FrameError::UnknownMessage(kind)));
 		}
 

@@ -8,7 +8,7 @@ mod common;
 
 use bytes::Bytes;
 use codec::{Decode, Encode};
-use common::{init_logs, origin, TEST_TIMEOUT};
+use common::{init_logs, origin, RawSession, TEST_TIMEOUT};
 use dsp_primitives::{ClaimItem, Hash32, Receipt, SegmentHeader, Signed, StreamId, ViewerPass};
 use dsp_streaming::{
 	net::p2p::{P2pConfig, P2pError, P2pNode},
@@ -517,34 +517,6 @@ async fn bad_input_is_refused_or_disconnected_and_other_peers_are_unaffected() {
 }
 
 /// A raw TCP viewer session: sends `msgs`, returns the next `n` messages from the server.
-struct RawSession {
-	sock: tokio::net::TcpStream,
-	dec: dsp_streaming::protocol::FrameDecoder,
-}
-
-impl RawSession {
-	async fn connect(to: std::net::SocketAddr) -> Self {
-		let sock = tokio::net::TcpStream::connect(to).await.unwrap();
-		Self { sock, dec: dsp_streaming::protocol::FrameDecoder::new(1 << 20) }
-	}
-
-	async fn send(&mut self, m: &dsp_streaming::protocol::Message) {
-		use tokio::io::AsyncWriteExt;
-		self.sock.write_all(&dsp_streaming::protocol::encode_frame(m)).await.unwrap();
-	}
-
-	async fn recv(&mut self) -> dsp_streaming::protocol::Message {
-		tokio::time::timeout(
-			Duration::from_secs(10),
-			dsp_streaming::net::read_message(&mut self.sock, &mut self.dec),
-		)
-		.await
-		.expect("server answers")
-		.unwrap()
-		.expect("connection open")
-	}
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracker_admits_p2p_viewers_with_passes_and_peers_seeds_the_swarm_and_fills_gaps() {
 	use dsp_primitives::{AdmissionMode, CapacitySettings, Perbill};
@@ -584,10 +556,17 @@ async fn tracker_admits_p2p_viewers_with_passes_and_peers_seeds_the_swarm_and_fi
 				genesis_hash: GENESIS,
 			})
 			.await;
-			assert!(matches!(v.recv().await, Message::Welcome { mode: AdmissionMode::P2p, .. }));
-			let key = pair(&format!("//P2pViewer{n}")).public();
-			v.send(&Message::Join { stream: STREAM, viewer: key, peer: info(n) }).await;
-			let Message::Joined { pass, peers } = v.recv().await else { panic!("no Joined") };
+			let Message::Welcome { mode: AdmissionMode::P2p, challenge, .. } = v.recv().await
+			else {
+				panic!("no P2P welcome")
+			};
+			let viewer = pair(&format!("//P2pViewer{n}"));
+			let key = viewer.public();
+			let Message::Joined { pass, peers } =
+				v.join(&challenge, GENESIS, STREAM, &viewer, info(n)).await
+			else {
+				panic!("no Joined")
+			};
 			// Then the header feed: every held segment's header (none seeded: they were stored
 			// before anyone joined), and the end of the stream.
 			for seq in 0..3 {

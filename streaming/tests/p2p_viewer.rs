@@ -21,6 +21,7 @@ use dsp_streaming::{
 		Endpoint,
 	},
 	p2p::{
+		join::sign_join,
 		receipts::{LedgerConfig, PassSigners},
 		scheduler::SchedulerConfig,
 		seeding::SeedConfig,
@@ -59,8 +60,10 @@ fn signers() -> PassSigners {
 async fn server() -> RunningServer {
 	let mut cfg: ServeConfig = common::serve_config();
 	cfg.capacity = CapacitySettings { max_streams: 100, streaming_rate: Perbill::one() };
-	cfg.p2p =
-		Some(PassSigning { signer: pair("//PassSigner"), tracker: TrackerConfig::new(GENESIS, 0) });
+	let mut tracker = TrackerConfig::new(GENESIS, 0);
+	// Renewed every second: the viewers of a test of seconds get several.
+	tracker.pass_period = Duration::from_secs(2);
+	cfg.p2p = Some(PassSigning { signer: pair("//PassSigner"), tracker });
 	cfg.seeding = SeedConfig { peers_per_seed: 32, min_seeds: 1, max_seeds: 4 };
 	common::server(cfg).await
 }
@@ -204,6 +207,11 @@ async fn p2p_viewers_play_byte_identical_segments_mostly_from_peers() {
 		);
 		// Seeders were paid: receipts went out.
 		assert!(played.iter().any(|p| p.stats.receipts_sent > 0));
+		// Passes were renewed while the viewers stayed joined, and grew with the time joined.
+		assert!(server.stats().passes_renewed > 0);
+		for p in &played {
+			assert!(p.stats.passes_renewed > 0, "a viewer got no renewed pass");
+		}
 		// The node's egress to the swarm was counted.
 		let stats = server.stats();
 		assert!(stats.bytes_sent_p2p > 0 && stats.bytes_sent_p2p <= stats.bytes_sent);
@@ -248,23 +256,27 @@ async fn a_peer_serving_corrupted_chunks_is_banned_at_once_and_playback_complete
 		let mut dec = dsp_streaming::protocol::FrameDecoder::new(1 << 20);
 		let hello =
 			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: GENESIS };
-		let join =
-			Message::Join { stream: STREAM, viewer: mallory.public(), peer: bad.peer_info() };
-		dsp_streaming::net::write_frames(
-			&mut session,
-			&[
-				dsp_streaming::protocol::encode_frame(&hello),
-				dsp_streaming::protocol::encode_frame(&join),
-			],
-			Duration::from_secs(5),
-		)
-		.await
-		.unwrap();
+		let write = |frames: Vec<Message>| {
+			let frames: Vec<Bytes> =
+				frames.iter().map(dsp_streaming::protocol::encode_frame).collect();
+			frames
+		};
+		dsp_streaming::net::write_frames(&mut session, &write(vec![hello]), Duration::from_secs(5))
+			.await
+			.unwrap();
 		let read = dsp_streaming::net::read_message;
-		assert!(matches!(
-			read(&mut session, &mut dec).await.unwrap(),
-			Some(Message::Welcome { mode: AdmissionMode::P2p, .. })
-		));
+		let Some(Message::Welcome { mode: AdmissionMode::P2p, challenge, .. }) =
+			read(&mut session, &mut dec).await.unwrap()
+		else {
+			panic!("no P2P welcome")
+		};
+		// A genuine join: the attacker holds its own key.
+		let peer = bad.peer_info();
+		let proof = sign_join(&mallory, &GENESIS, &challenge, STREAM, &peer);
+		let join = Message::Join { stream: STREAM, viewer: mallory.public(), peer, proof };
+		dsp_streaming::net::write_frames(&mut session, &write(vec![join]), Duration::from_secs(5))
+			.await
+			.unwrap();
 		let Some(Message::Joined { pass, .. }) = read(&mut session, &mut dec).await.unwrap() else {
 			panic!("no Joined")
 		};

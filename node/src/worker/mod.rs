@@ -96,10 +96,26 @@ pub struct WorkerOptions {
 	#[arg(long)]
 	pub no_demo: bool,
 
-	/// Most units (KiB) one viewer pass may be paid for in an epoch; the chain also caps by the
-	/// stream's per-viewer cap.
-	#[arg(long, value_name = "UNITS", default_value_t = 4_194_304)]
-	pub pass_max_units: u64,
+	/// A viewer pass covers the stream's measured bitrate times (the time its P2P session has
+	/// been joined in the epoch + this period) times --pass-slack, and is renewed every half
+	/// period while the session stays joined (the chain also caps by the stream's per-viewer
+	/// cap). 120 s: a client that joins and leaves at once holds at most two minutes' worth.
+	#[arg(long, value_name = "SECS", default_value_t = 120)]
+	pub pass_period_secs: u64,
+
+	/// Factor on the measured bitrate in every viewer pass (bitrate changes, receipts lagging).
+	#[arg(long, value_name = "FACTOR", default_value_t = 1.5)]
+	pub pass_slack: f64,
+
+	/// Most P2P sessions joined at once from one address (IPv4, or IPv6 /64); further joins are
+	/// refused as full. 16: a household or small NAT fits, a Sybil farm on one address does not.
+	#[arg(long, value_name = "N", default_value_t = 16)]
+	pub stream_p2p_max_sessions_per_address: u32,
+
+	/// Most new viewer passes (joins) per address and minute; renewals do not count. 30: a
+	/// NAT's viewers reconnecting fit, a client cycling sessions to collect passes does not.
+	#[arg(long, value_name = "N", default_value_t = 30)]
+	pub stream_p2p_max_passes_per_minute: u32,
 
 	/// Most concurrent connections to the worker (viewers and publishers).
 	#[arg(long, value_name = "N", default_value_t = 4096)]
@@ -393,7 +409,10 @@ fn serve_config<C: WorkerClient>(
 		..Default::default()
 	});
 	let mut tracker = TrackerConfig::new(genesis_hash, chain.epoch);
-	tracker.max_units_per_pass = options.pass_max_units;
+	tracker.pass_period = std::time::Duration::from_secs(options.pass_period_secs.max(1));
+	tracker.pass_slack = options.pass_slack;
+	tracker.max_sessions_per_address = options.stream_p2p_max_sessions_per_address;
+	tracker.max_new_passes_per_address = options.stream_p2p_max_passes_per_minute;
 	tracker.max_streams = config.streams.max_streams;
 	if let Some(listen) = &p2p_listen {
 		let secret = dsp_streaming::p2p::p2p_identity_seed(&pair);

@@ -60,6 +60,9 @@ pub mod domain {
 	/// Tag of [`super::PublishChallenge`] signatures (a publisher's proof that it holds the
 	/// stream's origin key).
 	pub const PUBLISH: &[u8] = b"dsp/publish/v1";
+	/// Tag of a P2P viewer's proof of key possession in `Join` (signed by the viewer key over
+	/// the genesis hash, the session's `Welcome` challenge, the stream and the peer entry).
+	pub const JOIN: &[u8] = b"dsp/join/v1";
 }
 
 /// A payload that is signed off chain under a domain tag.

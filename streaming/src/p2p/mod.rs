@@ -34,6 +34,8 @@
 //! - [`serving`]: the sans-IO serving state machine (passes, rate limits, bans, chunk checks).
 //! - [`receipts`]: the viewer's receipt book, the seeder's ledger, claim batches.
 //! - [`tracker`]: the streamer node as tracker: passes and bounded peer lists.
+//! - [`join`]: a `Join`'s proof of key possession and the binding of its addresses to its IP.
+//! - [`pass_policy`]: what a pass is worth and per-address limits on sessions and new passes.
 //! - [`behaviour`]: the libp2p `NetworkBehaviour` (request-response, connection limits, block
 //!   list) and the transports (QUIC, TCP + noise + yamux); its async driver is
 //!   [`crate::net::p2p`].
@@ -45,7 +47,9 @@
 pub mod behaviour;
 pub mod chunkset;
 pub mod ip_limit;
+pub mod join;
 pub mod mesh;
+pub mod pass_policy;
 pub mod playout;
 pub mod receipts;
 pub mod scheduler;

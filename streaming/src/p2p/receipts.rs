@@ -317,8 +317,10 @@ impl SeederLedger {
 		self.entries.values()
 	}
 
-	/// A viewer presented its pass: verify it and start an entry (an existing entry keeps its
-	/// receipt and served bytes).
+	/// A viewer presented its pass: verify it and start an entry. An existing entry keeps its
+	/// receipt and served bytes, and takes the pass if it has more `max_units` than the one
+	/// held: passes are renewed while the viewer stays joined, each covering the time joined so
+	/// far, and the claim item carries the pass held ([`Self::claim_batches`]).
 	pub fn handle_pass(&mut self, pass: Signed<ViewerPass>) -> Result<(), ReceiptError> {
 		verify_pass(&pass, &self.config.genesis_hash, &self.config.signers)?;
 		let p = &pass.payload;
@@ -326,13 +328,25 @@ impl SeederLedger {
 			return Err(ReceiptError::SelfDealing);
 		}
 		let key = key_of(p.stream, &p.viewer, p.epoch);
-		if !self.entries.contains_key(&key) {
-			if self.entries.len() >= self.config.max_entries {
-				return Err(ReceiptError::Full(self.config.max_entries));
+		let full = self.entries.len() >= self.config.max_entries;
+		match self.entries.get_mut(&key) {
+			Some(e) => keep_larger_pass(e, pass),
+			None if full => return Err(ReceiptError::Full(self.config.max_entries)),
+			None => {
+				self.entries.insert(key, LedgerEntry { pass, receipt: None, served_bytes: 0 });
 			}
-			self.entries.insert(key, LedgerEntry { pass, receipt: None, served_bytes: 0 });
 		}
 		Ok(())
+	}
+
+	/// The pass held for (stream, `viewer`, epoch), if any.
+	pub fn pass(
+		&self,
+		stream: StreamId,
+		viewer: &PublicKey,
+		epoch: EpochIndex,
+	) -> Option<&Signed<ViewerPass>> {
+		self.entries.get(&key_of(stream, viewer, epoch)).map(|e| &e.pass)
 	}
 
 	/// A viewer sent a receipt: check it exactly as the pallet would (against the stored pass)
@@ -439,6 +453,15 @@ impl SeederLedger {
 			ledger.handle_served(p.stream, &p.viewer, p.epoch, served);
 		}
 		Ok(ledger)
+	}
+}
+
+/// `entry` takes `pass` (same stream, viewer and epoch, verified) if it allows more units than
+/// the pass held: the chain pays at most a pass's `max_units`, so the largest is what to claim
+/// with. A smaller or equal one (an older renewal arriving late) changes nothing.
+fn keep_larger_pass(entry: &mut LedgerEntry, pass: Signed<ViewerPass>) {
+	if pass.payload.max_units > entry.pass.payload.max_units {
+		entry.pass = pass;
 	}
 }
 
@@ -602,6 +625,35 @@ pub(crate) mod tests {
 		assert!(l.may_serve(1, &viewer, 5));
 		// Other epochs are separate entries.
 		assert!(!l.may_serve(1, &viewer, 6));
+	}
+
+	#[test]
+	fn a_renewed_pass_with_more_units_replaces_the_held_one_and_is_claimed_with() {
+		let with_units = |units| {
+			let mut p = pass_for("//Viewer", 5).payload;
+			p.max_units = units;
+			Signed::sign(p, &pair("//Issuer"))
+		};
+		let mut l = ledger();
+		l.handle_pass(with_units(100)).unwrap();
+		l.handle_receipt(Signed::sign(receipt("//Viewer", 5, 3), &pair("//Viewer"))).unwrap();
+		l.handle_served(1, &pair("//Viewer").public(), 5, 3000);
+		l.handle_pass(with_units(300)).unwrap();
+		// An older renewal arriving late does not shrink it.
+		l.handle_pass(with_units(200)).unwrap();
+		let viewer = pair("//Viewer").public();
+		assert_eq!(l.pass(1, &viewer, 5).map(|p| p.payload.max_units), Some(300));
+		// The receipt and served bytes stay; the claim item carries the largest pass.
+		let (batches, bad) = l.claim_batches(10);
+		assert!(bad.is_empty());
+		let item = &batches[0][0];
+		assert_eq!((item.pass.payload.max_units, item.receipt.payload.units), (300, 3));
+		assert_eq!(l.entries().next().map(|e| e.served_bytes), Some(3000));
+		// A forged larger pass is refused and changes nothing.
+		let mut forged = with_units(1_000_000);
+		forged.payload.max_units = 2_000_000;
+		assert_eq!(l.handle_pass(forged), Err(ReceiptError::BadPassSignature));
+		assert_eq!(l.pass(1, &viewer, 5).map(|p| p.payload.max_units), Some(300));
 	}
 
 	#[test]

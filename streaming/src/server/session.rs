@@ -6,6 +6,7 @@ use super::{fetch::FetchGuard, Lookup, OriginKeys};
 use super::{Admission, LiveWindow, RedirectList, StreamTable};
 use crate::{
 	clock::{millis, Millis},
+	p2p::join::verify_join,
 	protocol::{
 		decode_body, encode_frame, verify_publish_proof, ErrorCode, FrameError, Message, PeerInfo,
 		Role, ServerAddrs, Start, Transport, CHALLENGE_LEN, DEFAULT_MAX_FRAME_LEN,
@@ -111,7 +112,8 @@ pub enum SessionEvent {
 	SegmentReceived(Segment),
 	/// The publisher ended a stream with this origin-signed (and verified) end.
 	End(Signed<StreamEnd>),
-	/// A P2P viewer asked to join `stream`'s swarm: issue a pass and peers, then call
+	/// A P2P viewer asked to join `stream`'s swarm and proved it holds `viewer` (its `Join`
+	/// proof verified against this session's challenge): issue a pass and peers, then call
 	/// [`ServerSession::handle_joined`].
 	JoinRequest {
 		/// Stream.
@@ -120,6 +122,15 @@ pub enum SessionEvent {
 		viewer: PublicKey,
 		/// How peers reach it.
 		peer: PeerInfo,
+	},
+	/// A `Join` whose proof of key possession did not verify: the session is closed (a
+	/// `Closed` follows). Count it.
+	BadJoinProof,
+	/// A joined P2P viewer's pass is due for renewal (every half pass period): sign a new one
+	/// and call [`ServerSession::handle_pass`].
+	PassDue {
+		/// The joined stream.
+		stream: StreamId,
 	},
 	/// A P2P viewer needs chunk `index` of segment `sequence` of `stream` now: look it up and
 	/// call [`ServerSession::handle_fetch`].
@@ -179,6 +190,10 @@ struct HeaderFeed {
 	next: Option<u64>,
 	/// `End` was sent.
 	end_sent: bool,
+	/// When the pass is renewed next.
+	renew_at: Millis,
+	/// The pass is renewed this often.
+	renew_every: Millis,
 }
 
 #[derive(Debug)]
@@ -434,13 +449,25 @@ impl ServerSession {
 				self.events.push_back(SessionEvent::Switched { from });
 				State::Viewer(Some(sub))
 			}
-			(State::P2p(P2pState::AwaitJoin), Message::Join { stream, viewer, peer }) => {
+			(State::P2p(P2pState::AwaitJoin), Message::Join { stream, viewer, peer, proof }) => {
 				if let Err(why) = peer.check() {
 					return self.fail_as(
 						publisher,
 						None,
 						ErrorCode::Malformed,
 						format!("join: {why}"),
+					);
+				}
+				let (genesis, challenge) = (&self.config.genesis_hash, &self.challenge);
+				if !verify_join(&viewer, &proof, genesis, challenge, stream, &peer) {
+					self.events.push_back(SessionEvent::BadJoinProof);
+					return self.fail_as(
+						publisher,
+						None,
+						ErrorCode::BadSignature,
+						"join: the proof does not verify against the viewer key and this \
+						 session's challenge"
+							.into(),
 					);
 				}
 				self.events.push_back(SessionEvent::JoinRequest { stream, viewer, peer });
@@ -613,22 +640,35 @@ impl ServerSession {
 		matches!(self.state, State::P2p(_))
 	}
 
-	/// The answer to [`SessionEvent::JoinRequest`]: the pass and peers, or why not.
+	/// The answer to [`SessionEvent::JoinRequest`]: the pass and peers, or why not. The pass
+	/// is renewed ([`SessionEvent::PassDue`]) every `renew_every` from now on.
 	pub fn handle_joined(
 		&mut self,
-		_now: Millis,
+		now: Millis,
 		result: Result<(Signed<ViewerPass>, Vec<PeerInfo>), (ErrorCode, String)>,
+		renew_every: Duration,
 	) {
 		let State::P2p(P2pState::Joining(stream)) = self.state else { return };
 		match result {
 			Ok((pass, mut peers)) => {
 				peers.truncate(MAX_JOINED_PEERS);
 				self.send(encode_frame(&Message::Joined { pass, peers }));
-				let feed = HeaderFeed { stream, next: None, end_sent: false };
+				let renew_every = millis(renew_every).max(1);
+				let renew_at = now.saturating_add(renew_every);
+				let feed =
+					HeaderFeed { stream, next: None, end_sent: false, renew_at, renew_every };
 				self.state = State::P2p(P2pState::Joined(feed));
 			}
 			Err((code, reason)) => self.close(code, reason),
 		}
+	}
+
+	/// A renewed pass for the joined viewer (the answer to [`SessionEvent::PassDue`], or a new
+	/// epoch): sends it as `Pass`; the next renewal is due `renew_every` from now.
+	pub fn handle_pass(&mut self, now: Millis, pass: Signed<ViewerPass>) {
+		let State::P2p(P2pState::Joined(feed)) = &mut self.state else { return };
+		feed.renew_at = now.saturating_add(feed.renew_every);
+		self.send(encode_frame(&Message::Pass(pass)));
 	}
 
 	/// Answers a fetch with `NotHeld` and counts it against the viewer (see
@@ -850,6 +890,7 @@ impl ServerSession {
 			State::Viewer(Some(Subscription { paused_until: Some(at), .. })) => {
 				(*at).min(self.idle_deadline())
 			}
+			State::P2p(P2pState::Joined(feed)) => feed.renew_at.min(self.idle_deadline()),
 			_ => self.idle_deadline(),
 		};
 		Some(self.purpose_deadline.map_or(at, |(purpose, _)| purpose.min(at)))
@@ -866,6 +907,13 @@ impl ServerSession {
 			if now >= at && !self.is_closed() {
 				self.purpose_deadline = None;
 				return self.close(ErrorCode::IdleTimeout, why);
+			}
+		}
+		if let State::P2p(P2pState::Joined(feed)) = &mut self.state {
+			if now >= feed.renew_at {
+				// Not again until answered (or one more period passed).
+				feed.renew_at = now.saturating_add(feed.renew_every);
+				self.events.push_back(SessionEvent::PassDue { stream: feed.stream });
 			}
 		}
 		match self.state {

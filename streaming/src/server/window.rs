@@ -125,6 +125,17 @@ impl LiveWindow {
 		Some(old.byte_len())
 	}
 
+	/// The stream's bitrate as this window measures it, bytes per second: media bytes over play
+	/// time of the segments held (at most `max_segments`, so it follows the stream within a
+	/// window's length). 0 when the window holds nothing yet (or only zero-length segments):
+	/// passes then cover nothing until the next renewal measures again, so a stream that never
+	/// publishes can never be paid for.
+	pub fn bitrate(&self) -> u64 {
+		let bytes: u64 = self.segments.iter().map(|s| s.byte_len() as u64).sum();
+		let ms: u64 = self.segments.iter().map(|s| u64::from(s.duration_ms())).sum();
+		(bytes.saturating_mul(1000)).checked_div(ms).unwrap_or(0)
+	}
+
 	/// Segments and media bytes held.
 	pub fn usage(&self) -> (usize, usize) {
 		(self.segments.len(), self.bytes)
@@ -152,5 +163,15 @@ mod tests {
 		assert_eq!(w.evict_oldest(), Some(1000));
 		assert_eq!(w.evict_oldest(), None);
 		assert_eq!((w.usage(), w.next_sequence()), ((0, 0), 5), "the stream's position stays");
+	}
+
+	#[test]
+	fn bitrate_is_bytes_over_play_time_of_the_segments_held() {
+		let mut w = LiveWindow::new(WindowConfig::default());
+		assert_eq!(w.bitrate(), 0, "nothing held: nothing measured");
+		// 1000 bytes per 2 s segment.
+		w.insert(seg(0));
+		w.insert(seg(1));
+		assert_eq!(w.bitrate(), 500);
 	}
 }

@@ -13,7 +13,7 @@ use dsp_streaming::{
 		watch::{self, ServerAddr, WatchConfig, WatchEvent, WatchHandle},
 		Endpoint,
 	},
-	protocol::Start,
+	protocol::{encode_frame, FrameDecoder, Message, PeerInfo, Start, CHALLENGE_LEN},
 	segment::Segment,
 	server::OriginKeys,
 	viewer::{Transport, TransportPolicy, ViewerConfig},
@@ -86,6 +86,51 @@ pub fn init_logs() {
 		)
 		.with_test_writer()
 		.try_init();
+}
+
+/// A client that speaks the protocol by hand over TCP: frames out, frames in.
+pub struct RawSession {
+	sock: tokio::net::TcpStream,
+	dec: FrameDecoder,
+}
+
+impl RawSession {
+	pub async fn connect(to: SocketAddr) -> Self {
+		let sock = tokio::net::TcpStream::connect(to).await.unwrap();
+		Self { sock, dec: FrameDecoder::new(1 << 20) }
+	}
+
+	pub async fn send(&mut self, m: &Message) {
+		use tokio::io::AsyncWriteExt;
+		self.sock.write_all(&encode_frame(m)).await.unwrap();
+	}
+
+	/// The next message; fails the test if none comes within 10 s or the connection closed.
+	pub async fn recv(&mut self) -> Message {
+		tokio::time::timeout(
+			Duration::from_secs(10),
+			dsp_streaming::net::read_message(&mut self.sock, &mut self.dec),
+		)
+		.await
+		.expect("server answers")
+		.unwrap()
+		.expect("connection open")
+	}
+
+	/// Sends `Join` for `stream` as `viewer` with its proof over `challenge` (this session's
+	/// `Welcome`); returns the answer (`Joined`, or the `Error`).
+	pub async fn join(
+		&mut self,
+		challenge: &[u8; CHALLENGE_LEN],
+		genesis: [u8; 32],
+		stream: u64,
+		viewer: &sp_core::sr25519::Pair,
+		peer: PeerInfo,
+	) -> Message {
+		let proof = dsp_streaming::p2p::join::sign_join(viewer, &genesis, challenge, stream, &peer);
+		self.send(&Message::Join { stream, viewer: viewer.public(), peer, proof }).await;
+		self.recv().await
+	}
 }
 
 pub fn serve_config() -> ServeConfig {

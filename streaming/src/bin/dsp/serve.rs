@@ -58,9 +58,23 @@ pub struct Args {
 	/// Credit epoch written into passes (without a chain to follow).
 	#[arg(long, default_value_t = 0)]
 	epoch: u32,
-	/// `max_units` of each pass (1 unit = 1 KiB).
-	#[arg(long, default_value_t = 4 * 1024 * 1024)]
-	pass_max_units: u64,
+	/// A viewer pass covers the stream's measured bitrate times (the time its P2P session has
+	/// been joined in the epoch + this period) times --pass-slack, and is renewed every half
+	/// period while the session stays joined. 120 s: a client that joins and leaves at once
+	/// holds at most two minutes' worth; renewals stay one small message a minute.
+	#[arg(long, default_value_t = 120)]
+	pass_period_secs: u64,
+	/// Factor on the measured bitrate in every pass (bitrate changes, receipts lagging).
+	#[arg(long, default_value_t = 1.5)]
+	pass_slack: f64,
+	/// Most P2P sessions joined at once from one address (IPv4, or IPv6 /64); further `Join`s
+	/// are refused as full. 16: a household or small NAT fits, a Sybil farm on one address not.
+	#[arg(long, default_value_t = 16)]
+	p2p_max_sessions_per_address: u32,
+	/// Most new viewer passes (joins) per address and minute; renewals do not count. 30: a
+	/// NAT's viewers reconnecting fit, a client cycling sessions to collect passes does not.
+	#[arg(long, default_value_t = 30)]
+	p2p_max_passes_per_minute: u32,
 	/// libp2p listen address of the node's swarm seed (serves its live windows to pass holders;
 	/// listed first to every P2P viewer), e.g. `/ip4/0.0.0.0/udp/7701/quic-v1` and
 	/// `/ip4/0.0.0.0/tcp/7701`. Repeatable; none: no seed. Needs `--pass-seed`.
@@ -279,7 +293,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	if let Some(seed) = &a.pass_seed {
 		let signer = pair_from_seed(seed, "--pass-seed")?;
 		let mut tracker = TrackerConfig::new(config.session.genesis_hash, a.epoch);
-		tracker.max_units_per_pass = a.pass_max_units;
+		tracker.pass_period = Duration::from_secs(a.pass_period_secs.max(1));
+		tracker.pass_slack = a.pass_slack;
+		tracker.max_sessions_per_address = a.p2p_max_sessions_per_address;
+		tracker.max_new_passes_per_address = a.p2p_max_passes_per_minute;
 		tracker.max_streams = config.streams.max_streams;
 		info!(signer = %hex::encode(signer.public().0), "p2p admission on: issuing viewer passes");
 		if !a.p2p_listen.is_empty() {

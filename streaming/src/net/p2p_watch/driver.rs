@@ -69,6 +69,7 @@ impl Driver {
 			config.viewer.clone(),
 		);
 		let clock = Clock::new();
+		let stats = P2pWatchStats { pass_max_units: pass.payload.max_units, ..Default::default() };
 		Driver {
 			start_at: Some(clock.instant(0) + config.start_delay),
 			clock,
@@ -90,7 +91,7 @@ impl Driver {
 			fetches: FuturesUnordered::new(),
 			control: FuturesUnordered::new(),
 			have_dirty: false,
-			stats: P2pWatchStats::default(),
+			stats,
 			last_duration: 2000,
 			closed_stall_ms: 0,
 		}
@@ -342,6 +343,7 @@ impl Driver {
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
 				self.buffer.handle_end(0, end.payload.next_sequence);
 			}
+			Message::Pass(pass) => self.handle_renewed_pass(pass)?,
 			Message::Ping(_) | Message::Pong(_) => {}
 			Message::Error { code, reason } => return Err(P2pWatchError::Closed(code, reason)),
 			other => {
@@ -350,6 +352,36 @@ impl Driver {
 					other.kind()
 				)))
 			}
+		}
+		Ok(())
+	}
+
+	/// The server renewed our pass (it covers the time joined so far, or a new epoch): it
+	/// replaces ours, and every neighbour is shown it, so the seeders we receive from claim
+	/// with it and take our receipts of a new epoch.
+	fn handle_renewed_pass(&mut self, pass: Signed<ViewerPass>) -> Result<(), P2pWatchError> {
+		let p = &pass.payload;
+		if p.viewer != sp_core::Pair::public(&self.config.viewer)
+			|| p.stream != self.config.stream
+			|| p.genesis_hash != self.config.genesis_hash
+		{
+			return Err(P2pWatchError::Protocol(
+				"renewed pass for another viewer or stream".into(),
+			));
+		}
+		if p.epoch != self.epoch() {
+			// What the old epoch's seeders are owed is signed under the old pass's epoch.
+			self.send_receipts();
+		}
+		debug!(epoch = p.epoch, max_units = p.max_units, "pass renewed");
+		self.stats.passes_renewed += 1;
+		self.stats.pass_max_units = p.max_units;
+		self.pass = pass;
+		let ready: Vec<PeerId> =
+			self.neighbours.iter().filter(|(_, n)| n.ready).map(|(p, _)| *p).collect();
+		for peer in ready {
+			let request = Request::bound_pass(self.pass.clone(), &self.config.viewer, &self.me);
+			self.control_request(peer, "pass", request);
 		}
 		Ok(())
 	}

@@ -37,6 +37,7 @@ use crate::{
 	clock::Clock,
 	p2p::{
 		chunkset::ChunkSet,
+		join::sign_join,
 		receipts::ReceiptBook,
 		scheduler::{
 			ChunkRequest, PlayEvent, PlayStats, Scheduler, SchedulerConfig, SchedulerEvent,
@@ -239,6 +240,10 @@ pub struct P2pWatchStats {
 	pub neighbours: usize,
 	/// Receipts signed and sent.
 	pub receipts_sent: u64,
+	/// Renewed passes received from the server (each shown to the neighbours).
+	pub passes_renewed: u64,
+	/// `max_units` of the pass held now.
+	pub pass_max_units: u64,
 	/// Bytes of headers and chunks the server sent on the direct connection (seeded chunks,
 	/// urgent fetches, duplicates included): the node's egress to this viewer.
 	pub server_bytes: u64,
@@ -336,21 +341,25 @@ pub async fn start(
 		.await
 		.map_err(|e| P2pWatchError::Connection(e.to_string()))?;
 	let mut dec = FrameDecoder::new(config.max_frame_len);
-	match expect_message(&mut r, &mut dec, t).await? {
-		Message::Welcome { mode: AdmissionMode::P2p, .. } => {}
+	let challenge = match expect_message(&mut r, &mut dec, t).await? {
+		Message::Welcome { mode: AdmissionMode::P2p, challenge, .. } => challenge,
 		Message::Welcome { mode: AdmissionMode::Direct, .. } => return Err(P2pWatchError::Direct),
 		Message::Redirect { servers } => return Err(P2pWatchError::Redirected(servers)),
 		other => return Err(P2pWatchError::Protocol(format!("{} before welcome", other.kind()))),
-	}
+	};
 	let store = Arc::new(Store::new(config.stream, config.max_stored_segments));
 	let mut node = P2pNode::start(config.p2p.clone(), store.clone()).await?;
 	let node_events = node.take_events();
 	let node = Arc::new(node);
 	let me = node.peer_id;
+	let peer = node.peer_info();
+	// Proves to the server that we hold the viewer key, for this session only.
+	let proof = sign_join(&config.viewer, &config.genesis_hash, &challenge, config.stream, &peer);
 	let join = Message::Join {
 		stream: config.stream,
 		viewer: sp_core::Pair::public(&config.viewer),
-		peer: node.peer_info(),
+		peer,
+		proof,
 	};
 	write_frames(&mut w, &[encode_frame(&join)], t)
 		.await

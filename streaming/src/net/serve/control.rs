@@ -11,6 +11,7 @@
 #[cfg(doc)]
 use crate::server::ServerSession;
 use crate::{
+	p2p::tracker::TrackerError,
 	protocol::{ErrorCode, Transport},
 	server::SessionStats,
 };
@@ -79,9 +80,8 @@ pub(super) struct SessionControl {
 	stream: Option<StreamId>,
 	/// The admission slot held, released when the session ends.
 	admitted: Option<AdmissionMode>,
-	/// The swarm joined and the peer id the tracker knows the viewer by, left when the session
-	/// ends.
-	joined: Option<(StreamId, Vec<u8>)>,
+	/// The swarm joined, left when the session ends.
+	joined: Option<StreamId>,
 	/// The recording has no more segments and no end: nothing more to look up.
 	vod_exhausted: bool,
 	/// Whether this publisher stored a segment yet (an earlier recorded end no longer holds).
@@ -135,9 +135,9 @@ impl SessionControl {
 		self.admitted
 	}
 
-	/// The swarm it joined (leave it when the session ends): stream and peer id.
-	pub(super) fn joined(&self) -> Option<&(StreamId, Vec<u8>)> {
-		self.joined.as_ref()
+	/// The swarm it joined (leave it when the session ends).
+	pub(super) fn joined(&self) -> Option<StreamId> {
+		self.joined
 	}
 
 	/// A viewer was admitted (`Ok`, count it under its mode) or refused.
@@ -177,14 +177,14 @@ impl SessionControl {
 		}
 	}
 
-	/// What a `Join` the tracker refused is answered.
-	pub(super) fn tracker_refusal(why: impl std::fmt::Display) -> (ErrorCode, String) {
-		(ErrorCode::UnknownStream, why.to_string())
+	/// What a `Join` the tracker refused is answered: its code and reason.
+	pub(super) fn tracker_refusal(why: TrackerError) -> (ErrorCode, String) {
+		(why.code(), why.to_string())
 	}
 
-	/// The viewer joined `stream`'s swarm as `peer_id`.
-	pub(super) fn handle_joined(&mut self, stream: StreamId, peer_id: Vec<u8>) {
-		self.joined = Some((stream, peer_id));
+	/// The viewer joined `stream`'s swarm.
+	pub(super) fn handle_joined(&mut self, stream: StreamId) {
+		self.joined = Some(stream);
 	}
 
 	/// A publisher announced `stream`.
@@ -334,9 +334,13 @@ mod tests {
 		);
 		assert_eq!(admit(JoinStream::Held, Some(())), Ok(()));
 		assert_eq!(
-			SessionControl::tracker_refusal("swarm full"),
-			(ErrorCode::UnknownStream, "swarm full".into())
+			SessionControl::tracker_refusal(TrackerError::TooManyStreams),
+			(ErrorCode::UnknownStream, "too many streams with a swarm".into())
 		);
+		let limit = crate::p2p::pass_policy::AddressLimitError::TooManyPasses(30);
+		let (code, reason) = SessionControl::tracker_refusal(limit.into());
+		assert_eq!(code, ErrorCode::Full);
+		assert!(reason.contains("new passes"), "{reason}");
 	}
 
 	#[test]
@@ -357,8 +361,8 @@ mod tests {
 		p.handle_join_request(3);
 		assert_eq!(p.role(), SessionRole::P2p);
 		assert!(p.must_close_freed(true));
-		p.handle_joined(3, vec![1, 2]);
-		assert_eq!(p.joined(), Some(&(3, vec![1, 2])));
+		p.handle_joined(3);
+		assert_eq!(p.joined(), Some(3));
 	}
 
 	#[test]

@@ -10,12 +10,13 @@ use super::{
 };
 use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
+	p2p::tracker::JoinRequest,
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, PeerInfo, Role, Transport},
 	segment::Segment,
 	server::{Inserted, PartialReservation, ServerSession, SessionEvent},
 };
 use bytes::Bytes;
-use dsp_primitives::{PublicKey, Signed, StreamEnd, StreamId};
+use dsp_primitives::{EpochIndex, PublicKey, Signed, StreamEnd, StreamId};
 use std::{
 	net::SocketAddr,
 	sync::{atomic::Ordering, Arc},
@@ -70,6 +71,8 @@ pub(super) struct SessionDriver<W> {
 	slot: Option<Arc<StreamSlot>>,
 	/// Changes of `slot`'s window.
 	changed: Option<watch::Receiver<u64>>,
+	/// Changes of the credit epoch, once joined to a swarm (the pass is renewed for it).
+	epoch: Option<watch::Receiver<EpochIndex>>,
 	/// The recording served on demand, if the stream is not live here.
 	vod: Option<VodStream>,
 	writer_task: JoinHandle<Option<W>>,
@@ -105,6 +108,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			dec,
 			slot: None,
 			changed: None,
+			epoch: None,
 			vod: None,
 			writer_task,
 			writer_done: None,
@@ -150,6 +154,8 @@ impl<W: FrameSink> SessionDriver<W> {
 			let deadline = self.core.poll_timeout().map(|at| self.shared.clock.instant(at));
 			let changed = self.changed.as_mut();
 			let watching = changed.is_some();
+			let epoch = self.epoch.as_mut();
+			let joined = epoch.is_some();
 			tokio::select! {
 				r = read_frame(&mut reader, &mut self.dec), if self.control.reading(self.core.is_closed()) => {
 					self.handle_read(r);
@@ -169,6 +175,12 @@ impl<W: FrameSink> SessionDriver<W> {
 				},
 				_ = async { tokio::time::sleep_until(deadline.expect("guarded; qed")).await }, if deadline.is_some() => {
 					self.core.handle_timeout(self.shared.now());
+				},
+				r = async { epoch.expect("guarded; qed").changed().await }, if joined => {
+					match r {
+						Ok(()) => self.renew_pass(),
+						Err(_) => self.epoch = None,
+					}
 				},
 				_ = shutdown.changed() => self.core.close(ErrorCode::Shutdown, "server shutting down"),
 				r = &mut self.writer_task, if self.writer_done.is_none() => {
@@ -202,8 +214,8 @@ impl<W: FrameSink> SessionDriver<W> {
 			shared.admission.lock().release(mode);
 			shared.sessions.slot(mode, control.transport()).fetch_sub(1, Ordering::Relaxed);
 		}
-		if let (Some((stream, peer_id)), Some(t)) = (control.joined(), &shared.tracker) {
-			t.lock().handle_leave(*stream, peer_id);
+		if let (Some(_), Some(t)) = (control.joined(), &shared.tracker) {
+			t.lock().handle_leave(shared.now(), session_id);
 			if let Some(s) = &slot {
 				s.seeding().rotation.handle_peer_left(session_id);
 			}
@@ -227,6 +239,10 @@ impl<W: FrameSink> SessionDriver<W> {
 			SessionEvent::JoinRequest { stream, viewer, peer } => {
 				self.handle_join_request(stream, viewer, peer)
 			}
+			SessionEvent::BadJoinProof => {
+				self.shared.bad_join_proofs.fetch_add(1, Ordering::Relaxed);
+			}
+			SessionEvent::PassDue { .. } => self.renew_pass(),
 			SessionEvent::FetchRequest { sequence, index, .. } => {
 				self.handle_fetch_request(sequence, index)
 			}
@@ -263,7 +279,6 @@ impl<W: FrameSink> SessionDriver<W> {
 
 	fn handle_join_request(&mut self, stream: StreamId, viewer: PublicKey, info: PeerInfo) {
 		self.control.handle_join_request(stream);
-		let peer_id = info.peer_id.clone();
 		let known = self.shared.config.session.origin_keys.get(stream).is_some();
 		let opened = known.then(|| self.open_stream(stream, Role::Viewer));
 		let found = match &opened {
@@ -272,18 +287,42 @@ impl<W: FrameSink> SessionDriver<W> {
 			Some(Ok(_)) => JoinStream::Held,
 		};
 		let shared = self.shared.clone();
+		let now = shared.now();
+		let mut renew_every = Duration::ZERO;
 		let r = SessionControl::admit_join(stream, found, shared.tracker.as_ref()).and_then(|t| {
 			self.slot = opened.and_then(Result::ok);
-			t.lock().handle_join(stream, viewer, info).map_err(SessionControl::tracker_refusal)
+			let bitrate = self.slot.as_ref().map_or(0, |s| s.window.lock().bitrate());
+			let (session, remote) = (self.session_id, self.peer.ip());
+			let req = JoinRequest { session, remote, stream, viewer, peer: info, bitrate };
+			let mut t = t.lock();
+			renew_every = t.config().pass_period / 2;
+			t.handle_join(now, req).map_err(SessionControl::tracker_refusal)
 		});
-		if let (Ok((_, peers)), Some(s)) = (&r, &self.slot) {
-			info!(peer = %self.peer, stream, peers = peers.len(), session_id = self.session_id, "p2p viewer joined");
-			self.control.handle_joined(stream, peer_id);
+		if let (Ok(j), Some(s)) = (&r, &self.slot) {
+			info!(peer = %self.peer, stream, peers = j.peers.len(), listed = j.listed, max_units = j.pass.payload.max_units, session_id = self.session_id, "p2p viewer joined");
+			self.control.handle_joined(stream);
 			// Headers and seeded chunks follow the window from now on.
 			s.seeding().rotation.handle_peer_joined(self.session_id);
 			self.changed = Some(s.changed.subscribe());
+			self.epoch = Some(self.shared.epoch.subscribe());
 		}
-		self.core.handle_joined(self.shared.now(), r);
+		if let Err((code, reason)) = &r {
+			info!(peer = %self.peer, stream, ?code, %reason, "p2p join refused");
+		}
+		self.core.handle_joined(now, r.map(|j| (j.pass, j.peers)), renew_every);
+	}
+
+	/// A renewed pass for the joined viewer (due, or a new epoch): the time joined so far at
+	/// the stream's bitrate now.
+	fn renew_pass(&mut self) {
+		let (Some(t), Some(s)) = (&self.shared.tracker, &self.slot) else { return };
+		let bitrate = s.window.lock().bitrate();
+		let now = self.shared.now();
+		let pass = t.lock().renew(now, self.session_id, bitrate);
+		if let Some(pass) = pass {
+			debug!(peer = %self.peer, epoch = pass.payload.epoch, max_units = pass.payload.max_units, "pass renewed");
+			self.core.handle_pass(now, pass);
+		}
 	}
 
 	fn handle_fetch_request(&mut self, sequence: u64, index: u32) {
@@ -664,5 +703,101 @@ mod tests {
 		assert_eq!(shared.admission.lock().stats().direct, 0);
 		assert_eq!(shared.sessions.snapshot().direct_tcp, 0);
 		assert_eq!(shared.closed_with_error.load(Ordering::Relaxed), 0, "the peer closed");
+	}
+
+	#[tokio::test(start_paused = true)]
+	async fn a_joined_p2p_viewer_gets_renewed_passes_and_its_seeder_claims_with_the_largest() {
+		use crate::{
+			p2p::{
+				join::sign_join,
+				receipts::{LedgerConfig, PassSigners, SeederLedger},
+				tracker::{PassSigning, TrackerConfig},
+			},
+			server::{
+				test_util::{origin, seg},
+				OriginKeys,
+			},
+		};
+		use dsp_primitives::{CapacitySettings, Perbill, Receipt};
+		use sp_core::Pair;
+
+		let signer = sp_core::sr25519::Pair::from_string("//PassSigner", None).unwrap();
+		let mut cfg = ServeConfig::default();
+		cfg.capacity = CapacitySettings { max_streams: 10, streaming_rate: Perbill::one() };
+		cfg.p2p =
+			Some(PassSigning { signer: signer.clone(), tracker: TrackerConfig::new([0; 32], 0) });
+		cfg.session.origin_keys =
+			Arc::new(OriginKeys { default: Some(origin().public()), ..Default::default() });
+		// Kept alive without pings: the test is about renewals.
+		cfg.session.idle_timeout = Duration::from_secs(3600);
+		let shared = Arc::new(Shared::new(cfg, None));
+		// Stream 1 plays 1000 bytes per 2 s segment: 500 B/s.
+		let slot = shared.open_stream(1, Role::Publisher).unwrap();
+		for i in 0..3 {
+			slot.update(|w| w.insert(seg(i)));
+		}
+
+		let ((mut r, mut w, _stop), _task) = start(&shared);
+		let mut dec = FrameDecoder::new(u32::MAX);
+		let hello =
+			Message::Hello { version: PROTOCOL_VERSION, role: Role::Viewer, genesis_hash: [0; 32] };
+		w.write_all(&encode_frame(&hello)).await.unwrap();
+		let Message::Welcome { mode: AdmissionMode::P2p, challenge, .. } =
+			next_message(&mut r, &mut dec).await
+		else {
+			panic!("no P2P welcome")
+		};
+		let viewer = sp_core::sr25519::Pair::from_string("//Viewer", None).unwrap();
+		let peer = PeerInfo { peer_id: vec![1; 38], addrs: vec![] };
+		let proof = sign_join(&viewer, &[0; 32], &challenge, 1, &peer);
+		let join = Message::Join { stream: 1, viewer: viewer.public(), peer, proof };
+		w.write_all(&encode_frame(&join)).await.unwrap();
+		let Message::Joined { pass: first, .. } = next_message(&mut r, &mut dec).await else {
+			panic!("no Joined")
+		};
+		// ceil(500 B/s * 120 s * 1.5 / 1024): one period, nothing admitted yet.
+		assert_eq!(first.payload.max_units, 88);
+		/// The next `Pass`; the header feed comes in between.
+		async fn next_pass(
+			r: &mut ReadHalf<DuplexStream>,
+			dec: &mut FrameDecoder,
+		) -> Signed<dsp_primitives::ViewerPass> {
+			loop {
+				if let Message::Pass(p) = next_message(r, dec).await {
+					return p;
+				}
+			}
+		}
+		let started = tokio::time::Instant::now();
+		let renewed = next_pass(&mut r, &mut dec).await;
+		assert!(started.elapsed() >= Duration::from_secs(60), "half a period later");
+		// One more minute admitted: ceil(500 * 180 * 1.5 / 1024).
+		assert_eq!((renewed.payload.epoch, renewed.payload.max_units), (0, 132));
+		// A new epoch: a pass for it at once, counting from its start.
+		shared.tracker.as_ref().unwrap().lock().set_epoch(shared.now(), 1);
+		shared.epoch.send_replace(1);
+		let next_epoch = next_pass(&mut r, &mut dec).await;
+		assert_eq!((next_epoch.payload.epoch, next_epoch.payload.max_units), (1, 88));
+		let stats = shared.tracker.as_ref().unwrap().lock().stats();
+		assert_eq!((stats.passes_issued, stats.passes_renewed), (1, 2));
+
+		// The seeder the viewer receives from is shown both passes of epoch 0 and claims with
+		// the largest, whatever the order.
+		let signers = PassSigners { default: vec![signer.public()], ..Default::default() };
+		let seeder = [9; 32];
+		let mut ledger = SeederLedger::new(LedgerConfig::new([0; 32], seeder, signers));
+		ledger.handle_pass(renewed.clone()).unwrap();
+		ledger.handle_pass(first).unwrap();
+		let receipt = Receipt {
+			genesis_hash: [0; 32],
+			stream: 1,
+			epoch: 0,
+			viewer: viewer.public(),
+			seeder,
+			units: 100,
+		};
+		ledger.handle_receipt(Signed::sign(receipt, &viewer)).unwrap();
+		let (batches, _) = ledger.claim_batches(10);
+		assert_eq!(batches[0][0].pass, renewed);
 	}
 }

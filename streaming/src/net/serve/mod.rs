@@ -166,8 +166,14 @@ pub struct ServerStats {
 	pub p2p_chunk_bytes_sent: u64,
 	/// Open viewer sessions per mode and transport.
 	pub sessions: SessionsByTransport,
-	/// Viewer passes signed since start (P2P admissions).
+	/// Viewer passes signed for P2P joins since start (renewals apart).
 	pub passes_issued: u64,
+	/// Renewed passes sent to joined P2P viewers since start.
+	pub passes_renewed: u64,
+	/// `Join`s refused for their address's limits (sessions at once, new passes a minute).
+	pub joins_refused: u64,
+	/// `Join`s whose proof of key possession did not verify (each closed the session).
+	pub bad_join_proofs: u64,
 	/// Refusals as full that carried a `Redirect` to other streamers, since start: viewers
 	/// refused by the capacity rule or the P2P cap, and TCP connections beyond
 	/// `max_connections` (refused before they say whether they are viewers).
@@ -301,6 +307,7 @@ impl RunningServer {
 	/// Counters.
 	pub fn stats(&self) -> ServerStats {
 		let s = &self.shared;
+		let tracker = s.tracker.as_ref().map(|t| t.lock().stats()).unwrap_or_default();
 		ServerStats {
 			admission: s.admission.lock().stats(),
 			connections: s.connections.load(Ordering::Relaxed),
@@ -314,7 +321,10 @@ impl RunningServer {
 			p2p_media_due: s.p2p_media_due.load(Ordering::Relaxed),
 			p2p_chunk_bytes_sent: s.p2p_chunk_bytes_sent.load(Ordering::Relaxed),
 			sessions: s.sessions.snapshot(),
-			passes_issued: s.tracker.as_ref().map_or(0, |t| t.lock().passes_issued()),
+			passes_issued: tracker.passes_issued,
+			passes_renewed: tracker.passes_renewed,
+			joins_refused: tracker.joins_refused,
+			bad_join_proofs: s.bad_join_proofs.load(Ordering::Relaxed),
 			redirects: s.redirects.load(Ordering::Relaxed),
 			switches: SwitchCounts {
 				to_tcp: s.switches[0].load(Ordering::Relaxed),
@@ -345,10 +355,12 @@ impl RunningServer {
 	}
 
 	/// Moves pass issuing (and the swarm seed's pass checks) to credit epoch `epoch`; the
-	/// node calls it when the chain's epoch changes. Without P2P admission it does nothing.
+	/// node calls it when the chain's epoch changes. Joined P2P viewers get a pass for it at
+	/// once. Without P2P admission it does nothing.
 	pub async fn set_epoch(&self, epoch: EpochIndex) -> io::Result<()> {
 		if let Some(tracker) = &self.shared.tracker {
-			tracker.lock().set_epoch(epoch);
+			tracker.lock().set_epoch(self.shared.now(), epoch);
+			self.shared.epoch.send_replace(epoch);
 		}
 		if let Some(node) = &self.p2p {
 			node.set_epoch(epoch).await.map_err(io::Error::other)?;

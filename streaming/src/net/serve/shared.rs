@@ -15,7 +15,7 @@ use crate::{
 	server::{Admission, ByteBudget, Inserted, LiveWindow, PerAddress, RedirectList, StreamTable},
 };
 use bytes::Bytes;
-use dsp_primitives::{AdmissionMode, PublicKey, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{AdmissionMode, EpochIndex, PublicKey, SegmentHeader, Signed, StreamId};
 use parking_lot::{Mutex, MutexGuard};
 use std::{
 	collections::{BTreeMap, HashMap},
@@ -114,6 +114,11 @@ pub(super) struct Shared {
 	pub(super) recorder: Option<Recorder>,
 	pub(super) admission: Mutex<Admission>,
 	pub(super) tracker: Option<Mutex<Tracker>>,
+	/// The credit epoch passes are issued for; joined P2P sessions renew their pass when it
+	/// changes.
+	pub(super) epoch: watch::Sender<EpochIndex>,
+	/// `Join`s whose proof of key possession did not verify.
+	pub(super) bad_join_proofs: AtomicU64,
 	pub(super) connections: AtomicU64,
 	pub(super) closed_with_error: AtomicU64,
 	pub(super) segments_stored: AtomicU64,
@@ -169,6 +174,8 @@ impl Shared {
 					.with_max_p2p_sessions(config.max_p2p_sessions),
 			),
 			tracker: config.p2p.clone().map(|p| Mutex::new(Tracker::new(p.tracker, p.signer))),
+			epoch: watch::channel(config.p2p.as_ref().map_or(0, |p| p.tracker.epoch)).0,
+			bad_join_proofs: AtomicU64::new(0),
 			streams: Mutex::new(StreamTable::new(config.streams.clone())),
 			recorder,
 			connections: AtomicU64::new(0),

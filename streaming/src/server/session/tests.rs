@@ -316,9 +316,18 @@ fn peer_info(n: u8) -> PeerInfo {
 	PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![n; 10]] }
 }
 
-fn join(n: u8) -> Message {
-	Message::Join { stream: 1, viewer: PublicKey::from_raw([n; 32]), peer: peer_info(n) }
+fn viewer_key(n: u8) -> sp_core::sr25519::Pair {
+	sp_core::sr25519::Pair::from_string(&format!("//Viewer{n}"), None).unwrap()
 }
+
+/// Viewer `n`'s `Join` for stream 1, with its proof over `s`'s challenge.
+fn join(s: &ServerSession, n: u8) -> Message {
+	let (key, peer) = (viewer_key(n), peer_info(n));
+	let proof = crate::p2p::join::sign_join(&key, &[0; 32], s.challenge(), 1, &peer);
+	Message::Join { stream: 1, viewer: key.public(), peer, proof }
+}
+
+const RENEW: Duration = Duration::from_secs(60);
 
 fn pass() -> Signed<ViewerPass> {
 	let p = ViewerPass {
@@ -336,15 +345,15 @@ fn pass() -> Signed<ViewerPass> {
 fn p2p_viewer_joins_and_fetches_urgent_chunks() {
 	let now: Millis = 0;
 	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&join(&s, 1)));
 	match s.poll_event() {
 		Some(SessionEvent::JoinRequest { stream: 1, viewer, peer }) => {
-			assert_eq!((viewer, peer), (PublicKey::from_raw([1; 32]), peer_info(1)));
+			assert_eq!((viewer, peer), (viewer_key(1).public(), peer_info(1)));
 		}
 		other => panic!("{other:?}"),
 	}
 	let pass = pass();
-	s.handle_joined(now, Ok((pass.clone(), vec![peer_info(2)])));
+	s.handle_joined(now, Ok((pass.clone(), vec![peer_info(2)])), RENEW);
 	assert_eq!(sent(&mut s), vec![Message::Joined { pass, peers: vec![peer_info(2)] }]);
 	// Fetches name segments whose headers were sent.
 	let mut window = LiveWindow::new(WindowConfig::default());
@@ -385,9 +394,9 @@ fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end()
 	let mut s = p2p_viewer(now);
 	// No feed before Joined.
 	assert_eq!(s.wants_segments(), None);
-	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&join(&s, 1)));
 	let _ = s.poll_event();
-	s.handle_joined(now, Ok((pass(), vec![])));
+	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
 	let _ = sent(&mut s);
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..12 {
@@ -436,11 +445,11 @@ fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
 	s.handle_frame(now, body(&Message::Subscribe { stream: 1, start: Start::At(0) }));
 	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
 	let mut s = viewer(now, Start::At(0));
-	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&join(&s, 1)));
 	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
 	// Fetch while the join is still being answered.
 	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&join(&s, 1)));
 	s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: 0 }));
 	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
 	// A peer id past its limit.
@@ -449,14 +458,89 @@ fn p2p_messages_out_of_place_or_over_limits_close_the_session() {
 		stream: 1,
 		viewer: PublicKey::from_raw([1; 32]),
 		peer: PeerInfo { peer_id: vec![0; 65], addrs: vec![] },
+		proof: dsp_primitives::Signature::from_raw([0; 64]),
 	};
 	s.handle_frame(now, body(&big));
 	assert_eq!(closed_with(&mut s), ErrorCode::Malformed);
 	// The tracker refused.
 	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(1)));
-	s.handle_joined(now, Err((ErrorCode::UnknownStream, "too many swarms".into())));
+	s.handle_frame(now, body(&join(&s, 1)));
+	s.handle_joined(now, Err((ErrorCode::UnknownStream, "too many swarms".into())), RENEW);
 	assert_eq!(closed_with(&mut s), ErrorCode::UnknownStream);
+}
+
+#[test]
+fn a_join_without_a_valid_proof_of_the_viewer_key_gets_no_pass() {
+	let now: Millis = 0;
+	let other = p2p_viewer(now);
+	let forged = |s: &ServerSession| {
+		let Message::Join { stream, viewer, peer, proof } = join(s, 1) else { unreachable!() };
+		[
+			// Signed by another key than the one named.
+			Message::Join { viewer: viewer_key(2).public(), stream, peer: peer.clone(), proof },
+			// Signed over another session's challenge (a replayed proof).
+			join(&other, 1),
+			// For another stream.
+			Message::Join { stream: 2, viewer, peer: peer.clone(), proof },
+			// Over other addresses than those sent.
+			Message::Join { stream, viewer, peer: peer_info(9), proof },
+			// No signature at all.
+			Message::Join {
+				stream,
+				viewer,
+				peer,
+				proof: dsp_primitives::Signature::from_raw([0; 64]),
+			},
+		]
+	};
+	for i in 0..5 {
+		let mut s = p2p_viewer(now);
+		let join = forged(&s)[i].clone();
+		s.handle_frame(now, body(&join));
+		assert!(matches!(s.poll_event(), Some(SessionEvent::BadJoinProof)), "case {i}");
+		assert!(matches!(
+			s.poll_event(),
+			Some(SessionEvent::Closed { code: Some(ErrorCode::BadSignature), .. })
+		));
+		assert!(matches!(sent(&mut s)[..], [Message::Error { code: ErrorCode::BadSignature, .. }]));
+		// Nothing the tracker could answer: the session is closed.
+		s.handle_joined(now, Ok((pass(), vec![])), RENEW);
+		assert!(sent(&mut s).is_empty(), "case {i}");
+	}
+}
+
+#[test]
+fn a_joined_viewers_pass_is_renewed_every_period_while_it_stays() {
+	let now: Millis = 0;
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(&s, 1)));
+	let _ = s.poll_event();
+	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
+	let _ = sent(&mut s);
+	assert_eq!(s.poll_timeout(), Some(30_000), "the idle timeout comes first");
+	// Pings keep it alive; the renewal comes due after 60 s.
+	for t in [25_000, 50_000] {
+		s.handle_frame(t, body(&Message::Ping(1)));
+		s.handle_timeout(t);
+	}
+	let _ = sent(&mut s);
+	assert!(s.poll_event().is_none());
+	assert_eq!(s.poll_timeout(), Some(60_000));
+	s.handle_timeout(60_000);
+	assert!(matches!(s.poll_event(), Some(SessionEvent::PassDue { stream: 1 })));
+	// Asked once, not at every later timer.
+	s.handle_timeout(60_001);
+	assert!(s.poll_event().is_none());
+	let mut renewed = pass();
+	renewed.payload.max_units = 50;
+	s.handle_pass(60_002, renewed.clone());
+	assert_eq!(sent(&mut s), vec![Message::Pass(renewed.clone())]);
+	assert_eq!(s.poll_timeout(), Some(80_000), "idle first again; renewal at 120 002");
+	// A session that closed gets no pass.
+	s.close(ErrorCode::Shutdown, "bye");
+	let _ = sent(&mut s);
+	s.handle_pass(120_002, renewed);
+	assert!(sent(&mut s).is_empty());
 }
 
 #[test]
@@ -736,9 +820,9 @@ fn sessions_that_take_no_data_and_publish_nothing_are_closed_whatever_they_ping(
 fn a_p2p_viewer_fetches_only_what_its_urgent_window_needs() {
 	let now: Millis = 0;
 	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(1)));
+	s.handle_frame(now, body(&join(&s, 1)));
 	let _ = s.poll_event();
-	s.handle_joined(now, Ok((pass(), vec![])));
+	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
 	let _ = sent(&mut s);
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 30, ..Default::default() });
 	for i in 0..30 {
