@@ -30,7 +30,7 @@ pub use admission::{Admission, AdmissionStats, RedirectList, DEFAULT_MAX_P2P_SES
 pub use keys::{OriginKeys, StreamDirectory};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};
 pub use table::{StreamTable, StreamTableConfig};
-pub use window::{Inserted, LiveWindow, Lookup, WindowConfig};
+pub use window::{BroadcastMark, Inserted, LiveWindow, Lookup, Stale, WindowConfig};
 
 /// Fixtures shared by the tests of the server's modules.
 #[cfg(test)]
@@ -49,6 +49,7 @@ pub(crate) mod test_util {
 			&origin(),
 			[0; 32],
 			1,
+			0,
 			seq,
 			2000,
 			Bytes::from(vec![seq as u8; 1000]),

@@ -178,9 +178,9 @@ impl Shared {
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]).
 	pub(super) fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(self.now(), id, by, || {
+		let r = table.open(self.now(), id, by, |mark| {
 			Arc::new(StreamSlot {
-				window: Mutex::new(LiveWindow::new(self.config.window.clone())),
+				window: Mutex::new(LiveWindow::resume(self.config.window.clone(), mark)),
 				changed: watch::channel(0).0,
 				freed: AtomicBool::new(false),
 				seeding: Mutex::new(Seeding {
