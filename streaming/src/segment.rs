@@ -313,6 +313,9 @@ pub fn verify_chunk(h: &SegmentHeader, index: u32, data: &[u8]) -> Result<(), Se
 }
 
 /// What the assembler made of one frame.
+// `Complete` is 200 bytes and returned once per segment, then moved into an event or an `Arc`:
+// boxing it would add an allocation per segment to save a copy of a few words per chunk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Assembled {
 	/// Accepted; the segment is not complete yet.

@@ -35,7 +35,7 @@ pub struct StreamTableConfig {
 	pub ended_linger: Duration,
 	/// Streams whose newest broadcast ([`BroadcastMark`]) is remembered after their window is
 	/// freed, so that a new window refuses segments and ends of earlier broadcasts (their
-	/// origin signatures stay valid forever). Default 4096: about 160 KiB. Only stored,
+	/// origin signatures stay valid forever). Default 4096: at most 270 KiB (8192 buckets of 33 bytes). Only stored,
 	/// origin-signed data writes an entry; beyond the bound the entry of the oldest broadcast
 	/// is forgotten.
 	pub max_remembered: usize,

@@ -112,7 +112,7 @@ pub struct Args {
 	ended_linger_secs: u64,
 	/// Streams whose newest broadcast is remembered after their window is freed, so that the
 	/// origin-signed segments and end of an earlier broadcast cannot be replayed into a new
-	/// window. Default 4096 (about 160 KiB); beyond it the oldest broadcast is forgotten.
+	/// window. Default 4096 (at most 270 KiB); beyond it the oldest broadcast is forgotten.
 	#[arg(long, default_value_t = 4096)]
 	max_remembered_broadcasts: usize,
 	/// Record every segment and end this server stores, as the origin-signed wire frames, to

@@ -634,3 +634,38 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 	}
 	assert_eq!(now, t0 + 13_000);
 }
+
+/// The origin restarted the stream as a newer broadcast: a viewer fed the old one continues
+/// with the new one from its oldest segment, and never gets the old one again.
+#[test]
+fn a_viewer_continues_with_a_newer_broadcast() {
+	let now: Millis = 0;
+	let seg_of = |broadcast: u64, seq: u64| {
+		let data = Bytes::from(vec![seq as u8; 100]);
+		Arc::new(Segment::build(&origin(), [0; 32], 1, broadcast, seq, 2000, data, 512))
+	};
+	let headers = |msgs: Vec<Message>| -> Vec<(u64, u64)> {
+		msgs.iter()
+			.filter_map(|m| match m {
+				Message::Header(h) => Some((h.payload.broadcast, h.payload.sequence)),
+				_ => None,
+			})
+			.collect()
+	};
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..3 {
+		window.insert(seg_of(5, i)).unwrap();
+	}
+	let mut s = viewer(now, Start::At(0));
+	s.handle_segments(now, window.lookup(0, 8));
+	assert_eq!(headers(sent(&mut s)), vec![(5, 0), (5, 1), (5, 2)]);
+	window.insert(seg_of(6, 0)).unwrap();
+	let (_, from) = s.wants_segments().unwrap();
+	s.handle_segments(now, window.lookup(from, 8));
+	window.insert(seg_of(6, 1)).unwrap();
+	let (_, from) = s.wants_segments().unwrap();
+	assert_eq!(from, 0, "continues the new broadcast from its oldest segment");
+	s.handle_segments(now, window.lookup(from, 8));
+	assert_eq!(headers(sent(&mut s)), vec![(6, 0), (6, 1)]);
+	assert!(window.insert(seg_of(5, 3)).is_err(), "the old broadcast is refused");
+}
