@@ -68,6 +68,7 @@ fn header_verify(c: &mut Criterion) {
 	let header = SegmentHeader {
 		genesis_hash: [7; 32],
 		stream: 1,
+		broadcast: 0,
 		sequence: 42,
 		duration_ms: 2000,
 		byte_len: 32 * CHUNK as u32,
@@ -97,7 +98,16 @@ fn segment_build(c: &mut Criterion) {
 	g.throughput(Throughput::Bytes(data.len() as u64));
 	g.bench_function("build_and_sign_125k", |b| {
 		b.iter(|| {
-			Segment::build(&pair, [0; 32], 1, 0, 2000, black_box(data.clone()), DEFAULT_CHUNK_SIZE)
+			Segment::build(
+				&pair,
+				[0; 32],
+				1,
+				0,
+				0,
+				2000,
+				black_box(data.clone()),
+				DEFAULT_CHUNK_SIZE,
+			)
 		})
 	});
 	g.finish();

@@ -8,9 +8,61 @@
 //! without `-hls_flags delete_segments`) is followed as well as a growing one
 //! (`-hls_list_size 0`). Segments that slid out of the list before the follower saw them are
 //! counted as missed, never reordered.
+//!
+//! A segment URI must name a file inside the playlist's directory ([`check_uri`]; the driver
+//! also resolves links): the publisher signs and pushes what it names, so a playlist that named
+//! `/home/me/.ssh/id_ed25519` or `../secret` would publish any file the publisher can read.
 
 use crate::segment::clamp_duration_ms;
-use std::collections::VecDeque;
+use std::{
+	collections::VecDeque,
+	path::{Component, Path},
+};
+
+/// Why a playlist URI is not a file inside the playlist's directory.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UriError {
+	/// Empty, or with a NUL byte.
+	#[error("empty or not a file name")]
+	Empty,
+	/// A URL (`scheme:...`): only files next to the playlist are published.
+	#[error("a URL, not a file in the playlist's directory")]
+	Scheme,
+	/// An absolute path.
+	#[error("an absolute path, not a file in the playlist's directory")]
+	Absolute,
+	/// A `..` component (or another that leaves the directory).
+	#[error("a path that leaves the playlist's directory")]
+	Escapes,
+}
+
+/// Checks that `uri` names a file inside the playlist's directory: a relative path without a
+/// scheme and without `..`, returned as a path to join to the directory. The driver must still
+/// resolve links (a file in the directory may link elsewhere).
+pub fn check_uri(uri: &str) -> Result<&Path, UriError> {
+	if uri.is_empty() || uri.contains('\0') {
+		return Err(UriError::Empty);
+	}
+	// RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":". A one-letter scheme
+	// is refused too (`c:` on Windows is no file name here either).
+	if let Some((scheme, _)) = uri.split_once(':') {
+		let mut chars = scheme.chars();
+		if chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+			&& chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+		{
+			return Err(UriError::Scheme);
+		}
+	}
+	let path = Path::new(uri);
+	for c in path.components() {
+		match c {
+			Component::Normal(_) | Component::CurDir => {}
+			Component::RootDir | Component::Prefix(_) => return Err(UriError::Absolute),
+			Component::ParentDir => return Err(UriError::Escapes),
+		}
+	}
+	Ok(path)
+}
 
 /// Largest playlist text accepted, in bytes (4 MiB: about 100 000 entries, over two days of
 /// 2 s segments in a `-hls_list_size 0` playlist). The driver reads at most this much.
@@ -265,5 +317,19 @@ mod tests {
 		let d: Vec<u32> = std::iter::from_fn(|| f.poll_entry()).map(|e| e.duration_ms).collect();
 		assert_eq!(d, vec![clamp_duration_ms(0), clamp_duration_ms(u32::MAX)]);
 		assert!(d[0] > 0 && d[1] < 3_600_000);
+	}
+
+	#[test]
+	fn only_relative_uris_inside_the_directory_are_accepted() {
+		assert_eq!(check_uri("out0.ts"), Ok(Path::new("out0.ts")));
+		assert_eq!(check_uri("./sub/out0.ts"), Ok(Path::new("./sub/out0.ts")));
+		assert_eq!(check_uri("/etc/passwd"), Err(UriError::Absolute));
+		assert_eq!(check_uri("../x.ts"), Err(UriError::Escapes));
+		assert_eq!(check_uri("a/../../x.ts"), Err(UriError::Escapes));
+		assert_eq!(check_uri("a/.."), Err(UriError::Escapes));
+		assert_eq!(check_uri("file:///etc/passwd"), Err(UriError::Scheme));
+		assert_eq!(check_uri("http://h/x.ts"), Err(UriError::Scheme));
+		assert_eq!(check_uri(""), Err(UriError::Empty));
+		assert_eq!(check_uri("a\0b"), Err(UriError::Empty));
 	}
 }

@@ -328,14 +328,18 @@ pub enum Message {
 		/// Human-readable detail (UTF-8).
 		reason: String,
 	},
-	/// Server → publisher, the answer to `Publish`: the next sequence the server will store for
-	/// the stream (one past the newest it holds or ended at; 0 for a stream it holds nothing of).
-	/// A restarted publisher numbers its segments from here; segments below it are already held.
+	/// Server → publisher, the answer to `Publish`: the broadcast the server holds (not ended)
+	/// and the next sequence it will store of it (one past the newest it holds; 0 without a
+	/// broadcast). A restarted publisher continues that broadcast from here; segments below it
+	/// are already held. A publisher of another broadcast starts its own from 0 (a newer one
+	/// replaces what the server holds, an older one is refused).
 	#[codec(index = 11)]
 	Expect {
 		/// The stream.
 		stream: StreamId,
-		/// Next sequence the server stores.
+		/// The broadcast the server holds and that has not ended, if any.
+		broadcast: Option<u64>,
+		/// Next sequence of that broadcast the server stores.
 		next_sequence: u64,
 	},
 	/// Server → viewer, right before `Error { code: Full }`: the server refuses the viewer for
@@ -645,6 +649,7 @@ mod tests {
 		let header = SegmentHeader {
 			genesis_hash: [7; 32],
 			stream: 3,
+			broadcast: 1,
 			sequence: 9,
 			duration_ms: 2000,
 			byte_len: 10,
@@ -697,13 +702,13 @@ mod tests {
 			}),
 			Message::Ack { stream: 1, sequence: 2 },
 			Message::End(Signed::sign(
-				StreamEnd { genesis_hash: [7; 32], stream: 1, next_sequence: 5 },
+				StreamEnd { genesis_hash: [7; 32], stream: 1, broadcast: 0, next_sequence: 5 },
 				&sp_core::sr25519::Pair::from_string("//Origin", None).unwrap(),
 			)),
 			Message::Ping(1),
 			Message::Pong(2),
 			Message::error(ErrorCode::BadChunk, "nope"),
-			Message::Expect { stream: 1, next_sequence: 42 },
+			Message::Expect { stream: 1, broadcast: Some(7), next_sequence: 42 },
 			Message::Join {
 				stream: 1,
 				viewer: PublicKey::from_raw([3; 32]),

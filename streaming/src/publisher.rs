@@ -109,15 +109,30 @@ impl PublishQueue {
 	}
 
 	/// A connection is ready: the server accepts frames up to `max_frame_len` (its `Welcome`)
-	/// and stores from `next_sequence` on (its `Expect`). Segments below `next_sequence` are
-	/// already held there and count as acknowledged; everything else unacknowledged goes again.
-	pub fn handle_connected(&mut self, max_frame_len: u32, next_sequence: u64) {
+	/// and, holding `broadcast`, stores from `next_sequence` on (its `Expect`). If that is this
+	/// queue's broadcast, segments below `next_sequence` are already held there and count as
+	/// acknowledged; everything else unacknowledged goes again.
+	pub fn handle_connected(
+		&mut self,
+		max_frame_len: u32,
+		broadcast: Option<u64>,
+		next_sequence: u64,
+	) {
 		self.connected = true;
 		self.sent = 0;
 		self.end_sent = false;
 		self.max_frame_len = max_frame_len;
-		if next_sequence > 0 {
+		if next_sequence > 0 && broadcast.is_some() && broadcast == self.broadcast() {
 			self.handle_ack(next_sequence - 1);
+		}
+	}
+
+	/// The broadcast of what waits to be sent (one publisher publishes one broadcast), if
+	/// anything does.
+	pub fn broadcast(&self) -> Option<u64> {
+		match self.unacked.front() {
+			Some(seg) => Some(seg.broadcast()),
+			None => self.end.as_ref().map(|e| e.payload.broadcast),
 		}
 	}
 
@@ -229,7 +244,7 @@ mod tests {
 
 	fn seg(seq: u64) -> Arc<Segment> {
 		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
-		Arc::new(Segment::build(&pair, [0; 32], 1, seq, 2000, Bytes::from(vec![1u8; 10]), 1024))
+		Arc::new(Segment::build(&pair, [0; 32], 1, 0, seq, 2000, Bytes::from(vec![1u8; 10]), 1024))
 	}
 
 	fn seqs(frames: Vec<Bytes>) -> u64 {
@@ -248,17 +263,17 @@ mod tests {
 			q.push(seg(i));
 		}
 		assert!(q.poll_transmit().is_none());
-		q.handle_connected(u32::MAX, 0);
+		q.handle_connected(u32::MAX, Some(0), 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![0, 1, 2]);
 		q.handle_ack(0);
 		q.handle_disconnected();
 		q.push(seg(3));
-		q.handle_connected(u32::MAX, 0);
+		q.handle_connected(u32::MAX, Some(0), 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![1, 2, 3]);
 		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
-		let end = StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence: 4 };
+		let end = StreamEnd { genesis_hash: [0; 32], stream: 1, broadcast: 0, next_sequence: 4 };
 		q.finish(Signed::sign(end, &pair));
 		assert!(q.poll_transmit().is_none(), "end waits for every ack");
 		q.handle_ack(3);
@@ -276,7 +291,7 @@ mod tests {
 			q.push(seg(i));
 		}
 		assert_eq!((q.backlog(), q.dropped()), (3, 2));
-		q.handle_connected(u32::MAX, 0);
+		q.handle_connected(u32::MAX, Some(0), 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![2, 3]);
 		q.handle_ack(2);
@@ -289,7 +304,7 @@ mod tests {
 		for i in 0..4 {
 			q.push(seg(i));
 		}
-		q.handle_connected(u32::MAX, 0);
+		q.handle_connected(u32::MAX, Some(0), 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![0, 1, 2, 3]);
 		// The server stored 0, then refused 1.
@@ -297,7 +312,7 @@ mod tests {
 		q.handle_refused(ErrorCode::BadHeader, "segment 1: bad header: duration");
 		q.handle_disconnected();
 		assert_eq!(q.poll_refused().map(|r| r.sequence), Some(1));
-		q.handle_connected(u32::MAX, 1);
+		q.handle_connected(u32::MAX, Some(0), 1);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![2, 3], "the refused segment was sent again");
 		// A connection-level error drops nothing.
@@ -315,13 +330,14 @@ mod tests {
 			&pair,
 			[0; 32],
 			1,
+			0,
 			1,
 			2000,
 			Bytes::from(vec![1u8; 5000]),
 			4096,
 		)));
 		q.push(seg(2));
-		q.handle_connected(1000, 0);
+		q.handle_connected(1000, Some(0), 0);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![0, 2]);
 		assert_eq!(q.poll_refused().map(|r| r.sequence), Some(1));
@@ -334,7 +350,7 @@ mod tests {
 			q.push(seg(i));
 		}
 		// The connection broke before the acks of 0..=2 arrived; the server says it has them.
-		q.handle_connected(u32::MAX, 3);
+		q.handle_connected(u32::MAX, Some(0), 3);
 		let sent: Vec<u64> = std::iter::from_fn(|| q.poll_transmit()).map(seqs).collect();
 		assert_eq!(sent, vec![3, 4]);
 		assert_eq!(q.acked(), 3);

@@ -147,7 +147,7 @@ async fn bad_clients_are_closed_and_good_viewers_keep_streaming() {
 
 		// A segment signed by the wrong key.
 		let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
-		let forged = Segment::build(&mallory, [0; 32], STREAM, 1000, 2000, media(1, 1000), 512);
+		let forged = Segment::build(&mallory, [0; 32], STREAM, 0, 1000, 2000, media(1, 1000), 512);
 		let msgs = publish_frames(addr, forged.frames.clone()).await;
 		assert_eq!(last_error(&msgs), Some(ErrorCode::BadSignature));
 

@@ -61,7 +61,7 @@ impl ChunkSource for Store {
 fn segment() -> Segment {
 	let data: Vec<u8> =
 		(0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-	Segment::build(&origin(), GENESIS, STREAM, 7, 2000, Bytes::from(data), 64 * 1024)
+	Segment::build(&origin(), GENESIS, STREAM, 0, 7, 2000, Bytes::from(data), 64 * 1024)
 }
 
 fn store(corrupt: bool) -> Arc<Store> {

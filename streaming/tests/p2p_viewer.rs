@@ -49,7 +49,7 @@ fn pair(s: &str) -> sp_core::sr25519::Pair {
 }
 
 fn segment(seq: u64) -> Segment {
-	Segment::build(&origin(), GENESIS, STREAM, seq, SEGMENT_MS, media(seq, LEN), 16 * 1024)
+	Segment::build(&origin(), GENESIS, STREAM, 0, seq, SEGMENT_MS, media(seq, LEN), 16 * 1024)
 }
 
 fn signers() -> PassSigners {
@@ -82,7 +82,8 @@ async fn publish(to: Endpoint, count: u64) {
 		// moves one segment per segment duration.
 		tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
 	}
-	let end = StreamEnd { genesis_hash: GENESIS, stream: STREAM, next_sequence: count };
+	let end =
+		StreamEnd { genesis_hash: GENESIS, stream: STREAM, broadcast: 0, next_sequence: count };
 	for r in publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await {
 		assert!(r.complete, "publisher did not finish: {r:?}");
 	}

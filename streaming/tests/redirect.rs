@@ -55,7 +55,8 @@ async fn full_server_redirects_and_a_dead_server_is_failed_over_without_gap() {
 				// redirected and server A dies.
 				tokio::time::sleep(Duration::from_millis(100)).await;
 			}
-			let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: count };
+			let end =
+				StreamEnd { genesis_hash: [0; 32], stream, broadcast: 0, next_sequence: count };
 			// A is dead by then: only B can acknowledge everything.
 			publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(5)).await
 		});

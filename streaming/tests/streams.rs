@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use dsp_primitives::{Signed, StreamEnd};
 use dsp_streaming::{
-	net::publish::{PublishConfig, Publisher},
+	net::publish::{Held, PublishConfig, Publisher},
 	protocol::{encode_frame, ErrorCode, Message, Role, Start, PROTOCOL_VERSION},
 	viewer::{Transport, TransportPolicy},
 };
@@ -35,7 +35,8 @@ async fn a_restarted_publisher_continues_where_the_server_is() {
 		let stream = 11;
 		let first =
 			Publisher::start(PublishConfig::new(stream, vec![tcp(&server)], origin())).unwrap();
-		assert_eq!(first.resume_point(Duration::from_secs(10)).await, Some(0), "a new stream");
+		let none = Held { broadcast: None, next_sequence: 0 };
+		assert_eq!(first.resume_point(Duration::from_secs(10)).await, Some(none), "a new stream");
 		for seq in 0..5 {
 			first.push(Arc::new(segment(stream, seq, LEN)));
 		}
@@ -45,11 +46,12 @@ async fn a_restarted_publisher_continues_where_the_server_is() {
 		let second =
 			Publisher::start(PublishConfig::new(stream, vec![tcp(&server)], origin())).unwrap();
 		let next = second.resume_point(Duration::from_secs(10)).await;
-		assert_eq!(next, Some(5), "the server said where to continue");
+		let held = Held { broadcast: Some(0), next_sequence: 5 };
+		assert_eq!(next, Some(held), "the server said where to continue");
 		for seq in 5..10 {
 			second.push(Arc::new(segment(stream, seq, LEN)));
 		}
-		let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: 10 };
+		let end = StreamEnd { genesis_hash: [0; 32], stream, broadcast: 0, next_sequence: 10 };
 		let reports = second.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await;
 		assert!(reports.iter().all(|r| r.complete && r.acked == 5), "{reports:?}");
 		assert_eq!(server.stats().segments_stored, 10, "nothing was acked as a duplicate");
@@ -178,6 +180,7 @@ async fn segments_the_server_refuses_are_dropped_and_the_rest_delivered() {
 					&origin(),
 					[0; 32],
 					stream,
+					0,
 					seq,
 					2000,
 					media(seq, LEN),
@@ -187,7 +190,7 @@ async fn segments_the_server_refuses_are_dropped_and_the_rest_delivered() {
 			};
 			publisher.push(Arc::new(seg));
 		}
-		let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: 6 };
+		let end = StreamEnd { genesis_hash: [0; 32], stream, broadcast: 0, next_sequence: 6 };
 		let reports = publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await;
 		assert_eq!(reports.len(), 1);
 		let r = &reports[0];

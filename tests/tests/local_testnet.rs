@@ -108,9 +108,10 @@ fn two_validators_finalize_together_and_either_serves_a_viewer() {
 		let publisher = Publisher::start(config).expect("publisher");
 		for seq in 0..3u64 {
 			let media = Bytes::from(vec![seq as u8; 100_000]);
-			publisher.push(Arc::new(Segment::build(&origin, genesis, 0, seq, 2000, media, 65_536)));
+			publisher
+				.push(Arc::new(Segment::build(&origin, genesis, 0, 0, seq, 2000, media, 65_536)));
 		}
-		let end = StreamEnd { genesis_hash: genesis, stream: 0, next_sequence: 3 };
+		let end = StreamEnd { genesis_hash: genesis, stream: 0, broadcast: 0, next_sequence: 3 };
 		publisher.finish(Signed::sign(end, &origin), Duration::from_secs(30)).await
 	});
 	assert_eq!(reports.len(), 2);

@@ -5,7 +5,7 @@
 use dsp_primitives::{Hash32, StreamId};
 use dsp_streaming::{
 	net::{
-		publish::{publish_ts, PublishConfig, Publisher, SegmentSigner},
+		publish::{new_broadcast_id, publish_ts, PublishConfig, Publisher, Resume, SegmentSigner},
 		Endpoint,
 	},
 	ts::TsConfig,
@@ -123,24 +123,25 @@ pub async fn run(config: DemoConfig) {
 			return;
 		}
 	};
-	// Continue after what the worker already holds, and never below the wall-clock sequence:
-	// after a node restart the worker holds nothing (windows are in memory), and viewers that
-	// kept running ask for the segment after their last one, which must lie ahead.
-	let held = publisher.resume_point(Duration::from_secs(10)).await.unwrap_or(0);
-	let next = held.max(wall_clock_sequence(std::time::SystemTime::now()));
+	// Continue the broadcast the worker holds, after what it holds, and never below the
+	// wall-clock sequence: after a node restart the worker holds nothing (windows are in
+	// memory), so a new broadcast starts, and viewers that kept running ask for the segment
+	// after their last one, which must lie ahead.
+	let wall = wall_clock_sequence(std::time::SystemTime::now());
+	let at = match publisher.resume_point(Duration::from_secs(10)).await {
+		Some(held) => held.resume_or(new_broadcast_id()),
+		None => Resume { broadcast: new_broadcast_id(), next_sequence: 0 },
+	};
+	let at = Resume { next_sequence: at.next_sequence.max(wall), ..at };
+	let next = at.next_sequence;
 	log::info!(
 		target: super::LOG_TARGET,
 		"demo stream {}: ffmpeg test pattern → tcp://{} from segment {next}",
 		config.stream,
 		config.server,
 	);
-	let mut signer = SegmentSigner::new(
-		config.origin,
-		config.genesis_hash,
-		config.stream,
-		DEMO_CHUNK_SIZE,
-		next,
-	);
+	let mut signer =
+		SegmentSigner::new(config.origin, config.genesis_hash, config.stream, DEMO_CHUNK_SIZE, at);
 	if let Err(e) = publish_ts(&mut stdout, TsConfig::default(), &publisher, &mut signer).await {
 		log::warn!(target: super::LOG_TARGET, "demo stream {}: reading ffmpeg failed: {e}", config.stream);
 	}

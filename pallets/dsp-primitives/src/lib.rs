@@ -212,7 +212,12 @@ pub struct SegmentHeader {
 	pub genesis_hash: Hash32,
 	/// Stream the segment belongs to.
 	pub stream: StreamId,
-	/// Position in the stream, counting up by one per segment.
+	/// The broadcast the segment belongs to: the publisher's start time of the broadcast, in
+	/// milliseconds since the Unix epoch, chosen once per broadcast (a restarted publisher that
+	/// continues the same broadcast keeps it). Signed with the rest, so that nothing of one
+	/// broadcast can be replayed into another: a newer broadcast replaces an older one.
+	pub broadcast: u64,
+	/// Position in the broadcast, counting up by one per segment.
 	pub sequence: u64,
 	/// Play time in milliseconds.
 	pub duration_ms: u32,
@@ -251,7 +256,10 @@ pub struct StreamEnd {
 	pub genesis_hash: Hash32,
 	/// The stream that ended.
 	pub stream: StreamId,
-	/// One past the last segment of the stream.
+	/// The broadcast that ended (see [`SegmentHeader::broadcast`]): an end ends this broadcast
+	/// only, never a later one.
+	pub broadcast: u64,
+	/// One past the last segment of the broadcast.
 	pub next_sequence: u64,
 }
 

@@ -142,7 +142,7 @@ mod tests {
 		let mut p = Playlist::new(4, 10);
 		for seq in 0..3 {
 			let data = Bytes::from(vec![seq as u8; 100]);
-			let segment = Segment::build(&pair, [0; 32], 4, seq, 2000, data, 64);
+			let segment = Segment::build(&pair, [0; 32], 4, 0, seq, 2000, data, 64);
 			p.push(&Delivered { segment, discontinuity: false });
 		}
 		Mutex::new(p)

@@ -6,7 +6,7 @@
 
 use super::publish::{Publisher, SegmentSigner};
 use crate::{
-	hls_ingest::{HlsFollower, MAX_PLAYLIST_BYTES},
+	hls_ingest::{check_uri, HlsFollower, MAX_PLAYLIST_BYTES},
 	segment::DEFAULT_MAX_SEGMENT_LEN,
 };
 use bytes::Bytes;
@@ -114,7 +114,14 @@ pub async fn follow_hls_dir(
 			continue;
 		}
 		while let Some(entry) = follower.poll_entry() {
-			let file = dir.join(&entry.uri);
+			let file = match segment_path(dir, &entry.uri).await {
+				Ok(f) => f,
+				Err(why) => {
+					missing += 1;
+					warn!(uri = %entry.uri, %why, missing, "segment URI refused: not a file in the playlist's directory; skipped");
+					continue;
+				}
+			};
 			match read_capped(&file, DEFAULT_MAX_SEGMENT_LEN as usize).await {
 				Ok(Some(data)) if !data.is_empty() => signer
 					.push(publisher, Bytes::from(data), entry.duration_ms)
@@ -141,6 +148,21 @@ pub async fn follow_hls_dir(
 	Ok(())
 }
 
+/// The file `uri` names in `dir`, if it is inside `dir` once links are resolved
+/// ([`check_uri`] first, then both canonicalized).
+async fn segment_path(dir: &Path, uri: &str) -> Result<PathBuf, String> {
+	let relative = check_uri(uri).map_err(|e| e.to_string())?;
+	let file = dir.join(relative);
+	let real_dir =
+		tokio::fs::canonicalize(dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+	// A file that does not exist (deleted by `delete_segments`) is reported by the read.
+	match tokio::fs::canonicalize(&file).await {
+		Ok(real) if real.starts_with(&real_dir) => Ok(real),
+		Ok(real) => Err(format!("resolves to {}, outside {}", real.display(), real_dir.display())),
+		Err(_) => Ok(file),
+	}
+}
+
 #[cfg(test)]
 mod tests {
 	use super::*;
@@ -161,5 +183,42 @@ mod tests {
 			find_playlist(&d.join("missing"), None),
 			Err(FollowError::ListDir { .. })
 		));
+	}
+
+	/// A playlist that names files outside its directory (absolute, `..`, a URL, a symlink out)
+	/// publishes none of them; the segment inside is published.
+	#[tokio::test]
+	async fn playlist_uris_outside_the_directory_are_not_published() {
+		let secret_dir = tempfile::tempdir().unwrap();
+		let secret = secret_dir.path().join("secret.key");
+		std::fs::write(&secret, b"do not publish").unwrap();
+		let dir = tempfile::tempdir().unwrap();
+		let d = dir.path().join("hls");
+		std::fs::create_dir(&d).unwrap();
+		std::fs::write(dir.path().join("up.ts"), b"outside").unwrap();
+		std::os::unix::fs::symlink(&secret, d.join("link.ts")).unwrap();
+		std::fs::write(d.join("ok.ts"), b"inside").unwrap();
+		let uris = [
+			secret.display().to_string(),
+			"../up.ts".to_string(),
+			"sub/../../up.ts".to_string(),
+			format!("file://{}", secret.display()),
+			"link.ts".to_string(),
+			"ok.ts".to_string(),
+		];
+		let mut text = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n");
+		for u in &uris {
+			text.push_str(&format!("#EXTINF:2.0,\n{u}\n"));
+		}
+		text.push_str("#EXT-X-ENDLIST\n");
+		std::fs::write(d.join("index.m3u8"), text).unwrap();
+		let pair =
+			<sp_core::sr25519::Pair as sp_core::Pair>::from_string("//Origin", None).unwrap();
+		let config = super::super::publish::PublishConfig::new(1, vec![], pair.clone());
+		let publisher = Publisher::start(config).unwrap();
+		let at = super::super::publish::Resume { broadcast: 0, next_sequence: 0 };
+		let mut signer = SegmentSigner::new(pair, [0; 32], 1, 1024, at);
+		follow_hls_dir(&d, None, Duration::from_millis(1), &publisher, &mut signer).await.unwrap();
+		assert_eq!(signer.published(), 1, "only ok.ts is inside the directory");
 	}
 }

@@ -117,6 +117,7 @@ pub async fn feed(
 	let len = (config.bitrate_kbps as u64 * config.segment_ms as u64 / 8) as usize;
 	let mut tick = tokio::time::interval(Duration::from_millis(config.segment_ms as u64));
 	let mut seq = 0u64;
+	let broadcast = super::publish::new_broadcast_id();
 	let mut x = 0x2545_f491_4f6c_dd1du64;
 	loop {
 		tokio::select! {
@@ -135,6 +136,7 @@ pub async fn feed(
 			&pair,
 			config.genesis_hash,
 			config.stream,
+			broadcast,
 			seq,
 			config.segment_ms,
 			Bytes::from(data),
@@ -143,8 +145,12 @@ pub async fn feed(
 		publisher.push(Arc::new(seg));
 		seq += 1;
 	}
-	let end =
-		StreamEnd { genesis_hash: config.genesis_hash, stream: config.stream, next_sequence: seq };
+	let end = StreamEnd {
+		genesis_hash: config.genesis_hash,
+		stream: config.stream,
+		broadcast,
+		next_sequence: seq,
+	};
 	publisher.finish(Signed::sign(end, &pair), Duration::from_secs(5)).await;
 	Ok(())
 }

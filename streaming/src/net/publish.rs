@@ -1,7 +1,8 @@
 //! The publisher driver: one task per streamer endpoint, each with its own
 //! [`PublishQueue`], reconnecting with backoff and resending what was not acknowledged.
 //! [`Publisher::resume_point`] tells a restarted publisher where the servers want it to
-//! continue (their `Expect`).
+//! continue (their `Expect`: the broadcast they hold and its next sequence), ignoring answers
+//! that cannot be true ([`choose_resume`]).
 //!
 //! [`SegmentSigner`] signs and numbers media for a publisher, and [`publish_ts`] feeds it
 //! MPEG-TS (stdin, a file, an encoder's pipe): the read -> cut -> sign -> publish loop that
@@ -27,6 +28,107 @@ use tokio::{
 	task::JoinHandle,
 };
 use tracing::{info, warn};
+
+/// Largest `next_sequence` a server's `Expect` may name: 2^48 segments of at least 10 ms are
+/// 89,000 years of stream, so an answer beyond it is a lie or a bug, and numbering from it
+/// would run out of sequence numbers.
+pub const MAX_EXPECT_SEQUENCE: u64 = 1 << 48;
+
+/// How far one server's `Expect` may be ahead of the (lower) median of all answers for the same
+/// broadcast before it is ignored: 100,000 segments, 55 hours of 2 s segments, more than an
+/// honest server can gain on the others while they were cut off from this publisher.
+pub const MAX_EXPECT_LEAD: u64 = 100_000;
+
+/// How far in the future (by this publisher's clock) a server's broadcast id may lie: one hour
+/// of clock difference between the machine of an earlier publisher and this one. A broadcast id
+/// is a start time, so a later one cannot have been signed by an honest origin yet.
+pub const MAX_BROADCAST_SKEW_MS: u64 = 3_600_000;
+
+/// A new broadcast id: now, in milliseconds since the Unix epoch (see
+/// [`dsp_primitives::SegmentHeader::broadcast`]).
+pub fn new_broadcast_id() -> u64 {
+	std::time::SystemTime::now()
+		.duration_since(std::time::UNIX_EPOCH)
+		.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What a server holds of the stream (its `Expect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+	/// The broadcast it holds and that has not ended, if any.
+	pub broadcast: Option<u64>,
+	/// The next sequence of that broadcast it stores (0 without one).
+	pub next_sequence: u64,
+}
+
+impl Held {
+	/// Where to continue: this broadcast at its next sequence, or, when the servers hold none,
+	/// a new broadcast `new_broadcast` from sequence 0.
+	pub fn resume_or(self, new_broadcast: u64) -> Resume {
+		match self.broadcast {
+			Some(broadcast) => Resume { broadcast, next_sequence: self.next_sequence },
+			None => Resume { broadcast: new_broadcast, next_sequence: 0 },
+		}
+	}
+}
+
+/// Where a publisher starts numbering: a broadcast and its first sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+	/// The broadcast id the segments are signed with.
+	pub broadcast: u64,
+	/// The first segment's sequence.
+	pub next_sequence: u64,
+}
+
+/// Why an `Expect` cannot be true, or `Ok` (`now_ms`: this publisher's clock).
+pub fn check_expect(held: &Held, now_ms: u64) -> Result<(), String> {
+	if held.next_sequence > MAX_EXPECT_SEQUENCE {
+		return Err(format!(
+			"next_sequence {} above {MAX_EXPECT_SEQUENCE}: not a sequence a stream reaches",
+			held.next_sequence
+		));
+	}
+	if let Some(b) = held.broadcast {
+		if b > now_ms.saturating_add(MAX_BROADCAST_SKEW_MS) {
+			return Err(format!("broadcast {b} starts after now ({now_ms} ms) plus one hour"));
+		}
+	}
+	Ok(())
+}
+
+/// Where the servers' answers say to continue: the newest broadcast among the plausible
+/// answers ([`check_expect`]), at the highest `next_sequence` given for it that is at most
+/// [`MAX_EXPECT_LEAD`] ahead of the lower median of those answers. One server cannot push the
+/// publisher to the end of the sequence space: with two or more servers its answer is outvoted,
+/// and alone it is bounded by [`MAX_EXPECT_SEQUENCE`]. Returns the choice (`None` without a
+/// plausible answer) and every ignored answer with the reason.
+pub fn choose_resume(answers: &[Held], now_ms: u64) -> (Option<Held>, Vec<(Held, String)>) {
+	let mut ignored = Vec::new();
+	let mut sane = Vec::new();
+	for a in answers {
+		match check_expect(a, now_ms) {
+			Ok(()) => sane.push(*a),
+			Err(why) => ignored.push((*a, why)),
+		}
+	}
+	let Some(broadcast) = sane.iter().map(|a| a.broadcast).max() else {
+		return (None, ignored);
+	};
+	let mut nexts: Vec<u64> =
+		sane.iter().filter(|a| a.broadcast == broadcast).map(|a| a.next_sequence).collect();
+	nexts.sort_unstable();
+	let median = nexts[(nexts.len() - 1) / 2];
+	let bound = median.saturating_add(MAX_EXPECT_LEAD);
+	for &n in nexts.iter().filter(|&&n| n > bound) {
+		let why = format!(
+			"next_sequence {n} is more than {MAX_EXPECT_LEAD} ahead of the others ({median})"
+		);
+		ignored.push((Held { broadcast, next_sequence: n }, why));
+	}
+	let next_sequence = nexts.into_iter().filter(|&n| n <= bound).max().unwrap_or(median);
+	(Some(Held { broadcast, next_sequence }), ignored)
+}
 
 /// Settings of a publisher.
 #[derive(Clone)]
@@ -109,8 +211,8 @@ enum Cmd {
 pub struct Publisher {
 	senders: Vec<mpsc::UnboundedSender<Cmd>>,
 	tasks: Vec<JoinHandle<ServerReport>>,
-	/// Per server: the `next_sequence` of its first `Expect`, once it arrived.
-	expects: Vec<watch::Receiver<Option<u64>>>,
+	/// Per server: its first `Expect`, once it arrived.
+	expects: Vec<watch::Receiver<Option<Held>>>,
 }
 
 impl Publisher {
@@ -149,16 +251,23 @@ impl Publisher {
 		Ok(Publisher { senders, tasks, expects })
 	}
 
-	/// Where to number the first segment: the highest `next_sequence` the servers announced
-	/// (each server holds everything below its own). Waits until every server answered or
-	/// `timeout` passed; `None` if none answered, when the caller must choose itself.
-	pub async fn resume_point(&self, timeout: Duration) -> Option<u64> {
+	/// Where to number the first segment: the newest broadcast the servers hold and the
+	/// highest `next_sequence` they announced for it (each server holds everything below its
+	/// own), as [`choose_resume`] picks it; implausible answers are logged and ignored. Waits
+	/// until every server answered or `timeout` passed; `None` if none answered, when the
+	/// caller must choose itself.
+	pub async fn resume_point(&self, timeout: Duration) -> Option<Held> {
 		let deadline = tokio::time::Instant::now() + timeout;
 		for rx in &self.expects {
 			let mut rx = rx.clone();
 			let _ = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
 		}
-		self.expects.iter().filter_map(|rx| *rx.borrow()).max()
+		let answers: Vec<Held> = self.expects.iter().filter_map(|rx| *rx.borrow()).collect();
+		let (chosen, ignored) = choose_resume(&answers, new_broadcast_id());
+		for (held, why) in ignored {
+			warn!(broadcast = ?held.broadcast, next_sequence = held.next_sequence, %why, "a server's Expect ignored");
+		}
+		chosen
 	}
 
 	/// Queues a signed segment for every server.
@@ -202,6 +311,7 @@ pub struct SegmentSigner {
 	pair: sp_core::sr25519::Pair,
 	genesis_hash: Hash32,
 	stream: StreamId,
+	broadcast: u64,
 	chunk_size: u32,
 	record_dir: Option<PathBuf>,
 	log_segments: bool,
@@ -211,24 +321,30 @@ pub struct SegmentSigner {
 
 impl SegmentSigner {
 	/// Signs `stream` on `genesis_hash` with the origin key `pair`, cutting segments into
-	/// `chunk_size` chunks and numbering them from `first_sequence`.
+	/// `chunk_size` chunks, as broadcast `at.broadcast` numbered from `at.next_sequence`.
 	pub fn new(
 		pair: sp_core::sr25519::Pair,
 		genesis_hash: Hash32,
 		stream: StreamId,
 		chunk_size: u32,
-		first_sequence: u64,
+		at: Resume,
 	) -> Self {
 		Self {
 			pair,
 			genesis_hash,
 			stream,
+			broadcast: at.broadcast,
 			chunk_size,
 			record_dir: None,
 			log_segments: false,
-			first: first_sequence,
-			next: first_sequence,
+			first: at.next_sequence,
+			next: at.next_sequence,
 		}
+	}
+
+	/// The broadcast the segments are signed with.
+	pub fn broadcast(&self) -> u64 {
+		self.broadcast
 	}
 
 	/// Also writes every segment's media to `<dir>/<sequence>.ts` (the directory must exist).
@@ -255,9 +371,16 @@ impl SegmentSigner {
 	}
 
 	/// Records `data` if asked, signs it as the next segment and queues it on `publisher`.
-	/// Fails only when the recording cannot be written (nothing is published then).
+	/// Fails when the recording cannot be written, or when the sequence numbers ran out
+	/// (`u64::MAX` is reserved: receivers count `sequence + 1`); nothing is published then.
 	pub fn push(&mut self, publisher: &Publisher, data: Bytes, duration_ms: u32) -> io::Result<()> {
 		let seq = self.next;
+		let Some(next) = seq.checked_add(1) else {
+			return Err(io::Error::other(format!(
+				"sequence numbers of broadcast {} exhausted; start a new broadcast",
+				self.broadcast
+			)));
+		};
 		if let Some(dir) = &self.record_dir {
 			std::fs::write(dir.join(format!("{seq}.ts")), &data)?;
 		}
@@ -266,6 +389,7 @@ impl SegmentSigner {
 			&self.pair,
 			self.genesis_hash,
 			self.stream,
+			self.broadcast,
 			seq,
 			duration_ms,
 			data,
@@ -275,7 +399,7 @@ impl SegmentSigner {
 			info!(seq, bytes, duration_ms = seg.duration_ms(), "segment published");
 		}
 		publisher.push(Arc::new(seg));
-		self.next += 1;
+		self.next = next;
 		Ok(())
 	}
 
@@ -284,6 +408,7 @@ impl SegmentSigner {
 		let end = StreamEnd {
 			genesis_hash: self.genesis_hash,
 			stream: self.stream,
+			broadcast: self.broadcast,
 			next_sequence: self.next,
 		};
 		Signed::sign(end, &self.pair)
@@ -345,7 +470,7 @@ async fn run_server(
 	server: Endpoint,
 	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
 	mut rx: mpsc::UnboundedReceiver<Cmd>,
-	expect: watch::Sender<Option<u64>>,
+	expect: watch::Sender<Option<Held>>,
 ) -> ServerReport {
 	let mut q = PublishQueue::new(config.stream, config.queue.clone());
 	let mut connections = 0;
@@ -405,7 +530,7 @@ async fn session(
 	q: &mut PublishQueue,
 	rx: &mut mpsc::UnboundedReceiver<Cmd>,
 	input_open: &mut bool,
-	expect: &watch::Sender<Option<u64>>,
+	expect: &watch::Sender<Option<Held>>,
 ) -> io::Result<bool> {
 	let t = config.io_timeout;
 	let (mut r, mut w, conn) = tokio::time::timeout(t, connect(server, quic))
@@ -438,13 +563,26 @@ async fn session(
 	let proof = publish_proof(&config.origin, config.genesis_hash, challenge, config.stream);
 	let publish = Message::Publish { stream: config.stream, proof };
 	write_frames(&mut w, &[encode_frame(&publish)], t).await?;
-	let next_sequence = match answer().await? {
-		Message::Expect { next_sequence, .. } => next_sequence,
+	let held = match answer().await? {
+		Message::Expect { broadcast, next_sequence, .. } => Held { broadcast, next_sequence },
 		other => return Err(io::Error::other(format!("expected expect, got {}", other.kind()))),
 	};
-	expect.send_if_modified(|e| e.is_none() && e.insert(next_sequence) == &next_sequence);
-	q.handle_connected(max_frame_len, next_sequence);
-	info!(%server, backlog = q.backlog(), next_sequence, "publishing");
+	// A server that lies about what it holds would make this publisher skip segments or
+	// number past the end of the sequence space: not believed, the connection is dropped.
+	if let Err(why) = check_expect(&held, new_broadcast_id()) {
+		return Err(io::Error::other(format!("implausible Expect ignored: {why}")));
+	}
+	if let (Some(theirs), Some(ours)) = (held.broadcast, q.broadcast()) {
+		if theirs > ours {
+			return Err(io::Error::other(format!(
+				"the server holds broadcast {theirs}, newer than this publisher's {ours}: \
+				 it refuses this broadcast's segments"
+			)));
+		}
+	}
+	expect.send_if_modified(|e| e.is_none() && e.insert(held) == &held);
+	q.handle_connected(max_frame_len, held.broadcast, held.next_sequence);
+	info!(%server, backlog = q.backlog(), broadcast = ?held.broadcast, next_sequence = held.next_sequence, "publishing");
 	let mut ping = tokio::time::interval(Duration::from_secs(5));
 	let result = loop {
 		let mut written = Ok(());
@@ -515,4 +653,49 @@ async fn read_leftovers(r: &mut BoxRead, dec: &mut FrameDecoder, q: &mut Publish
 		while handle_answer(q, read_message(r, dec).await).is_ok() {}
 	})
 	.await;
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sp_core::Pair;
+
+	/// A server that answers `Expect { next_sequence: u64::MAX }` must not make the publisher
+	/// number past the end of the sequence space: the signer fails instead of overflowing.
+	#[tokio::test]
+	async fn a_signer_at_the_end_of_the_sequence_space_fails_without_overflow() {
+		let publisher = Publisher::start(PublishConfig::new(
+			1,
+			vec![],
+			sp_core::sr25519::Pair::from_seed(&[1; 32]),
+		))
+		.unwrap();
+		let pair = sp_core::sr25519::Pair::from_string("//Origin", None).unwrap();
+		let at = Resume { broadcast: 0, next_sequence: u64::MAX - 1 };
+		let mut signer = SegmentSigner::new(pair, [0; 32], 1, 1024, at);
+		assert!(signer.push(&publisher, Bytes::from_static(b"x"), 2000).is_ok());
+		let err = signer.push(&publisher, Bytes::from_static(b"x"), 2000);
+		assert!(err.is_err(), "u64::MAX is not a sequence a receiver accepts");
+		assert_eq!(signer.published(), 1);
+	}
+
+	/// One server answering `u64::MAX`, or a broadcast from the future, is outvoted or
+	/// ignored; honest answers decide.
+	#[test]
+	fn implausible_expects_are_ignored() {
+		let now = 10_000_000;
+		let held = |b: Option<u64>, n: u64| Held { broadcast: b, next_sequence: n };
+		let (chosen, ignored) = choose_resume(&[held(Some(5), 10), held(Some(5), u64::MAX)], now);
+		assert_eq!(chosen, Some(held(Some(5), 10)));
+		assert_eq!(ignored.len(), 1);
+		let (chosen, _) = choose_resume(&[held(Some(5), 10), held(Some(5), 1 << 40)], now);
+		assert_eq!(chosen, Some(held(Some(5), 10)), "far ahead of the others");
+		let (chosen, _) = choose_resume(&[held(Some(5), 10), held(Some(u64::MAX), 3)], now);
+		assert_eq!(chosen, Some(held(Some(5), 10)), "a broadcast from the future");
+		let (chosen, _) =
+			choose_resume(&[held(None, 0), held(Some(5), 10), held(Some(5), 12)], now);
+		assert_eq!(chosen, Some(held(Some(5), 12)), "the newest broadcast, its highest next");
+		assert_eq!(choose_resume(&[held(Some(5), u64::MAX)], now).0, None);
+		assert_eq!(held(None, 0).resume_or(7), Resume { broadcast: 7, next_sequence: 0 });
+	}
 }

@@ -1,8 +1,9 @@
 //! Recorded streams on disk: the server's recorder (`dsp serve --record-dir`) and the
 //! on-demand source (`dsp serve --vod-dir`).
 //!
-//! Layout: one directory per stream, `<dir>/<stream>/`, holding one file per segment,
-//! `<sequence>.seg`, and the stream's end, `end.frame`. A segment file is the segment's wire
+//! Layout: one directory per stream and broadcast, `<dir>/<stream>/<broadcast>/`, holding one
+//! file per segment, `<sequence>.seg`, and the broadcast's end, `end.frame`; the broadcast id is
+//! kept, so that broadcasts never mix and the newest one is what is served on demand. A segment file is the segment's wire
 //! frames exactly as the origin's publisher sent them (header frame, then one frame per chunk,
 //! length prefixes included), so the origin's signatures stay valid and serving a recording needs
 //! no key and no re-encoding. `end.frame` is the origin-signed `End` frame. Files are written to
@@ -41,6 +42,11 @@ const SEGMENT_EXT: &str = "seg";
 /// The directory of `stream` under `root`.
 pub fn stream_dir(root: &Path, stream: StreamId) -> PathBuf {
 	root.join(stream.to_string())
+}
+
+/// The directory of broadcast `broadcast` of `stream` under `root`.
+pub fn broadcast_dir(root: &Path, stream: StreamId, broadcast: u64) -> PathBuf {
+	stream_dir(root, stream).join(broadcast.to_string())
 }
 
 /// Writes `data` to `path` through a temporary file, fsynced before the rename, and fsyncs the
@@ -158,11 +164,21 @@ impl Recorder {
 			if !entry.file_type()?.is_dir() {
 				continue;
 			}
+			// A stream's files are in one directory per broadcast (and, written before
+			// broadcasts, directly in the stream's directory).
 			let (mut bytes, mut last_write) = (0, 0);
 			for file in std::fs::read_dir(entry.path())? {
-				let meta = file?.metadata()?;
-				bytes += meta.len();
-				last_write = last_write.max(meta.modified().map_or(0, unix_millis));
+				let file = file?;
+				let files = if file.file_type()?.is_dir() {
+					std::fs::read_dir(file.path())?.collect::<io::Result<Vec<_>>>()?
+				} else {
+					vec![file]
+				};
+				for f in files {
+					let meta = f.metadata()?;
+					bytes += meta.len();
+					last_write = last_write.max(meta.modified().map_or(0, unix_millis));
+				}
 			}
 			index.record(id, bytes, 0, last_write);
 		}
@@ -179,20 +195,29 @@ impl Recorder {
 		self.index.lock().total
 	}
 
-	/// Writes a stored segment's frames to `<root>/<stream>/<sequence>.seg`, then deletes what
-	/// is beyond the retention limit.
+	/// Writes a stored segment's frames to `<root>/<stream>/<broadcast>/<sequence>.seg`, then
+	/// deletes what is beyond the retention limit.
 	pub async fn segment(&self, segment: &Segment) -> io::Result<()> {
 		let data: Vec<u8> = segment.frames.iter().flat_map(|f| f.iter().copied()).collect();
 		let name = format!("{}.{SEGMENT_EXT}", segment.sequence());
-		self.write(segment.stream(), &name, data).await
+		self.write(segment.stream(), segment.broadcast(), &name, data).await
 	}
 
-	/// Writes `<root>/<stream>/<name>` and applies the retention limit.
-	async fn write(&self, stream: StreamId, name: &str, data: Vec<u8>) -> io::Result<()> {
-		let dir = stream_dir(&self.root, stream);
+	/// Writes `<root>/<stream>/<broadcast>/<name>` and applies the retention limit (which
+	/// counts and deletes whole streams, all their broadcasts).
+	async fn write(
+		&self,
+		stream: StreamId,
+		broadcast: u64,
+		name: &str,
+		data: Vec<u8>,
+	) -> io::Result<()> {
+		let dir = broadcast_dir(&self.root, stream, broadcast);
 		if tokio::fs::metadata(&dir).await.is_err() {
 			tokio::fs::create_dir_all(&dir).await?;
+			// The new directories' entries, on disk before files in them are.
 			sync_dir(&self.root).await?;
+			sync_dir(&stream_dir(&self.root, stream)).await?;
 		}
 		let path = dir.join(name);
 		let replaced = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
@@ -215,16 +240,17 @@ impl Recorder {
 
 	/// The stream goes on after an earlier end: removes `end.frame` so that an on-demand viewer
 	/// is not told it ended early.
-	pub async fn reopen(&self, stream: StreamId) -> io::Result<()> {
-		match tokio::fs::remove_file(stream_dir(&self.root, stream).join(END_FILE)).await {
+	pub async fn reopen(&self, stream: StreamId, broadcast: u64) -> io::Result<()> {
+		let path = broadcast_dir(&self.root, stream, broadcast).join(END_FILE);
+		match tokio::fs::remove_file(path).await {
 			Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
 			_ => Ok(()),
 		}
 	}
 
-	/// Writes the origin-signed `End` frame of `stream`.
-	pub async fn end(&self, stream: StreamId, end_frame: Bytes) -> io::Result<()> {
-		self.write(stream, END_FILE, end_frame.to_vec()).await
+	/// Writes the origin-signed `End` frame of broadcast `broadcast` of `stream`.
+	pub async fn end(&self, stream: StreamId, broadcast: u64, end_frame: Bytes) -> io::Result<()> {
+		self.write(stream, broadcast, END_FILE, end_frame.to_vec()).await
 	}
 }
 
@@ -291,6 +317,8 @@ pub fn parse_segment_file(data: Bytes, max_frame_len: u32) -> Result<Segment, St
 #[derive(Debug)]
 pub struct VodStream {
 	dir: PathBuf,
+	/// The broadcast recorded there.
+	broadcast: u64,
 	/// Sequence numbers on disk, ascending.
 	sequences: Vec<u64>,
 	ended: Option<(u64, Bytes)>,
@@ -298,13 +326,41 @@ pub struct VodStream {
 }
 
 impl VodStream {
-	/// The recording of `stream` under `root`, if there is one with at least one segment.
+	/// The recording of the newest broadcast of `stream` under `root` that has at least one
+	/// segment, if there is one.
 	pub async fn open(
 		root: &Path,
 		stream: StreamId,
 		max_frame_len: u32,
 	) -> Result<Option<VodStream>, VodError> {
-		let dir = stream_dir(root, stream);
+		let mut entries = match tokio::fs::read_dir(stream_dir(root, stream)).await {
+			Ok(e) => e,
+			Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+			Err(e) => return Err(e.into()),
+		};
+		let mut broadcasts = Vec::new();
+		while let Some(e) = entries.next_entry().await? {
+			if let Some(b) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+				broadcasts.push(b);
+			}
+		}
+		broadcasts.sort_unstable();
+		for broadcast in broadcasts.into_iter().rev() {
+			let dir = broadcast_dir(root, stream, broadcast);
+			if let Some(v) = Self::open_broadcast(dir, stream, broadcast, max_frame_len).await? {
+				return Ok(Some(v));
+			}
+		}
+		Ok(None)
+	}
+
+	/// The recording of one broadcast in `dir`, if it has a segment.
+	async fn open_broadcast(
+		dir: PathBuf,
+		stream: StreamId,
+		broadcast: u64,
+		max_frame_len: u32,
+	) -> Result<Option<VodStream>, VodError> {
 		let mut entries = match tokio::fs::read_dir(&dir).await {
 			Ok(e) => e,
 			Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -332,7 +388,9 @@ impl VodStream {
 					return Err(damaged("too short".into()));
 				}
 				match decode_body(frame.slice(LENGTH_PREFIX..)) {
-					Ok(Message::End(end)) if end.payload.stream == stream => {
+					Ok(Message::End(end))
+						if end.payload.stream == stream && end.payload.broadcast == broadcast =>
+					{
 						Some((end.payload.next_sequence, frame))
 					}
 					Ok(other) => return Err(damaged(format!("holds a {} frame", other.kind()))),
@@ -342,7 +400,7 @@ impl VodStream {
 			Err(e) if e.kind() == io::ErrorKind::NotFound => None,
 			Err(e) => return Err(e.into()),
 		};
-		Ok(Some(VodStream { dir, sequences, ended, max_frame_len }))
+		Ok(Some(VodStream { dir, broadcast, sequences, ended, max_frame_len }))
 	}
 
 	/// Segments recorded.
@@ -365,8 +423,9 @@ impl VodStream {
 			let data = Bytes::from(tokio::fs::read(&path).await?);
 			let segment = parse_segment_file(data, self.max_frame_len)
 				.map_err(|reason| VodError::Damaged { path: path.clone(), reason })?;
-			if segment.sequence() != seq {
-				return Err(VodError::Damaged { path, reason: "holds another sequence".into() });
+			if segment.sequence() != seq || segment.broadcast() != self.broadcast {
+				let reason = "holds another sequence or broadcast".into();
+				return Err(VodError::Damaged { path, reason });
 			}
 			segments.push(Arc::new(segment));
 		}
@@ -376,6 +435,7 @@ impl VodStream {
 			oldest: self.sequences.first().copied(),
 			newest,
 			next_sequence: newest.map_or(0, |n| n + 1),
+			broadcast: Some(self.broadcast),
 			ended: self.ended.clone(),
 			on_demand: true,
 		})
@@ -394,8 +454,12 @@ mod tests {
 	}
 
 	fn seg(seq: u64) -> Segment {
+		seg_of(0, seq)
+	}
+
+	fn seg_of(broadcast: u64, seq: u64) -> Segment {
 		let data = Bytes::from(vec![seq as u8; 3000]);
-		Segment::build(&origin(), [0; 32], 5, seq, 2000, data, 1024)
+		Segment::build(&origin(), [0; 32], 5, broadcast, seq, 2000, data, 1024)
 	}
 
 	#[tokio::test]
@@ -407,11 +471,11 @@ mod tests {
 			rec.segment(s).await.unwrap();
 		}
 		let end = Signed::sign(
-			StreamEnd { genesis_hash: [0; 32], stream: 5, next_sequence: 7 },
+			StreamEnd { genesis_hash: [0; 32], stream: 5, broadcast: 0, next_sequence: 7 },
 			&origin(),
 		);
 		let end_frame = encode_frame(&Message::End(end));
-		rec.end(5, end_frame.clone()).await.unwrap();
+		rec.end(5, 0, end_frame.clone()).await.unwrap();
 		assert!(VodStream::open(dir.path(), 6, DEFAULT_MAX_FRAME_LEN).await.unwrap().is_none());
 		let vod = VodStream::open(dir.path(), 5, DEFAULT_MAX_FRAME_LEN).await.unwrap().unwrap();
 		assert_eq!(vod.len(), 3);
@@ -423,10 +487,18 @@ mod tests {
 		assert_eq!(vod.lookup(5).await.unwrap().segments[0].frames, segs[2].frames);
 		assert!(vod.lookup(7).await.unwrap().segments.is_empty());
 		// The stream went on: the end is gone.
-		rec.reopen(5).await.unwrap();
-		rec.reopen(5).await.unwrap();
+		rec.reopen(5, 0).await.unwrap();
+		rec.reopen(5, 0).await.unwrap();
 		let vod = VodStream::open(dir.path(), 5, DEFAULT_MAX_FRAME_LEN).await.unwrap().unwrap();
 		assert!(vod.lookup(0).await.unwrap().ended.is_none());
+		// A newer broadcast is recorded apart and is what is served; the old one is kept.
+		let newer = seg_of(9, 0);
+		rec.segment(&newer).await.unwrap();
+		let vod = VodStream::open(dir.path(), 5, DEFAULT_MAX_FRAME_LEN).await.unwrap().unwrap();
+		let l = vod.lookup(0).await.unwrap();
+		assert_eq!((l.broadcast, vod.len(), l.ended), (Some(9), 1, None));
+		assert_eq!(l.segments[0].frames, newer.frames);
+		assert!(broadcast_dir(dir.path(), 5, 0).join("6.seg").exists());
 	}
 
 	#[tokio::test]
@@ -434,7 +506,7 @@ mod tests {
 		let dir = tempfile::tempdir().unwrap();
 		let seg_of = |stream: StreamId, seq: u64| {
 			let data = Bytes::from(vec![seq as u8; 3000]);
-			Segment::build(&origin(), [0; 32], stream, seq, 2000, data, 1024)
+			Segment::build(&origin(), [0; 32], stream, 1, seq, 2000, data, 1024)
 		};
 		let one = seg_of(1, 0).frames.iter().map(|f| f.len() as u64).sum::<u64>();
 		// Room for five segments.
@@ -447,8 +519,8 @@ mod tests {
 		}
 		// Six segments written: stream 1, the least recently written, is gone whole.
 		assert!(!stream_dir(dir.path(), 1).exists());
-		assert!(stream_dir(dir.path(), 2).join("1.seg").exists());
-		assert!(stream_dir(dir.path(), 3).join("1.seg").exists());
+		assert!(broadcast_dir(dir.path(), 2, 1).join("1.seg").exists());
+		assert!(broadcast_dir(dir.path(), 3, 1).join("1.seg").exists());
 		assert_eq!(rec.total_bytes(), 4 * one);
 		// A rewritten segment is not counted twice.
 		rec.segment(&seg_of(3, 1)).await.unwrap();
@@ -458,7 +530,7 @@ mod tests {
 			rec.segment(&seg_of(3, seq)).await.unwrap();
 		}
 		assert!(!stream_dir(dir.path(), 2).exists());
-		assert!(stream_dir(dir.path(), 3).join("6.seg").exists());
+		assert!(broadcast_dir(dir.path(), 3, 1).join("6.seg").exists());
 		// A restarted recorder counts what is on disk, and applies a smaller limit at once.
 		let (large, small) = (100 * one, one);
 		std::fs::create_dir_all(stream_dir(dir.path(), 4)).unwrap();
@@ -494,7 +566,7 @@ mod tests {
 	#[tokio::test]
 	async fn damaged_files_are_errors_not_panics() {
 		let dir = tempfile::tempdir().unwrap();
-		let sdir = stream_dir(dir.path(), 5);
+		let sdir = broadcast_dir(dir.path(), 5, 0);
 		std::fs::create_dir_all(&sdir).unwrap();
 		let good = seg(1);
 		let bytes: Vec<u8> = good.frames.iter().flat_map(|f| f.to_vec()).collect();

@@ -35,7 +35,7 @@ pub use memory::{ByteBudget, MemoryConfig, PartialReservation};
 pub use per_address::{AddressKey, AddressUsage, PerAddress, PerAddressConfig, PerAddressRefusal};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};
 pub use table::{StreamTable, StreamTableConfig};
-pub use window::{Inserted, LiveWindow, Lookup, WindowConfig};
+pub use window::{BroadcastMark, Inserted, LiveWindow, Lookup, Stale, WindowConfig};
 
 /// Fixtures shared by the tests of the server's modules.
 #[cfg(test)]
@@ -54,6 +54,7 @@ pub(crate) mod test_util {
 			&origin(),
 			[0; 32],
 			1,
+			0,
 			seq,
 			2000,
 			Bytes::from(vec![seq as u8; 1000]),

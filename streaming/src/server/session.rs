@@ -186,6 +186,8 @@ enum P2pState {
 #[derive(Debug)]
 struct HeaderFeed {
 	stream: StreamId,
+	/// The broadcast fed so far (see [`Subscription::broadcast`]).
+	broadcast: Option<u64>,
 	/// The next header to send; `None` until the first lookup.
 	next: Option<u64>,
 	/// `End` was sent.
@@ -209,6 +211,9 @@ struct Subscription {
 	paused_until: Option<Millis>,
 	/// `Switched` was received (it is allowed once, after `Subscribe`).
 	switched: bool,
+	/// The broadcast sent so far; a newer one in the window is continued from its oldest
+	/// segment held (the viewer sees a discontinuity), an older one never comes back.
+	broadcast: Option<u64>,
 }
 
 /// Counters of one session.
@@ -442,6 +447,7 @@ impl ServerSession {
 					on_demand_clock: None,
 					paused_until: None,
 					switched: false,
+					broadcast: None,
 				}))
 			}
 			(State::Viewer(Some(mut sub)), Message::Switched { from }) if !sub.switched => {
@@ -589,11 +595,16 @@ impl ServerSession {
 	}
 
 	/// The answer to [`SessionEvent::Publishing`] once the stream's window is open: tells the
-	/// publisher the next sequence the server stores ([`LiveWindow::next_sequence`]).
-	pub fn handle_publish_ready(&mut self, _now: Millis, next_sequence: u64) {
+	/// publisher the broadcast the server holds and its next sequence ([`LiveWindow::held`]).
+	pub fn handle_publish_ready(
+		&mut self,
+		_now: Millis,
+		broadcast: Option<u64>,
+		next_sequence: u64,
+	) {
 		if let State::Publisher(Some((stream, _))) = &self.state {
 			let stream = *stream;
-			self.send(encode_frame(&Message::Expect { stream, next_sequence }));
+			self.send(encode_frame(&Message::Expect { stream, broadcast, next_sequence }));
 		}
 	}
 
@@ -655,8 +666,14 @@ impl ServerSession {
 				self.send(encode_frame(&Message::Joined { pass, peers }));
 				let renew_every = millis(renew_every).max(1);
 				let renew_at = now.saturating_add(renew_every);
-				let feed =
-					HeaderFeed { stream, next: None, end_sent: false, renew_at, renew_every };
+				let feed = HeaderFeed {
+					stream,
+					broadcast: None,
+					next: None,
+					end_sent: false,
+					renew_at,
+					renew_every,
+				};
 				self.state = State::P2p(P2pState::Joined(feed));
 			}
 			Err((code, reason)) => self.close(code, reason),
@@ -755,8 +772,13 @@ impl ServerSession {
 		lookup: Lookup,
 		seeded: impl Fn(&Segment) -> Vec<u32>,
 	) {
-		let sent_up_to = match &self.state {
-			State::P2p(P2pState::Joined(feed)) if !feed.end_sent => feed.next,
+		let sent_up_to = match &mut self.state {
+			State::P2p(P2pState::Joined(feed)) if !feed.end_sent => {
+				if newer_broadcast(&mut feed.broadcast, &lookup) {
+					feed.next = lookup.oldest;
+				}
+				feed.next
+			}
 			_ => return,
 		};
 		let backlog = self.config.p2p_header_backlog;
@@ -798,6 +820,10 @@ impl ServerSession {
 	/// [`SessionConfig::on_demand_lead`]).
 	pub fn handle_segments(&mut self, now: Millis, lookup: Lookup) {
 		let State::Viewer(Some(sub)) = &mut self.state else { return };
+		if newer_broadcast(&mut sub.broadcast, &lookup) && sub.next.is_some() {
+			// The origin restarted: continue with the new broadcast from its oldest segment.
+			sub.next = lookup.oldest;
+		}
 		let next = match sub.next {
 			Some(n) => {
 				if lookup.oldest.is_some_and(|o| o > n) && !lookup.segments.is_empty() {
@@ -942,6 +968,21 @@ fn state_name(state: &State) -> &'static str {
 		State::Publisher(None) => "before publish",
 		State::Publisher(Some(_)) => "while publishing",
 		State::Closed => "after close",
+	}
+}
+
+/// Whether `lookup` holds a newer broadcast than the one a session was fed (`fed`, updated).
+fn newer_broadcast(fed: &mut Option<u64>, lookup: &Lookup) -> bool {
+	match (*fed, lookup.broadcast) {
+		(Some(old), Some(new)) if new > old => {
+			*fed = Some(new);
+			true
+		}
+		(None, Some(new)) => {
+			*fed = Some(new);
+			false
+		}
+		_ => false,
 	}
 }
 

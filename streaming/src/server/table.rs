@@ -1,6 +1,8 @@
 //! Which streams hold a window: the bounded table of open streams, opened by publishers and by
-//! viewers, freed once ended or idle.
+//! viewers, freed once ended or idle; and the newest broadcast of each stream, remembered after
+//! its window is freed.
 
+use super::BroadcastMark;
 use crate::{
 	clock::{millis, Millis},
 	protocol::{ErrorCode, Role},
@@ -31,6 +33,12 @@ pub struct StreamTableConfig {
 	/// An ended stream is freed this long after its end, time for its viewers to catch up.
 	/// Default 30 s.
 	pub ended_linger: Duration,
+	/// Streams whose newest broadcast ([`BroadcastMark`]) is remembered after their window is
+	/// freed, so that a new window refuses segments and ends of earlier broadcasts (their
+	/// origin signatures stay valid forever). Default 4096: at most 270 KiB (8192 buckets of 33 bytes). Only stored,
+	/// origin-signed data writes an entry; beyond the bound the entry of the oldest broadcast
+	/// is forgotten.
+	pub max_remembered: usize,
 }
 
 impl Default for StreamTableConfig {
@@ -40,6 +48,7 @@ impl Default for StreamTableConfig {
 			max_waiting: 32,
 			idle_timeout: Duration::from_secs(120),
 			ended_linger: Duration::from_secs(30),
+			max_remembered: 4096,
 		}
 	}
 }
@@ -74,12 +83,14 @@ pub struct StreamTable<S> {
 	config: StreamTableConfig,
 	entries: HashMap<StreamId, TableEntry<S>>,
 	freed: VecDeque<(StreamId, S)>,
+	/// The newest broadcast per stream, at most `max_remembered`.
+	remembered: HashMap<StreamId, BroadcastMark>,
 }
 
 impl<S: Clone> StreamTable<S> {
 	/// An empty table.
 	pub fn new(config: StreamTableConfig) -> Self {
-		Self { config, entries: HashMap::new(), freed: VecDeque::new() }
+		Self { config, entries: HashMap::new(), freed: VecDeque::new(), remembered: HashMap::new() }
 	}
 
 	/// The slot of `stream`, if it has one.
@@ -93,7 +104,8 @@ impl<S: Clone> StreamTable<S> {
 		(self.entries.len(), waiting)
 	}
 
-	/// The slot of `stream` for a session of role `by`, made with `make` if it has none. The
+	/// The slot of `stream` for a session of role `by`, made with `make` if it has none (given
+	/// the stream's remembered newest broadcast, for [`super::LiveWindow::resume`]). The
 	/// caller has checked that the stream has an origin key. Refused with
 	/// [`ErrorCode::UnknownStream`] when `max_streams` streams, or `max_waiting` streams opened
 	/// by the same role and without a segment, are held (after freeing expired ones).
@@ -102,7 +114,7 @@ impl<S: Clone> StreamTable<S> {
 		now: Millis,
 		stream: StreamId,
 		by: Role,
-		make: impl FnOnce() -> S,
+		make: impl FnOnce(Option<BroadcastMark>) -> S,
 	) -> Result<S, ErrorCode> {
 		if let Some(s) = self.get(stream) {
 			return Ok(s);
@@ -113,7 +125,7 @@ impl<S: Clone> StreamTable<S> {
 		if self.entries.len() >= self.config.max_streams || waiting >= self.config.max_waiting {
 			return Err(ErrorCode::UnknownStream);
 		}
-		let slot = make();
+		let slot = make(self.remembered.get(&stream).copied());
 		self.entries.insert(
 			stream,
 			TableEntry {
@@ -127,20 +139,44 @@ impl<S: Clone> StreamTable<S> {
 		Ok(slot)
 	}
 
-	/// `stream`'s window stored a segment.
-	pub fn handle_segment(&mut self, now: Millis, stream: StreamId) {
+	/// `stream`'s window stored a segment; its broadcast is now `mark`.
+	pub fn handle_segment(&mut self, now: Millis, stream: StreamId, mark: Option<BroadcastMark>) {
 		if let Some(e) = self.entries.get_mut(&stream) {
 			e.last_activity = now;
 			e.has_segments = true;
 			e.ended_at = None;
 		}
+		self.remember(stream, mark);
 	}
 
-	/// `stream`'s publisher ended it.
-	pub fn handle_end(&mut self, now: Millis, stream: StreamId) {
+	/// `stream`'s publisher ended it; its broadcast is now `mark`.
+	pub fn handle_end(&mut self, now: Millis, stream: StreamId, mark: Option<BroadcastMark>) {
 		if let Some(e) = self.entries.get_mut(&stream) {
 			e.last_activity = now;
 			e.ended_at = Some(now);
+		}
+		self.remember(stream, mark);
+	}
+
+	/// The newest broadcast of `stream` this table remembers.
+	pub fn remembered(&self, stream: StreamId) -> Option<BroadcastMark> {
+		self.remembered.get(&stream).copied()
+	}
+
+	fn remember(&mut self, stream: StreamId, mark: Option<BroadcastMark>) {
+		let Some(mark) = mark else { return };
+		if !self.remembered.contains_key(&stream)
+			&& self.remembered.len() >= self.config.max_remembered
+		{
+			// Only origins write entries (a stored segment or end), so churn is bounded by
+			// the streams they publish; the oldest broadcast is the least likely to matter.
+			let oldest = self.remembered.iter().min_by_key(|(_, m)| m.broadcast).map(|(id, _)| *id);
+			if let Some(id) = oldest {
+				self.remembered.remove(&id);
+			}
+		}
+		if self.config.max_remembered > 0 {
+			self.remembered.insert(stream, mark);
 		}
 	}
 
@@ -196,6 +232,7 @@ mod tests {
 			max_waiting,
 			idle_timeout: Duration::from_secs(100),
 			ended_linger: Duration::from_secs(10),
+			max_remembered: 2,
 		})
 	}
 
@@ -203,20 +240,20 @@ mod tests {
 	fn stream_slots_are_bounded_and_waiting_ones_more_so() {
 		let now: Millis = 0;
 		let mut t = table(4, 2);
-		assert_eq!(t.open(now, 1, Role::Viewer, || 1), Ok(1));
-		assert_eq!(t.open(now, 2, Role::Viewer, || 2), Ok(2));
+		assert_eq!(t.open(now, 1, Role::Viewer, |_| 1), Ok(1));
+		assert_eq!(t.open(now, 2, Role::Viewer, |_| 2), Ok(2));
 		// Two streams waited for: a third is refused.
-		assert_eq!(t.open(now, 3, Role::Viewer, || 3), Err(ErrorCode::UnknownStream));
+		assert_eq!(t.open(now, 3, Role::Viewer, |_| 3), Err(ErrorCode::UnknownStream));
 		// An open stream is found again, not made twice, whoever asks.
-		assert_eq!(t.open(now, 1, Role::Publisher, || 99), Ok(1));
-		t.handle_segment(now, 1);
-		assert_eq!(t.open(now, 3, Role::Viewer, || 3), Ok(3));
+		assert_eq!(t.open(now, 1, Role::Publisher, |_| 99), Ok(1));
+		t.handle_segment(now, 1, None);
+		assert_eq!(t.open(now, 3, Role::Viewer, |_| 3), Ok(3));
 		assert_eq!(t.usage(), (3, 2));
 		// Viewers waiting for nothing do not lock a publisher out.
-		assert_eq!(t.open(now, 4, Role::Publisher, || 4), Ok(4));
-		t.handle_segment(now, 2);
+		assert_eq!(t.open(now, 4, Role::Publisher, |_| 4), Ok(4));
+		t.handle_segment(now, 2, None);
 		assert_eq!(
-			t.open(now, 5, Role::Publisher, || 5),
+			t.open(now, 5, Role::Publisher, |_| 5),
 			Err(ErrorCode::UnknownStream),
 			"max_streams"
 		);
@@ -228,13 +265,13 @@ mod tests {
 		let s = |secs: u64| secs * 1000;
 		let mut t = table(8, 8);
 		for id in 1..=3 {
-			t.open(t0, id, Role::Publisher, || id as u32).unwrap();
-			t.handle_segment(t0, id);
+			t.open(t0, id, Role::Publisher, |_| id as u32).unwrap();
+			t.handle_segment(t0, id, None);
 		}
-		t.handle_end(t0 + s(5), 1);
+		t.handle_end(t0 + s(5), 1, None);
 		// Stream 2 keeps getting segments; stream 3 has no publisher any more.
 		for i in 1..=20 {
-			t.handle_segment(t0 + s(i * 10), 2);
+			t.handle_segment(t0 + s(i * 10), 2, None);
 		}
 		assert_eq!(t.poll_timeout(), Some(t0 + s(15)));
 		t.handle_timeout(t0 + s(14));
@@ -246,8 +283,8 @@ mod tests {
 		assert_eq!(t.poll_freed(), None);
 		assert_eq!(t.get(2), Some(2));
 		// A stream that restarts after its end is not freed at the old end's linger.
-		t.handle_end(t0 + s(200), 2);
-		t.handle_segment(t0 + s(201), 2);
+		t.handle_end(t0 + s(200), 2, None);
+		t.handle_segment(t0 + s(201), 2, None);
 		t.handle_timeout(t0 + s(211));
 		assert_eq!(t.get(2), Some(2));
 	}
@@ -256,16 +293,16 @@ mod tests {
 	fn a_slot_without_data_is_released_when_unused_and_one_with_data_is_kept() {
 		let t0: Millis = 0;
 		let mut t = table(8, 1);
-		t.open(t0, 1, Role::Publisher, || 1).unwrap();
-		assert_eq!(t.open(t0, 2, Role::Publisher, || 2), Err(ErrorCode::UnknownStream));
+		t.open(t0, 1, Role::Publisher, |_| 1).unwrap();
+		assert_eq!(t.open(t0, 2, Role::Publisher, |_| 2), Err(ErrorCode::UnknownStream));
 		assert!(!t.release_if_unused(1, |_| false), "still held by a session");
 		assert!(t.release_if_unused(1, |_| true));
 		assert_eq!(t.poll_freed(), Some((1, 1)));
-		assert_eq!(t.open(t0, 2, Role::Publisher, || 2), Ok(2), "the waiting slot is free");
-		t.handle_segment(t0, 2);
+		assert_eq!(t.open(t0, 2, Role::Publisher, |_| 2), Ok(2), "the waiting slot is free");
+		t.handle_segment(t0, 2, None);
 		assert!(!t.release_if_unused(2, |_| true), "a stream with data keeps its window");
-		t.open(t0, 3, Role::Publisher, || 3).unwrap();
-		t.handle_end(t0, 3);
+		t.open(t0, 3, Role::Publisher, |_| 3).unwrap();
+		t.handle_end(t0, 3, None);
 		assert!(!t.release_if_unused(3, |_| true), "an end is data too");
 		assert!(!t.release_if_unused(9, |_| true), "unknown stream");
 		assert_eq!(t.usage(), (2, 1));
@@ -275,10 +312,38 @@ mod tests {
 	fn a_full_table_frees_expired_streams_before_refusing() {
 		let t0: Millis = 0;
 		let mut t = table(1, 1);
-		t.open(t0, 1, Role::Viewer, || 1).unwrap();
-		assert_eq!(t.open(t0, 2, Role::Viewer, || 2), Err(ErrorCode::UnknownStream));
+		t.open(t0, 1, Role::Viewer, |_| 1).unwrap();
+		assert_eq!(t.open(t0, 2, Role::Viewer, |_| 2), Err(ErrorCode::UnknownStream));
 		// Nothing stored for the idle timeout: the slot goes to the next stream.
-		assert_eq!(t.open(t0 + 100_000, 2, Role::Viewer, || 2), Ok(2));
+		assert_eq!(t.open(t0 + 100_000, 2, Role::Viewer, |_| 2), Ok(2));
 		assert_eq!(t.poll_freed(), Some((1, 1)));
+	}
+
+	/// A freed stream's newest broadcast is handed to the window made for it again; the memory
+	/// is bounded, forgetting the oldest broadcast first.
+	#[test]
+	fn the_newest_broadcast_outlives_the_window_within_a_bound() {
+		let mark = |b: u64| Some(BroadcastMark { broadcast: b, next_sequence: 4, ended: true });
+		let mut t = table(8, 8);
+		t.open(0, 1, Role::Publisher, |m| {
+			assert_eq!(m, None);
+			1
+		})
+		.unwrap();
+		t.handle_segment(0, 1, mark(10));
+		t.handle_end(0, 1, mark(10));
+		t.handle_timeout(100_000);
+		assert_eq!(t.poll_freed(), Some((1, 1)));
+		t.open(100_000, 1, Role::Publisher, |m| {
+			assert_eq!(m, mark(10), "remembered after the window was freed");
+			1
+		})
+		.unwrap();
+		// Two more streams: the bound (2) forgets the oldest broadcast.
+		t.handle_segment(0, 2, mark(30));
+		t.handle_segment(0, 3, mark(20));
+		assert_eq!(t.remembered(1), None);
+		assert_eq!(t.remembered(2), mark(30));
+		assert_eq!(t.remembered(3), mark(20));
 	}
 }

@@ -1,5 +1,8 @@
 //! The segment buffer: orders complete segments from any number of connections into one
 //! sequence that the player gets once and in order (see [`super`] for when a gap is declared).
+//! It follows one broadcast: anything of an older one is dropped (never played again), and a
+//! newer one (the origin restarted) is continued from its first segment received, marked as a
+//! discontinuity.
 
 use super::ConnId;
 use crate::segment::Segment;
@@ -23,6 +26,9 @@ pub struct BufferStats {
 	pub duplicates: u64,
 	/// Sequence numbers skipped because no connection could deliver them any more.
 	pub skipped: u64,
+	/// Segments and ends dropped because they belong to an older broadcast than one already
+	/// received.
+	pub stale: u64,
 }
 
 /// Orders complete segments from any number of connections into one sequence without gaps or
@@ -40,6 +46,10 @@ pub struct SegmentBuffer {
 	end: Option<u64>,
 	ready: VecDeque<Delivered>,
 	last_delivered: Option<u64>,
+	/// The broadcast followed.
+	broadcast: Option<u64>,
+	/// A newer broadcast began: its first segment handed out is a discontinuity.
+	broadcast_changed: bool,
 	stats: BufferStats,
 }
 
@@ -54,6 +64,8 @@ impl SegmentBuffer {
 			end: None,
 			ready: VecDeque::new(),
 			last_delivered: None,
+			broadcast: None,
+			broadcast_changed: false,
 			stats: BufferStats::default(),
 		}
 	}
@@ -85,8 +97,32 @@ impl SegmentBuffer {
 		self.settle();
 	}
 
+	/// Follows `broadcast`; `false` when it is older than the one followed (drop what came).
+	fn follow(&mut self, broadcast: u64) -> bool {
+		match self.broadcast {
+			Some(current) if broadcast < current => {
+				self.stats.stale += 1;
+				return false;
+			}
+			Some(current) if broadcast > current => {
+				// What is pending, the end and every connection's progress were of the old one.
+				self.pending.clear();
+				self.next = None;
+				self.end = None;
+				self.progress.values_mut().for_each(|p| *p = None);
+				self.broadcast_changed = self.last_delivered.is_some();
+			}
+			_ => {}
+		}
+		self.broadcast = Some(broadcast);
+		true
+	}
+
 	/// `conn` delivered a complete, verified segment.
 	pub fn handle_segment(&mut self, conn: ConnId, segment: Segment) {
+		if !self.follow(segment.broadcast()) {
+			return;
+		}
 		let seq = segment.sequence();
 		if let Some(p) = self.progress.get_mut(&conn) {
 			*p = Some(p.map_or(seq + 1, |p| p.max(seq + 1)));
@@ -100,8 +136,11 @@ impl SegmentBuffer {
 		self.settle();
 	}
 
-	/// `conn` reported the end of the stream before `next_sequence`.
-	pub fn handle_end(&mut self, conn: ConnId, next_sequence: u64) {
+	/// `conn` reported the end of broadcast `broadcast` before `next_sequence`.
+	pub fn handle_end(&mut self, conn: ConnId, broadcast: u64, next_sequence: u64) {
+		if !self.follow(broadcast) {
+			return;
+		}
 		self.end = Some(next_sequence);
 		self.progress.insert(conn, Some(u64::MAX));
 		self.settle();
@@ -111,7 +150,9 @@ impl SegmentBuffer {
 		loop {
 			let Some(next) = self.next else { return };
 			if let Some(seg) = self.pending.remove(&next) {
-				let discontinuity = self.last_delivered.is_some_and(|l| l + 1 != next);
+				let new_broadcast = std::mem::take(&mut self.broadcast_changed);
+				let discontinuity =
+					new_broadcast || self.last_delivered.is_some_and(|l| l + 1 != next);
 				self.last_delivered = Some(next);
 				self.next = Some(next + 1);
 				self.stats.delivered += 1;
@@ -214,9 +255,33 @@ mod tests {
 		let mut b = SegmentBuffer::new(8);
 		b.handle_opened(1);
 		b.handle_segment(1, seg(0));
-		b.handle_end(1, 2);
+		b.handle_end(1, 0, 2);
 		assert!(!b.is_ended());
 		b.handle_segment(1, seg(1));
 		assert!(b.is_ended());
+	}
+
+	/// An older broadcast never comes back (neither its segments nor its end); a newer one is
+	/// continued from its first segment, as a discontinuity.
+	#[test]
+	fn buffer_never_goes_back_to_an_older_broadcast() {
+		use crate::viewer::tests::seg_of;
+		let mut b = SegmentBuffer::new(8);
+		b.handle_opened(1);
+		b.handle_segment(1, seg_of(5, 0));
+		b.handle_segment(1, seg_of(5, 1));
+		b.handle_segment(1, seg_of(4, 2));
+		b.handle_end(1, 4, 2);
+		assert!(!b.is_ended());
+		b.handle_segment(1, seg_of(5, 2));
+		assert_eq!(delivered(&mut b), vec![(0, false), (1, false), (2, false)]);
+		// The origin restarted: broadcast 6 from 0.
+		b.handle_segment(1, seg_of(6, 0));
+		b.handle_segment(1, seg_of(5, 3));
+		b.handle_segment(1, seg_of(6, 1));
+		b.handle_end(1, 6, 2);
+		assert_eq!(delivered(&mut b), vec![(0, true), (1, false)]);
+		assert!(b.is_ended());
+		assert_eq!(b.stats().stale, 3);
 	}
 }

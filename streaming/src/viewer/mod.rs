@@ -439,7 +439,7 @@ impl ViewerCore {
 				if let Err(e) = c.assembler.verify_end(&end) {
 					return self.reject(now, conn, e);
 				}
-				self.buffer.handle_end(conn, end.payload.next_sequence)
+				self.buffer.handle_end(conn, end.payload.broadcast, end.payload.next_sequence)
 			}
 			Message::Pong(_) | Message::Ping(_) => {}
 			Message::Error { code, reason } => {

@@ -14,7 +14,13 @@ pub(super) fn origin() -> sp_core::sr25519::Pair {
 }
 
 pub(super) fn seg(seq: u64) -> Segment {
-	Segment::build(&origin(), [0; 32], 1, seq, 2000, Bytes::from(vec![seq as u8; 3000]), 1024)
+	seg_of(0, seq)
+}
+
+/// Segment `seq` of broadcast `broadcast`.
+pub(super) fn seg_of(broadcast: u64, seq: u64) -> Segment {
+	let data = Bytes::from(vec![seq as u8; 3000]);
+	Segment::build(&origin(), [0; 32], 1, broadcast, seq, 2000, data, 1024)
 }
 
 pub(super) fn secs(s: u64) -> Duration {
@@ -99,7 +105,7 @@ fn viewer_rejects_bad_data_and_moves_on() {
 	v.poll_action();
 	v.handle_message(t0, 1, welcome());
 	let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
-	let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 1024);
+	let bad = Segment::build(&mallory, [0; 32], 1, 0, 0, 2000, Bytes::from_static(b"x"), 1024);
 	feed(&mut v, t0, 1, &bad);
 	assert_eq!(
 		v.poll_action(),
@@ -124,7 +130,7 @@ fn viewer_closes_its_connections_once_the_stream_ended() {
 	v.poll_action();
 	v.handle_message(t0, 1, welcome());
 	feed(&mut v, t0, 1, &seg(0));
-	let end = StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence: 1 };
+	let end = StreamEnd { genesis_hash: [0; 32], stream: 1, broadcast: 0, next_sequence: 1 };
 	// A forged end is bad input: that connection is dropped and the stream goes on.
 	let forged =
 		Signed::sign(end.clone(), &sp_core::sr25519::Pair::from_string("//Eve", None).unwrap());

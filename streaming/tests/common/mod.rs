@@ -161,7 +161,7 @@ pub fn media(seq: u64, len: usize) -> Bytes {
 }
 
 pub fn segment(stream: u64, seq: u64, len: usize) -> Segment {
-	Segment::build(&origin(), [0; 32], stream, seq, 2000, media(seq, len), 16 * 1024)
+	Segment::build(&origin(), [0; 32], stream, 0, seq, 2000, media(seq, len), 16 * 1024)
 }
 
 /// Publishes `count` segments of `len` bytes to `servers`, one every `pace`, then ends the
@@ -175,7 +175,7 @@ pub async fn publish(servers: Vec<Endpoint>, stream: u64, count: u64, len: usize
 		// windows moving on) needs segments spread over time.
 		tokio::time::sleep(pace).await;
 	}
-	let end = StreamEnd { genesis_hash: [0; 32], stream, next_sequence: count };
+	let end = StreamEnd { genesis_hash: [0; 32], stream, broadcast: 0, next_sequence: count };
 	let reports = publisher.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await;
 	for r in reports {
 		assert!(r.complete, "publisher did not finish: {r:?}");

@@ -2,8 +2,8 @@
 //! batches, or submits them as signed `claim` extrinsics and logs what they paid to
 //! `<ledger>/claims.log` (what `dsp credits --ledger` reads).
 
-use crate::args::{hex32, pair_from_seed, public_key};
-use anyhow::{bail, Context};
+use crate::args::{hex32, pair_from_secret, public_key};
+use anyhow::{anyhow, bail, Context};
 use dsp_primitives::StreamId;
 use dsp_streaming::chain::client::ChainClient;
 use sp_core::Pair;
@@ -34,12 +34,16 @@ pub struct Args {
 	/// Submit each batch to the chain as a signed `claim` extrinsic (signed with
 	/// --seeder-seed), wait for it to be in a block, print what was paid, and append it to
 	/// `<ledger>/claims.log` (what `dsp credits --ledger` shows).
-	#[arg(long, requires = "seeder_seed")]
+	#[arg(long)]
 	submit: bool,
 	/// The seeder's secret (e.g. `//Bob` or a 0x seed): signs the claim extrinsics; its public
-	/// key must be --seeder.
-	#[arg(long, value_name = "SURI")]
+	/// key must be --seeder. Unsafe as an argument: every local user can read it in the process
+	/// list; prefer --seeder-seed-file or the environment variable.
+	#[arg(long, value_name = "SURI", env = "DSP_SEEDER_SEED", hide_env_values = true)]
 	seeder_seed: Option<String>,
+	/// File whose first line is the seeder's secret (keep it readable by this user only).
+	#[arg(long, value_name = "PATH")]
+	seeder_seed_file: Option<PathBuf>,
 	/// JSON-RPC URL of a DSP node (for --submit; --genesis defaults to its genesis hash).
 	#[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
 	chain: String,
@@ -87,8 +91,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 		println!("stream {stream} epoch {epoch}: {items} items, {units} units");
 	}
 	if let (Some(client), Some(runtime)) = (chain, runtime) {
-		let seed = a.seeder_seed.as_deref().expect("clap: --submit requires --seeder-seed");
-		let signer = pair_from_seed(seed, "--seeder-seed")?;
+		let signer = pair_from_secret(
+			a.seeder_seed.as_deref(),
+			a.seeder_seed_file.as_ref(),
+			"--seeder-seed",
+		)?
+		.ok_or_else(|| {
+			anyhow!("--submit needs --seeder-seed-file, DSP_SEEDER_SEED or --seeder-seed")
+		})?;
 		if signer.public().0 != hex32(&a.seeder, "seeder")? {
 			bail!("--seeder-seed does not belong to --seeder");
 		}

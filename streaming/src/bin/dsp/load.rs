@@ -5,7 +5,7 @@
 mod nginx;
 mod p2p;
 
-use crate::args::{hex32, pair_from_seed, TransportArg};
+use crate::args::{hex32, pair_from_secret, TransportArg};
 use anyhow::{anyhow, Context};
 use dsp_primitives::StreamId;
 use dsp_streaming::{
@@ -17,7 +17,7 @@ use dsp_streaming::{
 	viewer::Transport,
 };
 use sp_core::Pair;
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tracing::warn;
 
 #[derive(clap::Args)]
@@ -77,8 +77,19 @@ pub struct Args {
 	stream: StreamId,
 	/// Secret of the stream's origin key (the target must know its public key, e.g. from the
 	/// chain's registry: `//Alice` for stream 0 of a dev chain).
-	#[arg(long, value_name = "SURI", default_value = "//LoadOrigin")]
+	/// Unsafe as an argument for a real key: every local user can read it in the process list;
+	/// prefer --origin-seed-file or the environment variable.
+	#[arg(
+		long,
+		value_name = "SURI",
+		default_value = "//LoadOrigin",
+		env = "DSP_ORIGIN_SEED",
+		hide_env_values = true
+	)]
 	origin_seed: String,
+	/// File whose first line is the origin seed (keep it readable by this user only).
+	#[arg(long, value_name = "PATH")]
+	origin_seed_file: Option<PathBuf>,
 	/// Genesis hash of the target's chain (hex; zeros for a standalone server).
 	#[arg(long, default_value = "00")]
 	genesis: String,
@@ -89,7 +100,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 		return p2p::run(a).await;
 	}
 	use std::sync::atomic::Ordering;
-	let pair = pair_from_seed(&a.origin_seed, "--origin-seed")?;
+	let pair =
+		pair_from_secret(Some(&a.origin_seed), a.origin_seed_file.as_ref(), "--origin-seed")?
+			.ok_or_else(|| anyhow::anyhow!("no --origin-seed"))?;
 	let key = hex::encode(pair.public().0);
 	let (mut child, tcp, server, server_pid) = match (a.target_tcp, a.target_quic, a.target_pid) {
 		(Some(tcp), Some(quic), Some(pid)) => {

@@ -3,13 +3,13 @@
 //! the servers are. The loops themselves are the library's
 //! ([`dsp_streaming::net::publish::publish_ts`], [`dsp_streaming::net::hls_ingest`]).
 
-use crate::args::{hex32, pair_from_seed, verification};
+use crate::args::{hex32, pair_from_secret, verification};
 use anyhow::{anyhow, bail, Context};
 use dsp_primitives::{Hash32, StreamId};
 use dsp_streaming::{
 	net::{
 		hls_ingest::follow_hls_dir,
-		publish::{publish_ts, PublishConfig, Publisher, SegmentSigner},
+		publish::{new_broadcast_id, publish_ts, PublishConfig, Publisher, Resume, SegmentSigner},
 		Endpoint,
 	},
 	segment::DEFAULT_CHUNK_SIZE,
@@ -43,9 +43,20 @@ pub struct Args {
 	/// Server endpoint, `tcp://host:port` or `quic://host:port`. Repeatable.
 	#[arg(long, required = true)]
 	server: Vec<Endpoint>,
-	/// Origin seed (secret URI) that signs segment headers, e.g. `//Alice`.
-	#[arg(long)]
-	origin_seed: String,
+	/// Origin seed (secret URI) that signs segment headers, e.g. `//Alice`. Unsafe as an
+	/// argument: every local user can read it in the process list; prefer --origin-seed-file
+	/// or the environment variable.
+	#[arg(
+		long,
+		value_name = "SURI",
+		env = "DSP_ORIGIN_SEED",
+		hide_env_values = true,
+		required_unless_present = "origin_seed_file"
+	)]
+	origin_seed: Option<String>,
+	/// File whose first line is the origin seed (keep it readable by this user only).
+	#[arg(long, value_name = "PATH")]
+	origin_seed_file: Option<PathBuf>,
 	/// Genesis hash (hex).
 	#[arg(long, default_value = "00")]
 	genesis: String,
@@ -56,13 +67,20 @@ pub struct Args {
 	#[arg(long, default_value_t = 2000)]
 	target_duration_ms: u32,
 	/// Sequence number of the first segment: a number, or `auto` to continue where the servers
-	/// are (each answers `Publish` with the next sequence it stores: one past the newest segment
-	/// it holds, 0 for a stream it never had). `auto` is what a restarted publisher needs:
-	/// starting again at 0 would only resend segments the servers already hold.
+	/// are (each answers `Publish` with the broadcast it holds, if it has not ended, and the
+	/// next sequence it stores of it). `auto` is what a restarted publisher needs: it continues
+	/// the servers' broadcast (or, when they hold none, starts a new one at 0); starting again
+	/// at 0 would only resend segments the servers already hold.
 	#[arg(long, default_value = "auto")]
 	start_seq: StartSeq,
-	/// Seconds `--start-seq auto` waits for every server's answer (then takes the highest one
-	/// received; fails if none answered).
+	/// The broadcast id to sign segments with (ms since the Unix epoch when the broadcast
+	/// started, as the servers log it). Default: with `--start-seq auto`, the servers' current
+	/// broadcast, else a new one (now). A newer broadcast replaces the servers' older one; an
+	/// older one is refused.
+	#[arg(long, value_name = "ID")]
+	broadcast: Option<u64>,
+	/// Seconds `--start-seq auto` waits for every server's answer (then takes the highest
+	/// plausible one received; fails if none answered).
 	#[arg(long, default_value_t = 10)]
 	resume_timeout_secs: u64,
 	/// Also write every published segment to `<dir>/<sequence>.ts`.
@@ -95,7 +113,9 @@ impl std::str::FromStr for StartSeq {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-	let pair = pair_from_seed(&a.origin_seed, "--origin-seed")?;
+	let pair =
+		pair_from_secret(a.origin_seed.as_deref(), a.origin_seed_file.as_ref(), "--origin-seed")?
+			.ok_or_else(|| anyhow!("no --origin-seed, --origin-seed-file or DSP_ORIGIN_SEED"))?;
 	let genesis: Hash32 = hex32(&a.genesis, "genesis")?;
 	let mut config = PublishConfig::new(a.stream, a.server.clone(), pair.clone());
 	config.genesis_hash = genesis;
@@ -104,18 +124,29 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	if let Some(dir) = &a.record {
 		std::fs::create_dir_all(dir)?;
 	}
-	let first = match a.start_seq {
-		StartSeq::At(n) => n,
+	let at = match a.start_seq {
+		StartSeq::At(n) => {
+			Resume { broadcast: a.broadcast.unwrap_or_else(new_broadcast_id), next_sequence: n }
+		}
 		StartSeq::Auto => {
 			let timeout = Duration::from_secs(a.resume_timeout_secs);
-			let n = publisher.resume_point(timeout).await.ok_or_else(|| {
+			let held = publisher.resume_point(timeout).await.ok_or_else(|| {
 				anyhow!("no server said where to continue within {timeout:?}; pass --start-seq N")
 			})?;
-			info!(start_seq = n, "continuing where the servers are");
-			n
+			let at = match a.broadcast {
+				Some(b) if held.broadcast == Some(b) => held.resume_or(b),
+				Some(b) => Resume { broadcast: b, next_sequence: 0 },
+				None => held.resume_or(new_broadcast_id()),
+			};
+			info!(
+				broadcast = at.broadcast,
+				start_seq = at.next_sequence,
+				"continuing where the servers are"
+			);
+			at
 		}
 	};
-	let mut signer = SegmentSigner::new(pair, genesis, a.stream, a.chunk_size, first)
+	let mut signer = SegmentSigner::new(pair, genesis, a.stream, a.chunk_size, at)
 		.record_to(a.record.clone())
 		.log_each_segment();
 	match &a.hls_dir {
@@ -147,4 +178,47 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 		bail!("not every server acknowledged every segment");
 	}
 	Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use clap::Parser;
+	use sp_core::Pair;
+
+	#[derive(Parser)]
+	struct Cli {
+		#[command(flatten)]
+		args: Args,
+	}
+
+	const BASE: [&str; 5] = ["dsp", "--stream", "1", "--server", "tcp://127.0.0.1:1"];
+
+	/// The origin seed can come from a file, kept out of the process list.
+	#[test]
+	fn the_origin_seed_is_read_from_a_file() {
+		let dir = tempfile::tempdir().unwrap();
+		let path = dir.path().join("origin.seed");
+		std::fs::write(&path, "//Alice\n").unwrap();
+		let path = path.display().to_string();
+		let parsed = Cli::try_parse_from(BASE.iter().copied().chain(["--origin-seed-file", &path]));
+		assert!(parsed.is_ok(), "--origin-seed-file is accepted");
+		let a = parsed.unwrap().args;
+		let pair = pair_from_secret(
+			a.origin_seed.as_deref(),
+			a.origin_seed_file.as_ref(),
+			"--origin-seed",
+		);
+		assert_eq!(
+			pair.unwrap().map(|p| p.public()),
+			Some(crate::args::pair_from_seed("//Alice", "x").unwrap().public())
+		);
+		// Without any of the three forms, the seed is missing (unless the environment has it).
+		if std::env::var_os("DSP_ORIGIN_SEED").is_none() {
+			assert!(Cli::try_parse_from(BASE).is_err());
+		}
+		let a =
+			Cli::try_parse_from(BASE.iter().copied().chain(["--origin-seed", "//Bob"])).unwrap();
+		assert_eq!(a.args.origin_seed.as_deref(), Some("//Bob"), "the argument still works");
+	}
 }

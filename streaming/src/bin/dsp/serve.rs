@@ -2,7 +2,7 @@
 //! admits viewers in P2P mode and runs a swarm seed; optionally records what publishers push
 //! and serves recordings on demand.
 
-use crate::args::{addr_or_none, hex32, pair_from_seed, public_key};
+use crate::args::{addr_or_none, hex32, pair_from_secret, public_key};
 use anyhow::{anyhow, bail, Context};
 use dsp_primitives::{CapacitySettings, Perbill};
 use dsp_streaming::{
@@ -52,9 +52,14 @@ pub struct Args {
 	#[arg(long, default_value_t = 0.0)]
 	rate: f64,
 	/// Seed (secret URI) of the key that signs viewer passes: one of the origin's authorised
-	/// pass signers. Enables P2P admission and the tracker.
-	#[arg(long)]
+	/// pass signers. Enables P2P admission and the tracker. Unsafe as an argument: every local
+	/// user can read it in the process list; prefer --pass-seed-file or the environment
+	/// variable.
+	#[arg(long, value_name = "SURI", env = "DSP_PASS_SEED", hide_env_values = true)]
 	pass_seed: Option<String>,
+	/// File whose first line is the pass seed (keep it readable by this user only).
+	#[arg(long, value_name = "PATH")]
+	pass_seed_file: Option<PathBuf>,
 	/// Credit epoch written into passes (without a chain to follow).
 	#[arg(long, default_value_t = 0)]
 	epoch: u32,
@@ -171,6 +176,11 @@ pub struct Args {
 	/// Seconds an ended stream stays after its end, for its viewers to catch up.
 	#[arg(long, default_value_t = 30)]
 	ended_linger_secs: u64,
+	/// Streams whose newest broadcast is remembered after their window is freed, so that the
+	/// origin-signed segments and end of an earlier broadcast cannot be replayed into a new
+	/// window. Default 4096 (at most 270 KiB); beyond it the oldest broadcast is forgotten.
+	#[arg(long, default_value_t = 4096)]
+	max_remembered_broadcasts: usize,
 	/// Record every segment and end this server stores, as the origin-signed wire frames, to
 	/// DIR/<stream>/<sequence>.seg and DIR/<stream>/end.frame (serve them later with --vod-dir).
 	#[arg(long, value_name = "DIR")]
@@ -274,6 +284,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 			max_waiting: a.max_waiting_streams,
 			idle_timeout: Duration::from_secs(a.stream_idle_secs),
 			ended_linger: Duration::from_secs(a.ended_linger_secs),
+			max_remembered: a.max_remembered_broadcasts,
 		},
 		record_dir: a.record_dir,
 		vod_dir: a.vod_dir,
@@ -290,8 +301,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	config.session.on_demand_lead = Duration::from_secs(a.vod_lead_secs);
 	config.session.p2p_fetch_window = a.p2p_fetch_window;
 	config.session.p2p_fetch_speed_percent = a.p2p_fetch_speed_percent;
-	if let Some(seed) = &a.pass_seed {
-		let signer = pair_from_seed(seed, "--pass-seed")?;
+	if let Some(signer) =
+		pair_from_secret(a.pass_seed.as_deref(), a.pass_seed_file.as_ref(), "--pass-seed")?
+	{
 		let mut tracker = TrackerConfig::new(config.session.genesis_hash, a.epoch);
 		tracker.pass_period = Duration::from_secs(a.pass_period_secs.max(1));
 		tracker.pass_slack = a.pass_slack;

@@ -2,7 +2,7 @@
 //! with `--server` or found on the chain; with `--p2p`, a P2P viewer when the server admits it
 //! in P2P mode.
 
-use crate::args::{hex32, pair_from_seed, public_key, verification, TransportArg};
+use crate::args::{hex32, pair_from_secret, public_key, verification, TransportArg};
 use anyhow::{anyhow, bail, Context};
 use dsp_primitives::StreamId;
 use dsp_streaming::{
@@ -67,8 +67,9 @@ pub struct Args {
 	/// Segments kept in the gateway's playlist.
 	#[arg(long, default_value_t = 10)]
 	playlist_segments: usize,
-	/// Also write every delivered segment to `<dir>/<sequence>.ts`.
-	#[arg(long)]
+	/// Also write every delivered segment to `<dir>/<sequence>.ts`. Direct mode only: the P2P
+	/// viewer does not record, so --p2p with --record is refused rather than recording nothing.
+	#[arg(long, conflicts_with = "p2p")]
 	record: Option<PathBuf>,
 	/// blake2-256 (hex) of the server's QUIC certificate (printed by `dsp serve`); without it
 	/// the certificate is not checked (segments are verified by signature either way).
@@ -83,9 +84,14 @@ pub struct Args {
 	#[arg(long)]
 	p2p: bool,
 	/// P2P: seed (secret URI) of the viewer key that the pass names and receipts are signed
-	/// with (also this viewer's account as a seeder). Default: a fresh random key.
-	#[arg(long)]
+	/// with (also this viewer's account as a seeder). Default: a fresh random key. Unsafe as
+	/// an argument: every local user can read it in the process list; prefer
+	/// --viewer-seed-file or the environment variable.
+	#[arg(long, value_name = "SURI", env = "DSP_VIEWER_SEED", hide_env_values = true)]
 	viewer_seed: Option<String>,
+	/// P2P: file whose first line is the viewer seed (keep it readable by this user only).
+	#[arg(long, value_name = "PATH")]
+	viewer_seed_file: Option<PathBuf>,
 	/// P2P: authorised pass signer (hex public key) whose passes neighbours must show.
 	/// Repeatable; required with `--p2p`.
 	#[arg(long)]
@@ -208,8 +214,12 @@ async fn watch_p2p(a: &Args, direct: &WatchConfig) -> anyhow::Result<()> {
 	if a.pass_signer.is_empty() {
 		bail!("--p2p needs --pass-signer (the stream's authorised pass signers)");
 	}
-	let viewer = match &a.viewer_seed {
-		Some(seed) => pair_from_seed(seed, "--viewer-seed")?,
+	let viewer = match pair_from_secret(
+		a.viewer_seed.as_deref(),
+		a.viewer_seed_file.as_ref(),
+		"--viewer-seed",
+	)? {
+		Some(pair) => pair,
 		None => sp_core::sr25519::Pair::generate().0,
 	};
 	let signers = PassSigners {
@@ -282,4 +292,40 @@ async fn watch_p2p(a: &Args, direct: &WatchConfig) -> anyhow::Result<()> {
 	let stats = handle.stop().await?;
 	info!(?stats, "stopped");
 	Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use clap::Parser;
+
+	#[derive(Parser)]
+	struct Cli {
+		#[command(flatten)]
+		args: Args,
+	}
+
+	/// `--record` with `--p2p` is refused (the P2P viewer does not record): never silently
+	/// ignored.
+	#[test]
+	fn p2p_with_record_is_not_silently_ignored() {
+		let dir = tempfile::tempdir().unwrap();
+		let record = dir.path().display().to_string();
+		let parsed = Cli::try_parse_from([
+			"dsp",
+			"--stream",
+			"1",
+			"--origin-key",
+			"00",
+			"--server",
+			"tcp://127.0.0.1:1",
+			"--p2p",
+			"--pass-signer",
+			"00",
+			"--record",
+			&record,
+		]);
+		let err = parsed.err().expect("--p2p with --record is refused");
+		assert!(err.to_string().contains("--record"), "{err}");
+	}
 }

@@ -49,6 +49,10 @@ pub(super) struct Driver {
 	last_duration: u32,
 	/// Time of the stalls that ended, ms (the scheduler's `stalled_ms` includes an ongoing one).
 	closed_stall_ms: u64,
+	/// The broadcast of the headers received: an older one is ignored, a newer one ends the
+	/// session ([`P2pWatchError::NewBroadcast`]), since the swarm's chunks are numbered per
+	/// broadcast.
+	broadcast: Option<u64>,
 }
 
 impl Driver {
@@ -94,6 +98,7 @@ impl Driver {
 			stats,
 			last_duration: 2000,
 			closed_stall_ms: 0,
+			broadcast: None,
 		}
 	}
 
@@ -301,6 +306,21 @@ impl Driver {
 				let c = &self.config;
 				verify_header(&h, &c.genesis_hash, c.stream, &c.origin, &c.segment_limits)
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
+				let b = h.payload.broadcast;
+				match self.broadcast {
+					Some(old) if b < old => {
+						debug!(
+							seq = h.payload.sequence,
+							broadcast = b,
+							"header of an older broadcast ignored"
+						);
+						return Ok(());
+					}
+					Some(old) if b > old => {
+						return Err(P2pWatchError::NewBroadcast { old, new: b })
+					}
+					_ => self.broadcast = Some(b),
+				}
 				self.last_duration = h.payload.duration_ms;
 				self.stats.server_bytes += codec::Encode::encoded_size(&h) as u64;
 				let payload = h.payload.clone();
@@ -341,7 +361,7 @@ impl Driver {
 				let c = &self.config;
 				verify_end(&end, &c.genesis_hash, c.stream, &c.origin)
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
-				self.buffer.handle_end(0, end.payload.next_sequence);
+				self.buffer.handle_end(0, end.payload.broadcast, end.payload.next_sequence);
 			}
 			Message::Pass(pass) => self.handle_renewed_pass(pass)?,
 			Message::Ping(_) | Message::Pong(_) => {}

@@ -213,6 +213,15 @@ pub enum P2pWatchError {
 	/// with an error frame.
 	#[error("bad data from server: {0}")]
 	Protocol(String),
+	/// The origin restarted the stream as a newer broadcast; the swarm's chunks are numbered
+	/// per broadcast, so this P2P session ends (watch again to follow the new one).
+	#[error("the stream restarted as broadcast {new} (was {old}): watch again")]
+	NewBroadcast {
+		/// The broadcast watched.
+		old: u64,
+		/// The new one.
+		new: u64,
+	},
 	/// The connection to the server failed (read or write error, closed without a reason).
 	#[error("connection: {0}")]
 	Connection(String),

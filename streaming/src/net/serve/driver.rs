@@ -6,7 +6,7 @@ use super::{
 	accept::write_loop,
 	control::{JoinStream, SessionControl},
 	limits::{AddressSession, WaitingStream},
-	shared::{Shared, StreamSlot},
+	shared::{Shared, StoreRefusal, StreamSlot},
 };
 use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
@@ -375,11 +375,11 @@ impl<W: FrameSink> SessionDriver<W> {
 		let (peer, transport, role) = (self.peer, self.control.transport(), self.control.role());
 		match self.open_stream(id, Role::Publisher) {
 			Ok(s) => {
-				let next_sequence = s.window.lock().next_sequence();
-				self.core.handle_publish_ready(self.shared.now(), next_sequence);
+				let (broadcast, next_sequence) = s.window.lock().held();
+				self.core.handle_publish_ready(self.shared.now(), broadcast, next_sequence);
 				self.changed = Some(s.changed.subscribe());
 				self.slot = Some(s);
-				info!(%peer, %transport, %role, stream = id, next_sequence, "session started");
+				info!(%peer, %transport, %role, stream = id, ?broadcast, next_sequence, "session started");
 			}
 			Err((code, why)) => self.core.close(code, why),
 		}
@@ -403,19 +403,23 @@ impl<W: FrameSink> SessionDriver<W> {
 		}
 		let Some(s) = &self.slot else { return };
 		let seg = Arc::new(seg);
-		let r = match s.store(&seg) {
+		let (r, mark) = match s.store(&seg) {
 			Ok(r) => r,
-			Err(reason) => {
+			Err(StoreRefusal::OverBudget(reason)) => {
 				self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
 				return self.core.close(ErrorCode::OverBudget, reason);
+			}
+			Err(StoreRefusal::Stale(stale)) => {
+				warn!(peer = %self.peer, stream = id, seq, broadcast = seg.broadcast(), reason = %stale, "stale segment refused");
+				return self.core.close(ErrorCode::UnexpectedMessage, stale.to_string());
 			}
 		};
 		if r == Inserted::Stored {
 			self.shared.segments_stored.fetch_add(1, Ordering::Relaxed);
-			self.shared.table().handle_segment(self.shared.now(), id);
+			self.shared.table().handle_segment(self.shared.now(), id, mark);
 			if let Some(rec) = &self.shared.recorder {
 				if self.control.handle_stored() {
-					if let Err(e) = rec.reopen(id).await {
+					if let Err(e) = rec.reopen(id, seg.broadcast()).await {
 						warn!(stream = id, error = %e, "could not remove the recorded end");
 					}
 				}
@@ -428,14 +432,20 @@ impl<W: FrameSink> SessionDriver<W> {
 	}
 
 	async fn handle_end(&mut self, end: Signed<StreamEnd>) {
-		let (stream, next_sequence) = (end.payload.stream, end.payload.next_sequence);
+		let (stream, broadcast, next_sequence) =
+			(end.payload.stream, end.payload.broadcast, end.payload.next_sequence);
 		let frame = encode_frame(&Message::End(end.clone()));
 		if let Some(s) = &self.slot {
-			s.update(|w| w.end(end));
-			self.shared.table().handle_end(self.shared.now(), stream);
+			match s.update(|w| w.end(end).map(|()| w.mark())) {
+				Ok(mark) => self.shared.table().handle_end(self.shared.now(), stream, mark),
+				Err(stale) => {
+					warn!(peer = %self.peer, stream, broadcast, reason = %stale, "stale end refused");
+					return self.core.close(ErrorCode::UnexpectedMessage, stale.to_string());
+				}
+			}
 		}
 		if let Some(rec) = &self.shared.recorder {
-			if let Err(e) = rec.end(stream, frame).await {
+			if let Err(e) = rec.end(stream, broadcast, frame).await {
 				warn!(stream, error = %e, "could not record the end");
 			}
 		}
@@ -734,7 +744,7 @@ mod tests {
 		// Stream 1 plays 1000 bytes per 2 s segment: 500 B/s.
 		let slot = shared.open_stream(1, Role::Publisher).unwrap();
 		for i in 0..3 {
-			slot.update(|w| w.insert(seg(i)));
+			slot.update(|w| w.insert(seg(i))).unwrap();
 		}
 
 		let ((mut r, mut w, _stop), _task) = start(&shared);

@@ -12,7 +12,10 @@ use crate::{
 	p2p::{seeding::SeedRotation, serving::ChunkSource, tracker::Tracker},
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
-	server::{Admission, ByteBudget, Inserted, LiveWindow, PerAddress, RedirectList, StreamTable},
+	server::{
+		Admission, BroadcastMark, ByteBudget, Inserted, LiveWindow, PerAddress, RedirectList,
+		Stale, StreamTable,
+	},
 };
 use bytes::Bytes;
 use dsp_primitives::{AdmissionMode, EpochIndex, PublicKey, SegmentHeader, Signed, StreamId};
@@ -227,7 +230,7 @@ impl Shared {
 	/// The window of `id`, opened if it has none (see [`StreamTable::open`]), for a viewer.
 	pub(super) fn open_stream(&self, id: StreamId, by: Role) -> Result<Arc<StreamSlot>, ErrorCode> {
 		let mut table = self.table();
-		let r = table.open(self.now(), id, by, || self.new_slot());
+		let r = table.open(self.now(), id, by, |mark| self.new_slot(mark));
 		self.release_freed(&mut table);
 		r
 	}
@@ -254,7 +257,7 @@ impl Shared {
 			));
 		}
 		let slot = table
-			.open(self.now(), id, Role::Publisher, || self.new_slot())
+			.open(self.now(), id, Role::Publisher, |mark| self.new_slot(mark))
 			.map_err(|code| (code, "too many streams held".to_owned()))?;
 		let mut slot_origin = slot.origin.lock();
 		if slot_origin.is_none() {
@@ -266,9 +269,11 @@ impl Shared {
 		Ok(slot)
 	}
 
-	fn new_slot(&self) -> Arc<StreamSlot> {
+	/// A new stream slot whose window resumes `mark`, what the table remembers of the
+	/// stream's newest broadcast.
+	fn new_slot(&self, mark: Option<BroadcastMark>) -> Arc<StreamSlot> {
 		Arc::new(StreamSlot {
-			window: Mutex::new(LiveWindow::new(self.config.window.clone())),
+			window: Mutex::new(LiveWindow::resume(self.config.window.clone(), mark)),
 			changed: watch::channel(0).0,
 			freed: AtomicBool::new(false),
 			seeding: Mutex::new(Seeding {
@@ -325,36 +330,42 @@ impl StreamSlot {
 	}
 
 	/// Stores a publisher's verified segment within the server's window budget, assigns its
-	/// seeding and wakes the sessions. A segment that does not fit takes room from the oldest
-	/// segments of this window; if it still does not fit (other streams hold the budget), the
-	/// reason to refuse its publisher with `OverBudget`.
-	pub(super) fn store(&self, segment: &Arc<Segment>) -> Result<Inserted, String> {
+	/// seeding and wakes the sessions; the outcome and the broadcast the window holds then. A
+	/// segment that does not fit takes room from the oldest segments of this window; if it
+	/// still does not fit (other streams hold the budget), it is refused as over budget. A
+	/// stale segment (of an older broadcast, or after its end) is refused before any room is
+	/// made for it, so that a replay evicts nothing.
+	pub(super) fn store(
+		&self,
+		segment: &Arc<Segment>,
+	) -> Result<(Inserted, Option<BroadcastMark>), StoreRefusal> {
 		let need = segment.byte_len();
 		let r = {
 			let mut w = self.window.lock();
+			w.check(segment).map_err(StoreRefusal::Stale)?;
 			let mut fits = self.budget.try_reserve(need);
 			while !fits {
 				let Some(freed) = w.evict_oldest() else { break };
 				self.budget.release(freed);
 				fits = self.budget.try_reserve(need);
 			}
-			if fits {
-				let before = w.usage().1;
-				let r = w.insert(segment.clone());
-				// The window may have dropped old segments (its own bounds), or nothing was
-				// stored (a duplicate): give back what it does not hold.
-				self.budget.release((before + need).saturating_sub(w.usage().1));
-				if r == Inserted::Stored {
-					// Before the sessions wake up to the new segment.
-					self.seeding().assign(segment);
-				}
-				Ok(r)
-			} else {
-				Err(self.over_window_budget(need))
+			if !fits {
+				return Err(StoreRefusal::OverBudget(self.over_window_budget(need)));
 			}
+			let before = w.usage().1;
+			let r = w.insert(segment.clone());
+			// The window may have dropped old segments (its own bounds, or a newer broadcast
+			// replaced the old one), or nothing was stored (a duplicate): give back what it
+			// does not hold.
+			self.budget.release((before + need).saturating_sub(w.usage().1));
+			if r == Ok(Inserted::Stored) {
+				// Before the sessions wake up to the new segment.
+				self.seeding().assign(segment);
+			}
+			r.map(|r| (r, w.mark())).map_err(StoreRefusal::Stale)?
 		};
 		self.changed.send_modify(|v| *v += 1);
-		r
+		Ok(r)
 	}
 
 	/// Whether a segment of `need` bytes would fit the window budget once this window gave up
@@ -383,6 +394,15 @@ impl StreamSlot {
 	pub(super) fn seeding(&self) -> MutexGuard<'_, Seeding> {
 		self.seeding.lock()
 	}
+}
+
+/// Why [`StreamSlot::store`] refused a publisher's segment.
+#[derive(Debug)]
+pub(super) enum StoreRefusal {
+	/// The server's window budget is held by other streams (`OverBudget`, with the reason).
+	OverBudget(String),
+	/// Of an older broadcast than the one held, or after its end.
+	Stale(Stale),
 }
 
 /// The live windows as the P2P seed's chunk source. Looks streams up without creating any.

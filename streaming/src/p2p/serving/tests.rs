@@ -26,7 +26,7 @@ impl ChunkSource for Store {
 
 fn store() -> Store {
 	let data = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
-	Store(Segment::build(&pair("//Origin"), [0; 32], 1, 0, 2000, data, 4096))
+	Store(Segment::build(&pair("//Origin"), [0; 32], 1, 0, 0, 2000, data, 4096))
 }
 
 fn serving(config: ServingConfig) -> Serving<PeerId> {

@@ -36,7 +36,10 @@ fn publish(s: &ServerSession, stream: StreamId) -> Message {
 }
 
 fn end(next_sequence: u64) -> Signed<StreamEnd> {
-	Signed::sign(StreamEnd { genesis_hash: [0; 32], stream: 1, next_sequence }, &origin())
+	Signed::sign(
+		StreamEnd { genesis_hash: [0; 32], stream: 1, broadcast: 0, next_sequence },
+		&origin(),
+	)
 }
 
 fn viewer(now: Millis, start: Start) -> ServerSession {
@@ -80,7 +83,7 @@ fn viewer_gets_live_segments_in_order_then_end() {
 	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..5 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let mut s = viewer(now, Start::Live { back: 1 });
 	let (stream, from) = s.wants_segments().unwrap();
@@ -93,9 +96,9 @@ fn viewer_gets_live_segments_in_order_then_end() {
 		.collect();
 	assert_eq!(seqs, vec![3, 4]);
 	assert_eq!(s.wants_segments(), Some((1, 5)));
-	window.insert(seg(5));
+	window.insert(seg(5)).unwrap();
 	let the_end = end(6);
-	window.end(the_end.clone());
+	window.end(the_end.clone()).unwrap();
 	s.handle_segments(now, window.lookup(5, 8));
 	let msgs = sent(&mut s);
 	// Forwarded exactly as the origin signed it (sr25519 signatures are randomised).
@@ -108,7 +111,7 @@ fn viewer_starting_at_a_sequence_gets_the_oldest_held_if_it_is_gone() {
 	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 3, max_bytes: usize::MAX });
 	for i in 0..10 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let mut s = viewer(now, Start::At(2));
 	s.handle_segments(now, window.lookup(0, 8));
@@ -122,7 +125,7 @@ fn lagging_viewer_is_closed_as_slow_consumer() {
 	let mut s = viewer(now, Start::At(0));
 	s.handle_segments(now, window.lookup(0, 8));
 	for i in 0..5 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	s.handle_segments(now, window.lookup(0, 8));
 	assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
@@ -152,7 +155,7 @@ fn send_queue_limit_stops_taking_segments() {
 	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..10 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let mut cfg = config();
 	cfg.max_send_queue_bytes = 2500;
@@ -212,7 +215,7 @@ fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
 	s.handle_frame(now, body(&Message::End(Signed::sign(other_chain, &origin()))));
 	assert!(s.is_closed());
 	assert!(window.lookup(0, 1).ended.is_none());
-	window.end(end(3));
+	window.end(end(3)).unwrap();
 	assert!(window.lookup(0, 1).ended.is_some());
 }
 
@@ -220,7 +223,7 @@ fn an_end_not_signed_by_the_origin_is_refused_and_closes_the_publisher() {
 fn publisher_with_bad_signature_is_closed() {
 	let now: Millis = 0;
 	let mallory = sp_core::sr25519::Pair::from_string("//Mallory", None).unwrap();
-	let bad = Segment::build(&mallory, [0; 32], 1, 0, 2000, Bytes::from_static(b"x"), 512);
+	let bad = Segment::build(&mallory, [0; 32], 1, 0, 0, 2000, Bytes::from_static(b"x"), 512);
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
 	s.handle_frame(now, body(&publish(&s, 1)));
@@ -358,7 +361,7 @@ fn p2p_viewer_joins_and_fetches_urgent_chunks() {
 	// Fetches name segments whose headers were sent.
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..5 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let (_, from) = s.wants_segments().unwrap();
 	s.handle_p2p_segments(now, window.lookup(from, 100), |_| vec![]);
@@ -400,7 +403,7 @@ fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end()
 	let _ = sent(&mut s);
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..12 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let (stream, from) = s.wants_segments().expect("joined sessions take the feed");
 	assert_eq!(stream, 1);
@@ -420,8 +423,8 @@ fn p2p_viewer_gets_every_header_from_the_backlog_its_seeded_chunks_and_the_end()
 		.collect();
 	assert_eq!(chunks, vec![(4, 0), (6, 0), (8, 0), (10, 0)]);
 	// Only new segments later, then the end once everything was sent.
-	window.insert(seg(12));
-	window.end(end(13));
+	window.insert(seg(12)).unwrap();
+	window.end(end(13)).unwrap();
 	let (_, from) = s.wants_segments().unwrap();
 	assert_eq!(from, 12);
 	s.handle_p2p_segments(now, window.lookup(from, 100), seeded);
@@ -630,17 +633,19 @@ fn publisher_is_told_where_to_continue() {
 	let mut window = LiveWindow::new(WindowConfig::default());
 	assert_eq!(window.next_sequence(), 0);
 	for i in 0..3 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	assert_eq!(window.next_sequence(), 3);
-	window.end(end(5));
+	let (broadcast, next_sequence) = window.held();
+	window.end(end(5)).unwrap();
 	assert_eq!(window.next_sequence(), 5);
+	assert_eq!(window.held(), (None, 0), "an ended broadcast is not continued");
 	let mut s = ServerSession::new(now, config());
 	s.handle_frame(now, body(&hello(Role::Publisher)));
 	s.handle_frame(now, body(&publish(&s, 1)));
-	s.handle_publish_ready(now, window.next_sequence());
+	s.handle_publish_ready(now, broadcast, next_sequence);
 	let msgs = sent(&mut s);
-	assert_eq!(msgs[1], Message::Expect { stream: 1, next_sequence: 5 });
+	assert_eq!(msgs[1], Message::Expect { stream: 1, broadcast: Some(0), next_sequence: 3 });
 }
 
 #[test]
@@ -665,7 +670,7 @@ fn on_demand_live_start_is_the_beginning_of_the_recording() {
 	let now: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 3..8 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let mut s = viewer(now, Start::Live { back: 1 });
 	let mut lookup = window.lookup(0, 8);
@@ -683,7 +688,7 @@ fn on_demand_streams_are_sent_at_most_the_lead_ahead_of_real_time() {
 	let t0: Millis = 0;
 	let mut window = LiveWindow::new(WindowConfig::default());
 	for i in 0..10 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let mut cfg = config();
 	cfg.on_demand_lead = Duration::from_secs(5);
@@ -826,7 +831,7 @@ fn a_p2p_viewer_fetches_only_what_its_urgent_window_needs() {
 	let _ = sent(&mut s);
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 30, ..Default::default() });
 	for i in 0..30 {
-		window.insert(seg(i));
+		window.insert(seg(i)).unwrap();
 	}
 	let (_, from) = s.wants_segments().unwrap();
 	s.handle_p2p_segments(now, window.lookup(from, 100), |_| vec![]);
@@ -862,4 +867,39 @@ fn a_p2p_viewer_fetches_only_what_its_urgent_window_needs() {
 	// Asking again at once: nothing left in the budget, and the refusals close the session.
 	assert!(fetch_all(&mut s).is_empty());
 	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+}
+
+/// The origin restarted the stream as a newer broadcast: a viewer fed the old one continues
+/// with the new one from its oldest segment, and never gets the old one again.
+#[test]
+fn a_viewer_continues_with_a_newer_broadcast() {
+	let now: Millis = 0;
+	let seg_of = |broadcast: u64, seq: u64| {
+		let data = Bytes::from(vec![seq as u8; 100]);
+		Arc::new(Segment::build(&origin(), [0; 32], 1, broadcast, seq, 2000, data, 512))
+	};
+	let headers = |msgs: Vec<Message>| -> Vec<(u64, u64)> {
+		msgs.iter()
+			.filter_map(|m| match m {
+				Message::Header(h) => Some((h.payload.broadcast, h.payload.sequence)),
+				_ => None,
+			})
+			.collect()
+	};
+	let mut window = LiveWindow::new(WindowConfig::default());
+	for i in 0..3 {
+		window.insert(seg_of(5, i)).unwrap();
+	}
+	let mut s = viewer(now, Start::At(0));
+	s.handle_segments(now, window.lookup(0, 8));
+	assert_eq!(headers(sent(&mut s)), vec![(5, 0), (5, 1), (5, 2)]);
+	window.insert(seg_of(6, 0)).unwrap();
+	let (_, from) = s.wants_segments().unwrap();
+	s.handle_segments(now, window.lookup(from, 8));
+	window.insert(seg_of(6, 1)).unwrap();
+	let (_, from) = s.wants_segments().unwrap();
+	assert_eq!(from, 0, "continues the new broadcast from its oldest segment");
+	s.handle_segments(now, window.lookup(from, 8));
+	assert_eq!(headers(sent(&mut s)), vec![(6, 0), (6, 1)]);
+	assert!(window.insert(seg_of(5, 3)).is_err(), "the old broadcast is refused");
 }
