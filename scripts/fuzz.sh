@@ -7,7 +7,7 @@
 # crashed. Targets: frames p2p_wire claim_item ledger ts hls session (default: all). A crash
 # input replays with `fuzz/target/<host>/release/<target> <file>`.
 #
-# The fuzz crate has its own workspace and target dir (fuzz/target, about 1.5 GB; the first
+# The fuzz crate has its own workspace and target dir (fuzz/target, about 2.5 GB; the first
 # build takes ~5 min on 2 cores), so nothing here touches the main build. Corpora grow in
 # fuzz/corpus/<target>, crash inputs land in fuzz/artifacts/<target>, logs in fuzz/logs; all
 # three are gitignored.
