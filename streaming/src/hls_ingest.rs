@@ -187,8 +187,15 @@ impl HlsFollower {
 			} else if line.starts_with("#EXT-X-STREAM-INF") {
 				return Err(PlaylistError::MasterPlaylist);
 			} else if !line.starts_with('#') {
-				// A URI: the segment the last #EXTINF described.
-				let msn = media_sequence + entries.len() as u64;
+				// A URI: the segment the last #EXTINF described. `u64::MAX` is never a media
+				// sequence number here, so that one past the last handed out always exists.
+				let msn = media_sequence
+					.checked_add(entries.len() as u64)
+					.filter(|msn| *msn < u64::MAX)
+					.ok_or_else(|| PlaylistError::BadTag {
+						tag: "#EXT-X-MEDIA-SEQUENCE",
+						value: format!("{media_sequence} (with {} entries)", entries.len() + 1),
+					})?;
 				entries.push(HlsEntry {
 					media_sequence: msn,
 					uri: line.to_string(),
@@ -308,6 +315,26 @@ mod tests {
 		// Nothing was handed out and the follower still works.
 		f.handle_playlist(&playlist(4, 1, false)).unwrap();
 		assert_eq!(drain(&mut f), vec![4]);
+	}
+
+	/// Found by the `hls` fuzz target: a media sequence near `u64::MAX` overflowed
+	/// `media_sequence + position` (a panic in debug builds, numbers wrapping to 0 in release).
+	#[test]
+	fn media_sequence_at_the_top_of_u64_is_refused_without_panicking() {
+		let mut f = HlsFollower::new();
+		let top = format!(
+			"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n",
+			u64::MAX - 1
+		);
+		assert!(matches!(f.handle_playlist(&top), Err(PlaylistError::BadTag { .. })));
+		let last = format!("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n", u64::MAX);
+		assert!(matches!(f.handle_playlist(&last), Err(PlaylistError::BadTag { .. })));
+		assert!(drain(&mut f).is_empty());
+		// The largest usable: one entry at u64::MAX - 1, handed out once.
+		let edge = format!("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n", u64::MAX - 1);
+		f.handle_playlist(&edge).unwrap();
+		f.handle_playlist(&edge).unwrap();
+		assert_eq!(drain(&mut f), vec![u64::MAX - 1]);
 	}
 
 	#[test]

@@ -18,6 +18,8 @@
 //!   upload cap, seed rotation, neighbour choice, the serving state machine (passes, rate limits,
 //!   bans), receipts (viewer book, seeder ledger, claim batches), and the viewer swarm's
 //!   request/response wire protocol with its libp2p behaviour.
+//! - `fuzz` (only in tests and with the `fuzzing` feature): fuzz harnesses for the decoders, the
+//!   media inputs and the server session; the libFuzzer targets in `fuzz/` call them.
 //! - [`sim`]: the discrete-event simulator behind `dsp sim`, running those cores for thousands of
 //!   viewers on a simulated clock and network.
 //! - [`chain`]: the tool's chain client: credits, claim state, signed `claim` extrinsics, and
@@ -37,6 +39,8 @@
 
 pub mod chain;
 pub mod clock;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod hls_ingest;
 pub mod net;
 pub mod p2p;

@@ -238,16 +238,21 @@ impl TsSegmenter {
 		}
 	}
 
-	/// Cuts before the current packet (or before the PAT that immediately precedes it).
+	/// Cuts before the current packet (or before the PAT that immediately precedes it). Right
+	/// after a forced cut there is nothing before the cut point: no (empty) segment is emitted.
 	fn cut(&mut self, duration_ms: u32) {
 		match self.pat_offset.take() {
+			// The PAT already starts the segment.
+			Some(0) => {}
 			Some(at) => {
 				let tail = self.current.split_off(at);
 				self.emit(duration_ms, false);
 				self.current = tail;
 			}
 			None => {
-				self.emit(duration_ms, false);
+				if !self.current.is_empty() {
+					self.emit(duration_ms, false);
+				}
 				// Repeat the tables so the new segment decodes on its own.
 				if let (Some(pat), Some(pmt)) = (self.last_pat, self.last_pmt) {
 					self.current.extend_from_slice(&pat);
@@ -475,6 +480,35 @@ pub(crate) mod tests {
 		let seg = s.poll_segment().unwrap();
 		assert!(seg.forced);
 		assert_eq!(seg.data.len(), 10 * 188);
+	}
+
+	/// Found by the `ts` fuzz target (in 3 s): a key frame due for a cut right after a
+	/// forced cut (with or without a PAT between them) emitted an empty segment, which the
+	/// publisher would sign and every server refuse as `BadHeader`.
+	#[test]
+	fn a_cut_right_after_a_forced_cut_emits_no_empty_segment() {
+		let config = TsConfig { target_duration_ms: 40, max_segment_len: 3 * TS_PACKET };
+		let mut empty = Vec::new();
+		for pat_between in [true, false] {
+			let mut input = Vec::new();
+			input.extend(pat(0x1000));
+			input.extend(pmt(0x100, 0x101));
+			input.extend(pes(0x100, true, 90_000));
+			// Forced cut here (3 packets); the next key frame is due for a cut.
+			if pat_between {
+				input.extend(pat(0x1000));
+			}
+			input.extend(pes(0x100, true, 93_600));
+			let mut s = TsSegmenter::new(config.clone());
+			s.push(&input);
+			s.finish();
+			let segs: Vec<_> = std::iter::from_fn(|| s.poll_segment()).collect();
+			if segs.iter().any(|s| s.data.is_empty()) {
+				empty.push(pat_between);
+			}
+			assert!(segs.iter().all(|s| s.data.len() % TS_PACKET == 0));
+		}
+		assert!(empty.is_empty(), "empty segments with a PAT between the cuts: {empty:?}");
 	}
 
 	#[test]

@@ -557,6 +557,12 @@ impl ServerSession {
 						self.purpose_deadline = None;
 						let sequence = seg.sequence();
 						self.events.push_back(SessionEvent::SegmentReceived(seg));
+						// Acks count against the send queue: a publisher replaying segments
+						// and never reading must not grow it without bound.
+						if self.queued_bytes >= self.config.max_send_queue_bytes {
+							let why = "segments while not reading acks".into();
+							return self.fail_as(publisher, None, ErrorCode::SlowConsumer, why);
+						}
 						self.send(encode_frame(&Message::Ack { stream, sequence }));
 					}
 				}
@@ -565,6 +571,12 @@ impl ServerSession {
 			(State::Publisher(Some((stream, asm))), Message::End(end))
 				if end.payload.stream == stream && asm.in_progress().is_none() =>
 			{
+				// The echo counts against the send queue: a replayed `End` sent again and again
+				// by a publisher that never reads must not grow it without bound.
+				if self.queued_bytes >= self.config.max_send_queue_bytes {
+					let why = "ends while not reading".into();
+					return self.fail_as(publisher, None, ErrorCode::SlowConsumer, why);
+				}
 				// Only the origin may end a stream: anybody can say `Publish`.
 				if let Err(e) = asm.verify_end(&end) {
 					return self.fail_as(publisher, None, e.code(), e.to_string());

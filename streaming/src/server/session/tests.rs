@@ -170,6 +170,38 @@ fn send_queue_limit_stops_taking_segments() {
 	assert_eq!(s.wants_segments(), Some((1, 2)));
 }
 
+/// Found by the `session` fuzz target: a publisher that replays one valid signed `End` (any
+/// viewer of the stream received it) and never reads grew its send queue without bound, one
+/// echoed `End` per `End` sent; unread acks of replayed segments did the same, slower.
+#[test]
+fn a_publisher_that_sends_ends_or_segments_and_never_reads_is_closed() {
+	let now: Millis = 0;
+	let the_end = end(8);
+	let segment = seg(7);
+	for ends in [true, false] {
+		let mut cfg = config();
+		cfg.max_send_queue_bytes = 1000;
+		let mut s = ServerSession::new(now, cfg);
+		s.handle_frame(now, body(&hello(Role::Publisher)));
+		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		// Nobody calls poll_transmit.
+		for _ in 0..1000 {
+			if ends {
+				s.handle_frame(now, body(&Message::End(the_end.clone())));
+			} else {
+				for f in &segment.frames {
+					s.handle_frame(now, f.slice(LENGTH_PREFIX..));
+				}
+			}
+			if s.is_closed() {
+				break;
+			}
+		}
+		assert!(s.is_closed(), "publisher still open after 1000 unread answers (ends: {ends})");
+		assert_eq!(closed_with(&mut s), ErrorCode::SlowConsumer);
+	}
+}
+
 #[test]
 fn publisher_segments_are_verified_stored_and_acked() {
 	let now: Millis = 0;

@@ -1,0 +1,3 @@
+//! libFuzzer target: `dsp_streaming::fuzz::ts` (its docs say what it checks).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dsp_streaming::fuzz::ts(data));
