@@ -53,6 +53,8 @@ pub struct FixtureSegment {
 pub struct Fixtures {
 	/// Origin key of [`STREAM`].
 	pub origin: Pair,
+	/// The viewer key of the fixture `Join`s.
+	pub viewer: Pair,
 	/// Origin keys the sessions use.
 	pub origin_keys: Arc<OriginKeys>,
 	/// Broadcasts A and B of [`STREAM`] (sequences 0..=3 each, different bytes), a multi-chunk
@@ -111,16 +113,23 @@ fn segment(
 	pair: &Pair,
 	genesis: Hash32,
 	stream: StreamId,
+	broadcast: u64,
 	seq: u64,
 	fill: u8,
 	len: usize,
 ) -> Arc<Segment> {
 	let data = Bytes::from(vec![fill; len]);
-	Arc::new(Segment::build(pair, genesis, stream, seq, 2000, data, CHUNK))
+	Arc::new(Segment::build(pair, genesis, stream, broadcast, seq, 2000, data, CHUNK))
 }
 
-fn end(pair: &Pair, genesis: Hash32, stream: StreamId, next: u64) -> Option<Signed<StreamEnd>> {
-	padded::<StreamEnd>((genesis, stream, next)).map(|e| Signed::sign(e, pair))
+fn end(
+	pair: &Pair,
+	genesis: Hash32,
+	stream: StreamId,
+	broadcast: u64,
+	next: u64,
+) -> Option<Signed<StreamEnd>> {
+	padded::<StreamEnd>((genesis, stream, broadcast, next)).map(|e| Signed::sign(e, pair))
 }
 
 fn build() -> Fixtures {
@@ -133,29 +142,32 @@ fn build() -> Fixtures {
 
 	let mut segments = Vec::new();
 	let mut push = |segment, valid| segments.push(FixtureSegment { segment, valid });
+	// Broadcasts A (1) and B (2) of the stream: B's segments replace A's window, A's are then
+	// replays.
 	for seq in 0..=3 {
-		push(segment(&origin, GENESIS, STREAM, seq, 0xa0 + seq as u8, 300), true);
-		push(segment(&origin, GENESIS, STREAM, seq, 0xb0 + seq as u8, 200), true);
+		push(segment(&origin, GENESIS, STREAM, 1, seq, 0xa0 + seq as u8, 300), true);
+		push(segment(&origin, GENESIS, STREAM, 2, seq, 0xb0 + seq as u8, 200), true);
 	}
-	push(segment(&origin, GENESIS, STREAM, 4, 0xc4, 1000), true);
-	push(segment(&origin, GENESIS, STREAM, u64::MAX - 1, 0xd0, 100), true);
-	push(segment(&origin, GENESIS, STREAM, u64::MAX, 0xd1, 100), false);
-	push(segment(&other, GENESIS, STREAM, 1, 0xe1, 100), false);
-	push(segment(&origin, [8; 32], STREAM, 1, 0xe2, 100), false);
-	push(segment(&other, GENESIS, OTHER_STREAM, 0, 0xe3, 100), false);
+	push(segment(&origin, GENESIS, STREAM, 2, 4, 0xc4, 1000), true);
+	push(segment(&origin, GENESIS, STREAM, 2, u64::MAX - 1, 0xd0, 100), true);
+	push(segment(&origin, GENESIS, STREAM, 2, u64::MAX, 0xd1, 100), false);
+	push(segment(&other, GENESIS, STREAM, 2, 1, 0xe1, 100), false);
+	push(segment(&origin, [8; 32], STREAM, 2, 1, 0xe2, 100), false);
+	push(segment(&other, GENESIS, OTHER_STREAM, 2, 0, 0xe3, 100), false);
 
 	let ends = [
-		(&origin, GENESIS, STREAM, 0, true),
-		(&origin, GENESIS, STREAM, 2, true),
-		(&origin, GENESIS, STREAM, 4, true),
-		(&origin, GENESIS, STREAM, u64::MAX - 1, true),
-		(&origin, GENESIS, STREAM, u64::MAX, true),
-		(&other, GENESIS, STREAM, 3, false),
-		(&origin, [8; 32], STREAM, 3, false),
-		(&other, GENESIS, OTHER_STREAM, 1, false),
+		(&origin, GENESIS, STREAM, 1, 2, true),
+		(&origin, GENESIS, STREAM, 2, 0, true),
+		(&origin, GENESIS, STREAM, 2, 2, true),
+		(&origin, GENESIS, STREAM, 2, 4, true),
+		(&origin, GENESIS, STREAM, 2, u64::MAX - 1, true),
+		(&origin, GENESIS, STREAM, 2, u64::MAX, true),
+		(&other, GENESIS, STREAM, 2, 3, false),
+		(&origin, [8; 32], STREAM, 2, 3, false),
+		(&other, GENESIS, OTHER_STREAM, 2, 1, false),
 	]
 	.into_iter()
-	.filter_map(|(k, g, s, n, valid)| Some((end(k, g, s, n)?, valid)))
+	.filter_map(|(k, g, s, b, n, valid)| Some((end(k, g, s, b, n)?, valid)))
 	.collect();
 
 	let peer = PeerInfo { peer_id: vec![1; 38], addrs: vec![vec![4, 127, 0, 0, 1]] };
@@ -192,7 +204,7 @@ fn build() -> Fixtures {
 		Some(Message::Pong(1)),
 		message(10, (9u8, "fuzz".to_string())),
 		message(6, (STREAM, 0u64)),
-		message(11, (STREAM, u64::MAX)),
+		message(11, (STREAM, Some(2u64), u64::MAX)),
 		message(1, (v, 0u8, 1024u32)),
 		message(19, (STREAM, 0u64, 0u32)),
 	]
@@ -271,6 +283,7 @@ fn build() -> Fixtures {
 		.collect();
 	Fixtures {
 		origin,
+		viewer,
 		origin_keys,
 		segments,
 		ends,

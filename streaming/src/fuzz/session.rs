@@ -22,12 +22,16 @@ use super::{
 };
 use crate::{
 	clock::Millis,
-	protocol::{ErrorCode, FrameDecoder, Message, LENGTH_PREFIX, MAX_REDIRECT_SERVERS},
+	p2p::join::sign_join,
+	protocol::{
+		publish_proof, ErrorCode, FrameDecoder, Message, LENGTH_PREFIX, MAX_REDIRECT_SERVERS,
+	},
 	segment::{verify_end, verify_header, Segment, SegmentLimits},
 	server::{LiveWindow, ServerSession, SessionConfig, SessionEvent, WindowConfig},
 };
 use bytes::Bytes;
 use dsp_primitives::AdmissionMode;
+use sp_core::Pair as _;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 /// Most steps of one program: long enough for a broadcast, short enough for many runs.
@@ -147,6 +151,27 @@ impl Harness {
 		self.answer_events(input);
 	}
 
+	/// `Publish` and `Join` carry a proof over this session's challenge: mostly made valid
+	/// (with the fixture origin key or viewer key), so that the publisher and P2P paths are
+	/// reached, otherwise left as the fixture has it (zeros: refused).
+	fn with_proof(&self, input: &mut Input, m: Message) -> Message {
+		if input.u8() % 4 == 0 {
+			return m;
+		}
+		let challenge = *self.session.challenge();
+		match m {
+			Message::Publish { stream, .. } => {
+				let proof = publish_proof(&self.f.origin, GENESIS, challenge, stream);
+				Message::Publish { stream, proof }
+			}
+			Message::Join { stream, viewer, peer, .. } if viewer == self.f.viewer.public() => {
+				let proof = sign_join(&self.f.viewer, &GENESIS, &challenge, stream, &peer);
+				Message::Join { stream, viewer, peer, proof }
+			}
+			m => m,
+		}
+	}
+
 	fn step(&mut self, input: &mut Input) {
 		match input.u8() % 20 {
 			0 => {
@@ -155,6 +180,7 @@ impl Harness {
 			}
 			1 | 2 | 3 => {
 				let m = self.f.messages[input.index(self.f.messages.len())].clone();
+				let m = self.with_proof(input, m);
 				self.frame(input, body(&m));
 			}
 			4 | 5 => {
@@ -180,13 +206,13 @@ impl Harness {
 			8 | 9 => {
 				let s = self.segment(input);
 				if s.valid {
-					self.window.insert(s.segment.clone());
+					let _ = self.window.insert(s.segment.clone());
 				}
 			}
 			10 => {
 				let valid: Vec<_> = self.f.ends.iter().filter(|(_, v)| *v).collect();
 				if !valid.is_empty() {
-					self.window.end(valid[input.index(valid.len())].0.clone());
+					let _ = self.window.end(valid[input.index(valid.len())].0.clone());
 				}
 			}
 			11 | 12 => self.advance(input),
@@ -198,7 +224,7 @@ impl Harness {
 					self.now,
 					crate::protocol::FrameError::Truncated { buffered: 1 },
 				),
-				_ => self.session.handle_publish_ready(self.now, input.edge_u64()),
+				_ => self.session.handle_publish_ready(self.now, None, input.edge_u64()),
 			},
 			16 => self.on_demand = !self.on_demand,
 			18 | 19 => {
@@ -286,8 +312,8 @@ impl Harness {
 					if input.u8() % 8 == 0 {
 						self.session.close(ErrorCode::UnknownStream, "too many streams held");
 					} else {
-						let next = self.window.next_sequence();
-						self.session.handle_publish_ready(self.now, next);
+						let (broadcast, next) = self.window.held();
+						self.session.handle_publish_ready(self.now, broadcast, next);
 					}
 				}
 				SessionEvent::SegmentReceived(seg) => self.received(seg),
@@ -297,7 +323,7 @@ impl Harness {
 						self.config.origin_keys.get(stream).expect("published stream has a key");
 					assert!(verify_end(&end, &GENESIS, stream, &key).is_ok(), "unverified End");
 					if stream == STREAM {
-						self.window.end(end);
+						let _ = self.window.end(end);
 					}
 				}
 				SessionEvent::JoinRequest { peer, .. } => {
@@ -309,13 +335,22 @@ impl Harness {
 						}
 						_ => Err((ErrorCode::Full, "tracker full".to_string())),
 					};
-					self.session.handle_joined(self.now, result);
+					self.session.handle_joined(
+						self.now,
+						result,
+						std::time::Duration::from_secs(60),
+					);
 				}
 				SessionEvent::FetchRequest { sequence, index, .. } => {
 					let held = self.window.lookup(sequence, 1).segments.into_iter().next();
 					self.session.handle_fetch(self.now, sequence, index, held);
 				}
-				SessionEvent::Switched { .. } => {}
+				SessionEvent::Switched { .. } | SessionEvent::BadJoinProof => {}
+				SessionEvent::PassDue { .. } => {
+					if let Some(pass) = &self.f.join_pass {
+						self.session.handle_pass(self.now, pass.clone());
+					}
+				}
 				SessionEvent::Closed { .. } => {
 					assert!(self.session.is_closed(), "Closed reported while open");
 					self.closed = true;
@@ -333,7 +368,7 @@ impl Harness {
 		assert_eq!(seg.frames.len(), seg.header.payload.chunk_hashes.len() + 1);
 		self.delivered.insert(seg.sequence());
 		if stream == STREAM {
-			self.window.insert(Arc::new(seg));
+			let _ = self.window.insert(Arc::new(seg));
 		}
 	}
 

@@ -11,7 +11,7 @@ const ITERATIONS: usize = 1000;
 fn fixtures_are_valid() {
 	let f = fixtures();
 	assert_eq!(f.messages.len(), 32, "a canned message no longer decodes");
-	assert_eq!(f.ends.len(), 8, "a fixture end no longer decodes");
+	assert_eq!(f.ends.len(), 9, "a fixture end no longer decodes");
 	assert!(f.join_pass.is_some());
 	assert_eq!(f.claim_items.len(), 3);
 	let c = &f.ledger_config;

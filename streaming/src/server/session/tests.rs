@@ -183,7 +183,7 @@ fn a_publisher_that_sends_ends_or_segments_and_never_reads_is_closed() {
 		cfg.max_send_queue_bytes = 1000;
 		let mut s = ServerSession::new(now, cfg);
 		s.handle_frame(now, body(&hello(Role::Publisher)));
-		s.handle_frame(now, body(&Message::Publish { stream: 1 }));
+		s.handle_frame(now, body(&publish(&s, 1)));
 		// Nobody calls poll_transmit.
 		for _ in 0..1000 {
 			if ends {
