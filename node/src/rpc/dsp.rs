@@ -183,6 +183,15 @@ pub struct Stream {
 	pub viewer_cap_per_epoch: u64,
 	/// Whether the stream accepts viewers.
 	pub open: bool,
+	/// Most paid for the stream per epoch, smallest unit (fixed at creation).
+	pub epoch_budget: Balance,
+	/// Escrow committed to the stream and not paid out yet, smallest unit.
+	pub committed: Balance,
+	/// What the current epoch's budget has left to pay, smallest unit.
+	pub epoch_left: Balance,
+	/// Whether a streamer may issue passes for the current epoch: open, no pending escrow
+	/// withdrawal of its origin, the current epoch's budget carved in full and not spent.
+	pub passes_open: bool,
 }
 
 impl From<StreamView<AccountId, Balance>> for Stream {
@@ -195,6 +204,10 @@ impl From<StreamView<AccountId, Balance>> for Stream {
 			price_per_unit: v.price_per_unit,
 			viewer_cap_per_epoch: v.viewer_cap_per_epoch,
 			open: v.open,
+			epoch_budget: v.epoch_budget,
+			committed: v.committed,
+			epoch_left: v.epoch_left,
+			passes_open: v.passes_open,
 		}
 	}
 }

@@ -314,6 +314,10 @@ mod tests {
 			price_per_unit: 1,
 			viewer_cap_per_epoch: 100,
 			open,
+			epoch_budget: 1_000,
+			committed: 25_000,
+			epoch_left: 1_000,
+			passes_open: open,
 		}
 	}
 

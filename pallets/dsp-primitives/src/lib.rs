@@ -469,6 +469,19 @@ pub struct StreamView<AccountId, Balance> {
 	pub viewer_cap_per_epoch: Units,
 	/// Whether the stream still accepts viewers.
 	pub open: bool,
+	/// Most paid for the stream per epoch, over all viewers and seeders (fixed at creation).
+	pub epoch_budget: Balance,
+	/// Escrow committed to the stream and not yet paid out (its pool and the carved budgets
+	/// of claimable epochs).
+	pub committed: Balance,
+	/// What the current epoch's budget has left to pay, counting the carving the next claim
+	/// would do.
+	pub epoch_left: Balance,
+	/// Whether a streamer may issue passes for the current epoch now: the stream is open, its
+	/// origin has no pending escrow withdrawal, and the current epoch's budget was (or will
+	/// be) carved in full and is not spent. Passes issued while this is true are paid up to
+	/// the epoch budget whatever the origin does later.
+	pub passes_open: bool,
 }
 
 /// A registered streamer, as the runtime API reports it.

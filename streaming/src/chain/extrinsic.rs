@@ -15,8 +15,11 @@ use sp_crypto_hashing::blake2_256;
 
 /// `spec_name` of the DSP runtime.
 pub const SPEC_NAME: &str = "dsp";
-/// `transaction_version` whose call indices and extensions this module encodes.
-pub const TRANSACTION_VERSION: u32 = 1;
+/// `transaction_version` whose call indices and extensions this module encodes. Version 2
+/// changed `create_stream` (an epoch budget) and added `fund_stream` and
+/// `release_stream_escrow`; `claim` and `withdraw_credits`, the calls encoded here, did not
+/// change.
+pub const TRANSACTION_VERSION: u32 = 2;
 /// Index of `pallet-dsp` in the runtime.
 pub const DSP_PALLET_INDEX: u8 = 7;
 /// Call index of `pallet_dsp::claim`.
