@@ -58,6 +58,8 @@ pub mod weights;
 
 #[cfg(test)]
 mod attack_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 #[cfg(test)]
