@@ -4,38 +4,15 @@
 
 use dsp_integration_tests::*;
 use dsp_primitives::{ClaimItem, Receipt, Signed, ViewerPass};
-use dsp_runtime::{Runtime, RuntimeCall, RuntimeEvent};
+use dsp_runtime::{Runtime, RuntimeCall};
 use pallet_dsp::{Call as DspCall, Event as DspEvent};
 use serde_json::json;
 use sp_core::{sr25519, Pair};
-use std::time::Duration;
 
 const UNIT: u128 = 1_000_000_000_000;
 
 fn dsp(call: DspCall<Runtime>) -> RuntimeCall {
 	RuntimeCall::Dsp(call)
-}
-
-fn dsp_events(events: &[RuntimeEvent]) -> Vec<DspEvent<Runtime>> {
-	events
-		.iter()
-		.filter_map(|e| match e {
-			RuntimeEvent::Dsp(e) => Some(e.clone()),
-			_ => None,
-		})
-		.collect()
-}
-
-fn must_succeed(node: &Node, signer: &sr25519::Pair, call: RuntimeCall) -> Vec<DspEvent<Runtime>> {
-	let events = node.submit(signer, call);
-	assert!(succeeded(&events), "extrinsic failed: {events:?}");
-	dsp_events(&events)
-}
-
-fn dev_node() -> Node {
-	let node = Node::start(&["--dev", "--port", &free_port().to_string(), "--no-prometheus"]);
-	node.wait_for("block #1", Duration::from_secs(60), || (node.best_number() >= 1).then_some(()));
-	node
 }
 
 fn balance(value: &serde_json::Value) -> u128 {

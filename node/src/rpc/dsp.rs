@@ -223,9 +223,16 @@ pub trait DspApi<BlockHash> {
 	#[method(name = "streamer", blocking)]
 	fn streamer(&self, account: String, at: Option<BlockHash>) -> RpcResult<Option<Streamer>>;
 
-	/// All registered streamers.
+	/// Registered streamers in storage order: after `start_after` (an account; from the
+	/// first when absent), at most `limit` (default and maximum 256). Page on with the last
+	/// account returned until a page comes back shorter than asked.
 	#[method(name = "streamers", blocking)]
-	fn streamers(&self, at: Option<BlockHash>) -> RpcResult<Vec<Streamer>>;
+	fn streamers(
+		&self,
+		start_after: Option<String>,
+		limit: Option<u32>,
+		at: Option<BlockHash>,
+	) -> RpcResult<Vec<Streamer>>;
 
 	/// P2P threshold of a streamer, or `null` if it is not registered.
 	#[method(name = "p2pThreshold", blocking)]
@@ -307,9 +314,16 @@ where
 		self.read(at, |api, at| api.streamer(at, account)).map(|s| s.map(Into::into))
 	}
 
-	fn streamers(&self, at: Option<Block::Hash>) -> RpcResult<Vec<Streamer>> {
-		self.read(at, |api, at| api.streamers(at))
-			.map(|all| all.into_iter().map(Into::into).collect())
+	fn streamers(
+		&self,
+		start_after: Option<String>,
+		limit: Option<u32>,
+		at: Option<Block::Hash>,
+	) -> RpcResult<Vec<Streamer>> {
+		let start_after = start_after.map(|a| parse_account("startAfter", &a)).transpose()?;
+		let limit = limit.unwrap_or(dsp_primitives::MAX_STREAMERS_PAGE);
+		self.read(at, |api, at| api.streamers(at, start_after, limit))
+			.map(|page| page.into_iter().map(Into::into).collect())
 	}
 
 	fn p2p_threshold(&self, account: String, at: Option<Block::Hash>) -> RpcResult<Option<u32>> {

@@ -18,6 +18,11 @@ use sc_client_api::HeaderBackend;
 use sp_api::{ApiError, ProvideRuntimeApi};
 use std::{collections::HashMap, sync::Arc};
 
+/// Most registered streamers the worker reads per finalized block to redirect refused
+/// viewers to: refusals rotate over them, `MAX_REDIRECT_SERVERS` at a time, so 64 spread the
+/// load widely while one read stays small however many streamers register.
+pub const REDIRECT_CANDIDATES: u32 = 64;
+
 /// The chain reads the worker makes. Every read but [`Self::finalized_hash`] is at a block
 /// the caller names.
 pub trait ChainView: Send + Sync + 'static {
@@ -29,7 +34,7 @@ pub trait ChainView: Send + Sync + 'static {
 		at: Hash,
 		account: &AccountId,
 	) -> Result<Option<StreamerView<AccountId>>, ApiError>;
-	/// All registered streamers, in registry order.
+	/// The first [`REDIRECT_CANDIDATES`] registered streamers, in registry order.
 	fn streamers(&self, at: Hash) -> Result<Vec<StreamerView<AccountId>>, ApiError>;
 	/// The chain-wide default capacity settings.
 	fn default_settings(&self, at: Hash) -> Result<CapacitySettings, ApiError>;
@@ -62,7 +67,7 @@ where
 	}
 
 	fn streamers(&self, at: Hash) -> Result<Vec<StreamerView<AccountId>>, ApiError> {
-		self.runtime_api().streamers(at)
+		self.runtime_api().streamers(at, None, REDIRECT_CANDIDATES)
 	}
 
 	fn default_settings(&self, at: Hash) -> Result<CapacitySettings, ApiError> {

@@ -47,6 +47,11 @@ pub type AccountBytes = [u8; 32];
 /// fine-grained enough that rounding never matters to a seeder.
 pub const UNIT_BYTES: u64 = 1024;
 
+/// Most streamers one `streamers` read (runtime API, `dsp_streamers`) returns: 256 records of
+/// at most four endpoints each (about 130 KiB with the DSP runtime's 128-byte endpoints), so a
+/// read stays bounded however many streamers register; callers page on.
+pub const MAX_STREAMERS_PAGE: u32 = 256;
+
 /// Domain tags: the first field of every signed message.
 pub mod domain {
 	/// Tag of [`super::SegmentHeader`] signatures.

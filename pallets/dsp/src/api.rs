@@ -4,7 +4,7 @@ use crate::{pallet::*, Endpoints};
 use alloc::vec::Vec;
 use dsp_primitives::{
 	CapacitySettings, ClaimStateView, CreditsView, EpochIndex, OriginView, PublicKey, StreamId,
-	StreamView, StreamerView,
+	StreamView, StreamerView, MAX_STREAMERS_PAGE,
 };
 use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
@@ -21,9 +21,19 @@ impl<T: Config> Pallet<T> {
 		Streamers::<T>::get(&account).map(|info| Self::streamer_view(account, &info))
 	}
 
-	/// All registered streamers.
-	pub fn api_streamers() -> Vec<StreamerView<T::AccountId>> {
-		Streamers::<T>::iter().map(|(account, info)| Self::streamer_view(account, &info)).collect()
+	/// Registered streamers in storage order after `start_after`, at most `limit` and at most
+	/// [`MAX_STREAMERS_PAGE`]: one call reads a bounded number of records however many
+	/// streamers register.
+	pub fn api_streamers(
+		start_after: Option<T::AccountId>,
+		limit: u32,
+	) -> Vec<StreamerView<T::AccountId>> {
+		let limit = limit.min(MAX_STREAMERS_PAGE) as usize;
+		let page = match start_after {
+			Some(after) => Streamers::<T>::iter_from(Streamers::<T>::hashed_key_for(after)),
+			None => Streamers::<T>::iter(),
+		};
+		page.take(limit).map(|(account, info)| Self::streamer_view(account, &info)).collect()
 	}
 
 	/// P2P threshold of a registered streamer.

@@ -58,12 +58,12 @@ pub mod weights;
 
 #[cfg(test)]
 mod attack_tests;
-#[cfg(test)]
-mod proptests;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 

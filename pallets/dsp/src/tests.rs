@@ -616,6 +616,25 @@ fn unregister_streamer_works_and_fails() {
 }
 
 #[test]
+fn streamers_are_read_in_bounded_pages() {
+	new_test_ext().execute_with(|| {
+		for name in ["Streamer", "Seeder", "Seeder2"] {
+			assert_ok!(Dsp::register_streamer(signed(name), endpoints("a:1"), None));
+		}
+		let first = Dsp::api_streamers(None, 2);
+		assert_eq!(first.len(), 2);
+		let rest = Dsp::api_streamers(Some(first[1].account.clone()), 2);
+		assert_eq!(rest.len(), 1, "a short page: the last one");
+		let mut all: Vec<_> = first.iter().chain(&rest).map(|s| s.account.clone()).collect();
+		all.sort();
+		all.dedup();
+		assert_eq!(all.len(), 3);
+		// A limit above the page size is cut to it.
+		assert_eq!(Dsp::api_streamers(None, u32::MAX).len(), 3);
+	});
+}
+
+#[test]
 fn set_default_settings_works_and_streamers_follow_it() {
 	new_test_ext().execute_with(|| {
 		assert_ok!(Dsp::register_streamer(signed("Streamer"), endpoints("a:1"), None));
@@ -1038,7 +1057,7 @@ fn genesis_builds_registrations() {
 		assert!(view.passes_open);
 		assert_eq!(Dsp::api_p2p_threshold(account("Origin")), Some(5));
 		assert_eq!(Dsp::api_origin(account("Origin")).unwrap().open_streams, 1);
-		assert_eq!(Dsp::api_streamers().len(), 1);
+		assert_eq!(Dsp::api_streamers(None, 10).len(), 1);
 		assert!(Balances::balance(&Dsp::account_id()) >= 1);
 	});
 }
