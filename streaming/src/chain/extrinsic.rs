@@ -208,8 +208,11 @@ mod tests {
 		assert_eq!(runtime().check(), Ok(()));
 		let other = RuntimeInfo { spec_name: "polkadot".into(), ..runtime() };
 		assert_eq!(other.check(), Err(RuntimeMismatch::SpecName("polkadot".into())));
-		let newer = RuntimeInfo { transaction_version: 2, ..runtime() };
-		assert_eq!(newer.check(), Err(RuntimeMismatch::TransactionVersion(2)));
+		let next = TRANSACTION_VERSION + 1;
+		let newer = RuntimeInfo { transaction_version: next, ..runtime() };
+		assert_eq!(newer.check(), Err(RuntimeMismatch::TransactionVersion(next)));
+		let older = RuntimeInfo { transaction_version: TRANSACTION_VERSION - 1, ..runtime() };
+		assert!(older.check().is_err());
 	}
 
 	#[test]
