@@ -222,8 +222,11 @@ impl_runtime_apis! {
 			Dsp::api_streamer(account)
 		}
 
-		fn streamers() -> Vec<StreamerView<AccountId>> {
-			Dsp::api_streamers()
+		fn streamers(
+			start_after: Option<AccountId>,
+			limit: u32,
+		) -> Vec<StreamerView<AccountId>> {
+			Dsp::api_streamers(start_after, limit)
 		}
 
 		fn p2p_threshold(account: AccountId) -> Option<u32> {

@@ -30,6 +30,12 @@ pub const DEMO_STREAM_BITRATE_KBPS: u32 = 500;
 pub const DEMO_STREAM_PRICE_PER_UNIT: Balance = 1_000_000;
 /// Most units paid per viewer and epoch in the demo stream (about 1 GiB).
 pub const DEMO_STREAM_VIEWER_CAP: u64 = 1_000_000;
+/// Most paid for the demo stream per epoch: 1,000 DSP, 10^9 units (about 1 TiB relayed).
+pub const DEMO_STREAM_EPOCH_BUDGET: Balance = 1_000 * UNIT;
+/// Escrow committed to the demo stream at genesis, from Alice's free balance (besides
+/// [`DEMO_ESCROW`]): the epoch budget for every epoch of the claim window (25) and as many
+/// again, so passes stay open for a day of full use without a top-up.
+pub const DEMO_STREAM_COMMITMENT: Balance = 50 * DEMO_STREAM_EPOCH_BUDGET;
 
 /// Local endpoints a development streamer announces. `port_offset` keeps several streamers on
 /// one machine apart (Alice 0, Bob 100, …).
@@ -95,6 +101,8 @@ fn genesis(
 				DEMO_STREAM_BITRATE_KBPS,
 				DEMO_STREAM_PRICE_PER_UNIT,
 				DEMO_STREAM_VIEWER_CAP,
+				DEMO_STREAM_EPOCH_BUDGET,
+				DEMO_STREAM_COMMITMENT,
 			)],
 			streamers: streamers
 				.into_iter()

@@ -123,10 +123,10 @@ pub const VERSION: RuntimeVersion = RuntimeVersion {
 	spec_name: Cow::Borrowed("dsp"),
 	impl_name: Cow::Borrowed("dsp-runtime"),
 	authoring_version: 1,
-	spec_version: 100,
+	spec_version: 101,
 	impl_version: 1,
 	apis: apis::RUNTIME_API_VERSIONS,
-	transaction_version: 1,
+	transaction_version: 2,
 	system_version: 1,
 };
 
@@ -340,9 +340,10 @@ pub type UncheckedExtrinsic =
 /// What a sender signs.
 pub type SignedPayload = generic::SignedPayload<RuntimeCall, TxExtension>;
 
-/// Migrations to run on the next runtime upgrade, besides the pallets' own.
+/// Migrations to run on the next runtime upgrade, besides the pallets' own. Each is versioned:
+/// it runs only while the pallet's stored version is the one it migrates from.
 #[allow(unused_parens)]
-type Migrations = ();
+type Migrations = (pallet_dsp::migrations::v1::MigrateV0ToV1<Runtime>,);
 
 /// Dispatches blocks and extrinsics to the pallets.
 pub type Executive = frame_executive::Executive<

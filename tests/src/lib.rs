@@ -403,6 +403,37 @@ pub fn succeeded(events: &[RuntimeEvent]) -> bool {
 	)
 }
 
+/// The `pallet-dsp` events among an extrinsic's events.
+pub fn dsp_events(events: &[RuntimeEvent]) -> Vec<pallet_dsp::Event<Runtime>> {
+	events
+		.iter()
+		.filter_map(|e| match e {
+			RuntimeEvent::Dsp(e) => Some(e.clone()),
+			_ => None,
+		})
+		.collect()
+}
+
+/// Submits `call` signed by `signer`, asserts it succeeded and returns its `pallet-dsp` events.
+pub fn must_succeed(
+	node: &Node,
+	signer: &sr25519::Pair,
+	call: RuntimeCall,
+) -> Vec<pallet_dsp::Event<Runtime>> {
+	let events = node.submit(signer, call);
+	assert!(succeeded(&events), "extrinsic failed: {events:?}");
+	dsp_events(&events)
+}
+
+/// A fresh `dsp-node --dev` on free ports, once it has produced block #1.
+pub fn dev_node() -> Node {
+	let node = Node::start(&["--dev", "--port", &free_port().to_string(), "--no-prometheus"]);
+	node.wait_for("block #1", std::time::Duration::from_secs(60), || {
+		(node.best_number() >= 1).then_some(())
+	});
+	node
+}
+
 /// The dispatch error of a failed extrinsic, if it failed.
 pub fn dispatch_error(events: &[RuntimeEvent]) -> Option<sp_runtime::DispatchError> {
 	match events.last() {

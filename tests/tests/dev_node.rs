@@ -6,7 +6,7 @@ use dsp_primitives::{
 	CapacitySettings, ClaimItem, ClaimRejection, EndpointsView, Perbill, Receipt, Signed,
 	ViewerPass,
 };
-use dsp_runtime::{Runtime, RuntimeCall, RuntimeEvent};
+use dsp_runtime::{Runtime, RuntimeCall};
 use pallet_dsp::{Call as DspCall, Event as DspEvent};
 use serde_json::json;
 use sp_core::{Encode, Pair};
@@ -17,32 +17,6 @@ const UNIT: u128 = 1_000_000_000_000;
 
 fn dsp(call: DspCall<Runtime>) -> RuntimeCall {
 	RuntimeCall::Dsp(call)
-}
-
-fn dsp_events(events: &[RuntimeEvent]) -> Vec<DspEvent<Runtime>> {
-	events
-		.iter()
-		.filter_map(|e| match e {
-			RuntimeEvent::Dsp(e) => Some(e.clone()),
-			_ => None,
-		})
-		.collect()
-}
-
-fn must_succeed(
-	node: &Node,
-	signer: &sp_core::sr25519::Pair,
-	call: RuntimeCall,
-) -> Vec<DspEvent<Runtime>> {
-	let events = node.submit(signer, call);
-	assert!(succeeded(&events), "extrinsic failed: {events:?}");
-	dsp_events(&events)
-}
-
-fn dev_node() -> Node {
-	let node = Node::start(&["--dev", "--port", &free_port().to_string(), "--no-prometheus"]);
-	node.wait_for("block #1", Duration::from_secs(60), || (node.best_number() >= 1).then_some(()));
-	node
 }
 
 #[test]
@@ -61,6 +35,9 @@ fn genesis_demo_state_is_readable_over_dsp_rpc() {
 	let stream = node.call("dsp_stream", json!([0]));
 	assert_eq!(stream["bitrateKbps"], 500, "{stream}");
 	assert_eq!(stream["open"], true);
+	// The demo stream has a funded commitment, so its streamers may issue passes.
+	assert_eq!(stream["passesOpen"], true, "{stream}");
+	assert_eq!(stream["committed"].as_f64().unwrap(), (50_000 * UNIT) as f64, "{stream}");
 	assert!(node.call("dsp_stream", json!([424242])).is_null());
 
 	let streamers = node.call("dsp_streamers", json!([]));
@@ -94,9 +71,14 @@ fn origin_streamer_and_claim_flow_settles_on_chain() {
 			bitrate_kbps: 800,
 			price_per_unit: price,
 			viewer_cap_per_epoch: 10_000,
+			epoch_budget: 10 * UNIT,
 		}),
 	);
 	assert_eq!(events, vec![DspEvent::StreamCreated { stream: 1, origin: bob.public().into() }]);
+	must_succeed(&node, &bob, dsp(DspCall::fund_stream { stream: 1, amount: 250 * UNIT }));
+	let stream = node.call("dsp_stream", json!([1]));
+	assert_eq!(stream["passesOpen"], true, "{stream}");
+	assert_eq!(stream["committed"].as_f64().unwrap(), (250 * UNIT) as f64, "{stream}");
 
 	// Storage read back by hand: Dsp::Origins(Bob), Blake2_128Concat.
 	let account: sp_runtime::AccountId32 = bob.public().into();
@@ -175,7 +157,10 @@ fn origin_streamer_and_claim_flow_settles_on_chain() {
 	assert_eq!(credits["available"].as_f64().unwrap(), (500 * price) as f64, "{credits}");
 	assert_eq!(credits["unitsTotal"], 500, "{credits}");
 	let origin = node.call("dsp_origin", json!([address(&bob)]));
-	assert_eq!(origin["escrow"].as_f64().unwrap(), (1_000 * UNIT - 500 * price) as f64, "{origin}");
+	assert_eq!(origin["escrow"].as_f64().unwrap(), (750 * UNIT) as f64, "{origin}");
+	let stream = node.call("dsp_stream", json!([1]));
+	assert_eq!(stream["committed"].as_f64().unwrap(), (250 * UNIT - 500 * price) as f64);
+	assert_eq!(stream["epochLeft"].as_f64().unwrap(), (10 * UNIT - 500 * price) as f64);
 	let state =
 		node.call("dsp_claimState", json!([1, epoch, hex_0x(&v1.public().0), address(&eve)]));
 	assert_eq!(state["claimedUnits"], 300, "{state}");

@@ -47,12 +47,12 @@ const WATCH_SEGMENTS: u64 = 15;
 /// machine running debug builds.
 const WATCH_BOUND: Duration = Duration::from_secs(180);
 
+/// What the demo stream 0 still has committed: claims are paid out of it.
 fn escrow(node: &Node) -> u128 {
-	let origin = node.call("dsp_origin", json!([address(&pair("//Alice"))]));
-	origin["escrow"]
-		.as_u64()
-		.map(u128::from)
-		.unwrap_or_else(|| origin["escrow"].as_str().and_then(|s| s.parse().ok()).expect("escrow"))
+	let stream = node.call("dsp_stream", json!([0]));
+	stream["committed"].as_u64().map(u128::from).unwrap_or_else(|| {
+		stream["committed"].as_str().and_then(|s| s.parse().ok()).expect("committed")
+	})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

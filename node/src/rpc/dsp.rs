@@ -183,6 +183,15 @@ pub struct Stream {
 	pub viewer_cap_per_epoch: u64,
 	/// Whether the stream accepts viewers.
 	pub open: bool,
+	/// Most paid for the stream per epoch, smallest unit (fixed at creation).
+	pub epoch_budget: Balance,
+	/// Escrow committed to the stream and not paid out yet, smallest unit.
+	pub committed: Balance,
+	/// What the current epoch's budget has left to pay, smallest unit.
+	pub epoch_left: Balance,
+	/// Whether a streamer may issue passes for the current epoch: open, no pending escrow
+	/// withdrawal of its origin, the current epoch's budget carved in full and not spent.
+	pub passes_open: bool,
 }
 
 impl From<StreamView<AccountId, Balance>> for Stream {
@@ -195,6 +204,10 @@ impl From<StreamView<AccountId, Balance>> for Stream {
 			price_per_unit: v.price_per_unit,
 			viewer_cap_per_epoch: v.viewer_cap_per_epoch,
 			open: v.open,
+			epoch_budget: v.epoch_budget,
+			committed: v.committed,
+			epoch_left: v.epoch_left,
+			passes_open: v.passes_open,
 		}
 	}
 }
@@ -210,9 +223,16 @@ pub trait DspApi<BlockHash> {
 	#[method(name = "streamer", blocking)]
 	fn streamer(&self, account: String, at: Option<BlockHash>) -> RpcResult<Option<Streamer>>;
 
-	/// All registered streamers.
+	/// Registered streamers in storage order: after `start_after` (an account; from the
+	/// first when absent), at most `limit` (default and maximum 256). Page on with the last
+	/// account returned until a page comes back shorter than asked.
 	#[method(name = "streamers", blocking)]
-	fn streamers(&self, at: Option<BlockHash>) -> RpcResult<Vec<Streamer>>;
+	fn streamers(
+		&self,
+		start_after: Option<String>,
+		limit: Option<u32>,
+		at: Option<BlockHash>,
+	) -> RpcResult<Vec<Streamer>>;
 
 	/// P2P threshold of a streamer, or `null` if it is not registered.
 	#[method(name = "p2pThreshold", blocking)]
@@ -294,9 +314,16 @@ where
 		self.read(at, |api, at| api.streamer(at, account)).map(|s| s.map(Into::into))
 	}
 
-	fn streamers(&self, at: Option<Block::Hash>) -> RpcResult<Vec<Streamer>> {
-		self.read(at, |api, at| api.streamers(at))
-			.map(|all| all.into_iter().map(Into::into).collect())
+	fn streamers(
+		&self,
+		start_after: Option<String>,
+		limit: Option<u32>,
+		at: Option<Block::Hash>,
+	) -> RpcResult<Vec<Streamer>> {
+		let start_after = start_after.map(|a| parse_account("startAfter", &a)).transpose()?;
+		let limit = limit.unwrap_or(dsp_primitives::MAX_STREAMERS_PAGE);
+		self.read(at, |api, at| api.streamers(at, start_after, limit))
+			.map(|page| page.into_iter().map(Into::into).collect())
 	}
 
 	fn p2p_threshold(&self, account: String, at: Option<Block::Hash>) -> RpcResult<Option<u32>> {

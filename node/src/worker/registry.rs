@@ -23,6 +23,11 @@ use sc_client_api::HeaderBackend;
 use sp_api::{ApiError, ProvideRuntimeApi};
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+/// Most registered streamers the worker reads per finalized block to redirect refused
+/// viewers to: refusals rotate over them, `MAX_REDIRECT_SERVERS` at a time, so 64 spread the
+/// load widely while one read stays small however many streamers register.
+pub const REDIRECT_CANDIDATES: u32 = 64;
+
 /// The chain reads the worker makes. Every read but [`Self::finalized_hash`] is at a block
 /// the caller names.
 pub trait ChainView: Send + Sync + 'static {
@@ -34,7 +39,7 @@ pub trait ChainView: Send + Sync + 'static {
 		at: Hash,
 		account: &AccountId,
 	) -> Result<Option<StreamerView<AccountId>>, ApiError>;
-	/// All registered streamers, in registry order.
+	/// The first [`REDIRECT_CANDIDATES`] registered streamers, in registry order.
 	fn streamers(&self, at: Hash) -> Result<Vec<StreamerView<AccountId>>, ApiError>;
 	/// The chain-wide default capacity settings.
 	fn default_settings(&self, at: Hash) -> Result<CapacitySettings, ApiError>;
@@ -67,7 +72,7 @@ where
 	}
 
 	fn streamers(&self, at: Hash) -> Result<Vec<StreamerView<AccountId>>, ApiError> {
-		self.runtime_api().streamers(at)
+		self.runtime_api().streamers(at, None, REDIRECT_CANDIDATES)
 	}
 
 	fn default_settings(&self, at: Hash) -> Result<CapacitySettings, ApiError> {
@@ -469,6 +474,10 @@ mod tests {
 			price_per_unit: 1,
 			viewer_cap_per_epoch: 100,
 			open,
+			epoch_budget: 1_000,
+			committed: 25_000,
+			epoch_left: 1_000,
+			passes_open: open,
 		}
 	}
 

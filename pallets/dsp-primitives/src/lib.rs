@@ -47,6 +47,11 @@ pub type AccountBytes = [u8; 32];
 /// fine-grained enough that rounding never matters to a seeder.
 pub const UNIT_BYTES: u64 = 1024;
 
+/// Most streamers one `streamers` read (runtime API, `dsp_streamers`) returns: 256 records of
+/// at most four endpoints each (about 130 KiB with the DSP runtime's 128-byte endpoints), so a
+/// read stays bounded however many streamers register; callers page on.
+pub const MAX_STREAMERS_PAGE: u32 = 256;
+
 /// Domain tags: the first field of every signed message.
 pub mod domain {
 	/// Tag of [`super::SegmentHeader`] signatures.
@@ -504,6 +509,19 @@ pub struct StreamView<AccountId, Balance> {
 	pub viewer_cap_per_epoch: Units,
 	/// Whether the stream still accepts viewers.
 	pub open: bool,
+	/// Most paid for the stream per epoch, over all viewers and seeders (fixed at creation).
+	pub epoch_budget: Balance,
+	/// Escrow committed to the stream and not yet paid out (its pool and the carved budgets
+	/// of claimable epochs).
+	pub committed: Balance,
+	/// What the current epoch's budget has left to pay, counting the carving the next claim
+	/// would do.
+	pub epoch_left: Balance,
+	/// Whether a streamer may issue passes for the current epoch now: the stream is open, its
+	/// origin has no pending escrow withdrawal, and the current epoch's budget was (or will
+	/// be) carved in full and is not spent. Passes issued while this is true are paid up to
+	/// the epoch budget whatever the origin does later.
+	pub passes_open: bool,
 }
 
 /// A registered streamer, as the runtime API reports it.

@@ -16,7 +16,8 @@ pub use dsp_primitives::{
 };
 
 sp_api::decl_runtime_apis! {
-	/// Read access to `pallet-dsp`.
+	/// Read access to `pallet-dsp`. Version 2: `streamers` is paged.
+	#[api_version(2)]
 	pub trait DspApi<AccountId, Balance, BlockNumber>
 	where
 		AccountId: Codec,
@@ -27,8 +28,13 @@ sp_api::decl_runtime_apis! {
 		fn default_settings() -> CapacitySettings;
 		/// A streamer's registration and the settings in force for it.
 		fn streamer(account: AccountId) -> Option<StreamerView<AccountId>>;
-		/// All registered streamers (bounded by what fits in storage; for discovery).
+		/// All registered streamers (version 1: unbounded; replaced by the paged call).
+		#[changed_in(2)]
 		fn streamers() -> Vec<StreamerView<AccountId>>;
+		/// Registered streamers in storage order, after `start_after` (from the first when
+		/// `None`), at most `limit` and never more than `MAX_STREAMERS_PAGE` (256) in one call:
+		/// page on with the last account returned until a page comes back short.
+		fn streamers(start_after: Option<AccountId>, limit: u32) -> Vec<StreamerView<AccountId>>;
 		/// `floor(max_streams * (1 - r))` for a streamer, or `None` if it is not registered.
 		fn p2p_threshold(account: AccountId) -> Option<u32>;
 		/// A registered origin with its escrow.

@@ -4,9 +4,11 @@ use crate::{pallet::*, Endpoints};
 use alloc::vec::Vec;
 use dsp_primitives::{
 	CapacitySettings, ClaimStateView, CreditsView, EpochIndex, OriginView, PublicKey, StreamId,
-	StreamView, StreamerView,
+	StreamView, StreamerView, MAX_STREAMERS_PAGE,
 };
+use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::Zero;
 
 impl<T: Config> Pallet<T> {
 	/// Chain-wide default capacity settings.
@@ -19,9 +21,19 @@ impl<T: Config> Pallet<T> {
 		Streamers::<T>::get(&account).map(|info| Self::streamer_view(account, &info))
 	}
 
-	/// All registered streamers.
-	pub fn api_streamers() -> Vec<StreamerView<T::AccountId>> {
-		Streamers::<T>::iter().map(|(account, info)| Self::streamer_view(account, &info)).collect()
+	/// Registered streamers in storage order after `start_after`, at most `limit` and at most
+	/// [`MAX_STREAMERS_PAGE`]: one call reads a bounded number of records however many
+	/// streamers register.
+	pub fn api_streamers(
+		start_after: Option<T::AccountId>,
+		limit: u32,
+	) -> Vec<StreamerView<T::AccountId>> {
+		let limit = limit.min(MAX_STREAMERS_PAGE) as usize;
+		let page = match start_after {
+			Some(after) => Streamers::<T>::iter_from(Streamers::<T>::hashed_key_for(after)),
+			None => Streamers::<T>::iter(),
+		};
+		page.take(limit).map(|(account, info)| Self::streamer_view(account, &info)).collect()
 	}
 
 	/// P2P threshold of a registered streamer.
@@ -46,13 +58,26 @@ impl<T: Config> Pallet<T> {
 		})
 	}
 
-	/// A registered stream.
+	/// A registered stream, with its commitment and whether passes may be issued for it now.
 	pub fn api_stream(id: StreamId) -> Option<StreamView<T::AccountId, BalanceOf<T>>> {
 		let info = Streams::<T>::get(id)?;
 		let open = info.is_open();
-		let signing_key = Origins::<T>::get(&info.origin)
-			.map(|o| o.signing_key)
-			.unwrap_or(PublicKey::from_raw([0; 32]));
+		let origin = Origins::<T>::get(&info.origin);
+		let signing_key =
+			origin.as_ref().map(|o| o.signing_key).unwrap_or(PublicKey::from_raw([0; 32]));
+		let now = frame_system::Pallet::<T>::block_number();
+		let withdrawing = origin.as_ref().is_some_and(|o| Self::withdrawal_is_live(o, now));
+		// What the next claim of the current epoch would find, without writing it.
+		let current = Self::current_epoch();
+		let window = T::ClaimWindow::get();
+		let mut escrow = info.escrow.clone();
+		escrow.expire(current, window);
+		if open {
+			escrow.carve_through(current, info.epoch_budget, current, window);
+		}
+		let this_epoch = escrow.carved_epoch(current);
+		let epoch_left = this_epoch.map_or_else(Zero::zero, |c| c.left);
+		let full = this_epoch.is_some_and(|c| c.carved == info.epoch_budget);
 		Some(StreamView {
 			id,
 			origin: info.origin,
@@ -61,6 +86,10 @@ impl<T: Config> Pallet<T> {
 			price_per_unit: info.price_per_unit,
 			viewer_cap_per_epoch: info.viewer_cap_per_epoch,
 			open,
+			epoch_budget: info.epoch_budget,
+			committed: info.escrow.total(),
+			epoch_left,
+			passes_open: open && !withdrawing && full && !epoch_left.is_zero(),
 		})
 	}
 

@@ -2,7 +2,7 @@
 //! valid and paying (two signature checks, all reads and writes).
 
 use super::*;
-use crate::pallet::{BalanceOf, Origins, Pallet as Dsp, Streams};
+use crate::pallet::{BalanceOf, Origins, Pallet as Dsp, RevokedSigners, Streams};
 use alloc::{vec, vec::Vec};
 use dsp_primitives::{Receipt, ViewerPass};
 use frame_benchmarking::v2::*;
@@ -69,10 +69,21 @@ fn setup_origin<T: Config>(index: u32, extra_signer: Option<PublicKey>) -> T::Ac
 	who
 }
 
+/// An open stream of `origin` with half its escrow committed and an unlimited epoch budget.
 fn setup_stream<T: Config>(origin: &T::AccountId) -> StreamId {
-	Dsp::<T>::create_stream(RawOrigin::Signed(origin.clone()).into(), 500, 1u32.into(), u64::MAX)
-		.expect("stream created");
-	NextStreamId::<T>::get() - 1
+	let signed = || RawOrigin::Signed(origin.clone());
+	Dsp::<T>::create_stream(
+		signed().into(),
+		500,
+		1u32.into(),
+		u64::MAX,
+		BalanceOf::<T>::max_value(),
+	)
+	.expect("stream created");
+	let stream = NextStreamId::<T>::get() - 1;
+	let commitment = Dsp::<T>::escrow_of(origin) / 2u32.into();
+	Dsp::<T>::fund_stream(signed().into(), stream, commitment).expect("stream funded");
+	stream
 }
 
 /// A valid item for a fresh viewer of `stream` in the current epoch: 1000 units for `seeder`,
@@ -102,13 +113,16 @@ mod benchmarks {
 
 	#[benchmark]
 	fn update_origin() {
+		// Worst case: every signer replaced, so every old key is revoked.
 		let who = setup_origin::<T>(0, None);
 		let metadata = vec![b'n'; T::MaxMetadataLen::get() as usize];
-		let mut new_signers = signers::<T>();
-		new_signers.reverse();
+		let new_signers: Vec<PublicKey> = (0..T::MaxPassSigners::get())
+			.map(|i| PublicKey::from_raw([i as u8 + 101; 32]))
+			.collect();
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), Some(new_key()), Some(new_signers), Some(metadata));
 		assert_eq!(Origins::<T>::get(&who).unwrap().metadata[0], b'n');
+		assert!(RevokedSigners::<T>::contains_key(&who, PublicKey::from_raw([1; 32])));
 	}
 
 	#[benchmark]
@@ -152,8 +166,31 @@ mod benchmarks {
 	fn create_stream() {
 		let who = setup_origin::<T>(0, None);
 		#[extrinsic_call]
-		_(RawOrigin::Signed(who.clone()), 500, 1u32.into(), 1_000);
+		_(RawOrigin::Signed(who.clone()), 500, 1u32.into(), 1_000, 1_000u32.into());
 		assert!(Streams::<T>::contains_key(0));
+	}
+
+	#[benchmark]
+	fn fund_stream() {
+		let who = setup_origin::<T>(0, None);
+		let stream = setup_stream::<T>(&who);
+		let before = Streams::<T>::get(stream).unwrap().escrow.total();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who), stream, 1_000u32.into());
+		assert!(Streams::<T>::get(stream).unwrap().escrow.total() > before);
+	}
+
+	#[benchmark]
+	fn release_stream_escrow() {
+		let who = setup_origin::<T>(0, None);
+		let stream = setup_stream::<T>(&who);
+		Dsp::<T>::close_stream(RawOrigin::Signed(who.clone()).into(), stream).expect("closes");
+		let after_window =
+			frame_system::Pallet::<T>::block_number() + Dsp::<T>::escrow_lock_period();
+		frame_system::Pallet::<T>::set_block_number(after_window);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who), stream);
+		assert!(Streams::<T>::get(stream).unwrap().escrow.total().is_zero());
 	}
 
 	#[benchmark]

@@ -3,14 +3,7 @@
 //! ([`Pallet::prune_finished_epochs`]).
 
 use crate::*;
-use frame_support::{
-	pallet_prelude::*,
-	traits::{
-		fungible::MutateHold,
-		tokens::{Fortitude, Precision, Restriction},
-	},
-};
-use frame_system::pallet_prelude::*;
+use frame_support::pallet_prelude::*;
 use sp_runtime::{
 	traits::{Saturating, Zero},
 	SaturatedConversion,
@@ -18,8 +11,8 @@ use sp_runtime::{
 
 /// What every claim item of one block is checked against, read once per batch.
 pub(crate) struct ClaimContext<T: Config> {
+	_config: core::marker::PhantomData<T>,
 	pub genesis_hash: [u8; 32],
-	pub now: BlockNumberFor<T>,
 	pub current_epoch: EpochIndex,
 	/// Epochs before this one may already be pruned: their receipts could be paid twice.
 	pub oldest_unpruned: EpochIndex,
@@ -28,8 +21,8 @@ pub(crate) struct ClaimContext<T: Config> {
 impl<T: Config> ClaimContext<T> {
 	pub(crate) fn now() -> Self {
 		Self {
+			_config: core::marker::PhantomData,
 			genesis_hash: Pallet::<T>::genesis_hash(),
-			now: frame_system::Pallet::<T>::block_number(),
 			current_epoch: Pallet::<T>::current_epoch(),
 			oldest_unpruned: NextEpochToPrune::<T>::get(),
 		}
@@ -37,31 +30,52 @@ impl<T: Config> ClaimContext<T> {
 }
 
 impl<T: Config> Pallet<T> {
-	/// Whether `issuer` may sign passes of `epoch` for this origin.
-	fn is_authorised(info: &OriginInfoOf<T>, issuer: &PublicKey, epoch: EpochIndex) -> bool {
-		info.pass_signers.contains(issuer)
-			|| info.revoked_signers.iter().any(|(key, last)| key == issuer && epoch <= *last)
-	}
-
-	/// Escrow that claims for passes of `epoch` may draw on: all of it, less a live pending
-	/// withdrawal requested before that epoch.
-	fn escrow_for_epoch(
+	/// Whether `issuer` may sign passes of `epoch` for this origin: a current signer, or one
+	/// removed in `epoch` or later.
+	fn is_authorised(
 		origin: &T::AccountId,
 		info: &OriginInfoOf<T>,
+		issuer: &PublicKey,
 		epoch: EpochIndex,
-		now: BlockNumberFor<T>,
-	) -> BalanceOf<T> {
-		let escrow = Self::escrow_of(origin);
-		match &info.pending_withdrawal {
-			Some(p) if epoch > p.requested_epoch && Self::withdrawal_is_live(info, now) => {
-				escrow.saturating_sub(p.amount)
-			}
-			_ => escrow,
-		}
+	) -> bool {
+		info.pass_signers.contains(issuer)
+			|| RevokedSigners::<T>::get(origin, issuer).is_some_and(|last| epoch <= last)
 	}
 
-	/// Checks one claim item and pays it. Writes no storage unless it returns `Ok`. Events:
-	/// [`Event::Claimed`] when it pays; and [`Event::EscrowExhausted`] whenever the escrow
+	/// The body of [`Pallet::claim`]: settles each item, reporting those it skips.
+	pub(crate) fn do_claim(seeder: T::AccountId, items: &[ClaimItem]) {
+		let context = ClaimContext::<T>::now();
+		let (mut paid_items, mut rejected_items) = (0u32, 0u32);
+		let mut total = BalanceOf::<T>::zero();
+		for (index, item) in items.iter().enumerate() {
+			match Self::settle_item(&seeder, item, &context) {
+				Ok(amount) => {
+					paid_items += 1;
+					total = total.saturating_add(amount);
+				}
+				Err(reason) => {
+					rejected_items += 1;
+					Self::deposit_event(Event::ClaimItemRejected {
+						seeder: seeder.clone(),
+						index: index as u32,
+						reason,
+					});
+				}
+			}
+		}
+		Self::deposit_event(Event::ClaimBatchProcessed {
+			seeder,
+			paid_items,
+			rejected_items,
+			amount: total,
+		});
+	}
+
+	/// Checks one claim item and pays it out of the stream's budget for the pass's epoch
+	/// (carving the stream's commitment up to that epoch first, see [`StreamEscrow`]). Writes
+	/// no storage unless it returns `Ok`, except the carving, which an item that passed every
+	/// check may leave behind even when the epoch's budget then pays nothing. Events:
+	/// [`Event::Claimed`] when it pays; and [`Event::EscrowExhausted`] whenever the budget
 	/// cannot pay every payable unit, also when it can pay none and the item is then rejected
 	/// with [`ClaimRejection::EscrowExhausted`] (so the origin sees every claim its escrow
 	/// failed, with the units left unpaid).
@@ -88,14 +102,14 @@ impl<T: Config> Pallet<T> {
 			Self::is_claimable(pass.epoch, ctx.current_epoch) && pass.epoch >= ctx.oldest_unpruned,
 			ClaimRejection::OutsideClaimWindow
 		);
-		let stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
+		let mut stream = Streams::<T>::get(pass.stream).ok_or(ClaimRejection::UnknownStream)?;
 		ensure!(
 			stream.closed_in_epoch.is_none_or(|closed| pass.epoch <= closed),
 			ClaimRejection::StreamClosed
 		);
 		let origin = Origins::<T>::get(&stream.origin).ok_or(ClaimRejection::UnknownStream)?;
 		ensure!(
-			Self::is_authorised(&origin, &pass.issuer, pass.epoch),
+			Self::is_authorised(&stream.origin, &origin, &pass.issuer, pass.epoch),
 			ClaimRejection::UnauthorisedIssuer
 		);
 		ensure!(Self::verify(&item.pass, &pass.issuer), ClaimRejection::BadPassSignature);
@@ -110,13 +124,15 @@ impl<T: Config> Pallet<T> {
 		let payable = (receipt.units - already).min(cap.saturating_sub(viewer_total));
 		ensure!(payable > 0, ClaimRejection::CapReached);
 
-		// Pay what the escrow covers; unpaid units stay claimable with the same receipt.
+		// Pay what the epoch's budget covers; unpaid units stay claimable with the same receipt.
 		let price = stream.price_per_unit;
-		let escrow = Self::escrow_for_epoch(&stream.origin, &origin, pass.epoch, ctx.now);
+		let window = T::ClaimWindow::get();
+		stream.escrow.expire(ctx.current_epoch, window);
+		stream.escrow.carve_through(pass.epoch, stream.epoch_budget, ctx.current_epoch, window);
 		let units = if price.is_zero() {
 			payable
 		} else {
-			let affordable: u128 = (escrow / price).saturated_into();
+			let affordable: u128 = (stream.escrow.left_for(pass.epoch) / price).saturated_into();
 			payable.min(affordable.saturated_into())
 		};
 		if units < payable {
@@ -126,24 +142,11 @@ impl<T: Config> Pallet<T> {
 				unpaid_units: payable - units,
 			});
 		}
-		ensure!(units > 0, ClaimRejection::EscrowExhausted);
 		let amount = price.saturating_mul(units.saturated_into());
-
-		if !amount.is_zero() {
-			T::Currency::transfer_on_hold(
-				&HoldReason::Escrow.into(),
-				&stream.origin,
-				&Self::account_id(),
-				amount,
-				Precision::Exact,
-				Restriction::Free,
-				Fortitude::Polite,
-			)
-			.map_err(|e| {
-				log::warn!(target: LOG_TARGET, "escrow transfer failed: {:?}", e);
-				ClaimRejection::EscrowExhausted
-			})?;
-		}
+		// The budget already sits in the pallet account: paying is bookkeeping only.
+		stream.escrow.spend(pass.epoch, amount);
+		Streams::<T>::insert(pass.stream, &stream);
+		ensure!(units > 0, ClaimRejection::EscrowExhausted);
 		ClaimedUnits::<T>::insert(&claim_key, already + units);
 		ViewerEpochUnits::<T>::insert(&viewer_key, viewer_total + units);
 		Credits::<T>::mutate(seeder, |ledger| {
@@ -168,8 +171,8 @@ impl<T: Config> Pallet<T> {
 		sp_io::crypto::sr25519_verify(&signed.signature, &signed.payload.signing_payload(), signer)
 	}
 
-	/// Removes claim bookkeeping of epochs whose claim window has closed, within
-	/// `remaining_weight` and [`MAX_PRUNE_PER_BLOCK`]. Returns the weight used.
+	/// Removes claim bookkeeping and expired revocations of epochs whose claim window has
+	/// closed, within `remaining_weight` and [`MAX_PRUNE_PER_BLOCK`]. Returns the weight used.
 	pub(crate) fn prune_finished_epochs(remaining_weight: Weight) -> Weight {
 		let db = T::DbWeight::get();
 		let base = db.reads(2);
@@ -196,6 +199,23 @@ impl<T: Config> Pallet<T> {
 			let totals = ViewerEpochUnits::<T>::clear_prefix((epoch,), budget - used, None);
 			used += totals.loops;
 			done = totals.maybe_cursor.is_none();
+		} else {
+			done = false;
+		}
+		if done && used + 2 < budget {
+			// A revocation costs two items: its expiry entry and the revocation itself.
+			let most = (budget - used) / 2;
+			let expired: alloc::vec::Vec<(T::AccountId, PublicKey)> =
+				RevocationExpiry::<T>::iter_key_prefix((epoch,)).take(most as usize).collect();
+			for (origin, key) in &expired {
+				RevocationExpiry::<T>::remove((epoch, origin, key));
+				// Unless the key was authorised again and removed later (a newer expiry).
+				if RevokedSigners::<T>::get(origin, key) == Some(epoch) {
+					RevokedSigners::<T>::remove(origin, key);
+				}
+			}
+			used += 2 * expired.len() as u32 + 1;
+			done = (expired.len() as u32) < most;
 		} else {
 			done = false;
 		}

@@ -3,7 +3,10 @@
 //! the genesis state is built, never in a block.
 
 use crate::*;
-use frame_support::traits::fungible::{Inspect, Mutate, MutateHold};
+use frame_support::traits::{
+	fungible::{Inspect, Mutate, MutateHold},
+	tokens::Preservation,
+};
 use sp_runtime::traits::Zero;
 
 impl<T: Config> GenesisConfig<T> {
@@ -32,7 +35,7 @@ impl<T: Config> GenesisConfig<T> {
 				OriginInfo {
 					signing_key: *signing_key,
 					pass_signers,
-					revoked_signers: Default::default(),
+					signers_added: (0, 0),
 					metadata,
 					deposit: Zero::zero(),
 					open_streams: 0,
@@ -42,8 +45,11 @@ impl<T: Config> GenesisConfig<T> {
 			);
 		}
 
-		for (origin, bitrate_kbps, price_per_unit, cap) in &self.streams {
-			assert!(*bitrate_kbps > 0 && *cap > 0, "genesis stream parameters must be > 0");
+		for (origin, bitrate_kbps, price_per_unit, cap, epoch_budget, committed) in &self.streams {
+			assert!(
+				*bitrate_kbps > 0 && *cap > 0 && !epoch_budget.is_zero(),
+				"genesis stream parameters must be > 0"
+			);
 			Origins::<T>::mutate(origin, |info| {
 				let info = info.as_mut().expect("genesis stream of an unregistered origin");
 				info.open_streams += 1;
@@ -62,8 +68,14 @@ impl<T: Config> GenesisConfig<T> {
 					viewer_cap_per_epoch: *cap,
 					closed_in_epoch: None,
 					deposit: Zero::zero(),
+					epoch_budget: *epoch_budget,
+					escrow: StreamEscrow { pool: *committed, ..StreamEscrow::starting_at(0) },
 				},
 			);
+			if !committed.is_zero() {
+				T::Currency::transfer(origin, &pot, *committed, Preservation::Preserve)
+					.expect("genesis origin can fund its stream commitment");
+			}
 		}
 
 		for (account, endpoints, settings) in &self.streamers {

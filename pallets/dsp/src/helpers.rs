@@ -76,21 +76,37 @@ impl<T: Config> Pallet<T> {
 		Ok(bounded)
 	}
 
-	/// Replaces an origin's pass signers. Removed signers are kept as revoked, with the
-	/// current epoch as the last one their passes are paid for, until that epoch's claim
-	/// window has closed: removing a signer must not void passes it already issued.
+	/// Replaces an origin's pass signers. Each removed key is revoked with the current epoch
+	/// as the last one its passes are paid for (removing a signer must not void passes it
+	/// already issued), kept in [`RevokedSigners`] until that epoch is pruned. A removal never
+	/// fails; adding keys is limited to `MaxPassSigners` new keys per epoch, so an origin has
+	/// at most `MaxPassSigners * (ClaimWindow + 2)` revocations at once.
 	pub(crate) fn rotate_signers(
+		who: &T::AccountId,
 		info: &mut OriginInfoOf<T>,
 		new: BoundedVec<PublicKey, T::MaxPassSigners>,
 	) -> DispatchResult {
 		let current = Self::current_epoch();
-		let mut revoked = info.revoked_signers.to_vec();
-		revoked.retain(|(key, last)| !new.contains(key) && Self::is_claimable(*last, current));
-		for key in info.pass_signers.iter().filter(|k| !new.contains(k)) {
-			revoked.retain(|(k, _)| k != key);
-			revoked.push((*key, current));
+		let added = new.iter().filter(|k| !info.pass_signers.contains(k)).count() as u32;
+		if added > 0 {
+			let (epoch, count) = info.signers_added;
+			let total = if epoch == current { count.saturating_add(added) } else { added };
+			ensure!(total <= T::MaxPassSigners::get(), Error::<T>::TooManyNewSigners);
+			info.signers_added = (current, total);
 		}
-		info.revoked_signers = revoked.try_into().map_err(|_| Error::<T>::TooManyPassSigners)?;
+		for key in new.iter().filter(|k| !info.pass_signers.contains(k)) {
+			// Authorised again: its passes of every epoch are paid.
+			RevokedSigners::<T>::remove(who, key);
+		}
+		for key in info.pass_signers.iter().filter(|k| !new.contains(k)) {
+			RevokedSigners::<T>::insert(who, key, current);
+			RevocationExpiry::<T>::insert((current, who, key), ());
+			Self::deposit_event(Event::PassSignerRevoked {
+				origin: who.clone(),
+				key: *key,
+				last_paid_epoch: current,
+			});
+		}
 		info.pass_signers = new;
 		Ok(())
 	}

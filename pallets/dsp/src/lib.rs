@@ -8,37 +8,30 @@
 //!
 //! - **Origins** register a segment-signing key and a bounded set of *pass signers*: keys of
 //!   streamer nodes allowed to admit viewers in P2P mode on their behalf. An origin funds an
-//!   escrow, a balance held on its own account, from which credits are paid.
-//! - **Streams** belong to an origin and fix the price per relayed unit and the most units paid
-//!   per viewer and epoch.
+//!   escrow, a balance held on its own account, and commits parts of it to its streams.
+//! - **Streams** belong to an origin and fix, for good, the price per relayed unit, the most
+//!   units paid per viewer and epoch, and the most paid per epoch (`epoch_budget`).
 //! - **Streamers** announce endpoints and may set their own capacity settings (`max_streams`
 //!   and the dynamic streaming rate `r`); otherwise the chain-wide default applies. The P2P
 //!   threshold is `floor(max_streams * (1 - r))` ([`CapacitySettings::p2p_threshold`]).
 //! - **Credits**: a seeder claims with a batch of (viewer pass, cumulative viewer receipt). The
 //!   pallet verifies both signatures, the domain tags and the genesis hash, pays only the increase
 //!   over what that seeder already claimed for that viewer and epoch, caps the viewer's total by
-//!   the pass and by the stream, and moves the amount out of the origin's escrow into the pallet
-//!   account. Nothing is minted. Invalid items are skipped and reported, not fatal to the batch.
-//!   The seeder withdraws credits as free balance.
+//!   the pass and by the stream, and pays out of the stream's budget for that epoch, carved from
+//!   the escrow the origin committed to the stream. Nothing is minted. Invalid items are skipped
+//!   and reported, not fatal to the batch. The seeder withdraws credits as free balance.
 //!
 //! Time is counted in *epochs* of [`Config::EpochLength`] blocks. Claims for an epoch are
 //! accepted until [`Config::ClaimWindow`] epochs after it; the bookkeeping of older epochs is
-//! pruned in bounded steps in `on_idle`. An escrow withdrawal executes only after the longest
-//! claim window plus [`Config::EscrowFreeze`], so an origin can never pull its escrow out from
-//! under claims for traffic already served.
-//!
-//! What this cannot prove: a real pass holder colluding with a seeder can sign receipts for
-//! data never sent. The pass cap, the per-stream cap and the epoch bound how much one such
-//! viewer can take. A pass signer, however, can mint passes for any number of viewer keys: each
-//! authorised signer is trusted with the origin's whole escrow, so an origin should authorise
-//! only nodes it trusts (or that it can hold to account off chain). Removing a signer stops
-//! payment for its passes of later epochs, never for passes it already issued.
+//! pruned in bounded steps in `on_idle`. What an origin commits, when it gets it back, what each
+//! role can do and what bounds it are below.
 //!
 //! ## Interface
 //!
 //! Origins: [`Pallet::register_origin`], [`Pallet::update_origin`], [`Pallet::retire_origin`],
 //! [`Pallet::fund_escrow`], [`Pallet::request_escrow_withdrawal`], [`Pallet::withdraw_escrow`],
-//! [`Pallet::create_stream`], [`Pallet::close_stream`].
+//! [`Pallet::create_stream`], [`Pallet::fund_stream`], [`Pallet::close_stream`],
+//! [`Pallet::release_stream_escrow`].
 //!
 //! Streamers: [`Pallet::register_streamer`], [`Pallet::update_streamer_endpoints`],
 //! [`Pallet::set_streamer_settings`], [`Pallet::unregister_streamer`].
@@ -46,7 +39,8 @@
 //! Governance: [`Pallet::set_default_settings`].
 //!
 //! Seeders: [`Pallet::claim`], [`Pallet::withdraw_credits`].
-
+//!
+#![doc = include_str!("../CREDITS.md")]
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -55,15 +49,22 @@ pub use pallet::*;
 
 mod api;
 mod claims;
+mod escrow;
 mod genesis;
 mod helpers;
+pub mod migrations;
+mod origins;
 pub mod types;
 pub mod weights;
 
+#[cfg(test)]
+mod attack_tests;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -80,7 +81,6 @@ pub const LOG_TARGET: &str = "runtime::dsp";
 #[frame_support::pallet]
 pub mod pallet {
 	use super::*;
-	use crate::claims::ClaimContext;
 	use alloc::vec::Vec;
 	use frame_support::{
 		pallet_prelude::*,
@@ -113,7 +113,9 @@ pub mod pallet {
 	pub const MAX_PRUNE_PER_BLOCK: u32 = 2_000;
 
 	/// The in-code storage version. Raise it, with a migration, when a stored layout changes.
-	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+	/// Version 1: per-stream committed escrow and epoch budgets, revocations in their own map
+	/// ([`crate::migrations::v1`]).
+	pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
 
 	#[pallet::pallet]
 	#[pallet::storage_version(STORAGE_VERSION)]
@@ -134,7 +136,8 @@ pub mod pallet {
 		/// Who may change the chain-wide default capacity settings.
 		type SettingsOrigin: EnsureOrigin<Self::RuntimeOrigin>;
 
-		/// Id of the pallet account that holds earned, not yet withdrawn credits.
+		/// Id of the pallet account that holds earned, not yet withdrawn credits and the escrow
+		/// origins committed to their streams.
 		#[pallet::constant]
 		type PalletId: Get<PalletId>;
 
@@ -256,6 +259,32 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type NextEpochToPrune<T: Config> = StorageValue<_, EpochIndex, ValueQuery>;
 
+	/// Pass signers an origin removed: (origin, key) → the last epoch whose passes by that key
+	/// are still paid (the epoch it was removed in). Removed when that epoch is pruned, or when
+	/// the origin authorises the key again.
+	#[pallet::storage]
+	pub type RevokedSigners<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Blake2_128Concat,
+		PublicKey,
+		EpochIndex,
+	>;
+
+	/// When each revocation expires: (epoch, origin, key), pruned with the epoch's claim
+	/// bookkeeping, so that [`RevokedSigners`] holds only revocations that still matter.
+	#[pallet::storage]
+	pub type RevocationExpiry<T: Config> = StorageNMap<
+		_,
+		(
+			NMapKey<Twox64Concat, EpochIndex>,
+			NMapKey<Blake2_128Concat, T::AccountId>,
+			NMapKey<Blake2_128Concat, PublicKey>,
+		),
+		(),
+	>;
+
 	/// Credits of each seeder.
 	#[pallet::storage]
 	pub type Credits<T: Config> =
@@ -286,6 +315,13 @@ pub mod pallet {
 		StreamCreated { stream: StreamId, origin: T::AccountId },
 		/// A stream was closed.
 		StreamClosed { stream: StreamId },
+		/// An origin committed `amount` of its escrow to a stream; `committed` is the stream's
+		/// whole commitment now.
+		StreamFunded { stream: StreamId, amount: BalanceOf<T>, committed: BalanceOf<T> },
+		/// A closed stream's remaining commitment went back to its origin's free balance.
+		StreamEscrowReleased { stream: StreamId, origin: T::AccountId, amount: BalanceOf<T> },
+		/// An origin removed a pass signer; its passes up to `last_paid_epoch` stay payable.
+		PassSignerRevoked { origin: T::AccountId, key: PublicKey, last_paid_epoch: EpochIndex },
 		/// A streamer registered.
 		StreamerRegistered { streamer: T::AccountId },
 		/// A streamer changed its endpoints.
@@ -307,7 +343,8 @@ pub mod pallet {
 		},
 		/// A claim item was skipped; `index` is its position in the batch.
 		ClaimItemRejected { seeder: T::AccountId, index: u32, reason: ClaimRejection },
-		/// An origin's escrow could not pay a claim in full; `unpaid_units` stay claimable.
+		/// The stream's budget for the claimed epoch could not pay a claim in full;
+		/// `unpaid_units` stay claimable should the epoch's budget still allow it.
 		EscrowExhausted { origin: T::AccountId, stream: StreamId, unpaid_units: Units },
 		/// A claim batch was processed.
 		ClaimBatchProcessed {
@@ -334,6 +371,9 @@ pub mod pallet {
 		OriginHasOpenStreams,
 		/// More pass signers than `MaxPassSigners`.
 		TooManyPassSigners,
+		/// More than `MaxPassSigners` new pass signers added in one epoch (removing signers is
+		/// never limited).
+		TooManyNewSigners,
 		/// The same pass signer is listed twice.
 		DuplicatePassSigner,
 		/// Metadata longer than `MaxMetadataLen`.
@@ -358,8 +398,10 @@ pub mod pallet {
 		NotStreamOwner,
 		/// The stream is already closed.
 		StreamClosed,
-		/// Bitrate and per-viewer cap must be greater than zero.
+		/// Bitrate, per-viewer cap and epoch budget must be greater than zero.
 		InvalidStreamParameters,
+		/// The stream is open, or claims for its last epoch are still accepted.
+		StreamStillClaimable,
 		/// The account is already a registered streamer.
 		StreamerAlreadyRegistered,
 		/// The account is not a registered streamer.
@@ -383,8 +425,9 @@ pub mod pallet {
 		pub default_settings: CapacitySettings,
 		/// Origins: (account, signing key, pass signers, escrow, metadata). No deposit is taken.
 		pub origins: Vec<(T::AccountId, PublicKey, Vec<PublicKey>, BalanceOf<T>, Vec<u8>)>,
-		/// Streams, given ids 0, 1, … in order: (origin, bitrate kbit/s, price per unit, cap).
-		pub streams: Vec<(T::AccountId, u32, BalanceOf<T>, Units)>,
+		/// Streams, given ids 0, 1, … in order: (origin, bitrate kbit/s, price per unit, cap,
+		/// epoch budget, commitment). The commitment is taken from the origin's free balance.
+		pub streams: Vec<(T::AccountId, u32, BalanceOf<T>, Units, BalanceOf<T>, BalanceOf<T>)>,
 		/// Streamers: (account, endpoints, own settings). No deposit is taken.
 		pub streamers: Vec<(T::AccountId, EndpointsView, Option<CapacitySettings>)>,
 	}
@@ -405,6 +448,10 @@ pub mod pallet {
 		fn integrity_test() {
 			assert!(!T::EpochLength::get().is_zero(), "EpochLength must be > 0");
 			assert!(T::MaxClaimBatch::get() > 0, "MaxClaimBatch must be > 0");
+			assert!(
+				T::ClaimWindow::get() < MAX_CARVED_EPOCHS,
+				"every claimable epoch of a stream must fit in its carved budgets"
+			);
 		}
 	}
 
@@ -441,7 +488,7 @@ pub mod pallet {
 				OriginInfo {
 					signing_key,
 					pass_signers,
-					revoked_signers: Default::default(),
+					signers_added: (Self::current_epoch(), 0),
 					metadata,
 					deposit,
 					open_streams: 0,
@@ -455,6 +502,10 @@ pub mod pallet {
 
 		/// Change an origin's signing key, pass signers or metadata. `None` keeps a field.
 		///
+		/// Removing a pass signer always succeeds: its passes of the current and earlier epochs
+		/// stay payable, those of later epochs are refused. Adding keys is limited to
+		/// `MaxPassSigners` new keys per epoch, which bounds the revocations kept at once.
+		///
 		/// The origin must be signed by a registered, not retired origin.
 		///
 		/// - `signing_key`: new segment signing key.
@@ -462,9 +513,13 @@ pub mod pallet {
 		/// - `metadata`: new metadata.
 		///
 		/// ## Complexity
-		/// - O(S) where S is the number of pass signers.
+		/// - O(S) where S is the number of pass signers; one revocation written per removed key.
 		#[pallet::call_index(1)]
-		#[pallet::weight(T::WeightInfo::update_origin())]
+		#[pallet::weight(T::WeightInfo::update_origin().saturating_add(
+			// Not in the generated weight yet: per key, a revocation and its expiry written,
+			// or a revocation lifted.
+			T::DbWeight::get().writes(2 * T::MaxPassSigners::get() as u64)
+		))]
 		pub fn update_origin(
 			origin: OriginFor<T>,
 			signing_key: Option<PublicKey>,
@@ -483,7 +538,7 @@ pub mod pallet {
 				info.signing_key = key;
 			}
 			if let Some(signers) = pass_signers {
-				Self::rotate_signers(&mut info, signers)?;
+				Self::rotate_signers(&who, &mut info, signers)?;
 			}
 			if let Some(metadata) = metadata {
 				info.metadata = metadata;
@@ -504,26 +559,7 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::retire_origin())]
 		pub fn retire_origin(origin: OriginFor<T>) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
-			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
-			ensure!(info.open_streams == 0, Error::<T>::OriginHasOpenStreams);
-
-			let now = frame_system::Pallet::<T>::block_number();
-			let unlocks_at = now.saturating_add(Self::escrow_lock_period());
-			Self::release(HoldReason::Deposit, &who, info.deposit);
-			info.deposit = Zero::zero();
-			info.retired_at = Some(now);
-			info.pending_withdrawal = Some(PendingWithdrawal {
-				amount: Self::escrow_of(&who),
-				requested_epoch: Self::current_epoch(),
-				unlocks_at,
-			});
-			Origins::<T>::insert(&who, info);
-			Self::deposit_event(Event::OriginRetired {
-				origin: who,
-				escrow_unlocks_at: unlocks_at,
-			});
-			Ok(())
+			Self::do_retire_origin(who)
 		}
 
 		/// Add to the caller's escrow (held on its own account).
@@ -553,12 +589,12 @@ pub mod pallet {
 			Ok(())
 		}
 
-		/// Ask to withdraw escrow. It executes with [`Pallet::withdraw_escrow`] once the claim
-		/// window and the freeze have passed, and within one epoch after that (an armed request
-		/// that never expired would let the origin front-run claims at will); a new request
-		/// replaces a pending one and restarts the wait. Claims for passes up to the request's
-		/// epoch keep being paid from the whole escrow; claims for later epochs only from the
-		/// escrow above the requested amount.
+		/// Ask to withdraw (uncommitted) escrow. It executes with [`Pallet::withdraw_escrow`]
+		/// once the claim window and the freeze have passed, and within one epoch after that; a
+		/// new request replaces a pending one and restarts the wait. Claims are paid only from
+		/// stream commitments, never from this escrow, so a withdrawal cannot take what served
+		/// traffic is owed; a pending request tells streamers to stop issuing passes
+		/// (`StreamView::passes_open`).
 		///
 		/// The origin must be signed by a registered, not retired origin.
 		///
@@ -573,25 +609,7 @@ pub mod pallet {
 			#[pallet::compact] amount: BalanceOf<T>,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
-			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
-			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
-			ensure!(amount <= Self::escrow_of(&who), Error::<T>::InsufficientEscrow);
-
-			let unlocks_at = frame_system::Pallet::<T>::block_number()
-				.saturating_add(Self::escrow_lock_period());
-			info.pending_withdrawal = Some(PendingWithdrawal {
-				amount,
-				requested_epoch: Self::current_epoch(),
-				unlocks_at,
-			});
-			Origins::<T>::insert(&who, info);
-			Self::deposit_event(Event::EscrowWithdrawalRequested {
-				origin: who,
-				amount,
-				unlocks_at,
-			});
-			Ok(())
+			Self::do_request_escrow_withdrawal(who, amount)
 		}
 
 		/// Execute a requested escrow withdrawal whose lock has passed. Releases the requested
@@ -606,25 +624,13 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::withdraw_escrow())]
 		pub fn withdraw_escrow(origin: OriginFor<T>) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
-			let pending = info.pending_withdrawal.clone().ok_or(Error::<T>::NoPendingWithdrawal)?;
-			let now = frame_system::Pallet::<T>::block_number();
-			ensure!(now >= pending.unlocks_at, Error::<T>::WithdrawalLocked);
-			ensure!(Self::withdrawal_is_live(&info, now), Error::<T>::WithdrawalExpired);
-
-			let released = Self::release(HoldReason::Escrow, &who, pending.amount);
-			info.pending_withdrawal = None;
-			Self::deposit_event(Event::EscrowWithdrawn { origin: who.clone(), amount: released });
-			if info.retired_at.is_some() && Self::escrow_of(&who).is_zero() {
-				Origins::<T>::remove(&who);
-				Self::deposit_event(Event::OriginRemoved { origin: who });
-			} else {
-				Origins::<T>::insert(&who, info);
-			}
-			Ok(())
+			Self::do_withdraw_escrow(who)
 		}
 
 		/// Create a stream owned by the caller. Holds [`Config::StreamDeposit`] while it is open.
+		/// Price, caps and budget never change: claims for served traffic are paid on the terms
+		/// the passes were issued under. It pays nothing until funded with
+		/// [`Pallet::fund_stream`].
 		///
 		/// The origin must be signed by a registered, not retired origin with fewer than
 		/// `MaxStreamsPerOrigin` open streams.
@@ -632,6 +638,7 @@ pub mod pallet {
 		/// - `bitrate_kbps`: nominal bitrate in kbit/s, greater than zero.
 		/// - `price_per_unit`: credit paid per relayed unit.
 		/// - `viewer_cap_per_epoch`: most units paid per viewer and epoch, greater than zero.
+		/// - `epoch_budget`: most paid for the stream per epoch, greater than zero.
 		///
 		/// ## Complexity
 		/// - O(1).
@@ -642,39 +649,21 @@ pub mod pallet {
 			bitrate_kbps: u32,
 			price_per_unit: BalanceOf<T>,
 			viewer_cap_per_epoch: Units,
+			epoch_budget: BalanceOf<T>,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut info = Origins::<T>::get(&who).ok_or(Error::<T>::OriginNotRegistered)?;
-			ensure!(info.retired_at.is_none(), Error::<T>::OriginRetired);
-			ensure!(
-				bitrate_kbps > 0 && viewer_cap_per_epoch > 0,
-				Error::<T>::InvalidStreamParameters
-			);
-			ensure!(info.open_streams < T::MaxStreamsPerOrigin::get(), Error::<T>::TooManyStreams);
-			let deposit = T::StreamDeposit::get();
-			Self::hold(HoldReason::Deposit, &who, deposit)?;
-
-			let stream = NextStreamId::<T>::get();
-			NextStreamId::<T>::put(stream.saturating_add(1));
-			info.open_streams += 1;
-			Origins::<T>::insert(&who, info);
-			Streams::<T>::insert(
-				stream,
-				StreamInfo {
-					origin: who.clone(),
-					bitrate_kbps,
-					price_per_unit,
-					viewer_cap_per_epoch,
-					closed_in_epoch: None,
-					deposit,
-				},
-			);
-			Self::deposit_event(Event::StreamCreated { stream, origin: who });
-			Ok(())
+			Self::do_create_stream(
+				who,
+				bitrate_kbps,
+				price_per_unit,
+				viewer_cap_per_epoch,
+				epoch_budget,
+			)
 		}
 
 		/// Close a stream: no new viewers; its deposit is returned. Receipts for traffic already
-		/// served stay claimable for the claim window.
+		/// served stay claimable for the claim window, paid from the stream's commitment, which
+		/// returns to the origin with [`Pallet::release_stream_escrow`] after that window.
 		///
 		/// The origin must be signed by the stream's origin.
 		///
@@ -686,21 +675,7 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::close_stream())]
 		pub fn close_stream(origin: OriginFor<T>, stream: StreamId) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut info = Streams::<T>::get(stream).ok_or(Error::<T>::UnknownStream)?;
-			ensure!(info.origin == who, Error::<T>::NotStreamOwner);
-			ensure!(info.is_open(), Error::<T>::StreamClosed);
-
-			Self::release(HoldReason::Deposit, &who, info.deposit);
-			Origins::<T>::mutate(&who, |o| {
-				if let Some(o) = o {
-					o.open_streams = o.open_streams.saturating_sub(1);
-				}
-			});
-			info.closed_in_epoch = Some(Self::current_epoch());
-			info.deposit = Zero::zero();
-			Streams::<T>::insert(stream, info);
-			Self::deposit_event(Event::StreamClosed { stream });
-			Ok(())
+			Self::do_close_stream(who, stream)
 		}
 
 		/// Register the caller as a streamer. Holds [`Config::StreamerDeposit`].
@@ -839,31 +814,7 @@ pub mod pallet {
 			ensure!(!items.is_empty(), Error::<T>::EmptyBatch);
 			ensure!(items.len() <= T::MaxClaimBatch::get() as usize, Error::<T>::BatchTooLarge);
 
-			let context = ClaimContext::<T>::now();
-			let (mut paid_items, mut rejected_items) = (0u32, 0u32);
-			let mut total = BalanceOf::<T>::zero();
-			for (index, item) in items.iter().enumerate() {
-				match Self::settle_item(&seeder, item, &context) {
-					Ok(amount) => {
-						paid_items += 1;
-						total = total.saturating_add(amount);
-					}
-					Err(reason) => {
-						rejected_items += 1;
-						Self::deposit_event(Event::ClaimItemRejected {
-							seeder: seeder.clone(),
-							index: index as u32,
-							reason,
-						});
-					}
-				}
-			}
-			Self::deposit_event(Event::ClaimBatchProcessed {
-				seeder,
-				paid_items,
-				rejected_items,
-				amount: total,
-			});
+			Self::do_claim(seeder, &items);
 			Ok(())
 		}
 
@@ -892,6 +843,53 @@ pub mod pallet {
 			Credits::<T>::insert(&who, ledger);
 			Self::deposit_event(Event::CreditsWithdrawn { account: who, amount });
 			Ok(())
+		}
+
+		/// Commit escrow to a stream: claims on the stream are paid only from its commitment,
+		/// carved into per-epoch budgets of at most `epoch_budget`, oldest epoch first. The
+		/// amount moves from the origin's escrow to the pallet account and comes back only
+		/// after the stream is closed and its last epoch's claim window is over
+		/// ([`Pallet::release_stream_escrow`]). To keep passes payable for every claimable
+		/// epoch, keep at least `(ClaimWindow + 1) * epoch_budget` committed.
+		///
+		/// The origin must be signed by the stream's origin; the stream must be open.
+		///
+		/// - `stream`: the stream to fund.
+		/// - `amount`: escrow to commit, greater than zero and at most the origin's escrow.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(15)]
+		#[pallet::weight(T::WeightInfo::fund_escrow().saturating_add(
+			// Not in the generated weights yet: the stream record read and written.
+			T::DbWeight::get().reads_writes(1, 1)
+		))]
+		pub fn fund_stream(
+			origin: OriginFor<T>,
+			stream: StreamId,
+			#[pallet::compact] amount: BalanceOf<T>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_fund_stream(who, stream, amount)
+		}
+
+		/// Return a closed stream's remaining commitment to its origin's free balance, once
+		/// claims for the epoch it was closed in are no longer accepted.
+		///
+		/// The origin must be signed by the stream's origin (retired or not).
+		///
+		/// - `stream`: a closed stream whose last claim window is over.
+		///
+		/// ## Complexity
+		/// - O(1).
+		#[pallet::call_index(16)]
+		#[pallet::weight(T::WeightInfo::withdraw_credits().saturating_add(
+			// Not in the generated weights yet: the stream record read and written.
+			T::DbWeight::get().reads_writes(1, 1)
+		))]
+		pub fn release_stream_escrow(origin: OriginFor<T>, stream: StreamId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Self::do_release_stream_escrow(who, stream)
 		}
 	}
 }

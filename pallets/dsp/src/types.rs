@@ -3,9 +3,11 @@
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use dsp_primitives::{CapacitySettings, EndpointsView, EpochIndex, PublicKey, Units};
 use frame_support::{
-	traits::Get, BoundedVec, CloneNoBound, DebugNoBound, EqNoBound, PartialEqNoBound,
+	traits::{ConstU32, Get},
+	BoundedVec, CloneNoBound, DebugNoBound, EqNoBound, PartialEqNoBound,
 };
 use scale_info::TypeInfo;
+use sp_runtime::traits::{AtLeast32BitUnsigned, Zero};
 
 /// A registered origin (content provider). Its escrow is not stored here: it is the balance
 /// held on the origin's account under [`crate::HoldReason::Escrow`].
@@ -20,12 +22,13 @@ where
 {
 	/// Key that signs segment headers.
 	pub signing_key: PublicKey,
-	/// Keys of streamer nodes allowed to sign viewer passes for this origin's streams.
+	/// Keys of streamer nodes allowed to sign viewer passes for this origin's streams. Keys
+	/// removed from here are kept in [`crate::RevokedSigners`] until their claim window closes.
 	pub pass_signers: BoundedVec<PublicKey, MaxSigners>,
-	/// Signers removed by the origin, each with the last epoch its passes are still paid for:
-	/// removing a signer must not void passes it already issued. Dropped once that epoch's
-	/// claim window has closed.
-	pub revoked_signers: BoundedVec<(PublicKey, EpochIndex), MaxSigners>,
+	/// Epoch of the last change of `pass_signers` that added keys, and how many keys were added
+	/// in that epoch: at most `MaxPassSigners` per epoch, which bounds the revocations an origin
+	/// can have at once (see the crate docs) without ever refusing a removal.
+	pub signers_added: (EpochIndex, u32),
 	/// Free-form metadata (name, URL).
 	pub metadata: BoundedVec<u8, MaxMeta>,
 	/// Registration deposit held on the origin's account.
@@ -67,6 +70,10 @@ pub struct StreamInfo<AccountId, Balance> {
 	pub closed_in_epoch: Option<EpochIndex>,
 	/// Deposit held on the origin's account while the stream is open.
 	pub deposit: Balance,
+	/// Most paid for the stream per epoch, over all viewers and seeders. Fixed at creation.
+	pub epoch_budget: Balance,
+	/// The escrow committed to this stream and how it is carved into epochs.
+	pub escrow: StreamEscrow<Balance>,
 }
 
 impl<AccountId, Balance> StreamInfo<AccountId, Balance> {
@@ -150,4 +157,99 @@ pub struct CreditLedger<Balance> {
 	pub units_total: Units,
 	/// Claim items that paid something.
 	pub items_paid: u32,
+}
+
+/// Most epochs a stream keeps a carved budget for: every claimable epoch (`ClaimWindow + 1`)
+/// must fit, which `integrity_test` checks. 64 x 36 bytes keeps a stream record small.
+pub const MAX_CARVED_EPOCHS: u32 = 64;
+
+/// The budget carved for one epoch of a stream.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub struct CarvedEpoch<Balance> {
+	/// The epoch.
+	pub epoch: EpochIndex,
+	/// What was carved for it: `min(epoch_budget, pool)` when it was carved.
+	pub carved: Balance,
+	/// What is left to pay for it.
+	pub left: Balance,
+}
+
+/// The escrow an origin committed to one stream, held in the pallet account.
+///
+/// Epochs are carved in order: before anything is paid for epoch `E`, every claimable epoch
+/// before `E` not yet carved gets `min(epoch_budget, pool)` from the pool, then `E` does. So a
+/// claim for a later epoch can never take what an earlier, still claimable epoch is owed.
+/// What an epoch leaves unpaid returns to the pool once its claim window has closed.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub struct StreamEscrow<Balance> {
+	/// Committed and not yet carved for any epoch.
+	pub pool: Balance,
+	/// First epoch not yet carved; epochs before it get nothing more from the pool.
+	pub next_epoch: EpochIndex,
+	/// Budgets of carved epochs that may still be claimable, oldest first.
+	pub carved: BoundedVec<CarvedEpoch<Balance>, ConstU32<MAX_CARVED_EPOCHS>>,
+}
+
+impl<Balance: AtLeast32BitUnsigned + Copy> StreamEscrow<Balance> {
+	/// An empty escrow whose first carved epoch will be `epoch`.
+	pub fn starting_at(epoch: EpochIndex) -> Self {
+		Self { pool: Zero::zero(), next_epoch: epoch, carved: Default::default() }
+	}
+
+	/// Everything committed: the pool and what carved epochs have left.
+	pub fn total(&self) -> Balance {
+		self.carved.iter().fold(self.pool, |sum, c| sum.saturating_add(c.left))
+	}
+
+	/// Returns to the pool what epochs whose claim window closed before `current` left unpaid.
+	pub fn expire(&mut self, current: EpochIndex, window: EpochIndex) {
+		let mut back = Balance::zero();
+		self.carved.retain(|c| {
+			let open = c.epoch.saturating_add(window) >= current;
+			if !open {
+				back = back.saturating_add(c.left);
+			}
+			open
+		});
+		self.pool = self.pool.saturating_add(back);
+	}
+
+	/// Carves, in order, every epoch from `next_epoch` through `epoch` that is still claimable
+	/// in `current` (older ones can no longer be paid, so they get nothing).
+	pub fn carve_through(
+		&mut self,
+		epoch: EpochIndex,
+		budget: Balance,
+		current: EpochIndex,
+		window: EpochIndex,
+	) {
+		let first = self.next_epoch.max(current.saturating_sub(window));
+		for e in first..=epoch {
+			let carved = budget.min(self.pool);
+			self.pool = self.pool.saturating_sub(carved);
+			// Cannot overflow: only claimable epochs are kept, and `integrity_test` checks
+			// that all of them fit. Were it to, the budget stays in the pool.
+			if self.carved.try_push(CarvedEpoch { epoch: e, carved, left: carved }).is_err() {
+				self.pool = self.pool.saturating_add(carved);
+			}
+		}
+		self.next_epoch = self.next_epoch.max(epoch.saturating_add(1));
+	}
+
+	/// The carved budget of `epoch`, if it was carved and is still kept.
+	pub fn carved_epoch(&self, epoch: EpochIndex) -> Option<&CarvedEpoch<Balance>> {
+		self.carved.iter().find(|c| c.epoch == epoch)
+	}
+
+	/// What is left to pay for `epoch`.
+	pub fn left_for(&self, epoch: EpochIndex) -> Balance {
+		self.carved_epoch(epoch).map_or_else(Zero::zero, |c| c.left)
+	}
+
+	/// Pays `amount` (at most [`Self::left_for`]) out of `epoch`'s budget.
+	pub fn spend(&mut self, epoch: EpochIndex, amount: Balance) {
+		if let Some(c) = self.carved.iter_mut().find(|c| c.epoch == epoch) {
+			c.left = c.left.saturating_sub(amount);
+		}
+	}
 }

@@ -84,6 +84,10 @@ pub struct Discovered {
 	pub genesis_hash: Hash32,
 	/// The stream's origin key.
 	pub origin_key: PublicKey,
+	/// Whether the chain lets streamers issue P2P passes for the stream now (`dsp_stream`'s
+	/// `passesOpen`): its commitment covers the current epoch and its origin is not
+	/// withdrawing. When false, a streamer serves the viewer directly or refuses it.
+	pub passes_open: bool,
 	/// Streamers best first (see [`rank`]).
 	pub streamers: Vec<Candidate>,
 }

@@ -15,8 +15,11 @@ use sp_crypto_hashing::blake2_256;
 
 /// `spec_name` of the DSP runtime.
 pub const SPEC_NAME: &str = "dsp";
-/// `transaction_version` whose call indices and extensions this module encodes.
-pub const TRANSACTION_VERSION: u32 = 1;
+/// `transaction_version` whose call indices and extensions this module encodes. Version 2
+/// changed `create_stream` (an epoch budget) and added `fund_stream` and
+/// `release_stream_escrow`; `claim` and `withdraw_credits`, the calls encoded here, did not
+/// change.
+pub const TRANSACTION_VERSION: u32 = 2;
 /// Index of `pallet-dsp` in the runtime.
 pub const DSP_PALLET_INDEX: u8 = 7;
 /// Call index of `pallet_dsp::claim`.
@@ -205,8 +208,11 @@ mod tests {
 		assert_eq!(runtime().check(), Ok(()));
 		let other = RuntimeInfo { spec_name: "polkadot".into(), ..runtime() };
 		assert_eq!(other.check(), Err(RuntimeMismatch::SpecName("polkadot".into())));
-		let newer = RuntimeInfo { transaction_version: 2, ..runtime() };
-		assert_eq!(newer.check(), Err(RuntimeMismatch::TransactionVersion(2)));
+		let next = TRANSACTION_VERSION + 1;
+		let newer = RuntimeInfo { transaction_version: next, ..runtime() };
+		assert_eq!(newer.check(), Err(RuntimeMismatch::TransactionVersion(next)));
+		let older = RuntimeInfo { transaction_version: TRANSACTION_VERSION - 1, ..runtime() };
+		assert!(older.check().is_err());
 	}
 
 	#[test]

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 struct StreamRecord {
 	signing_key: String,
 	open: bool,
+	/// Absent from nodes older than storage version 1 of `pallet-dsp`: no passes then.
+	#[serde(default)]
+	passes_open: bool,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +53,12 @@ pub async fn discover(
 		return Err(DiscoveryError::NoStreamer(registered.len()));
 	}
 	let streamers = order.into_iter().map(|i| candidates[i].clone()).collect();
-	Ok(Discovered { genesis_hash: runtime.genesis_hash, origin_key, streamers })
+	Ok(Discovered {
+		genesis_hash: runtime.genesis_hash,
+		origin_key,
+		passes_open: record.passes_open,
+		streamers,
+	})
 }
 
 async fn probe(streamer: RegisteredStreamer) -> Candidate {
