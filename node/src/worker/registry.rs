@@ -264,6 +264,9 @@ impl UnknownStreams {
 pub struct ChainRegistry<C> {
 	chain: Arc<C>,
 	cache: Mutex<(Hash, HashMap<StreamId, Option<PublicKey>>)>,
+	/// Whether each stream's passes can be paid, per finalized block (issue 11, P3): read once
+	/// per stream and block, for streams with an origin key only (so bounded like `cache`).
+	passes: Mutex<(Hash, HashMap<StreamId, bool>)>,
 	/// Held during its reads (at most 65 in a row, rare): sessions asking unknown ids at once
 	/// wait for one search instead of each running it.
 	unknown: Mutex<UnknownStreams>,
@@ -276,6 +279,7 @@ impl<C: ChainView> ChainRegistry<C> {
 		Self {
 			chain,
 			cache: Mutex::new((Hash::default(), HashMap::new())),
+			passes: Mutex::new((Hash::default(), HashMap::new())),
 			unknown: Mutex::new(UnknownStreams::default()),
 			clock: Clock::new(),
 		}
@@ -307,6 +311,10 @@ impl<C> std::fmt::Debug for ChainRegistry<C> {
 }
 
 impl<C: ChainView> StreamDirectory for ChainRegistry<C> {
+	fn passes_open(&self, stream: StreamId) -> bool {
+		self.read_passes_open(stream)
+	}
+
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
 		let at = self.chain.finalized_hash();
 		{
@@ -336,6 +344,42 @@ impl<C: ChainView> StreamDirectory for ChainRegistry<C> {
 			cache.1.insert(stream, key);
 		}
 		key
+	}
+}
+
+impl<C: ChainView> ChainRegistry<C> {
+	/// The body of [`StreamDirectory::passes_open`]: the chain's `passes_open` of the stream at
+	/// the latest finalized block (a failed read closes them: no pass that might not be paid).
+	fn read_passes_open(&self, stream: StreamId) -> bool {
+		let at = self.chain.finalized_hash();
+		{
+			let mut cache = self.passes.lock();
+			if cache.0 != at {
+				*cache = (at, HashMap::new());
+			}
+			if let Some(open) = cache.1.get(&stream) {
+				return *open;
+			}
+		}
+		if self.origin_key(stream).is_none() {
+			// Unknown or closed: no runtime call beyond what `origin_key` bounds.
+			return false;
+		}
+		let open = match self.chain.stream(at, stream) {
+			Ok(view) => view.is_some_and(|v| v.passes_open),
+			Err(e) => {
+				log::warn!(target: LOG_TARGET, "reading stream {stream} at {at}: {e}");
+				false
+			}
+		};
+		let mut cache = self.passes.lock();
+		if cache.0 == at {
+			if cache.1.len() >= MAX_CACHED_STREAMS {
+				cache.1.clear();
+			}
+			cache.1.insert(stream, open);
+		}
+		open
 	}
 }
 
@@ -488,6 +532,21 @@ mod tests {
 		chain.streams.lock().extend(streams.into_iter().map(|s| (s.id, s)));
 		chain.finalize(1);
 		Arc::new(chain)
+	}
+
+	/// Issue 11, P3: once the chain closes a stream's passes (its origin requested a
+	/// withdrawal, or its epoch budget is spent), the worker issues none from the next
+	/// finalized block on.
+	#[test]
+	fn passes_close_at_the_first_finalized_block_that_closes_them() {
+		let chain = chain_with_streams([stream(1, "//Alice", true)]);
+		let registry = ChainRegistry::new(chain.clone());
+		assert!(registry.passes_open(1));
+		chain.streams.lock().get_mut(&1).expect("stream 1").passes_open = false;
+		assert!(registry.passes_open(1), "read once per stream and block");
+		chain.finalize(2);
+		assert!(!registry.passes_open(1), "closed from the next finalized block on");
+		assert!(!registry.passes_open(9), "an unknown stream has no passes");
 	}
 
 	#[test]

@@ -13,6 +13,14 @@ use std::{collections::HashMap, sync::Arc};
 pub trait StreamDirectory: Send + Sync + std::fmt::Debug {
 	/// The key that must sign `stream`'s headers, or `None` if the stream is unknown or closed.
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey>;
+
+	/// Whether a viewer pass for `stream` can be paid now: the node's registry answers from
+	/// the chain (the stream's origin committed escrow to it, this epoch's budget is not spent,
+	/// and no escrow withdrawal is requested). A server must not issue passes that cannot be
+	/// paid: seeders would serve for nothing. Default: yes (no chain to ask).
+	fn passes_open(&self, _stream: StreamId) -> bool {
+		true
+	}
 }
 
 /// Which origin key signs which stream: fixed keys (given on the command line) first, then the
@@ -35,6 +43,15 @@ impl OriginKeys {
 			.copied()
 			.or(self.default)
 			.or_else(|| self.directory.as_ref().and_then(|d| d.origin_key(stream)))
+	}
+
+	/// Whether passes for `stream` can be paid now ([`StreamDirectory::passes_open`]); streams
+	/// with a key fixed at start have no chain to ask and are open.
+	pub fn passes_open(&self, stream: StreamId) -> bool {
+		if self.per_stream.contains_key(&stream) || self.default.is_some() {
+			return true;
+		}
+		self.directory.as_ref().is_some_and(|d| d.passes_open(stream))
 	}
 }
 
@@ -67,5 +84,28 @@ mod tests {
 		assert_eq!(keys.get(1), Some(fixed), "fixed keys win over the directory");
 		registry.0.lock().unwrap().remove(&2);
 		assert_eq!(keys.get(2), None, "a closed stream is refused again");
+	}
+
+	#[test]
+	fn passes_are_open_as_the_directory_says_and_for_fixed_keys() {
+		#[derive(Debug)]
+		struct Closed;
+		impl StreamDirectory for Closed {
+			fn origin_key(&self, _: StreamId) -> Option<PublicKey> {
+				Some(origin().public())
+			}
+			fn passes_open(&self, stream: StreamId) -> bool {
+				stream == 3
+			}
+		}
+		let keys = OriginKeys {
+			per_stream: HashMap::from([(1, origin().public())]),
+			directory: Some(Arc::new(Closed)),
+			..Default::default()
+		};
+		assert!(keys.passes_open(1), "a fixed key has no chain to ask");
+		assert!(!keys.passes_open(2), "the directory closed stream 2's passes");
+		assert!(keys.passes_open(3));
+		assert!(!OriginKeys::default().passes_open(1), "no key, no pass");
 	}
 }

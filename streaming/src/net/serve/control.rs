@@ -55,6 +55,9 @@ pub(super) enum JoinStream {
 	Unknown,
 	/// The stream table refused it a window.
 	Refused(ErrorCode),
+	/// The stream holds a window, but its passes cannot be paid now
+	/// ([`crate::server::StreamDirectory::passes_open`]).
+	Unpaid,
 	/// The stream holds a window (it had one, or one was opened).
 	Held,
 }
@@ -170,6 +173,14 @@ impl SessionControl {
 				Err((ErrorCode::UnknownStream, format!("no origin key for stream {stream}")))
 			}
 			(JoinStream::Refused(code), _) => Err((code, "too many streams held".into())),
+			// `Full`: a viewer moves on to other streamers, which may serve it directly.
+			(JoinStream::Unpaid, _) => Err((
+				ErrorCode::Full,
+				format!(
+					"no passes for stream {stream} now: its origin's committed escrow does not \
+					 cover them (withdrawal requested, epoch budget spent or not funded)"
+				),
+			)),
 			(JoinStream::Held, None) => {
 				Err((ErrorCode::UnknownStream, "no P2P on this server".into()))
 			}
@@ -333,6 +344,12 @@ mod tests {
 			Err("no origin key for stream 7".into())
 		);
 		assert_eq!(admit(JoinStream::Held, Some(())), Ok(()));
+		// Issue 11, P3: no pass the stream's committed escrow cannot pay.
+		let unpaid = admit(JoinStream::Unpaid, Some(()));
+		assert!(
+			matches!(&unpaid, Err((ErrorCode::Full, why)) if why.contains("no passes for stream 7")),
+			"{unpaid:?}"
+		);
 		assert_eq!(
 			SessionControl::tracker_refusal(TrackerError::TooManyStreams),
 			(ErrorCode::UnknownStream, "too many streams with a swarm".into())

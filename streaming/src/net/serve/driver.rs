@@ -284,6 +284,9 @@ impl<W: FrameSink> SessionDriver<W> {
 		let found = match &opened {
 			None => JoinStream::Unknown,
 			Some(Err((code, _))) => JoinStream::Refused(*code),
+			Some(Ok(_)) if !self.shared.config.session.origin_keys.passes_open(stream) => {
+				JoinStream::Unpaid
+			}
 			Some(Ok(_)) => JoinStream::Held,
 		};
 		let shared = self.shared.clone();
@@ -316,6 +319,12 @@ impl<W: FrameSink> SessionDriver<W> {
 	/// the stream's bitrate now.
 	fn renew_pass(&mut self) {
 		let (Some(t), Some(s)) = (&self.shared.tracker, &self.slot) else { return };
+		let Some(stream) = self.control.joined() else { return };
+		if !self.shared.config.session.origin_keys.passes_open(stream) {
+			// Passes issued so far stay valid; no more that could not be paid.
+			debug!(peer = %self.peer, stream, "pass not renewed: the stream's passes are closed");
+			return;
+		}
 		let bitrate = s.window.lock().bitrate();
 		let now = self.shared.now();
 		let pass = t.lock().renew(now, self.session_id, bitrate);

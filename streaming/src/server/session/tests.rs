@@ -347,6 +347,16 @@ fn p2p_viewer(now: Millis) -> ServerSession {
 	s
 }
 
+/// A P2P viewer that joined stream 1 as viewer key 1 and got its pass (frames read).
+fn joined_p2p_viewer(now: Millis) -> ServerSession {
+	let mut s = p2p_viewer(now);
+	s.handle_frame(now, body(&join(&s, 1)));
+	let _ = s.poll_event();
+	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
+	let _ = sent(&mut s);
+	s
+}
+
 fn peer_info(n: u8) -> PeerInfo {
 	PeerInfo { peer_id: vec![n; 38], addrs: vec![vec![n; 10]] }
 }
@@ -547,11 +557,7 @@ fn a_join_without_a_valid_proof_of_the_viewer_key_gets_no_pass() {
 #[test]
 fn a_joined_viewers_pass_is_renewed_every_period_while_it_stays() {
 	let now: Millis = 0;
-	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(&s, 1)));
-	let _ = s.poll_event();
-	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
-	let _ = sent(&mut s);
+	let mut s = joined_p2p_viewer(now);
 	assert_eq!(s.poll_timeout(), Some(30_000), "the idle timeout comes first");
 	// Pings keep it alive; the renewal comes due after 60 s.
 	for t in [25_000, 50_000] {
@@ -856,11 +862,7 @@ fn sessions_that_take_no_data_and_publish_nothing_are_closed_whatever_they_ping(
 #[test]
 fn a_p2p_viewer_fetches_only_what_its_urgent_window_needs() {
 	let now: Millis = 0;
-	let mut s = p2p_viewer(now);
-	s.handle_frame(now, body(&join(&s, 1)));
-	let _ = s.poll_event();
-	s.handle_joined(now, Ok((pass(), vec![])), RENEW);
-	let _ = sent(&mut s);
+	let mut s = joined_p2p_viewer(now);
 	let mut window = LiveWindow::new(WindowConfig { max_segments: 30, ..Default::default() });
 	for i in 0..30 {
 		window.insert(seg(i)).unwrap();
