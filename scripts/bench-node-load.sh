@@ -36,10 +36,13 @@ cleanup() {
 trap cleanup EXIT
 rpc() { curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "http://127.0.0.1:$1"; }
 wait_rpc() { for _ in $(seq 120); do rpc "$1" system_health '[]' >/dev/null 2>&1 && return; sleep 1; done; echo "node on $1 did not start" >&2; exit 1; }
+# Every load viewer comes from 127.0.0.1: lift the worker's per-address limits (which exist
+# to stop one address from taking the whole server) for this benchmark.
+loopback_limits=(--stream-max-sessions-per-address 100000 --stream-max-handshakes-per-address 100000)
 case "$chain" in
 dev)
 	idle_secs=20
-	"$bin/dsp-node" --dev --no-demo --tmp --no-prometheus >"$work/node.log" 2>&1 &
+	"$bin/dsp-node" --dev --no-demo --tmp --no-prometheus "${loopback_limits[@]}" >"$work/node.log" 2>&1 &
 	node=$!
 	pids+=("$node")
 	wait_rpc 9944
@@ -47,7 +50,7 @@ dev)
 local)
 	idle_secs=60
 	"$bin/dsp-node" --chain local --alice --validator --tmp --no-prometheus --no-mdns \
-		--port 30333 --rpc-port 9944 >"$work/alice.log" 2>&1 &
+		"${loopback_limits[@]}" --port 30333 --rpc-port 9944 >"$work/alice.log" 2>&1 &
 	node=$!
 	pids+=("$node")
 	wait_rpc 9944
