@@ -516,9 +516,10 @@ pub mod pallet {
 		/// - O(S) where S is the number of pass signers; one revocation written per removed key.
 		#[pallet::call_index(1)]
 		#[pallet::weight(T::WeightInfo::update_origin().saturating_add(
-			// Not in the generated weight yet: per key, a revocation and its expiry written,
-			// or a revocation lifted.
-			T::DbWeight::get().writes(2 * T::MaxPassSigners::get() as u64)
+			// Not in the generated weight yet. Worst case, a full set replaced by a full new
+			// set: per key a revocation and its expiry written for the removed key and a
+			// revocation lifted for the added one, so three writes per key.
+			T::DbWeight::get().writes(3 * T::MaxPassSigners::get() as u64)
 		))]
 		pub fn update_origin(
 			origin: OriginFor<T>,

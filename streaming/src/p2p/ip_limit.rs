@@ -22,15 +22,16 @@ use std::{
 	task::{Context, Poll},
 };
 
-/// The IP address of a multiaddr (`/ip4/…` or `/ip6/…` first) that is limited: `None` for
-/// none, or a loopback address.
+/// The address a multiaddr (`/ip4/…` or `/ip6/…` first) is counted under: the IPv4 address,
+/// or the IPv6 /64 (one subscriber usually holds a whole /64:
+/// [`super::pass_policy::address_key`]); `None` for none, or a loopback address.
 pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 	let ip = addr.iter().find_map(|p| match p {
 		Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
 		Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
 		_ => None,
 	})?;
-	(!ip.is_loopback()).then_some(ip)
+	(!ip.to_canonical().is_loopback()).then(|| super::pass_policy::address_key(ip))
 }
 
 /// Established inbound connections per IP address. Memory: one entry per connection, bounded
@@ -196,6 +197,11 @@ mod tests {
 		assert!(b.handle_pending_inbound_connection(third, &local, &local).is_ok());
 		// Another address is not affected; one closed connection makes room again.
 		assert!(b.handle_pending_inbound_connection(third, &other, &other).is_ok());
+		// IPv6 is counted per /64: two addresses of one /64 are one address.
+		let v6 = |a: &str| -> Multiaddr { format!("/ip6/{a}/tcp/4000").parse().unwrap() };
+		assert_eq!(ip_of(&v6("2001:db8:1:2::5")), ip_of(&v6("2001:db8:1:2:ffff::9")));
+		assert_ne!(ip_of(&v6("2001:db8:1:2::5")), ip_of(&v6("2001:db8:1:3::5")));
+		assert_eq!(ip_of(&v6("::1")), None);
 		b.counter.handle_closed(ConnectionId::new_unchecked(0));
 		assert_eq!(b.counter.count(&ip), 1);
 		assert!(b.handle_established_inbound_connection(third, peer, &a, &a).is_ok());

@@ -734,6 +734,15 @@ impl ServerSession {
 			let chunk = seg.frames.get(1 + index as usize)?;
 			(seg.sequence() == sequence).then(|| (seg.frames[0].clone(), chunk.clone()))
 		});
+		let held = segment.as_ref().is_some_and(|seg| seg.sequence() == sequence);
+		if held && frames.is_none() {
+			// A chunk past the segment's last: the viewer has the header, so an honest one
+			// never asks for it. Counted like any refused fetch, or it would be a free flood.
+			if let Some(why) = self.refuse_fetch(now, stream, sequence, index) {
+				self.close(ErrorCode::UnexpectedMessage, why);
+			}
+			return;
+		}
 		if let (Some(seg), Some(_)) = (&segment, &frames) {
 			let guard = self.fetch.get_or_insert_with(|| FetchGuard::new(now, &self.config));
 			if !guard.try_take(now, seg, index) {

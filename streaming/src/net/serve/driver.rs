@@ -445,7 +445,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			(end.payload.stream, end.payload.broadcast, end.payload.next_sequence);
 		let frame = encode_frame(&Message::End(end.clone()));
 		if let Some(s) = &self.slot {
-			match s.update(|w| w.end(end).map(|()| w.mark())) {
+			match s.end(end) {
 				Ok(mark) => self.shared.table().handle_end(self.shared.now(), stream, mark),
 				Err(stale) => {
 					warn!(peer = %self.peer, stream, broadcast, reason = %stale, "stale end refused");

@@ -18,7 +18,9 @@ use crate::{
 	},
 };
 use bytes::Bytes;
-use dsp_primitives::{AdmissionMode, EpochIndex, PublicKey, SegmentHeader, Signed, StreamId};
+use dsp_primitives::{
+	AdmissionMode, EpochIndex, PublicKey, SegmentHeader, Signed, StreamEnd, StreamId,
+};
 use parking_lot::{Mutex, MutexGuard};
 use std::{
 	collections::{BTreeMap, HashMap},
@@ -343,6 +345,14 @@ impl StreamSlot {
 		let r = {
 			let mut w = self.window.lock();
 			w.check(segment).map_err(StoreRefusal::Stale)?;
+			// A segment held already (a reconnecting publisher sends it again) takes no room:
+			// nothing is evicted for it.
+			let mark = w.mark();
+			if mark.is_some_and(|m| {
+				m.broadcast == segment.broadcast() && segment.sequence() < m.next_sequence
+			}) {
+				return Ok((Inserted::Duplicate, mark));
+			}
 			let mut fits = self.budget.try_reserve(need);
 			while !fits {
 				let Some(freed) = w.evict_oldest() else { break };
@@ -366,6 +376,21 @@ impl StreamSlot {
 		};
 		self.changed.send_modify(|v| *v += 1);
 		Ok(r)
+	}
+
+	/// Records the origin's verified end of a broadcast; the broadcast the window holds then.
+	/// The end of a newer broadcast than the one held replaces the window (its segments go):
+	/// their bytes go back to the server's window budget, as in [`Self::store`].
+	pub(super) fn end(&self, end: Signed<StreamEnd>) -> Result<Option<BroadcastMark>, Stale> {
+		let r = {
+			let mut w = self.window.lock();
+			let before = w.usage().1;
+			let r = w.end(end).map(|()| w.mark());
+			self.budget.release(before.saturating_sub(w.usage().1));
+			r
+		};
+		self.changed.send_modify(|v| *v += 1);
+		r
 	}
 
 	/// Whether a segment of `need` bytes would fit the window budget once this window gave up
@@ -461,5 +486,31 @@ mod tests {
 		assert!(shared.open_published(3).is_ok());
 		assert!(shared.open_published(4).is_ok());
 		assert_eq!(refusal(&shared, 5), Some(ErrorCode::OverBudget));
+	}
+
+	/// The end of a newer broadcast empties the window: its bytes go back to the server's
+	/// window budget (they leaked before, until restart: an origin could use it up by
+	/// repeating full window + newer end), and a segment sent again evicts nothing.
+	#[tokio::test(start_paused = true)]
+	async fn a_newer_broadcasts_end_gives_the_window_bytes_back() {
+		let mut config = ServeConfig::default();
+		config.session.origin_keys =
+			Arc::new(OriginKeys { default: Some(origin().public()), ..Default::default() });
+		let shared = Shared::new(config, None);
+		let slot = shared.open_published(1).unwrap();
+		let seg = |b: u64, seq: u64| {
+			let data = Bytes::from(vec![seq as u8; 1000]);
+			Arc::new(Segment::build(&origin(), [0; 32], 1, b, seq, 2000, data, 512))
+		};
+		for seq in 0..3 {
+			assert_eq!(slot.store(&seg(5, seq)).unwrap().0, Inserted::Stored);
+		}
+		assert_eq!(shared.window_bytes.used(), 3000);
+		assert_eq!(slot.store(&seg(5, 1)).unwrap().0, Inserted::Duplicate);
+		assert_eq!(shared.window_bytes.used(), 3000);
+		let end = StreamEnd { genesis_hash: [0; 32], stream: 1, broadcast: 6, next_sequence: 0 };
+		slot.end(Signed::sign(end, &origin())).unwrap();
+		assert_eq!(slot.window.lock().usage().1, 0);
+		assert_eq!(shared.window_bytes.used(), 0, "nothing left counted for a freed window");
 	}
 }

@@ -937,3 +937,28 @@ fn a_viewer_continues_with_a_newer_broadcast() {
 	assert_eq!(headers(sent(&mut s)), vec![(6, 0), (6, 1)]);
 	assert!(window.insert(seg_of(5, 3)).is_err(), "the old broadcast is refused");
 }
+
+/// A `Fetch` for a chunk past a held segment's last is refused and counted like the others
+/// (it was answered `NotHeld` for free, forever: a flood of window locks and lookups).
+#[test]
+fn fetches_past_a_segments_last_chunk_count_as_refused() {
+	let now: Millis = 0;
+	let mut s = joined_p2p_viewer(now);
+	let mut window = LiveWindow::new(WindowConfig::default());
+	window.insert(seg(0)).unwrap();
+	let (_, from) = s.wants_segments().unwrap();
+	s.handle_p2p_segments(now, window.lookup(from, 8), |_| vec![]);
+	let _ = sent(&mut s);
+	for _ in 0..=config().p2p_fetch_max_refused {
+		s.handle_frame(now, body(&Message::Fetch { stream: 1, sequence: 0, index: u32::MAX }));
+		if let Some(SessionEvent::FetchRequest { sequence, index, .. }) = s.poll_event() {
+			let segment = window.lookup(sequence, 1).segments.into_iter().next();
+			s.handle_fetch(now, sequence, index, segment);
+		}
+		if s.is_closed() {
+			break;
+		}
+		assert!(matches!(sent(&mut s)[..], [Message::NotHeld { .. }]));
+	}
+	assert_eq!(closed_with(&mut s), ErrorCode::UnexpectedMessage);
+}
