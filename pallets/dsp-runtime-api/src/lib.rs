@@ -16,7 +16,13 @@ pub use dsp_primitives::{
 };
 
 sp_api::decl_runtime_apis! {
-	/// Read access to `pallet-dsp`. Version 2: `streamers` is paged.
+	/// Read access to `pallet-dsp`.
+	///
+	/// Version 2 (spec_version 101, with the per-stream escrow of storage version 1):
+	/// `streamers` is paged, and `stream`'s `StreamView` gained `epoch_budget`, `committed`,
+	/// `epoch_left` and `passes_open`. A caller that talks to runtimes older than version 2
+	/// must check `api_version` first: the version-1 `StreamView` is a prefix of the new one
+	/// and does not decode as it.
 	#[api_version(2)]
 	pub trait DspApi<AccountId, Balance, BlockNumber>
 	where
