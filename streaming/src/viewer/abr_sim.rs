@@ -363,18 +363,9 @@ pub fn simulate(name: &str, config: &SimConfig, trace: &LinkTrace) -> Result<Sim
 #[cfg(test)]
 mod tests {
 	use super::*;
-	use crate::viewer::abr::{AbrStrategy, Cause, Rendition};
+	use crate::viewer::abr::{tests::ladder, AbrStrategy, Cause};
 
 	const S: Millis = 1000;
-
-	fn ladder() -> Ladder {
-		Ladder::new(vec![
-			Rendition::new("360p", 500_000),
-			Rendition::new("540p", 1_200_000),
-			Rendition::new("720p", 2_500_000),
-		])
-		.unwrap()
-	}
 
 	/// The default controller, the throughput rule alone, and the top rendition pinned (what a
 	/// single-bitrate stream does), over `trace`; printed (`--nocapture`).
