@@ -12,7 +12,8 @@
 //! - [`server`]: the server session state machine, the admission rule, the live window, the
 //!   table of streams held.
 //! - [`viewer`]: the viewer's segment buffer (no gap, no duplicate), the transport controller
-//!   (QUIC first, TCP when UDP is blocked or worse), and the HLS playlist.
+//!   (QUIC first, TCP when UDP is blocked or worse), the HLS playlist, and the adaptive-bitrate
+//!   controller with its trace simulator (`streaming/ABR.md`).
 //! - [`publisher`]: the origin's per-server queue of unacknowledged segments.
 //! - [`p2p`]: P2P mode's cores: the chunk scheduler and the player model ([`p2p::playout`]),
 //!   upload cap, seed rotation, neighbour choice, the serving state machine (passes, rate limits,

@@ -116,6 +116,20 @@ impl Playout {
 		}
 	}
 
+	/// Play time ready at `now`: the rest of the segment playing and the complete segments
+	/// that follow it without a hole (what an adaptive-bitrate rule calls the buffer level).
+	/// Call after feeding everything up to `now`; 0 while waiting or stalled.
+	pub fn buffered(&self, now: Millis) -> Millis {
+		let PlayState::Playing { seq, until, .. } = self.state else { return 0 };
+		let mut level = until.saturating_sub(now);
+		let mut next = seq + 1;
+		while let Some(d) = self.ready.get(&next) {
+			level += *d as Millis;
+			next += 1;
+		}
+		level
+	}
+
 	/// Counters, with an ongoing stall counted up to `now`.
 	pub fn stats(&self, now: Millis) -> PlayStats {
 		let mut s = self.stats;
@@ -233,6 +247,9 @@ mod tests {
 				PlayEvent::StallEnded { seq: 12, stalled_ms: 500 },
 			]
 		);
+		assert_eq!(p.buffered(4800), 2000);
+		p.handle_complete(4900, 14, 2000);
+		assert_eq!(p.buffered(5000), 1800, "14 is not contiguous: not buffered");
 		// Segment 12 ends at 6800 and there is no 13: a second stall begins, 100 ms long at 6900.
 		p.handle_timeout(6800);
 		let st = p.stats(6900);

@@ -28,10 +28,14 @@
 //! # Files
 //!
 //! - `controller.rs`: [`TransportController`], the choice of transport.
+//! - [`abr`]: [`abr::AbrController`], the choice of rendition per segment (adaptive bitrate),
+//!   and [`abr_sim`], its deterministic trace simulator.
 //! - `buffer.rs`: [`SegmentBuffer`], ordering without gap or duplicate.
 //! - `playlist.rs`: [`Playlist`], the local HLS playlist.
 //! - this file: [`ViewerCore`], which ties them to the connections and servers.
 
+pub mod abr;
+pub mod abr_sim;
 mod buffer;
 mod controller;
 mod playlist;
