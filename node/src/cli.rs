@@ -161,4 +161,24 @@ mod tests {
 		assert_eq!(config.memory.max_streams_per_origin, defaults.max_streams_per_origin);
 		assert_eq!(config.window.max_bytes, 64 * 1024 * 1024);
 	}
+
+	/// The guards an operator may tune (issue 12) have flags, with the library's defaults.
+	#[test]
+	fn stream_guard_flags_have_stated_defaults() {
+		let w = parse(&["dsp-node", "--dev"]).unwrap().run.worker;
+		let lookups = dsp_streaming::server::LookupBudgetConfig::default();
+		assert_eq!(w.stream_max_lookups_per_minute_per_address, lookups.per_minute);
+		assert_eq!(w.stream_lookup_burst_per_address, lookups.burst);
+		let streams = dsp_streaming::server::StreamTableConfig::default();
+		assert_eq!(w.stream_max_remembered_broadcasts, streams.max_remembered);
+		let verify = dsp_streaming::p2p::verify_guard::VerifyConfig::default();
+		assert_eq!(w.stream_p2p_verify_per_sec, verify.total_per_sec);
+		assert_eq!(w.stream_p2p_verify_per_peer_per_sec, verify.per_peer_per_sec);
+		assert_eq!(w.stream_p2p_verify_per_sec * 2, verify.total_burst);
+		assert_eq!(w.stream_p2p_verify_per_peer_per_sec * 4, verify.per_peer_burst);
+		let limits = dsp_streaming::p2p::behaviour::SwarmLimits::default();
+		assert_eq!(w.stream_p2p_max_per_ip, limits.max_established_per_ip);
+		let w = parse(&["dsp-node", "--dev", "--stream-lookup-burst-per-address", "3"]).unwrap();
+		assert_eq!(w.run.worker.stream_lookup_burst_per_address, 3);
+	}
 }

@@ -7,12 +7,14 @@
 mod common;
 
 use common::*;
+use dsp_primitives::{PublicKey, StreamId};
 use dsp_streaming::{
 	net::tls,
 	protocol::{
-		encode_frame, publish_proof, ErrorCode, FrameDecoder, Message, Role, CHALLENGE_LEN,
+		encode_frame, publish_proof, ErrorCode, FrameDecoder, Message, Role, Start, CHALLENGE_LEN,
 		PROTOCOL_VERSION,
 	},
+	server::{OriginKeys, StreamDirectory},
 };
 use sp_core::Pair;
 use std::{
@@ -348,6 +350,66 @@ async fn quic_clients_that_cannot_receive_hold_no_permit() {
 		for (_ep, attempt) in attempts {
 			attempt.abort();
 		}
+		server.shutdown().await;
+	})
+	.await
+	.expect("test timed out");
+}
+
+/// The chain registry as a running node has it, reduced to what the test needs: stream 1 is
+/// open (signed by the origin), every other id unknown, and every lookup counted (each would
+/// be a runtime call).
+#[derive(Debug, Default)]
+struct CountingDirectory(AtomicU64);
+
+impl StreamDirectory for CountingDirectory {
+	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
+		self.0.fetch_add(1, Ordering::Relaxed);
+		(stream == 1).then(|| origin().public())
+	}
+}
+
+/// A viewer from `src` that subscribes to `stream`; the server's first answer after
+/// `Welcome` (`None` if it closed without one).
+async fn subscribe_from(src: [u8; 4], addr: SocketAddr, stream: StreamId) -> Option<Message> {
+	let (mut s, m) = viewer_hello(src, addr).await;
+	assert!(matches!(m, Some(Message::Welcome { .. })), "{m:?}");
+	let subscribe = Message::Subscribe { stream, start: Start::Live { back: 0 } };
+	s.write_all(&encode_frame(&subscribe)).await.unwrap();
+	next(&mut s, &mut FrameDecoder::new(u32::MAX)).await
+}
+
+/// Issue 12, attack 6: one address opening session after session, each `Subscribe` naming a
+/// fresh unknown id, made the server run a directory lookup (a runtime call in the node) for
+/// every one: 100 here. With the per-address lookup budget (a burst of 16, then one a second)
+/// at most the burst and the refill run, every session is still told `UnknownStream`, and
+/// another address's lookups still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_unknown_ids_from_one_address_cost_a_bounded_number_of_lookups() {
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		init_logs();
+		let directory = Arc::new(CountingDirectory::default());
+		let mut config = serve_config();
+		config.session.origin_keys =
+			Arc::new(OriginKeys { directory: Some(directory.clone()), ..Default::default() });
+		let server = server(config).await;
+		let addr = server.tcp_addr.unwrap();
+		let started = std::time::Instant::now();
+		for id in 0..100 {
+			let m = subscribe_from([127, 0, 0, 1], addr, 1_000 + id).await;
+			assert!(
+				matches!(m, Some(Message::Error { code: ErrorCode::UnknownStream, .. })),
+				"{m:?}"
+			);
+		}
+		let lookups = directory.0.load(Ordering::Relaxed);
+		// The burst, and one a second refilled while the test ran.
+		let bound = 16 + started.elapsed().as_secs() + 1;
+		assert!(lookups <= bound, "{lookups} lookups for 100 unknown ids (bound {bound})");
+		// Another address has its own budget: its lookup runs.
+		let m = subscribe_from([127, 0, 0, 2], addr, 5_000).await;
+		assert!(matches!(m, Some(Message::Error { code: ErrorCode::UnknownStream, .. })), "{m:?}");
+		assert_eq!(directory.0.load(Ordering::Relaxed), lookups + 1);
 		server.shutdown().await;
 	})
 	.await

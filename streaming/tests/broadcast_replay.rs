@@ -57,9 +57,11 @@ async fn an_old_segment_and_end_are_not_replayed_into_a_new_broadcast() {
 		let reports = old.finish(end_of(OLD, 4), Duration::from_secs(30)).await;
 		assert!(reports.iter().all(|r| r.complete), "{reports:?}");
 		wait_until("the old broadcast freed", || server.stats().streams_freed == 1).await;
-		// A viewer waits for the new broadcast.
-		let viewer_config =
+		// A viewer waits for the new broadcast, recording what it plays.
+		let record = tempfile::tempdir().unwrap();
+		let mut viewer_config =
 			viewer_config(STREAM, server.tcp_addr, None, TransportPolicy::Only(Transport::Tcp));
+		viewer_config.record_dir = Some(record.path().to_path_buf());
 		let viewer = tokio::spawn(watch_until_end(viewer_config, |_, _| None));
 		let new =
 			Publisher::start(PublishConfig::new(STREAM, vec![tcp(&server)], origin())).unwrap();
@@ -107,6 +109,15 @@ async fn an_old_segment_and_end_are_not_replayed_into_a_new_broadcast() {
 			assert_eq!(data[..], media(NEW + seq, LEN)[..], "segment {seq} is the new one");
 		}
 		assert!(got.ended);
+		// The recording: the new broadcast's segments in its own directory, nothing else.
+		let broadcast_dir = record.path().join(STREAM.to_string()).join(NEW.to_string());
+		for seq in 0..4 {
+			let file = std::fs::read(broadcast_dir.join(format!("{seq}.ts"))).unwrap();
+			assert_eq!(file[..], media(NEW + seq, LEN)[..], "recorded segment {seq}");
+		}
+		assert_eq!(std::fs::read_dir(record.path()).unwrap().count(), 1);
+		assert_eq!(std::fs::read_dir(record.path().join(STREAM.to_string())).unwrap().count(), 1);
+		assert_eq!(std::fs::read_dir(&broadcast_dir).unwrap().count(), 4);
 		server.shutdown().await;
 	})
 	.await

@@ -108,6 +108,15 @@ fn files(dir: &Path) -> Vec<String> {
 	v
 }
 
+/// The directory of the one broadcast of `stream` a `dsp watch --record` wrote under `rec`
+/// (`<rec>/<stream>/<broadcast>/<sequence>.ts`).
+fn watched_broadcast(rec: &Path, stream: &str) -> std::path::PathBuf {
+	let dir = rec.join(stream);
+	let broadcasts = files(&dir);
+	assert_eq!(broadcasts.len(), 1, "one broadcast recorded: {broadcasts:?}");
+	dir.join(&broadcasts[0])
+}
+
 fn decoded_frames(url: &str) -> u32 {
 	let out = Command::new("ffprobe")
 		.args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
@@ -192,6 +201,7 @@ fn ffmpeg_to_publish_to_serve_to_watch_over_tcp_and_quic() {
 
 	for (_proc, url, rec) in &viewers {
 		wait_for_end(url);
+		let rec = &watched_broadcast(rec, "1");
 		assert_eq!(files(rec), segments, "viewer recorded other segments");
 		for s in &segments {
 			let a = std::fs::read(pub_dir.join(s)).unwrap();
@@ -317,8 +327,9 @@ fn ffmpeg_hls_directory_to_publish_to_serve_to_watch() {
 			.unwrap() + 1;
 	assert_eq!(files(published).len(), made, "a segment was missed");
 
-	for (_, published, watched, url, _viewer) in [&growing, &sliding] {
+	for ((_, published, watched, url, _viewer), stream) in [(&growing, "2"), (&sliding, "3")] {
 		wait_for_end(url);
+		let watched = &watched_broadcast(watched, stream);
 		assert_eq!(files(watched), files(published), "viewer recorded other segments");
 		for s in files(published) {
 			let a = std::fs::read(published.join(&s)).unwrap();

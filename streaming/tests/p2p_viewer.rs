@@ -34,7 +34,7 @@ use dsp_streaming::{
 	viewer::Transport,
 };
 use sp_core::Pair;
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 
 const GENESIS: Hash32 = [0; 32];
@@ -367,6 +367,143 @@ async fn a_viewer_admitted_directly_is_told_so_and_a_full_server_is_a_clear_erro
 		);
 		assert_eq!(full.stats().redirects, 1);
 		full.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
+
+/// The broadcast the origin restarts the stream as in the test of a new broadcast.
+const NEW_BROADCAST: u64 = 1;
+
+/// Segment `seq` of the new broadcast, with media that differs from the old one's.
+fn new_segment(seq: u64) -> Segment {
+	let data = media(1_000 + seq, LEN);
+	Segment::build(&origin(), GENESIS, STREAM, NEW_BROADCAST, seq, SEGMENT_MS, data, 16 * 1024)
+}
+
+/// The origin restarts the stream as a newer broadcast while P2P viewers watch (its first
+/// publisher goes away without an `End`; the new one numbers on, as `--start-seq auto` does
+/// while the window is held): the viewers continue onto the new broadcast as a direct viewer
+/// does, with a discontinuity, every segment of it byte-identical to the new broadcast's and
+/// no chunk of the old one in it. Before, each viewer ended with `NewBroadcast`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_viewers_continue_onto_a_new_broadcast() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		const OLD_COUNT: u64 = 8;
+		const END: u64 = 16;
+		let server = server().await;
+		let old =
+			Publisher::start(PublishConfig::new(STREAM, vec![tcp(&server)], origin())).unwrap();
+		for seq in 0..BACKLOG {
+			old.push(Arc::new(segment(seq)));
+			tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
+		}
+		backlog(&server).await;
+		// Viewer 1 records: one directory per broadcast, nothing overwritten.
+		let dir = tempfile::tempdir().unwrap();
+		let mut viewers = Vec::new();
+		for n in 1..=2u8 {
+			let mut config = viewer_config(tcp(&server), n);
+			if n == 1 {
+				config.record_dir = Some(dir.path().to_path_buf());
+			}
+			viewers.push(watch(config).await.0);
+		}
+		for seq in BACKLOG..OLD_COUNT {
+			old.push(Arc::new(segment(seq)));
+			tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
+		}
+		wait_until("the old broadcast stored", || server.stats().segments_stored >= OLD_COUNT)
+			.await;
+		// The origin crashes: no `End`.
+		old.abort();
+		let new =
+			Publisher::start(PublishConfig::new(STREAM, vec![tcp(&server)], origin())).unwrap();
+		for seq in OLD_COUNT..END {
+			new.push(Arc::new(new_segment(seq)));
+			tokio::time::sleep(Duration::from_millis(SEGMENT_MS as u64)).await;
+		}
+		let end = StreamEnd {
+			genesis_hash: GENESIS,
+			stream: STREAM,
+			broadcast: NEW_BROADCAST,
+			next_sequence: END,
+		};
+		for r in new.finish(Signed::sign(end, &origin()), Duration::from_secs(30)).await {
+			assert!(r.complete, "publisher did not finish: {r:?}");
+		}
+		for (n, v) in viewers.into_iter().enumerate() {
+			let played = v.await.unwrap();
+			let seqs: Vec<u64> = played.segments.iter().map(|s| s.0).collect();
+			assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order: {seqs:?}");
+			let new_part: Vec<u64> = seqs.iter().copied().filter(|&s| s >= OLD_COUNT).collect();
+			assert_eq!(new_part, (OLD_COUNT..END).collect::<Vec<_>>(), "the new broadcast, whole");
+			for (seq, discontinuity, data) in &played.segments {
+				let expected = if *seq < OLD_COUNT {
+					segment(*seq).to_vec()
+				} else {
+					new_segment(*seq).to_vec()
+				};
+				assert_eq!(data[..], expected[..], "segment {seq} is not its broadcast's");
+				assert_eq!(*discontinuity, *seq == OLD_COUNT, "discontinuity at {seq}");
+			}
+			assert!(played.stats.ended, "the new broadcast's end was not reached");
+			assert_eq!(played.stats.scheduler.bad_chunks, 0);
+			assert_eq!(played.stats.new_broadcasts, 1);
+			if n == 0 {
+				let broadcast_of = |seq| if seq < OLD_COUNT { 0 } else { NEW_BROADCAST };
+				assert_eq!(recorded(dir.path()), as_recorded(&played, broadcast_of));
+			}
+		}
+		server.shutdown().await;
+	})
+	.await
+	.expect("test finishes in time");
+}
+
+/// Every file of a viewer's recording under `dir`: (broadcast, sequence, bytes), in order.
+fn recorded(dir: &Path) -> Vec<(u64, u64, Vec<u8>)> {
+	let mut out = Vec::new();
+	for b in std::fs::read_dir(dir.join(STREAM.to_string())).unwrap() {
+		let b = b.unwrap();
+		let broadcast: u64 = b.file_name().to_str().unwrap().parse().unwrap();
+		for f in std::fs::read_dir(b.path()).unwrap() {
+			let f = f.unwrap();
+			let name = f.file_name().into_string().unwrap();
+			let seq: u64 = name.strip_suffix(".ts").expect("only .ts files").parse().unwrap();
+			out.push((broadcast, seq, std::fs::read(f.path()).unwrap()));
+		}
+	}
+	out.sort();
+	out
+}
+
+/// What a recording of `played` must hold, each segment in its broadcast's directory.
+fn as_recorded(played: &Played, broadcast_of: impl Fn(u64) -> u64) -> Vec<(u64, u64, Vec<u8>)> {
+	played.segments.iter().map(|(seq, _, data)| (broadcast_of(*seq), *seq, data.clone())).collect()
+}
+
+/// `dsp watch --p2p --record DIR`: a P2P viewer's recording holds exactly the segments it
+/// played, byte for byte, at `DIR/<stream>/<broadcast>/<sequence>.ts`, as a direct viewer's
+/// does. Before, the P2P viewer could not record (the CLI refused `--record` with `--p2p`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p2p_viewer_records_the_segments_it_played() {
+	init_logs();
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		const COUNT: u64 = 10;
+		let server = server().await;
+		let publisher = tokio::spawn(publish(tcp(&server), COUNT));
+		backlog(&server).await;
+		let dir = tempfile::tempdir().unwrap();
+		let mut config = viewer_config(tcp(&server), 1);
+		config.record_dir = Some(dir.path().join("rec"));
+		let (viewer, _) = watch(config).await;
+		publisher.await.unwrap();
+		let played = viewer.await.unwrap();
+		played.assert_complete(COUNT);
+		assert_eq!(recorded(&dir.path().join("rec")), as_recorded(&played, |_| 0));
+		server.shutdown().await;
 	})
 	.await
 	.expect("test finishes in time");

@@ -93,14 +93,20 @@ fn dev_node_serves_its_demo_stream_and_applies_new_capacity_within_a_block() {
 	});
 }
 
-/// Sequence numbers of the segments a `dsp watch --record` wrote so far.
+/// Sequence numbers of the segments a `dsp watch --record` wrote so far, of every broadcast
+/// (`<dir>/<stream>/<broadcast>/<sequence>.ts`).
 fn recorded(dir: &Path) -> Vec<u64> {
-	let mut seqs: Vec<u64> = std::fs::read_dir(dir)
-		.map(|d| {
-			d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".ts")?.parse().ok())
-				.collect()
-		})
-		.unwrap_or_default();
+	let entries = |d: &Path| -> Vec<std::path::PathBuf> {
+		std::fs::read_dir(d)
+			.map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+			.unwrap_or_default()
+	};
+	let mut seqs: Vec<u64> = entries(dir)
+		.iter()
+		.flat_map(|stream| entries(stream))
+		.flat_map(|broadcast| entries(&broadcast))
+		.filter_map(|f| f.file_name()?.to_str()?.strip_suffix(".ts")?.parse().ok())
+		.collect();
 	seqs.sort_unstable();
 	seqs
 }

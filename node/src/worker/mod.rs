@@ -40,6 +40,7 @@ use dsp_streaming::{
 	p2p::{
 		receipts::{LedgerConfig, PassSigners},
 		tracker::{PassSigning, TrackerConfig},
+		verify_guard::{DEFAULT_PEER_VERIFY_PER_SEC, DEFAULT_TOTAL_VERIFY_PER_SEC},
 	},
 	server::OriginKeys,
 };
@@ -135,6 +136,44 @@ pub struct WorkerOptions {
 	/// stream nobody publishes yet) opened from one client address.
 	#[arg(long, value_name = "N", default_value_t = 4)]
 	pub stream_max_waiting_streams_per_address: usize,
+
+	/// Lookups of unknown stream ids (runtime calls) one client address (IPv6: per /64) may
+	/// make per minute, sustained; beyond it a session naming an unknown stream is told so
+	/// without a lookup. Lookups that find an open stream cost nothing. 60: a mistyped id or a
+	/// NAT's viewers of a stream that just closed stay far below it, a flood of fresh ids from
+	/// one address costs at most one runtime call a second.
+	#[arg(long, value_name = "N", default_value_t = 60)]
+	pub stream_max_lookups_per_minute_per_address: u64,
+
+	/// Lookups of unknown stream ids one client address may make at once (then
+	/// --stream-max-lookups-per-minute-per-address applies).
+	#[arg(long, value_name = "N", default_value_t = 16)]
+	pub stream_lookup_burst_per_address: u64,
+
+	/// Streams whose newest broadcast is remembered after their window is freed, so that the
+	/// origin-signed segments and end of an earlier broadcast cannot be replayed into a new
+	/// window. 4096 (at most 270 KiB); beyond it the oldest broadcast is forgotten.
+	#[arg(long, value_name = "N", default_value_t = 4096)]
+	pub stream_max_remembered_broadcasts: usize,
+
+	/// Signature verifications (passes, receipts) all swarm peers together may make the
+	/// worker's P2P seed do per second (with --stream-p2p); a burst of twice as many. Peer ids
+	/// are free, so this bounds the CPU a flood can take: about 0.1 s of a core per second at
+	/// the default 1024 (the per-peer rate of 256 connected peers).
+	#[arg(long, value_name = "N", default_value_t = DEFAULT_TOTAL_VERIFY_PER_SEC)]
+	pub stream_p2p_verify_per_sec: u64,
+
+	/// Signature verifications one swarm peer may make the P2P seed do per second; a burst of
+	/// four times as many. 4: an honest peer sends one receipt a second (two verifications)
+	/// and shows a pass now and then.
+	#[arg(long, value_name = "N", default_value_t = DEFAULT_PEER_VERIFY_PER_SEC)]
+	pub stream_p2p_verify_per_peer_per_sec: u64,
+
+	/// Most inbound swarm connections to the P2P seed from one IP address (IPv6: per /64;
+	/// loopback is not limited). 16: peer ids are free, addresses are not; room for viewers
+	/// behind one NAT.
+	#[arg(long, value_name = "N", default_value_t = 16)]
+	pub stream_p2p_max_per_ip: u32,
 
 	/// Seconds after welcome within which a viewer must subscribe or join and a publisher must
 	/// publish, or it is closed whatever it pings.
@@ -398,11 +437,17 @@ fn serve_config<C: WorkerClient>(
 		max_handshakes: options.stream_max_handshakes_per_address,
 		max_waiting_streams: options.stream_max_waiting_streams_per_address,
 	};
+	config.lookup_budget = dsp_streaming::server::LookupBudgetConfig {
+		per_minute: options.stream_max_lookups_per_minute_per_address,
+		burst: options.stream_lookup_burst_per_address,
+		..Default::default()
+	};
 	config.session.setup_timeout = Duration::from_secs(options.stream_setup_timeout_secs);
 	config.session.first_segment_timeout =
 		Duration::from_secs(options.stream_first_segment_timeout_secs);
 	config.max_p2p_sessions = options.stream_max_p2p_sessions;
 	options.memory.apply(&mut config);
+	config.streams.max_remembered = options.stream_max_remembered_broadcasts;
 	config.session.genesis_hash = genesis_hash;
 	config.session.origin_keys = Arc::new(OriginKeys {
 		directory: Some(Arc::new(ChainRegistry::new(client.clone()))),
@@ -424,6 +469,12 @@ fn serve_config<C: WorkerClient>(
 			reason: format!("{e}"),
 		})?];
 		seed.ledger_dir = Some(ledger_dir.to_path_buf());
+		let verify = &mut seed.serving.verify;
+		verify.total_per_sec = options.stream_p2p_verify_per_sec;
+		verify.total_burst = options.stream_p2p_verify_per_sec.saturating_mul(2);
+		verify.per_peer_per_sec = options.stream_p2p_verify_per_peer_per_sec;
+		verify.per_peer_burst = options.stream_p2p_verify_per_peer_per_sec.saturating_mul(4);
+		seed.limits.max_established_per_ip = options.stream_p2p_max_per_ip;
 		config.p2p_seed = Some(seed);
 	}
 	config.p2p = Some(PassSigning { signer: pair.clone(), tracker });
@@ -524,6 +575,16 @@ struct Metrics {
 	max_streams: Gauge<U64>,
 	p2p_threshold: Gauge<U64>,
 	epoch: Gauge<U64>,
+	// What attackers cost and what the guards refused (issue 12).
+	passes_renewed: Gauge<U64>,
+	joins_refused: Gauge<U64>,
+	bad_join_proofs: Gauge<U64>,
+	refused_per_address: Gauge<U64>,
+	lookups_refused: Gauge<U64>,
+	quic_retries: Gauge<U64>,
+	refused_over_budget: Gauge<U64>,
+	window_bytes: Gauge<U64>,
+	partial_bytes: Gauge<U64>,
 }
 
 impl Metrics {
@@ -600,6 +661,42 @@ impl Metrics {
 				"Direct sessions from which new viewers are admitted in P2P mode",
 			)?,
 			epoch: gauge("dsp_streaming_epoch", "Credit epoch passes are issued for")?,
+			passes_renewed: gauge(
+				"dsp_streaming_passes_renewed_total",
+				"Viewer passes renewed for sessions that stayed joined, since start",
+			)?,
+			joins_refused: gauge(
+				"dsp_streaming_joins_refused_total",
+				"P2P joins refused (per-address limits, new passes per minute), since start",
+			)?,
+			bad_join_proofs: gauge(
+				"dsp_streaming_bad_join_proofs_total",
+				"Joins whose proof of the viewer key failed, since start",
+			)?,
+			refused_per_address: gauge(
+				"dsp_streaming_refused_per_address_total",
+				"Connections refused by a per-address limit (sessions, handshakes), since start",
+			)?,
+			lookups_refused: gauge(
+				"dsp_streaming_lookups_refused_total",
+				"Stream lookups refused: the address spent its budget for unknown ids, since start",
+			)?,
+			quic_retries: gauge(
+				"dsp_streaming_quic_retries_total",
+				"QUIC Retry packets sent to validate client addresses, since start",
+			)?,
+			refused_over_budget: gauge(
+				"dsp_streaming_refused_over_budget_total",
+				"Publishers refused with OverBudget (memory bounds), since start",
+			)?,
+			window_bytes: gauge(
+				"dsp_streaming_window_bytes",
+				"Media bytes held in all live windows now",
+			)?,
+			partial_bytes: gauge(
+				"dsp_streaming_partial_bytes",
+				"Bytes of segments being assembled now",
+			)?,
 		})
 	}
 
@@ -629,5 +726,63 @@ impl Metrics {
 		self.max_streams.set(capacity.max_streams.into());
 		self.p2p_threshold.set(capacity.p2p_threshold().into());
 		self.epoch.set(epoch.into());
+		self.passes_renewed.set(stats.passes_renewed);
+		self.joins_refused.set(stats.joins_refused);
+		self.bad_join_proofs.set(stats.bad_join_proofs);
+		self.refused_per_address.set(stats.refused_per_address);
+		self.lookups_refused.set(stats.lookups_refused);
+		self.quic_retries.set(stats.quic_retries);
+		self.refused_over_budget.set(stats.refused_over_budget);
+		self.window_bytes.set(stats.window_bytes as u64);
+		self.partial_bytes.set(stats.partial_bytes as u64);
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// The guards' counters reach the node's Prometheus registry under their names, with the
+	/// values of the server's counters.
+	#[test]
+	fn metrics_export_the_guards_counters() {
+		let registry = Registry::new();
+		let metrics = Metrics::register(&registry).expect("metrics register");
+		let stats = ServerStats {
+			passes_renewed: 1,
+			joins_refused: 2,
+			bad_join_proofs: 3,
+			refused_per_address: 4,
+			lookups_refused: 5,
+			quic_retries: 6,
+			refused_over_budget: 7,
+			window_bytes: 8,
+			partial_bytes: 9,
+			..Default::default()
+		};
+		metrics.update(&stats, &CapacitySettings::spec_default(), 0);
+		let value = |name: &str| {
+			registry
+				.gather()
+				.iter()
+				.find(|f| f.get_name() == name)
+				.map(|f| f.get_metric()[0].get_gauge().get_value())
+		};
+		for (n, name) in [
+			"dsp_streaming_passes_renewed_total",
+			"dsp_streaming_joins_refused_total",
+			"dsp_streaming_bad_join_proofs_total",
+			"dsp_streaming_refused_per_address_total",
+			"dsp_streaming_lookups_refused_total",
+			"dsp_streaming_quic_retries_total",
+			"dsp_streaming_refused_over_budget_total",
+			"dsp_streaming_window_bytes",
+			"dsp_streaming_partial_bytes",
+		]
+		.iter()
+		.enumerate()
+		{
+			assert_eq!(value(name), Some(n as f64 + 1.0), "{name}");
+		}
 	}
 }

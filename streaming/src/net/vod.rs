@@ -254,6 +254,48 @@ impl Recorder {
 	}
 }
 
+/// File extension of a viewer's recorded segments: the media itself (MPEG-TS), playable as is.
+const PLAYED_EXT: &str = "ts";
+
+/// What a viewer played (`dsp watch --record DIR`, direct and P2P mode alike): every segment
+/// handed to the player, as its media, at `<dir>/<stream>/<broadcast>/<sequence>.ts` (the
+/// server's layout, so a restarted stream, which numbers again, never overwrites the earlier
+/// broadcast's files). Each file is written through a temporary name, fsynced, and renamed.
+///
+/// No retention limit: the viewer records the one stream its user asked for, for as long as it
+/// runs (unlike a server's [`Recorder`], which records every stream it stores for anyone).
+#[derive(Clone, Debug)]
+pub struct PlayRecorder {
+	root: PathBuf,
+}
+
+impl PlayRecorder {
+	/// A recorder writing under `root` (created if missing).
+	pub fn new(root: PathBuf) -> io::Result<Self> {
+		std::fs::create_dir_all(&root)?;
+		Ok(Self { root })
+	}
+
+	/// Where segment `sequence` of broadcast `broadcast` of `stream` is written.
+	pub fn path(&self, stream: StreamId, broadcast: u64, sequence: u64) -> PathBuf {
+		broadcast_dir(&self.root, stream, broadcast).join(format!("{sequence}.{PLAYED_EXT}"))
+	}
+
+	/// Writes a played segment's media. A failure is logged, not returned: the viewer plays on.
+	pub async fn segment(&self, segment: &Segment) {
+		let path = self.path(segment.stream(), segment.broadcast(), segment.sequence());
+		let written = async {
+			if let Some(dir) = path.parent() {
+				tokio::fs::create_dir_all(dir).await?;
+			}
+			write_atomic(path.clone(), segment.to_vec()).await
+		};
+		if let Err(e) = written.await {
+			warn!(path = %path.display(), error = %e, "could not record segment");
+		}
+	}
+}
+
 /// A recording is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum VodError {

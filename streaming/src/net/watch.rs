@@ -1,7 +1,10 @@
 //! The viewer driver: runs a [`ViewerCore`], one task per connection, the HLS gateway and the
 //! status line.
 
-use super::{hls, open_stream, read_message, tls, write_frames, BoxRead, BoxWrite, ReadError};
+use super::{
+	hls, open_stream, read_message, tls, vod::PlayRecorder, write_frames, BoxRead, BoxWrite,
+	ReadError,
+};
 use crate::{
 	clock::Clock,
 	protocol::{
@@ -88,7 +91,8 @@ pub struct WatchConfig {
 	pub gateway: Option<SocketAddr>,
 	/// Segments kept in the gateway's playlist. Default 10 (memory: that many segments).
 	pub playlist_segments: usize,
-	/// Writes every delivered segment to `<dir>/<sequence>.ts` when set.
+	/// Writes every delivered segment to `<dir>/<stream>/<broadcast>/<sequence>.ts` when set
+	/// ([`PlayRecorder`]).
 	pub record_dir: Option<PathBuf>,
 	/// Prints a status line to stderr this often when set.
 	pub status_interval: Option<Duration>,
@@ -225,12 +229,10 @@ pub async fn start(
 		gateway_url = Some(hls::playlist_url(local, config.core.stream));
 		tokio::spawn(hls::serve(listener, playlist.clone(), shutdown_rx));
 	}
-	if let Some(dir) = &config.record_dir {
-		std::fs::create_dir_all(dir)?;
-	}
+	let recorder = config.record_dir.clone().map(PlayRecorder::new).transpose()?;
 	let (control, control_rx) = mpsc::channel(8);
 	let ctx = Arc::new(ConnCtx { config, quic: Mutex::new([None, None]) });
-	let task = tokio::spawn(run(ctx, playlist, control_rx, events, shutdown_tx));
+	let task = tokio::spawn(run(ctx, playlist, recorder, control_rx, events, shutdown_tx));
 	Ok(WatchHandle { gateway_url, control, task })
 }
 
@@ -249,6 +251,7 @@ struct ConnHandle {
 async fn run(
 	ctx: Arc<ConnCtx>,
 	playlist: Arc<Mutex<Playlist>>,
+	recorder: Option<PlayRecorder>,
 	mut control: mpsc::Receiver<Control>,
 	events: Option<mpsc::Sender<WatchEvent>>,
 	shutdown: watch::Sender<bool>,
@@ -311,7 +314,7 @@ async fn run(
 			}
 		}
 		while let Some(d) = core.poll_delivered() {
-			deliver(&ctx.config, &playlist, &d);
+			deliver(&playlist, recorder.as_ref(), &d).await;
 			if let Some(ev) = &events {
 				let _ = ev.send(WatchEvent::delivered(&d, core.transport())).await;
 			}
@@ -379,13 +382,16 @@ async fn run(
 	core.stats()
 }
 
-fn deliver(config: &WatchConfig, playlist: &Mutex<Playlist>, d: &Delivered) {
+/// A segment handed to the player (direct and P2P mode): into the gateway's playlist, and
+/// recorded when the viewer records.
+pub(super) async fn deliver(
+	playlist: &Mutex<Playlist>,
+	recorder: Option<&PlayRecorder>,
+	d: &Delivered,
+) {
 	playlist.lock().push(d);
-	if let Some(dir) = &config.record_dir {
-		let path = dir.join(format!("{}.ts", d.segment.sequence()));
-		if let Err(e) = std::fs::write(&path, d.segment.to_vec()) {
-			warn!(path = %path.display(), error = %e, "could not record segment");
-		}
+	if let Some(r) = recorder {
+		r.segment(&d.segment).await;
 	}
 	debug!(seq = d.segment.sequence(), discontinuity = d.discontinuity, "segment delivered");
 }

@@ -92,6 +92,22 @@ impl Playout {
 		}
 	}
 
+	/// The stream restarted as a new broadcast: wait for `start_seq` as at a join at `now`,
+	/// forgetting the segments ready of the old one. A stall going on ends now; the counters
+	/// go on (the startup time stays the first one's).
+	pub fn restart(&mut self, now: Millis, start_seq: u64) {
+		self.advance(now);
+		if let PlayState::Stalled { next, since } = self.state {
+			let stalled_ms = now.saturating_sub(since);
+			self.stats.stalled_ms += stalled_ms;
+			self.events.push_back(PlayEvent::StallEnded { seq: next, stalled_ms });
+		}
+		self.joined_at = now;
+		self.start_seq = start_seq;
+		self.state = PlayState::Waiting;
+		self.ready.clear();
+	}
+
 	/// The first segment not yet playing or played.
 	pub fn next_needed(&self) -> u64 {
 		match self.state {
@@ -172,7 +188,8 @@ impl Playout {
 				PlayState::Waiting => {
 					let Some(d) = self.ready.remove(&self.start_seq) else { return };
 					let startup_ms = now.saturating_sub(self.joined_at);
-					self.stats.startup_ms = Some(startup_ms);
+					// After a restart (a new broadcast) the first startup is the one counted.
+					self.stats.startup_ms.get_or_insert(startup_ms);
 					self.events.push_back(PlayEvent::Started { seq: self.start_seq, startup_ms });
 					self.state = PlayState::Playing {
 						seq: self.start_seq,

@@ -31,7 +31,8 @@
 //!    verified chunks ([`Scheduler::handle_chunk`]), chunks that failed verification
 //!    ([`Scheduler::handle_bad_chunk`]: the peer is banned), refusals
 //!    ([`Scheduler::handle_request_failed`]), the real player's position
-//!    ([`Scheduler::handle_playhead`], optional).
+//!    ([`Scheduler::handle_playhead`], optional), the origin restarting the stream
+//!    ([`Scheduler::handle_new_broadcast`]: what was tracked of the old broadcast is forgotten).
 //! 3. After any input, send every [`Scheduler::poll_request`] and [`Scheduler::poll_cancel`],
 //!    act on every [`Scheduler::poll_event`].
 //! 4. Call [`Scheduler::handle_timeout`] at [`Scheduler::poll_timeout`], then step 3 again.
@@ -357,6 +358,26 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Scheduler<P> {
 			},
 		);
 		Ok(())
+	}
+
+	/// The origin restarted the stream as a newer broadcast, whose first segment to play is
+	/// `start_seq`: every segment, announcement and open request of the old broadcast is
+	/// forgotten (its sequence numbers may come again with other chunks; answers still on their
+	/// way must be dropped by the caller, which knows their broadcast), and the player model
+	/// waits for `start_seq` as at a join at `now`. Neighbours, bans and counters stay.
+	pub fn handle_new_broadcast(&mut self, now: Millis, start_seq: u64) {
+		self.now = self.now.max(now);
+		self.segments.clear();
+		for p in self.peers.values_mut() {
+			p.haves.clear();
+			p.inflight = 0;
+			p.inflight_bytes = 0;
+		}
+		self.node_inflight = 0;
+		self.peer_inflight = 0;
+		self.cancels.clear();
+		self.events.retain(|e| !matches!(e, SchedulerEvent::SegmentComplete { .. }));
+		self.playout.restart(self.now, start_seq);
 	}
 
 	/// A verified origin-signed header (convenience for [`Scheduler::handle_header`]).

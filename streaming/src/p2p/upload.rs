@@ -79,6 +79,21 @@ impl UploadCap {
 		}
 	}
 
+	/// Returns `bytes` taken by [`Self::try_take`] and not used (the bucket holds at most its
+	/// burst).
+	pub fn give_back(&mut self, bytes: u64) {
+		self.tokens_millibytes = self
+			.tokens_millibytes
+			.saturating_add(bytes.saturating_mul(1000))
+			.min(self.burst_millibytes);
+	}
+
+	/// Whether the bucket is full at `now` (as good as a new one).
+	pub fn is_full(&mut self, now: Millis) -> bool {
+		self.refill(now);
+		self.tokens_millibytes >= self.burst_millibytes
+	}
+
 	/// When `bytes` will be available (`now` if they are).
 	pub fn ready_at(&mut self, now: Millis, bytes: u64) -> Millis {
 		self.refill(now);

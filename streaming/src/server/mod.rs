@@ -23,6 +23,7 @@
 mod admission;
 mod fetch;
 mod keys;
+mod lookup_budget;
 mod memory;
 mod per_address;
 mod session;
@@ -31,6 +32,7 @@ mod window;
 
 pub use admission::{Admission, AdmissionStats, RedirectList, DEFAULT_MAX_P2P_SESSIONS};
 pub use keys::{OriginKeys, StreamDirectory};
+pub use lookup_budget::{LookupBudget, LookupBudgetConfig};
 pub use memory::{ByteBudget, MemoryConfig, PartialReservation};
 pub use per_address::{AddressKey, AddressUsage, PerAddress, PerAddressConfig, PerAddressRefusal};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};

@@ -20,7 +20,7 @@ use dsp_streaming::{
 		tracker::{PassSigning, TrackerConfig},
 		verify_guard::DEFAULT_TOTAL_VERIFY_PER_SEC,
 	},
-	server::{MemoryConfig, OriginKeys, PerAddressConfig, StreamTableConfig},
+	server::{LookupBudgetConfig, MemoryConfig, OriginKeys, PerAddressConfig, StreamTableConfig},
 };
 use sp_core::Pair;
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -158,6 +158,17 @@ pub struct Args {
 	/// take --max-waiting-streams.
 	#[arg(long, default_value_t = 4)]
 	max_waiting_streams_per_address: usize,
+	/// Lookups of unknown stream ids one client address (IPv6: per /64) may make per minute,
+	/// sustained; beyond it a session naming a stream that needs a lookup is told the stream
+	/// is unknown. Lookups that find an open stream cost nothing. Applies to streams whose key
+	/// is looked up (inside dsp-node: on the chain); `dsp serve` fixes its keys at start. 60:
+	/// a mistyped id or a NAT's viewers of a stream that just closed stay far below it.
+	#[arg(long, default_value_t = 60)]
+	max_lookups_per_minute_per_address: u64,
+	/// Lookups of unknown stream ids one client address may make at once (then
+	/// --max-lookups-per-minute-per-address applies).
+	#[arg(long, default_value_t = 16)]
+	lookup_burst_per_address: u64,
 	/// Seconds a write may make no progress before the client is closed.
 	#[arg(long, default_value_t = 10)]
 	write_stall_timeout_secs: u64,
@@ -182,7 +193,8 @@ pub struct Args {
 	#[arg(long, default_value_t = 4096)]
 	max_remembered_broadcasts: usize,
 	/// Record every segment and end this server stores, as the origin-signed wire frames, to
-	/// DIR/<stream>/<sequence>.seg and DIR/<stream>/end.frame (serve them later with --vod-dir).
+	/// DIR/<stream>/<broadcast>/<sequence>.seg and DIR/<stream>/<broadcast>/end.frame (serve
+	/// them later with --vod-dir).
 	#[arg(long, value_name = "DIR")]
 	record_dir: Option<PathBuf>,
 	/// Serve recordings made with --record-dir on demand: a viewer of a stream that is not live
@@ -277,6 +289,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 			max_handshakes: a.max_handshakes_per_address,
 			max_waiting_streams: a.max_waiting_streams_per_address,
 		},
+		lookup_budget: LookupBudgetConfig {
+			per_minute: a.max_lookups_per_minute_per_address,
+			burst: a.lookup_burst_per_address,
+			..LookupBudgetConfig::default()
+		},
 		max_p2p_sessions: a.max_p2p_sessions,
 		write_stall_timeout: Duration::from_secs(a.write_stall_timeout_secs),
 		streams: StreamTableConfig {
@@ -364,6 +381,15 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 					streams_freed = s.streams_freed,
 					vod_sessions = s.vod_sessions,
 					mbytes_sent = s.bytes_sent / 1_000_000,
+					passes_renewed = s.passes_renewed,
+					joins_refused = s.joins_refused,
+					bad_join_proofs = s.bad_join_proofs,
+					refused_per_address = s.refused_per_address,
+					lookups_refused = s.lookups_refused,
+					quic_retries = s.quic_retries,
+					refused_over_budget = s.refused_over_budget,
+					window_bytes = s.window_bytes,
+					partial_bytes = s.partial_bytes,
 					"server stats"
 				);
 			},

@@ -67,9 +67,11 @@ pub struct Args {
 	/// Segments kept in the gateway's playlist.
 	#[arg(long, default_value_t = 10)]
 	playlist_segments: usize,
-	/// Also write every delivered segment to `<dir>/<sequence>.ts`. Direct mode only: the P2P
-	/// viewer does not record, so --p2p with --record is refused rather than recording nothing.
-	#[arg(long, conflicts_with = "p2p")]
+	/// Also write every segment played to `<dir>/<stream>/<broadcast>/<sequence>.ts` (direct and
+	/// P2P mode; one directory per broadcast, so a restarted stream never overwrites the
+	/// earlier one). Each file is fsynced before its rename. Nothing is deleted: the recording
+	/// grows for as long as the viewer runs.
+	#[arg(long)]
 	record: Option<PathBuf>,
 	/// blake2-256 (hex) of the server's QUIC certificate (printed by `dsp serve`); without it
 	/// the certificate is not checked (segments are verified by signature either way).
@@ -255,6 +257,7 @@ async fn watch_p2p(a: &Args, direct: &WatchConfig) -> anyhow::Result<()> {
 		config.verification = direct.verification;
 		config.gateway = Some(a.gateway);
 		config.playlist_segments = a.playlist_segments;
+		config.record_dir = a.record.clone();
 		match p2p_watch::start(config, None).await {
 			Err(P2pWatchError::Redirected(servers)) if hops < MAX_P2P_REDIRECT_HOPS => {
 				hops += 1;
@@ -305,10 +308,10 @@ mod tests {
 		args: Args,
 	}
 
-	/// `--record` with `--p2p` is refused (the P2P viewer does not record): never silently
-	/// ignored.
+	/// `--record` with `--p2p` is taken (the P2P viewer records as the direct one does; it was
+	/// refused while it did not).
 	#[test]
-	fn p2p_with_record_is_not_silently_ignored() {
+	fn p2p_with_record_is_taken() {
 		let dir = tempfile::tempdir().unwrap();
 		let record = dir.path().display().to_string();
 		let parsed = Cli::try_parse_from([
@@ -325,7 +328,8 @@ mod tests {
 			"--record",
 			&record,
 		]);
-		let err = parsed.err().expect("--p2p with --record is refused");
-		assert!(err.to_string().contains("--record"), "{err}");
+		let args = parsed.expect("--p2p with --record parses").args;
+		assert!(args.p2p);
+		assert_eq!(args.record.as_deref(), Some(dir.path()));
 	}
 }

@@ -11,7 +11,8 @@ struct Neighbour {
 	last_have: Option<Vec<HaveSegment>>,
 }
 
-type FetchDone = (PeerId, u64, u32, Result<Bytes, P2pError>);
+/// A neighbour's answer: peer, broadcast of the header it was checked against, sequence, index.
+type FetchDone = (PeerId, u64, u64, u32, Result<Bytes, P2pError>);
 
 enum ControlDone {
 	Pass(PeerId, Result<Response, P2pError>),
@@ -40,7 +41,10 @@ pub(super) struct Driver {
 	/// starts at whatever it gets first).
 	held_back: BTreeMap<u64, Segment>,
 	start_seq: Option<u64>,
+	/// The first segment of the broadcast followed (`start_seq`) has not reached the buffer.
+	awaiting_start: bool,
 	playlist: Arc<Mutex<Playlist>>,
+	recorder: Option<PlayRecorder>,
 	delivered: VecDeque<Delivered>,
 	fetches: FuturesUnordered<BoxFuture<'static, FetchDone>>,
 	control: FuturesUnordered<BoxFuture<'static, ControlDone>>,
@@ -49,8 +53,8 @@ pub(super) struct Driver {
 	last_duration: u32,
 	/// Time of the stalls that ended, ms (the scheduler's `stalled_ms` includes an ongoing one).
 	closed_stall_ms: u64,
-	/// The broadcast of the headers received: an older one is ignored, a newer one ends the
-	/// session ([`P2pWatchError::NewBroadcast`]), since the swarm's chunks are numbered per
+	/// The broadcast of the headers received: an older one is ignored, a newer one starts a
+	/// new swarm state ([`Driver::begin_broadcast`]), since the swarm's chunks are numbered per
 	/// broadcast.
 	broadcast: Option<u64>,
 }
@@ -63,6 +67,7 @@ impl Driver {
 		out: mpsc::Sender<Bytes>,
 		store: Arc<Store>,
 		playlist: Arc<Mutex<Playlist>>,
+		recorder: Option<PlayRecorder>,
 	) -> Self {
 		let book = ReceiptBook::new(
 			crate::p2p::receipts::BookConfig {
@@ -90,7 +95,9 @@ impl Driver {
 			book,
 			held_back: BTreeMap::new(),
 			start_seq: None,
+			awaiting_start: true,
 			playlist,
+			recorder,
 			delivered: VecDeque::new(),
 			fetches: FuturesUnordered::new(),
 			control: FuturesUnordered::new(),
@@ -147,9 +154,9 @@ impl Driver {
 
 	/// The loop. Its body never awaits the node: the node's requests are futures polled in the
 	/// `select!`, next to the pings and the stop signal, so a node that is slow to answer
-	/// delays only what waits for it (see [`super::p2p::P2pNode::latest_stats`]). The one await
-	/// besides is `events`: a consumer that does not drain it holds the viewer (backpressure,
-	/// as in [`crate::net::watch`]).
+	/// delays only what waits for it (see [`super::p2p::P2pNode::latest_stats`]). The awaits
+	/// besides are the recording of a delivered segment and `events`: a consumer that does not
+	/// drain it holds the viewer (backpressure, as in [`crate::net::watch`]).
 	async fn run(
 		&mut self,
 		mut inbound: mpsc::Receiver<Inbound>,
@@ -165,12 +172,7 @@ impl Driver {
 		let result = loop {
 			self.pump();
 			while let Some(d) = self.delivered.pop_front() {
-				self.playlist.lock().push(&d);
-				debug!(
-					seq = d.segment.sequence(),
-					discontinuity = d.discontinuity,
-					"segment delivered"
-				);
+				deliver(&self.playlist, self.recorder.as_ref(), &d).await;
 				if let Some(ev) = &events {
 					let transport = Some(self.config.server.transport);
 					let _ = ev.send(WatchEvent::delivered(&d, transport)).await;
@@ -291,6 +293,7 @@ impl Driver {
 		}
 		info!(start, newest, "playback planned");
 		self.start_seq = Some(start);
+		self.awaiting_start = true;
 		self.scheduler = Some(s);
 		let ready: Vec<PeerId> =
 			self.neighbours.iter().filter(|(_, n)| n.ready).map(|(p, _)| *p).collect();
@@ -316,11 +319,10 @@ impl Driver {
 						);
 						return Ok(());
 					}
-					Some(old) if b > old => {
-						return Err(P2pWatchError::NewBroadcast { old, new: b })
-					}
-					_ => self.broadcast = Some(b),
+					Some(old) if b > old => self.begin_broadcast(old, &h.payload),
+					_ => {}
 				}
+				self.broadcast = Some(b);
 				self.last_duration = h.payload.duration_ms;
 				self.stats.server_bytes += codec::Encode::encoded_size(&h) as u64;
 				let payload = h.payload.clone();
@@ -345,7 +347,9 @@ impl Driver {
 					.map_err(|e| P2pWatchError::Protocol(e.to_string()))?;
 				let len = c.data.len() as u32;
 				self.stats.server_bytes += codec::Encode::encoded_size(&c) as u64;
-				self.store.insert_chunk(c.sequence, c.index, c.data);
+				if !self.store.insert_chunk(h.payload.broadcast, c.sequence, c.index, c.data) {
+					return Ok(());
+				}
 				self.have_dirty = true;
 				if let Some(s) = &mut self.scheduler {
 					if let Err(e) = s.handle_chunk(now, Source::Node, c.sequence, c.index, len) {
@@ -374,6 +378,34 @@ impl Driver {
 			}
 		}
 		Ok(())
+	}
+
+	/// The origin restarted the stream: `header` is the first one of a newer broadcast than
+	/// `old`. The swarm numbers chunks by sequence only, and a new broadcast may number again,
+	/// so nothing of the old one may meet the new: the store empties (at `header`), the
+	/// scheduler forgets every segment, announcement and request (answers still on their way
+	/// are dropped when they come, see [`Driver::handle_fetch_done`]), the neighbours' last
+	/// announcements are void, and playback goes on at `header`'s segment, as the direct viewer
+	/// does (the buffer marks it a discontinuity).
+	fn begin_broadcast(&mut self, old: u64, header: &SegmentHeader) {
+		info!(
+			old,
+			new = header.broadcast,
+			seq = header.sequence,
+			"the origin restarted the stream: following the new broadcast"
+		);
+		self.stats.new_broadcasts += 1;
+		self.held_back.clear();
+		for n in self.neighbours.values_mut() {
+			n.last_have = None;
+		}
+		// What we announced is of the old broadcast: announce the new state (empty so far).
+		self.have_dirty = true;
+		if let Some(s) = &mut self.scheduler {
+			s.handle_new_broadcast(self.clock.now(), header.sequence);
+			self.start_seq = Some(header.sequence);
+			self.awaiting_start = true;
+		}
 	}
 
 	/// The server renewed our pass (it covers the time joined so far, or a new epoch): it
@@ -458,9 +490,9 @@ impl Driver {
 	fn complete(&mut self, seq: u64) {
 		let Some(start) = self.start_seq.filter(|&s| seq >= s) else { return };
 		let Some(segment) = self.store.segment(seq) else { return };
-		if self.buffer.next_needed().is_none() && seq != start {
-			// The buffer starts at the first segment it gets: later ones wait for the first
-			// (unless it never comes within `max_pending_segments`).
+		if self.awaiting_start && seq != start {
+			// The buffer starts a broadcast at the first segment it gets: later ones wait for
+			// the first (unless it never comes within `max_pending_segments`).
 			self.held_back.insert(seq, segment);
 			if self.held_back.len() <= self.config.max_pending_segments {
 				return;
@@ -468,6 +500,7 @@ impl Driver {
 		} else {
 			self.buffer.handle_segment(0, segment);
 		}
+		self.awaiting_start = false;
 		for (_, s) in std::mem::take(&mut self.held_back) {
 			self.buffer.handle_segment(0, s);
 		}
@@ -489,31 +522,44 @@ impl Driver {
 			Source::Peer(p) => {
 				let Some(h) = self.store.header(r.seq) else { return };
 				let node = self.node.clone();
-				let (seq, index) = (r.seq, r.index);
+				let (broadcast, seq, index) = (h.payload.broadcast, r.seq, r.index);
 				self.fetches.push(Box::pin(async move {
 					let res = node.fetch_chunk(p, None, h.payload, index).await;
-					(p, seq, index, res)
+					(p, broadcast, seq, index, res)
 				}));
 			}
 		}
 	}
 
-	fn handle_fetch_done(&mut self, (peer, seq, index, r): FetchDone) -> Result<(), P2pWatchError> {
+	/// A neighbour's answer. One asked for before the origin restarted the stream is of the
+	/// old broadcast (checked against its header): the seeder is owed its receipt, but nothing
+	/// of it is stored or scheduled, and its failure says nothing of the neighbour now.
+	fn handle_fetch_done(
+		&mut self,
+		(peer, broadcast, seq, index, r): FetchDone,
+	) -> Result<(), P2pWatchError> {
 		let now = self.now();
+		let current = self.broadcast == Some(broadcast);
+		if !current {
+			debug!(%peer, broadcast, seq, index, "answer of an older broadcast: not stored");
+		}
 		let Some(s) = self.scheduler.as_mut() else { return Ok(()) };
 		match r {
 			Ok(data) => {
 				let len = data.len() as u32;
-				self.store.insert_chunk(seq, index, data);
-				self.have_dirty = true;
-				if let Err(e) = s.handle_chunk(now, Source::Peer(peer), seq, index, len) {
-					debug!(%peer, seq, index, error = %e, "chunk from a peer not scheduled");
+				if current && self.store.insert_chunk(broadcast, seq, index, data) {
+					self.have_dirty = true;
+					if let Err(e) = s.handle_chunk(now, Source::Peer(peer), seq, index, len) {
+						debug!(%peer, seq, index, error = %e, "chunk from a peer not scheduled");
+					}
 				}
 				// Verified data a seeder served: it is owed a receipt.
 				if let Some((&account, _)) = self.seeders.iter().find(|(_, p)| **p == peer) {
 					let _ = self.book.handle_received(account, self.pass.payload.epoch, len as u64);
 				}
 			}
+			Err(e @ (P2pError::Stopped | P2pError::Setup(_))) => return Err(e.into()),
+			Err(_) if !current => {}
 			Err(P2pError::BadChunk(e)) => {
 				warn!(%peer, seq, index, error = %e, "peer sent a bad chunk: banned");
 				s.handle_bad_chunk(now, peer, seq, index);
@@ -526,7 +572,6 @@ impl Driver {
 				debug!(%peer, error = %e, "neighbour unreachable: dropped");
 				self.drop_neighbour(peer);
 			}
-			Err(e @ (P2pError::Stopped | P2pError::Setup(_))) => return Err(e.into()),
 		}
 		Ok(())
 	}
@@ -725,8 +770,15 @@ mod tests {
 		let (out, out_rx) = mpsc::channel(config.send_queue);
 		let store = Arc::new(Store::new(1, 4));
 		let playlist = Arc::new(Mutex::new(Playlist::new(1, 4)));
-		let mut driver =
-			Driver::new(config, Arc::new(node), Signed::sign(pass, &origin), out, store, playlist);
+		let mut driver = Driver::new(
+			config,
+			Arc::new(node),
+			Signed::sign(pass, &origin),
+			out,
+			store,
+			playlist,
+			None,
+		);
 		let have = Request::Have { stream: 1, segments: Vec::new() };
 		for _ in 0..200 {
 			driver.control_request(PeerId::random(), "have", have.clone());

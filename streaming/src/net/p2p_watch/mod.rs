@@ -30,7 +30,8 @@ use super::{
 	hls, open_stream,
 	p2p::{P2pConfig, P2pError, P2pNode},
 	read_message, tls,
-	watch::WatchEvent,
+	vod::PlayRecorder,
+	watch::{deliver, WatchEvent},
 	write_frames, BoxRead, BoxWrite, Endpoint, ReadError,
 };
 use crate::{
@@ -65,6 +66,7 @@ use std::{
 	collections::{BTreeMap, HashMap, VecDeque},
 	io,
 	net::SocketAddr,
+	path::PathBuf,
 	sync::Arc,
 	time::Duration,
 };
@@ -136,6 +138,9 @@ pub struct P2pWatchConfig {
 	pub gateway: Option<SocketAddr>,
 	/// Segments in the gateway's playlist. Default 10.
 	pub playlist_segments: usize,
+	/// Writes every segment handed to the player to `<dir>/<stream>/<broadcast>/<sequence>.ts`
+	/// when set, as the direct viewer does ([`PlayRecorder`]). Default none.
+	pub record_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for P2pWatchConfig {
@@ -147,6 +152,7 @@ impl std::fmt::Debug for P2pWatchConfig {
 			.field("p2p", &self.p2p)
 			.field("scheduler", &self.scheduler)
 			.field("start_behind", &self.start_behind)
+			.field("record_dir", &self.record_dir)
 			.finish_non_exhaustive()
 	}
 }
@@ -187,6 +193,7 @@ impl P2pWatchConfig {
 			send_queue: 64,
 			gateway: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
 			playlist_segments: 10,
+			record_dir: None,
 		}
 	}
 }
@@ -213,15 +220,9 @@ pub enum P2pWatchError {
 	/// with an error frame.
 	#[error("bad data from server: {0}")]
 	Protocol(String),
-	/// The origin restarted the stream as a newer broadcast; the swarm's chunks are numbered
-	/// per broadcast, so this P2P session ends (watch again to follow the new one).
-	#[error("the stream restarted as broadcast {new} (was {old}): watch again")]
-	NewBroadcast {
-		/// The broadcast watched.
-		old: u64,
-		/// The new one.
-		new: u64,
-	},
+	/// The recording directory (`record_dir`) could not be created; nothing was started.
+	#[error("record directory: {0}")]
+	Record(io::Error),
 	/// The connection to the server failed (read or write error, closed without a reason).
 	#[error("connection: {0}")]
 	Connection(String),
@@ -256,6 +257,9 @@ pub struct P2pWatchStats {
 	/// Bytes of headers and chunks the server sent on the direct connection (seeded chunks,
 	/// urgent fetches, duplicates included): the node's egress to this viewer.
 	pub server_bytes: u64,
+	/// Newer broadcasts of the stream followed (the origin restarted it): each began a new
+	/// swarm state, nothing of the older broadcast kept.
+	pub new_broadcasts: u64,
 	/// Whether the stream ended and every segment was handed to the player.
 	pub ended: bool,
 }
@@ -336,6 +340,12 @@ pub async fn start(
 	config: P2pWatchConfig,
 	events: Option<mpsc::Sender<WatchEvent>>,
 ) -> Result<P2pWatchHandle, P2pWatchError> {
+	let recorder = config
+		.record_dir
+		.clone()
+		.map(PlayRecorder::new)
+		.transpose()
+		.map_err(P2pWatchError::Record)?;
 	let t = config.connect_timeout;
 	let (mut r, mut w, quic) = tokio::time::timeout(t, connect(&config))
 		.await
@@ -402,7 +412,7 @@ pub async fn start(
 	let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
 	let writer = tokio::spawn(write_loop(w, out_rx, config.keepalive_interval * 5));
 	let reader = tokio::spawn(read_loop(r, dec, inbound_tx));
-	let mut driver = Driver::new(config, node, pass.clone(), out, store, playlist);
+	let mut driver = Driver::new(config, node, pass.clone(), out, store, playlist, recorder);
 	for p in peers {
 		let Ok(peer) = PeerId::from_bytes(&p.peer_id) else { continue };
 		let addr = p.addrs.iter().find_map(|a| Multiaddr::try_from(a.clone()).ok());

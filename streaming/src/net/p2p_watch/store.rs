@@ -2,8 +2,10 @@
 
 use super::*;
 
-/// Verified headers and chunks of the recent segments: what is played and what is served to
-/// neighbours. Bounded to `max_segments` segments (the oldest go first).
+/// Verified headers and chunks of the recent segments of one broadcast: what is played and what
+/// is served to neighbours. Bounded to `max_segments` segments (the oldest go first). A header
+/// of a newer broadcast empties it (sequence numbers may repeat across broadcasts, with other
+/// chunks); headers of an older one and chunks checked against one are refused.
 pub(super) struct Store {
 	stream: StreamId,
 	max_segments: usize,
@@ -12,6 +14,8 @@ pub(super) struct Store {
 
 #[derive(Default)]
 struct StoreInner {
+	/// The broadcast held (of the newest header seen).
+	broadcast: Option<u64>,
 	segments: BTreeMap<u64, (Signed<SegmentHeader>, Vec<Option<Bytes>>)>,
 }
 
@@ -25,9 +29,17 @@ impl Store {
 	}
 
 	/// A verified header; whether it was new. Older segments than every held one are refused
-	/// once the store is full.
+	/// once the store is full, and so is a header of an older broadcast; one of a newer
+	/// broadcast replaces everything held.
 	pub(super) fn insert_header(&self, header: Signed<SegmentHeader>) -> bool {
 		let mut s = self.lock();
+		let broadcast = header.payload.broadcast;
+		match s.broadcast {
+			Some(held) if broadcast < held => return false,
+			Some(held) if broadcast > held => s.segments.clear(),
+			_ => {}
+		}
+		s.broadcast = Some(broadcast);
 		let seq = header.payload.sequence;
 		if s.segments.contains_key(&seq) {
 			return false;
@@ -53,12 +65,21 @@ impl Store {
 		self.lock().segments.get(&seq).map(|(_, c)| c.len())
 	}
 
-	/// A verified chunk.
-	pub(super) fn insert_chunk(&self, seq: u64, index: u32, data: Bytes) {
-		if let Some(slot) =
-			self.lock().segments.get_mut(&seq).and_then(|(_, c)| c.get_mut(index as usize))
-		{
-			slot.get_or_insert(data);
+	/// A chunk verified against segment `seq` of broadcast `broadcast`; whether it was stored.
+	/// Refused when the header held for `seq` is of another broadcast (the chunk was asked for
+	/// before the origin restarted the stream and answered after).
+	pub(super) fn insert_chunk(&self, broadcast: u64, seq: u64, index: u32, data: Bytes) -> bool {
+		let mut s = self.lock();
+		let Some((header, chunks)) = s.segments.get_mut(&seq) else { return false };
+		if header.payload.broadcast != broadcast {
+			return false;
+		}
+		match chunks.get_mut(index as usize) {
+			Some(slot) => {
+				slot.get_or_insert(data);
+				true
+			}
+			None => false,
 		}
 	}
 
@@ -100,5 +121,40 @@ impl ChunkSource for Store {
 			return None;
 		}
 		self.lock().segments.get(&sequence)?.1.get(index as usize)?.clone()
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use sp_core::Pair as _;
+
+	fn segment(broadcast: u64, seq: u64, fill: u8) -> Segment {
+		let origin = sp_core::sr25519::Pair::from_string("//Origin", None).expect("seed");
+		let data = Bytes::from(vec![fill; 100]);
+		Segment::build(&origin, [0; 32], 1, broadcast, seq, 2000, data, 64)
+	}
+
+	/// The origin restarts the stream with the same sequence numbers: the new broadcast's
+	/// header empties the store, a chunk of the old broadcast answered late is not stored into
+	/// the new one, and the old broadcast's headers are refused from then on.
+	#[test]
+	fn a_new_broadcast_takes_no_chunk_of_the_old_one() {
+		let store = Store::new(1, 8);
+		let (old, new) = (segment(5, 3, 0xaa), segment(6, 3, 0xbb));
+		assert!(store.insert_header(old.header.clone()));
+		assert!(store.insert_chunk(5, 3, 0, old.chunks[0].clone()));
+		assert!(store.insert_header(new.header.clone()));
+		assert_eq!(store.held(), Vec::new(), "the old broadcast's chunks are gone");
+		// A request for chunk 1 of the old segment 3, answered (and verified against the old
+		// header) after the switch.
+		assert!(!store.insert_chunk(5, 3, 1, old.chunks[1].clone()));
+		assert!(!store.insert_header(old.header.clone()));
+		for (i, c) in new.chunks.iter().enumerate() {
+			assert!(store.insert_chunk(6, 3, i as u32, c.clone()));
+		}
+		let played = store.segment(3).expect("complete");
+		assert_eq!(played.to_vec(), new.to_vec());
+		assert_eq!(ChunkSource::header(&store, 1, 3).map(|h| h.payload.broadcast), Some(6));
 	}
 }

@@ -5,7 +5,7 @@
 use super::{
 	accept::write_loop,
 	control::{JoinStream, SessionControl},
-	limits::{AddressSession, WaitingStream},
+	limits::{AddressSession, BudgetedDirectory, WaitingStream},
 	shared::{Shared, StoreRefusal, StreamSlot},
 };
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 	p2p::tracker::JoinRequest,
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, PeerInfo, Role, Transport},
 	segment::Segment,
-	server::{Inserted, PartialReservation, ServerSession, SessionEvent},
+	server::{Inserted, OriginKeys, PartialReservation, ServerSession, SessionEvent},
 };
 use bytes::Bytes;
 use dsp_primitives::{EpochIndex, PublicKey, Signed, StreamEnd, StreamId};
@@ -84,6 +84,9 @@ pub(super) struct SessionDriver<W> {
 	address: AddressSession,
 	/// The stream slot this session opened, counted against its address while it has no data.
 	waiting: Option<WaitingStream>,
+	/// The origin keys as this session looks streams up: lookups paid from its address's
+	/// budget ([`BudgetedDirectory`]).
+	origin_keys: Arc<OriginKeys>,
 }
 
 impl<W: FrameSink> SessionDriver<W> {
@@ -98,7 +101,10 @@ impl<W: FrameSink> SessionDriver<W> {
 		shared.connections.fetch_add(1, Ordering::Relaxed);
 		let session_id = shared.next_session.fetch_add(1, Ordering::Relaxed);
 		let cfg = &shared.config;
-		let core = ServerSession::new(shared.now(), cfg.session.clone());
+		let origin_keys = BudgetedDirectory::wrap(&shared, &cfg.session.origin_keys, peer.ip());
+		let mut session = cfg.session.clone();
+		session.origin_keys = origin_keys.clone();
+		let core = ServerSession::new(shared.now(), session);
 		let dec = FrameDecoder::new(cfg.session.max_frame_len);
 		Self {
 			peer,
@@ -115,6 +121,7 @@ impl<W: FrameSink> SessionDriver<W> {
 			partial: PartialReservation::default(),
 			address,
 			waiting: None,
+			origin_keys,
 			shared,
 		}
 	}
@@ -279,14 +286,12 @@ impl<W: FrameSink> SessionDriver<W> {
 
 	fn handle_join_request(&mut self, stream: StreamId, viewer: PublicKey, info: PeerInfo) {
 		self.control.handle_join_request(stream);
-		let known = self.shared.config.session.origin_keys.get(stream).is_some();
+		let known = self.origin_keys.get(stream).is_some();
 		let opened = known.then(|| self.open_stream(stream, Role::Viewer));
 		let found = match &opened {
 			None => JoinStream::Unknown,
 			Some(Err((code, _))) => JoinStream::Refused(*code),
-			Some(Ok(_)) if !self.shared.config.session.origin_keys.passes_open(stream) => {
-				JoinStream::Unpaid
-			}
+			Some(Ok(_)) if !self.origin_keys.passes_open(stream) => JoinStream::Unpaid,
 			Some(Ok(_)) => JoinStream::Held,
 		};
 		let shared = self.shared.clone();

@@ -6,8 +6,13 @@
 use super::shared::Shared;
 #[cfg(doc)]
 use crate::server::PerAddress;
-use crate::server::PerAddressRefusal;
-use std::{net::IpAddr, sync::Arc};
+use crate::server::{OriginKeys, PerAddressRefusal, StreamDirectory};
+use dsp_primitives::{PublicKey, StreamId};
+use std::{
+	net::IpAddr,
+	sync::{atomic::Ordering, Arc},
+};
+use tracing::debug;
 
 /// One connection counted against its address: a session, and a handshake in flight until
 /// [`Self::handshake_done`].
@@ -60,5 +65,54 @@ impl WaitingStream {
 impl Drop for WaitingStream {
 	fn drop(&mut self) {
 		self.shared.per_address.lock().handle_stream_not_waiting(self.ip);
+	}
+}
+
+/// The server's [`StreamDirectory`] as the sessions from one address see it: every lookup is
+/// paid from the address's [`crate::server::LookupBudget`] (given back when it found an open
+/// stream); one the budget cannot pay is not made, and the stream is reported unknown.
+pub(super) struct BudgetedDirectory {
+	shared: Arc<Shared>,
+	inner: Arc<dyn StreamDirectory>,
+	ip: IpAddr,
+}
+
+impl BudgetedDirectory {
+	/// `keys` with its directory (if any) paid from `ip`'s budget: what a session from `ip`
+	/// looks streams up in.
+	pub(super) fn wrap(
+		shared: &Arc<Shared>,
+		keys: &Arc<OriginKeys>,
+		ip: IpAddr,
+	) -> Arc<OriginKeys> {
+		let Some(inner) = &keys.directory else { return keys.clone() };
+		let directory = BudgetedDirectory { shared: shared.clone(), inner: inner.clone(), ip };
+		Arc::new(OriginKeys { directory: Some(Arc::new(directory)), ..(**keys).clone() })
+	}
+}
+
+impl std::fmt::Debug for BudgetedDirectory {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		f.debug_struct("BudgetedDirectory").field("ip", &self.ip).finish_non_exhaustive()
+	}
+}
+
+impl StreamDirectory for BudgetedDirectory {
+	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
+		if !self.shared.lookups.lock().try_take(self.shared.now(), self.ip) {
+			self.shared.lookups_refused.fetch_add(1, Ordering::Relaxed);
+			debug!(ip = %self.ip, stream, "stream lookup refused: the address spent its lookup budget");
+			return None;
+		}
+		// Without the lock: this may be a runtime call.
+		let key = self.inner.origin_key(stream);
+		if key.is_some() {
+			self.shared.lookups.lock().give_back(self.shared.now(), self.ip);
+		}
+		key
+	}
+
+	fn passes_open(&self, stream: StreamId) -> bool {
+		self.inner.passes_open(stream)
 	}
 }

@@ -31,8 +31,8 @@ use crate::{
 	p2p::{seeding::SeedConfig, tracker::PassSigning},
 	protocol::ServerAddrs,
 	server::{
-		AdmissionStats, MemoryConfig, PerAddressConfig, SessionConfig, StreamTableConfig,
-		WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
+		AdmissionStats, LookupBudgetConfig, MemoryConfig, PerAddressConfig, SessionConfig,
+		StreamTableConfig, WindowConfig, DEFAULT_MAX_P2P_SESSIONS,
 	},
 };
 use dsp_primitives::{CapacitySettings, EpochIndex, Hash32};
@@ -70,6 +70,10 @@ pub struct ServeConfig {
 	/// data), so that one address cannot take `max_connections` or the waiting stream slots
 	/// for itself. Connections beyond it are refused with `Full` (no redirect).
 	pub per_address: PerAddressConfig,
+	/// Lookups of unknown stream ids per client address (when a stream's key is looked up in
+	/// `session.origin_keys.directory`, as inside `dsp-node`): beyond it the stream is reported
+	/// unknown without a lookup. See [`crate::server::LookupBudget`].
+	pub lookup_budget: LookupBudgetConfig,
 	/// Streams held at once, and when ended or idle ones are freed.
 	pub streams: StreamTableConfig,
 	/// Records every segment and end the server stores to `<dir>/<stream>/` (see
@@ -121,6 +125,7 @@ impl Default for ServeConfig {
 			capacity: CapacitySettings::spec_default(),
 			max_connections: 4096,
 			per_address: PerAddressConfig::default(),
+			lookup_budget: LookupBudgetConfig::default(),
 			streams: StreamTableConfig::default(),
 			record_dir: None,
 			vod_dir: None,
@@ -189,6 +194,10 @@ pub struct ServerStats {
 	/// Connections refused because their address reached a per-address limit
 	/// ([`ServeConfig::per_address`]), since start.
 	pub refused_per_address: u64,
+	/// Lookups of stream ids refused because their address spent its budget
+	/// ([`ServeConfig::lookup_budget`]), since start: each session was told the stream is
+	/// unknown.
+	pub lookups_refused: u64,
 	/// QUIC Retry packets sent, since start: every QUIC client whose address is not
 	/// validated yet gets one and takes a connection permit only once it answers it.
 	pub quic_retries: u64,
@@ -334,6 +343,7 @@ impl RunningServer {
 			partial_bytes: s.partial_bytes.used(),
 			refused_over_budget: s.over_budget.load(Ordering::Relaxed),
 			refused_per_address: s.refused_per_address.load(Ordering::Relaxed),
+			lookups_refused: s.lookups_refused.load(Ordering::Relaxed),
 			quic_retries: s.quic_retries.load(Ordering::Relaxed),
 		}
 	}

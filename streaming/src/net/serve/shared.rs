@@ -13,8 +13,8 @@ use crate::{
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
 	server::{
-		Admission, BroadcastMark, ByteBudget, Inserted, LiveWindow, PerAddress, RedirectList,
-		Stale, StreamTable,
+		Admission, BroadcastMark, ByteBudget, Inserted, LiveWindow, LookupBudget, PerAddress,
+		RedirectList, Stale, StreamTable,
 	},
 };
 use bytes::Bytes;
@@ -158,6 +158,11 @@ pub(super) struct Shared {
 	pub(super) per_address: Mutex<PerAddress>,
 	/// Connections refused by a per-address limit, since start.
 	pub(super) refused_per_address: AtomicU64,
+	/// Lookups of unknown stream ids each client address may still make (see
+	/// [`super::limits::BudgetedDirectory`]).
+	pub(super) lookups: Mutex<LookupBudget>,
+	/// Lookups refused by [`Self::lookups`], since start.
+	pub(super) lookups_refused: AtomicU64,
 	/// QUIC Retry packets sent to clients whose address was not validated yet, since start.
 	pub(super) quic_retries: AtomicU64,
 }
@@ -204,6 +209,8 @@ impl Shared {
 			over_budget: AtomicU64::new(0),
 			per_address: Mutex::new(PerAddress::new(config.per_address.clone())),
 			refused_per_address: AtomicU64::new(0),
+			lookups: Mutex::new(LookupBudget::new(config.lookup_budget.clone())),
+			lookups_refused: AtomicU64::new(0),
 			quic_retries: AtomicU64::new(0),
 			config,
 		}

@@ -188,3 +188,42 @@ fn bad_chunk_input_fails() {
 	s.handle_header(0, 1, 2000, vec![10]).unwrap();
 	assert_eq!(s.handle_header(0, 2, 2000, vec![10]), Err(SchedulerError::TooFarAhead { seq: 2 }));
 }
+
+/// The origin restarts the stream with the same sequence numbers: what was tracked, announced
+/// and asked of the old broadcast is forgotten, a late answer for an old segment is refused,
+/// the new broadcast is scheduled afresh from its start, and bans and counters stay.
+#[test]
+fn new_broadcast_forgets_the_old_one_works() {
+	let mut s = setup(&[(5, 1), (6, 1)]);
+	let reqs = drain(&mut s, 0);
+	assert!(reqs.iter().any(|r| r.seq == 1 && r.source != Source::Node));
+	s.handle_bad_chunk(10, 5, 1, 0);
+	for i in 0..2 {
+		s.handle_chunk(20, Source::Node, 0, i, 1000).unwrap();
+	}
+	s.handle_new_broadcast(100, 0);
+	let ev = events(&mut s);
+	assert!(ev.contains(&SchedulerEvent::PeerBanned(5)), "{ev:?}");
+	assert!(
+		!ev.iter().any(|e| matches!(e, SchedulerEvent::SegmentComplete { .. })),
+		"the old segment 0 is not handed on: {ev:?}"
+	);
+	assert_eq!(s.haves().count(), 0);
+	assert_eq!(s.next_needed(), 0);
+	assert!(s.is_banned(5));
+	assert!(matches!(
+		s.handle_chunk(110, Source::Peer(6), 1, 0, 1000),
+		Err(SchedulerError::UnknownSegment { seq: 1 })
+	));
+	// The new segment 0, of other chunks: peer 6's announcement was of the old one, so the
+	// node is asked (urgent).
+	s.handle_header(120, 0, 2000, vec![500, 500]).unwrap();
+	let reqs = drain(&mut s, 120);
+	assert_eq!(reqs.len(), 2, "{reqs:?}");
+	assert!(reqs.iter().all(|r| r.source == Source::Node && r.seq == 0 && r.len == 500));
+	for i in 0..2 {
+		assert_eq!(s.handle_chunk(130, Source::Node, 0, i, 500), Ok(ChunkOutcome::Stored));
+	}
+	assert!(events(&mut s).contains(&SchedulerEvent::SegmentComplete { seq: 0 }));
+	assert_eq!((s.stats().banned, s.stats().bytes_from_node), (1, 3000));
+}
