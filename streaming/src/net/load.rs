@@ -16,14 +16,17 @@ use bytes::Bytes;
 use dsp_primitives::{Signed, StreamEnd};
 use std::{
 	io,
-	net::SocketAddr,
+	net::{IpAddr, Ipv4Addr, SocketAddr},
 	sync::{
 		atomic::{AtomicU64, Ordering},
 		Arc,
 	},
 	time::{Duration, Instant},
 };
-use tokio::{net::TcpStream, sync::watch};
+use tokio::{
+	net::{TcpSocket, TcpStream},
+	sync::watch,
+};
 
 /// Settings of a load run.
 #[derive(Clone, Debug)]
@@ -68,6 +71,15 @@ pub struct LoadCounters {
 	pub segments: AtomicU64,
 	/// Gaps between two segments longer than `stall_after`.
 	pub stalls: AtomicU64,
+	/// Sessions the server refused or closed before `Welcome` (an `Error` such as `Full`, or
+	/// the connection closed): an honest viewer turned away.
+	pub refused: AtomicU64,
+	/// Segment sequences skipped: a header whose sequence is more than one past the previous
+	/// one's (same broadcast). Counts, not time: a viewer the server keeps up with skips none.
+	pub skipped: AtomicU64,
+	/// Segment headers of another broadcast than the first one the viewer received: content of
+	/// an earlier broadcast replayed into this one would show up here.
+	pub foreign: AtomicU64,
 }
 
 /// CPU time and memory of a process, from `/proc/<pid>`.
@@ -156,9 +168,15 @@ pub async fn feed(
 }
 
 /// One load viewer: runs until `stop`, counting into `counters`.
+///
+/// `source`: the local address its TCP socket binds (any 127.x.y.z on Linux without
+/// configuration), so that a load run can spread its viewers over many client addresses and
+/// load a server with its default per-address limits; `None`: the system's choice. A QUIC
+/// viewer's address is its endpoint's ([`quic_clients_at`]).
 pub async fn viewer(
 	config: Arc<LoadConfig>,
 	quic: Option<(quinn::Endpoint, quinn::ClientConfig)>,
+	source: Option<IpAddr>,
 	counters: Arc<LoadCounters>,
 	mut stop: watch::Receiver<bool>,
 ) {
@@ -170,7 +188,7 @@ pub async fn viewer(
 			Option<quinn::Connection>,
 		) = match config.server.transport {
 			Transport::Tcp => {
-				let s = TcpStream::connect(config.server.addr).await?;
+				let s = connect_tcp(source, config.server.addr).await?;
 				let _ = s.set_nodelay(true);
 				let (r, w) = s.into_split();
 				(Box::new(r), Box::new(w), None)
@@ -206,6 +224,12 @@ pub async fn viewer(
 	let mut ping = tokio::time::interval(Duration::from_secs(5));
 	let mut last_segment: Option<Instant> = None;
 	let mut welcomed = false;
+	let mut seen = SeenSegments::default();
+	// A gap that is still open counts as a stall too (once): a viewer that receives nothing
+	// at all stalls, even though no late segment ever ends its gap.
+	let mut check = tokio::time::interval((config.stall_after / 2).max(Duration::from_millis(50)));
+	let mut progress = Instant::now();
+	let mut stalled = false;
 	loop {
 		tokio::select! {
 			f = read_frame(&mut r, &mut dec) => match f {
@@ -214,14 +238,25 @@ pub async fn viewer(
 					match body.first() {
 						Some(1) if !welcomed => {
 							welcomed = true;
+							progress = Instant::now();
 							counters.connected.fetch_add(1, Ordering::Relaxed);
 						},
 						Some(4) => {
+							if let Ok(Message::Header(h)) = crate::protocol::decode_body(body.clone()) {
+								let (skipped, foreign) =
+									seen.handle(h.payload.broadcast, h.payload.sequence);
+								counters.skipped.fetch_add(skipped, Ordering::Relaxed);
+								counters.foreign.fetch_add(foreign, Ordering::Relaxed);
+							}
 							let now = Instant::now();
-							if last_segment.is_some_and(|l| now - l > config.stall_after) {
+							if stalled {
+								// Counted while it lasted.
+								stalled = false;
+							} else if last_segment.is_some_and(|l| now - l > config.stall_after) {
 								counters.stalls.fetch_add(1, Ordering::Relaxed);
 							}
 							last_segment = Some(now);
+							progress = now;
 							counters.segments.fetch_add(1, Ordering::Relaxed);
 						},
 						Some(10) => break,
@@ -235,6 +270,12 @@ pub async fn viewer(
 					break;
 				}
 			},
+			_ = check.tick() => {
+				if welcomed && !stalled && progress.elapsed() > config.stall_after {
+					stalled = true;
+					counters.stalls.fetch_add(1, Ordering::Relaxed);
+				}
+			},
 			_ = stop.changed() => {
 				if let Some(c) = conn {
 					c.close(0u32.into(), b"done");
@@ -243,8 +284,55 @@ pub async fn viewer(
 			},
 		}
 	}
-	if !*stop.borrow() {
+	if !welcomed {
+		counters.refused.fetch_add(1, Ordering::Relaxed);
+	} else if !*stop.borrow() {
 		counters.dropped.fetch_add(1, Ordering::Relaxed);
+	}
+}
+
+/// A TCP connection to `to`, from `source` if given.
+pub async fn connect_tcp(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
+	let Some(ip) = source else { return TcpStream::connect(to).await };
+	let sock = match ip {
+		IpAddr::V4(_) => TcpSocket::new_v4()?,
+		IpAddr::V6(_) => TcpSocket::new_v6()?,
+	};
+	sock.bind(SocketAddr::new(ip, 0))?;
+	sock.connect(to).await
+}
+
+/// The client address of viewer `i` when `per_address` viewers share one: 127.10.x.y, a
+/// loopback address Linux accepts as a source without configuration, `per_address` viewers
+/// each (viewer `i` on address `i / per_address`).
+pub fn viewer_address(i: usize, per_address: usize) -> IpAddr {
+	let k = i / per_address.max(1);
+	Ipv4Addr::new(127, 10, (k / 250) as u8, (k % 250 + 1) as u8).into()
+}
+
+/// What a load viewer saw of the segment headers so far: the broadcast it watches (the
+/// first one it received) and the newest sequence of it.
+#[derive(Default, Debug)]
+pub struct SeenSegments {
+	broadcast: Option<u64>,
+	last: Option<u64>,
+}
+
+impl SeenSegments {
+	/// A header of `broadcast`, `sequence` arrived: returns the sequences skipped since the
+	/// previous one and 1 if it belongs to another broadcast than the first (then it does not
+	/// move the viewer's position).
+	pub fn handle(&mut self, broadcast: u64, sequence: u64) -> (u64, u64) {
+		match self.broadcast {
+			Some(b) if b != broadcast => return (0, 1),
+			_ => self.broadcast = Some(broadcast),
+		}
+		let skipped = match self.last {
+			Some(last) if sequence > last => sequence - last - 1,
+			_ => 0,
+		};
+		self.last = Some(self.last.map_or(sequence, |l| l.max(sequence)));
+		(skipped, 0)
 	}
 }
 
@@ -254,18 +342,24 @@ pub fn quic_clients(
 	n: usize,
 	per_endpoint: usize,
 ) -> io::Result<Vec<(quinn::Endpoint, quinn::ClientConfig)>> {
+	let loopback = vec![IpAddr::from(Ipv4Addr::LOCALHOST); n.div_ceil(per_endpoint).max(1)];
+	quic_clients_at(&loopback)
+}
+
+/// One QUIC client endpoint per address in `sources` (each its own UDP socket bound to it),
+/// for viewers spread over client addresses ([`viewer_address`]).
+pub fn quic_clients_at(
+	sources: &[IpAddr],
+) -> io::Result<Vec<(quinn::Endpoint, quinn::ClientConfig)>> {
 	let cfg = tls::client_config(
 		tls::ServerVerification::InsecureSkip,
 		Duration::from_secs(30),
 		Duration::from_secs(5),
 	)?;
-	(0..n.div_ceil(per_endpoint).max(1))
-		.map(|_| {
-			let ep = tls::endpoint(
-				SocketAddr::from(([127, 0, 0, 1], 0)),
-				None,
-				tls::DEFAULT_UDP_BUFFER,
-			)?;
+	sources
+		.iter()
+		.map(|ip| {
+			let ep = tls::endpoint(SocketAddr::new(*ip, 0), None, tls::DEFAULT_UDP_BUFFER)?;
 			Ok((ep, cfg.clone()))
 		})
 		.collect()

@@ -4,6 +4,7 @@
 //! which transport) is made by the state machines in [`crate::server`], [`crate::viewer`] and
 //! [`crate::publisher`].
 
+pub mod attack;
 pub mod hls;
 pub mod hls_ingest;
 pub mod ledger_file;

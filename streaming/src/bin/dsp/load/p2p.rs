@@ -34,8 +34,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 	let signer = pair_from_seed(signer_seed, "seed")?.public();
 	let exe = std::env::current_exe()?;
 	let key = hex::encode(origin.public().0);
-	let (mut child, tcp, server) =
+	let (mut child, tcp, quic) =
 		spawn_server(&a, &key, &["--rate", "1", "--pass-seed", signer_seed])?;
+	let server = match a.transport {
+		crate::args::TransportArg::Udp => quic,
+		_ => tcp,
+	};
 	let server_pid = child.id();
 	let chunk_kib = a.chunk_kib.unwrap_or(16);
 	let config = Arc::new(load_config(&a, tcp, server, chunk_kib * 1024)?);
