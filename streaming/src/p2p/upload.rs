@@ -79,6 +79,17 @@ impl UploadCap {
 		}
 	}
 
+	/// Whether the bucket is full at `now` (it is then no different from a new one).
+	pub fn is_full(&mut self, now: Millis) -> bool {
+		self.refill(now);
+		self.tokens_millibytes >= self.burst_millibytes
+	}
+
+	/// When the bucket last changed: [`UploadCap::is_full`] at this time does not refill it.
+	pub fn last_update(&self) -> Millis {
+		self.updated
+	}
+
 	/// When `bytes` will be available (`now` if they are).
 	pub fn ready_at(&mut self, now: Millis, bytes: u64) -> Millis {
 		self.refill(now);
