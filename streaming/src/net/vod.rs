@@ -26,7 +26,7 @@ use bytes::Bytes;
 use dsp_primitives::StreamId;
 use parking_lot::Mutex;
 use std::{
-	collections::HashMap,
+	collections::{BTreeSet, HashMap},
 	io,
 	path::{Path, PathBuf},
 	sync::Arc,
@@ -95,19 +95,31 @@ struct Usage {
 
 /// What the recordings under a recorder's directory hold, and which to delete under a
 /// [`Retention`], sans-IO (times are milliseconds since the Unix epoch).
+///
+/// Cost: the running total and an ordered index of (last write, stream) make a write
+/// O(log n) and an expiry O(log n) per recording it looks at: the recording being written
+/// (skipped), the ones it deletes (each deleted once) and the first it keeps. So a stored
+/// segment costs O(log n) amortised, whatever the number of recordings.
 #[derive(Debug, Default)]
 struct RecordingIndex {
 	recordings: HashMap<StreamId, Usage>,
+	/// The recordings by last write, oldest first.
+	by_age: BTreeSet<(u64, StreamId)>,
 	total: u64,
+	/// Index entries looked at by [`RecordingIndex::expire`] since creation (tests).
+	#[cfg_attr(not(test), allow(dead_code))]
+	examined: u64,
 }
 
 impl RecordingIndex {
 	/// `stream`'s recording grew by `added` bytes (replacing `replaced` bytes) at `now`.
 	fn record(&mut self, stream: StreamId, added: u64, replaced: u64, now: u64) {
 		let u = self.recordings.entry(stream).or_insert(Usage { bytes: 0, last_write: now });
+		self.by_age.remove(&(u.last_write, stream));
 		let replaced = replaced.min(u.bytes);
 		u.bytes = u.bytes - replaced + added;
 		u.last_write = u.last_write.max(now);
+		self.by_age.insert((u.last_write, stream));
 		self.total = self.total - replaced + added;
 	}
 
@@ -115,22 +127,20 @@ impl RecordingIndex {
 	/// older than `max_age`, then the least recently written until the total fits `max_bytes`.
 	fn expire(&mut self, now: u64, keep: Option<StreamId>, r: &Retention) -> Vec<StreamId> {
 		let max_age = u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX);
-		let mut by_age: Vec<(u64, StreamId)> = self
-			.recordings
-			.iter()
-			.filter(|(id, _)| Some(**id) != keep)
-			.map(|(id, u)| (u.last_write, *id))
-			.collect();
-		by_age.sort_unstable();
 		let mut doomed = Vec::new();
-		for (last_write, id) in by_age {
+		loop {
+			// The oldest but `keep` (which is in the index once, so at most one is skipped).
+			let mut oldest = self.by_age.iter().filter(|(_, id)| Some(*id) != keep);
+			let Some(&(last_write, id)) = oldest.next() else { break };
+			self.examined += 1 + u64::from(self.by_age.first().is_some_and(|f| f.1 != id));
 			if self.total <= r.max_bytes && now.saturating_sub(last_write) <= max_age {
 				break;
 			}
+			self.by_age.remove(&(last_write, id));
 			if let Some(u) = self.recordings.remove(&id) {
 				self.total -= u.bytes;
-				doomed.push(id);
 			}
+			doomed.push(id);
 		}
 		doomed
 	}
@@ -603,6 +613,75 @@ mod tests {
 		// Older than max_age but being written: kept.
 		assert!(index.expire(60_000, Some(3), &r).is_empty());
 		assert_eq!(index.total, 900);
+	}
+
+	/// The retention policy as it was: sort every recording by last write, delete from the
+	/// oldest while over either limit. The index must decide exactly the same.
+	fn reference_expire(
+		recs: &mut HashMap<StreamId, Usage>,
+		now: u64,
+		keep: Option<StreamId>,
+		r: &Retention,
+	) -> Vec<StreamId> {
+		let max_age = u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX);
+		let mut total: u64 = recs.values().map(|u| u.bytes).sum();
+		let mut by_age: Vec<(u64, StreamId)> = recs
+			.iter()
+			.filter(|(id, _)| Some(**id) != keep)
+			.map(|(id, u)| (u.last_write, *id))
+			.collect();
+		by_age.sort_unstable();
+		let mut doomed = Vec::new();
+		for (last_write, id) in by_age {
+			if total <= r.max_bytes && now.saturating_sub(last_write) <= max_age {
+				break;
+			}
+			if let Some(u) = recs.remove(&id) {
+				total -= u.bytes;
+				doomed.push(id);
+			}
+		}
+		doomed
+	}
+
+	/// Review defect: every stored segment sorted all recordings (O(n log n) per segment). Now
+	/// a segment looks at O(1) index entries amortised, and deletes what the sort did.
+	#[test]
+	fn retention_costs_o1_per_segment_and_deletes_what_the_sort_did() {
+		use rand::{rngs::SmallRng, Rng, SeedableRng};
+		let r = Retention { max_bytes: 450_000, max_age: Duration::from_secs(60) };
+		let mut index = RecordingIndex::default();
+		// 10 000 recordings of 40 bytes, then 10 000 segments: the last 5 000 delete some.
+		for id in 0..10_000 {
+			index.record(id, 40, 0, id);
+		}
+		assert!(index.expire(10_000, None, &r).is_empty());
+		let before = index.examined;
+		for seq in 0..10_000u64 {
+			index.record(20_000 + seq, 10, 0, 10_000 + seq);
+			index.expire(10_000 + seq, Some(20_000 + seq), &r);
+		}
+		let per_segment = (index.examined - before) as f64 / 10_000.0;
+		assert!(per_segment <= 3.0, "{per_segment} index entries looked at per segment");
+
+		// The same deletions as the sort, in the same order, on random writes.
+		let mut rng = SmallRng::seed_from_u64(7);
+		let r = Retention { max_bytes: 5_000, max_age: Duration::from_millis(3_000) };
+		let (mut index, mut reference) = (RecordingIndex::default(), HashMap::new());
+		let mut now = 0;
+		for _ in 0..5_000 {
+			now += rng.random_range(0..40);
+			let (id, added) = (rng.random_range(0..60), rng.random_range(1..400));
+			let replaced = rng.random_range(0..2) * rng.random_range(0..400);
+			index.record(id, added, replaced, now);
+			let u = reference.entry(id).or_insert(Usage { bytes: 0, last_write: now });
+			u.bytes = u.bytes - replaced.min(u.bytes) + added;
+			u.last_write = u.last_write.max(now);
+			let keep = (rng.random_range(0..4) > 0).then_some(id);
+			let got = index.expire(now, keep, &r);
+			assert_eq!(got, reference_expire(&mut reference, now, keep, &r), "at {now}");
+			assert_eq!(index.total, reference.values().map(|u| u.bytes).sum::<u64>());
+		}
 	}
 
 	#[tokio::test]

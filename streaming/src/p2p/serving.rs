@@ -96,7 +96,10 @@ pub struct ServingConfig {
 	/// current epoch is known ([`Serving::handle_epoch`]).
 	pub pass_epoch_lag: EpochIndex,
 	/// Most disconnected peers whose bad-input count is remembered, so that reconnecting does
-	/// not reset it; the oldest is forgotten beyond it. Default 4096, 40 bytes each.
+	/// not reset it; the oldest is forgotten beyond it. Default 4096, 40 bytes each. The same
+	/// bound holds, apart, for the disconnected peers whose verification bucket is remembered
+	/// (so that reconnecting does not refill it): about 200 bytes each with libp2p peer ids,
+	/// 0.8 MiB at 4096.
 	pub max_remembered_strikes: usize,
 	/// Signature verifications peers may trigger (per peer and in total) and the cache of
 	/// verified passes.
@@ -232,6 +235,14 @@ pub struct Serving<P> {
 	/// Bad-input counts of disconnected peers, oldest first in `strike_order`.
 	strikes: HashMap<P, u32>,
 	strike_order: VecDeque<P>,
+	/// Verification buckets of disconnected peers that were not full, with the generation of
+	/// their entry in `bucket_order` (oldest first; entries whose generation no longer
+	/// matches are stale). Forgotten once full again, at most `per_peer_burst` /
+	/// `per_peer_per_sec` seconds after the peer's last verification (4 s by default), and
+	/// beyond `max_remembered_strikes` entries, oldest first.
+	buckets: HashMap<P, (UploadCap, u64)>,
+	bucket_order: VecDeque<(P, u64)>,
+	bucket_generation: u64,
 	events: VecDeque<ServingEvent<P>>,
 	stats: ServingStats,
 }
@@ -254,6 +265,9 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 			ban_order: VecDeque::new(),
 			strikes: HashMap::new(),
 			strike_order: VecDeque::new(),
+			buckets: HashMap::new(),
+			bucket_order: VecDeque::new(),
+			bucket_generation: 0,
 			events: VecDeque::new(),
 			stats: ServingStats::default(),
 		}
@@ -359,10 +373,20 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 		self.events.pop_front()
 	}
 
-	/// `peer`'s last connection closed: forget its passes and rate counters (not its ban, and
-	/// not its bad-input count, which reconnecting must not reset).
+	/// `peer`'s last connection closed: forget its passes and rate counters (not its ban, not
+	/// its bad-input count and not what is left of its verification budget, which
+	/// reconnecting must not reset).
 	pub fn handle_disconnected(&mut self, peer: &P) {
-		let Some(state) = self.peers.remove(peer) else { return };
+		let Some(mut state) = self.peers.remove(peer) else { return };
+		let last = state.verify.last_update();
+		if !state.verify.is_full(last) {
+			self.bucket_generation += 1;
+			self.buckets.insert(*peer, (state.verify, self.bucket_generation));
+			self.bucket_order.push_back((*peer, self.bucket_generation));
+			while self.bucket_order.len() > self.config.max_remembered_strikes {
+				self.forget_oldest_bucket();
+			}
+		}
 		if state.bad_input > 0 {
 			if self.strikes.insert(*peer, state.bad_input).is_none() {
 				self.strike_order.push_back(*peer);
@@ -374,8 +398,35 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 		}
 	}
 
-	/// Starts state for `peer` (restoring its remembered bad-input count) unless `max_peers`
-	/// are tracked already; whether `peer` now has state.
+	/// Drops the oldest entry of `bucket_order`, and its bucket unless the entry is stale.
+	fn forget_oldest_bucket(&mut self) {
+		let Some((p, generation)) = self.bucket_order.pop_front() else { return };
+		if self.buckets.get(&p).is_some_and(|(_, g)| *g == generation) {
+			self.buckets.remove(&p);
+		}
+	}
+
+	/// Forgets the remembered buckets, oldest first, that are stale or full again at `now`.
+	fn prune_buckets(&mut self, now: Millis) {
+		while let Some(&(p, generation)) = self.bucket_order.front() {
+			let spent = match self.buckets.get_mut(&p) {
+				Some((bucket, g)) if *g == generation => !bucket.is_full(now),
+				_ => false,
+			};
+			if spent {
+				break;
+			}
+			self.forget_oldest_bucket();
+		}
+	}
+
+	/// Disconnected peers whose spent verification bucket is remembered.
+	pub fn remembered_buckets(&self) -> usize {
+		self.buckets.len()
+	}
+
+	/// Starts state for `peer` (restoring its remembered bad-input count and verification
+	/// bucket) unless `max_peers` are tracked already; whether `peer` now has state.
 	fn track(&mut self, now: Millis, peer: P) -> bool {
 		if self.peers.contains_key(&peer) {
 			return true;
@@ -383,6 +434,11 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 		if self.peers.len() >= self.config.max_peers {
 			return false;
 		}
+		self.prune_buckets(now);
+		let verify = match self.buckets.remove(&peer) {
+			Some((bucket, _)) => bucket,
+			None => self.budget.peer_bucket(now),
+		};
 		let bad_input = self.strikes.remove(&peer).unwrap_or(0);
 		let state = PeerState {
 			passes: HashMap::new(),
@@ -390,7 +446,7 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 			requests: 0,
 			busy: 0,
 			bad_input,
-			verify: self.budget.peer_bucket(now),
+			verify,
 		};
 		self.peers.insert(peer, state);
 		true

@@ -7,7 +7,10 @@
 //!
 //! Call [`Tracker::handle_join`] for every `Join` whose proof of key possession verified (the
 //! direct protocol's message 16), [`Tracker::renew`] while that session stays joined, and
-//! [`Tracker::handle_leave`] when it ends. Time is the caller's [`Millis`]; the epoch comes
+//! [`Tracker::handle_leave`] when it ends. Joins and renewals decide a pass ([`PassToSign`]);
+//! the caller signs it ([`PassToSign::sign`]) after releasing the tracker, so that the
+//! signatures of many sessions (all of them renew at an epoch change) are not made one after
+//! another under the tracker's lock. Time is the caller's [`Millis`]; the epoch comes
 //! from the caller ([`Tracker::set_epoch`]), which follows the chain (or the command line).
 //!
 //! Rules (see `PROTOCOL.md`, "Tracker"):
@@ -33,7 +36,7 @@ use crate::{
 	protocol::{ErrorCode, PeerInfo},
 };
 use dsp_primitives::{EpochIndex, Hash32, PublicKey, Signed, StreamId, ViewerPass};
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 /// Settings of a [`Tracker`].
 #[derive(Clone, Debug)]
@@ -156,11 +159,44 @@ pub struct JoinRequest {
 	pub bitrate: u64,
 }
 
+/// A pass the tracker issued, to be signed with [`PassToSign::sign`] once the tracker is
+/// released: each sr25519 signature made under a shared tracker's lock would hold up every
+/// other session's join and renewal behind it. What the pass counts toward (the session, the
+/// address limits, the counters) is accounted when the tracker issues it.
+#[derive(Clone)]
+pub struct PassToSign {
+	/// The pass.
+	pub payload: ViewerPass,
+	signer: Arc<sp_core::sr25519::Pair>,
+}
+
+impl PassToSign {
+	/// The pass, signed with the tracker's key.
+	pub fn sign(self) -> Signed<ViewerPass> {
+		Signed::sign(self.payload, &self.signer)
+	}
+}
+
+impl std::fmt::Debug for PassToSign {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		// The signing key stays out of logs (the payload names its public key).
+		f.debug_struct("PassToSign").field("payload", &self.payload).finish_non_exhaustive()
+	}
+}
+
+impl PartialEq for PassToSign {
+	fn eq(&self, other: &Self) -> bool {
+		self.payload == other.payload
+	}
+}
+
+impl Eq for PassToSign {}
+
 /// What a joined session gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Joined {
-	/// Its pass.
-	pub pass: Signed<ViewerPass>,
+	/// Its pass (the payload names the signer as `issuer`).
+	pub pass: PassToSign,
 	/// Peers to connect to, the node's own seed first.
 	pub peers: Vec<PeerInfo>,
 	/// Whether it is handed out to others (see the module docs for when it is not).
@@ -184,7 +220,7 @@ pub struct TrackerStats {
 /// Passes and swarm membership. See the module docs.
 pub struct Tracker {
 	config: TrackerConfig,
-	signer: sp_core::sr25519::Pair,
+	signer: Arc<sp_core::sr25519::Pair>,
 	/// The node's own swarm peer, listed first in every `Joined`.
 	bootstrap: Option<PeerInfo>,
 	/// Per stream: the swarm.
@@ -309,7 +345,7 @@ impl Tracker {
 		});
 		Self {
 			config,
-			signer,
+			signer: Arc::new(signer),
 			bootstrap: None,
 			swarms: HashMap::new(),
 			sessions: HashMap::new(),
@@ -321,7 +357,7 @@ impl Tracker {
 
 	/// The pass signer's public key.
 	pub fn signer(&self) -> PublicKey {
-		sp_core::Pair::public(&self.signer)
+		sp_core::Pair::public(&*self.signer)
 	}
 
 	/// Settings.
@@ -390,14 +426,14 @@ impl Tracker {
 
 	/// A renewed pass for joined `session` at `now`, with the stream's bitrate now: the current
 	/// epoch, and units for the time joined in it plus one period. `None` if it is not joined.
-	pub fn renew(&mut self, now: Millis, session: u64, bitrate: u64) -> Option<Signed<ViewerPass>> {
+	pub fn renew(&mut self, now: Millis, session: u64, bitrate: u64) -> Option<PassToSign> {
 		let s = self.sessions.get(&session)?;
 		let pass = self.pass(now, s, bitrate);
 		self.stats.passes_renewed += 1;
 		Some(pass)
 	}
 
-	fn pass(&self, now: Millis, s: &Session, bitrate: u64) -> Signed<ViewerPass> {
+	fn pass(&self, now: Millis, s: &Session, bitrate: u64) -> PassToSign {
 		let admitted = now.saturating_sub(s.joined_at.max(self.epoch_started));
 		let c = &self.config;
 		let units =
@@ -410,7 +446,7 @@ impl Tracker {
 			max_units: units,
 			issuer: self.signer(),
 		};
-		Signed::sign(pass, &self.signer)
+		PassToSign { payload: pass, signer: self.signer.clone() }
 	}
 
 	/// Counters.
@@ -499,7 +535,7 @@ mod tests {
 		let viewer = sp_core::sr25519::Pair::from_string("//V", None).unwrap().public();
 		let j = join_as(&mut t, 0, 1, viewer, peer(1), HOME).unwrap();
 		assert!(j.peers.is_empty() && j.listed);
-		let pass = j.pass;
+		let pass = j.pass.sign();
 		assert_eq!((pass.payload.stream, pass.payload.epoch, pass.payload.viewer), (1, 9, viewer));
 		let signers = PassSigners { default: vec![t.signer()], ..Default::default() };
 		assert_eq!(verify_pass(&pass, &[5; 32], &signers), Ok(()));
@@ -597,6 +633,41 @@ mod tests {
 		t.handle_leave(120_000, 1);
 		assert_eq!(t.renew(121_000, 1, bitrate), None, "a session that left gets no more");
 		assert_eq!(t.stats().passes_issued, 1);
+	}
+
+	/// Review defect: passes were signed under the tracker's lock, so at an epoch change every
+	/// session's renewal signature was made there in turn. Now the tracker issues the pass
+	/// (accounted: the session, the address limits, the counters) and it is signed after the
+	/// tracker is released; the signed passes are the ones the tracker decided.
+	#[test]
+	fn issued_passes_are_signed_after_the_tracker_is_released() {
+		let tracker = std::sync::Mutex::new(tracker(roomy()));
+		let signer = tracker.lock().unwrap().signer();
+		let signers = PassSigners { default: vec![signer], ..Default::default() };
+		let (bitrate, viewer) = (125_000, key(1));
+		let req = JoinRequest {
+			session: 1,
+			remote: HOME.into(),
+			stream: 1,
+			viewer,
+			peer: peer(1),
+			bitrate,
+		};
+		let issued = tracker.lock().unwrap().handle_join(1_000, req).unwrap().pass;
+		let joined = issued.clone().sign();
+		assert_eq!(joined.payload, issued.payload);
+		assert_eq!(verify_pass(&joined, &[5; 32], &signers), Ok(()));
+		// Every session renews at an epoch change: each pass decided under the lock, signed
+		// outside it, for the new epoch and what was joined in it.
+		tracker.lock().unwrap().set_epoch(100_000, 10);
+		let decided = tracker.lock().unwrap().renew(100_000, 1, bitrate);
+		let renewed = decided.map(PassToSign::sign).unwrap();
+		assert_eq!(verify_pass(&renewed, &[5; 32], &signers), Ok(()));
+		let period_worth = (bitrate * 120 * 3 / 2).div_ceil(UNIT_BYTES);
+		let p = &renewed.payload;
+		assert_eq!((p.epoch, p.viewer, p.stream, p.max_units), (10, viewer, 1, period_worth));
+		let t = tracker.lock().unwrap();
+		assert_eq!((t.stats().passes_issued, t.stats().passes_renewed), (1, 1));
 	}
 
 	#[test]

@@ -88,10 +88,15 @@ impl UploadCap {
 			.min(self.burst_millibytes);
 	}
 
-	/// Whether the bucket is full at `now` (as good as a new one).
+	/// Whether the bucket is full at `now` (it is then no different from a new one).
 	pub fn is_full(&mut self, now: Millis) -> bool {
 		self.refill(now);
 		self.tokens_millibytes >= self.burst_millibytes
+	}
+
+	/// When the bucket last changed: [`UploadCap::is_full`] at this time does not refill it.
+	pub fn last_update(&self) -> Millis {
+		self.updated
 	}
 
 	/// When `bytes` will be available (`now` if they are).

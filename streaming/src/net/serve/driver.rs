@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
 	net::{read_frame, vod::VodStream, FrameSink, ReadError},
-	p2p::tracker::JoinRequest,
+	p2p::tracker::{JoinRequest, PassToSign},
 	protocol::{encode_frame, ErrorCode, FrameDecoder, Message, PeerInfo, Role, Transport},
 	segment::Segment,
 	server::{Inserted, OriginKeys, PartialReservation, ServerSession, SessionEvent},
@@ -306,8 +306,10 @@ impl<W: FrameSink> SessionDriver<W> {
 			renew_every = t.config().pass_period / 2;
 			t.handle_join(now, req).map_err(SessionControl::tracker_refusal)
 		});
-		if let (Ok(j), Some(s)) = (&r, &self.slot) {
-			info!(peer = %self.peer, stream, peers = j.peers.len(), listed = j.listed, max_units = j.pass.payload.max_units, session_id = self.session_id, "p2p viewer joined");
+		// Signed with the tracker released (its lock is shared by every session).
+		let r = r.map(|j| (j.pass.sign(), j.peers, j.listed));
+		if let (Ok((pass, peers, listed)), Some(s)) = (&r, &self.slot) {
+			info!(peer = %self.peer, stream, peers = peers.len(), listed, max_units = pass.payload.max_units, session_id = self.session_id, "p2p viewer joined");
 			self.control.handle_joined(stream);
 			// Headers and seeded chunks follow the window from now on.
 			s.seeding().rotation.handle_peer_joined(self.session_id);
@@ -317,7 +319,7 @@ impl<W: FrameSink> SessionDriver<W> {
 		if let Err((code, reason)) = &r {
 			info!(peer = %self.peer, stream, ?code, %reason, "p2p join refused");
 		}
-		self.core.handle_joined(now, r.map(|j| (j.pass, j.peers)), renew_every);
+		self.core.handle_joined(now, r.map(|(pass, peers, _)| (pass, peers)), renew_every);
 	}
 
 	/// A renewed pass for the joined viewer (due, or a new epoch): the time joined so far at
@@ -333,7 +335,8 @@ impl<W: FrameSink> SessionDriver<W> {
 		let bitrate = s.window.lock().bitrate();
 		let now = self.shared.now();
 		let pass = t.lock().renew(now, self.session_id, bitrate);
-		if let Some(pass) = pass {
+		// Signed with the tracker released: at an epoch change every session renews at once.
+		if let Some(pass) = pass.map(PassToSign::sign) {
 			debug!(peer = %self.peer, epoch = pass.payload.epoch, max_units = pass.payload.max_units, "pass renewed");
 			self.core.handle_pass(now, pass);
 		}

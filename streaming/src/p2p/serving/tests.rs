@@ -399,3 +399,50 @@ fn a_full_ledger_evicts_its_oldest_epoch_for_a_newer_pass() {
 	assert_eq!(s.handle_request(0, e, bound_at("//E", 2, e), &st), Response::Ok);
 	assert_eq!(ledger_epochs(&s), vec![2]);
 }
+
+/// Review defect: a peer's verification budget was forgotten with its connection, so a peer
+/// reconnecting after every pass got a fresh burst each time. A remembered bucket keeps a
+/// reconnect loop at `per_peer_burst` + `per_peer_per_sec` x the time it runs.
+#[test]
+fn reconnecting_does_not_refill_a_peers_verification_budget() {
+	let verify = VerifyConfig { per_peer_per_sec: 1, per_peer_burst: 2, ..Default::default() };
+	let cfg = ServingConfig { verify, flood_ban_after: 1000, ..Default::default() };
+	let (mut s, st, me) = (serving(cfg), store(), peer(5));
+	// Distinct valid passes (2 verifications each), one per connection, 8 connections in 2 s.
+	let mut accepted = 0;
+	for n in 0..8u64 {
+		let now = n * 250;
+		let r = s.handle_request(now, me, bound(&format!("//R{n}"), me), &st);
+		accepted += u64::from(r == Response::Ok);
+		s.handle_disconnected(&me);
+	}
+	// The burst (2) plus 1 a second for the 1.75 s the loop ran: 3 verifications, one pass.
+	assert!(s.stats().verifications <= 2 + 2, "{:?}", s.stats());
+	assert_eq!(accepted, 1, "{:?}", s.stats());
+	// Once the bucket refilled the peer is served again.
+	let r = s.handle_request(10_000, me, bound("//R9", me), &st);
+	assert_eq!(r, Response::Ok);
+}
+
+/// The remembered verification buckets are bounded in number (`max_remembered_strikes`) and
+/// forgotten once full again.
+#[test]
+fn remembered_verification_buckets_are_bounded() {
+	let verify = VerifyConfig { per_peer_per_sec: 1, per_peer_burst: 2, ..Default::default() };
+	let cfg = ServingConfig { verify, max_remembered_strikes: 3, ..Default::default() };
+	let (mut s, st) = (serving(cfg), store());
+	let misbound = bound("//Viewer", peer(99));
+	// Each peer spends 2 verifications on a pass bound to another peer, then leaves.
+	for n in 0..6u8 {
+		s.handle_request(0, peer(n), misbound.clone(), &st);
+		s.handle_disconnected(&peer(n));
+	}
+	assert_eq!(s.remembered_buckets(), 3);
+	// A peer that leaves with a full bucket is not remembered.
+	s.handle_request(0, peer(50), get(0), &st);
+	s.handle_disconnected(&peer(50));
+	assert_eq!(s.remembered_buckets(), 3);
+	// Two seconds later they are full again: the next connection forgets them.
+	s.handle_request(2_000, peer(60), get(0), &st);
+	assert_eq!(s.remembered_buckets(), 0);
+}
