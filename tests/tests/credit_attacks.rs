@@ -1,13 +1,31 @@
-//! Issue 11's chain-side attacks against a real `dsp-node --dev`: an origin that tries to drain
-//! what honest seeders are owed through a stream of its own (attack 2), and revoking a pass
-//! signer right after a full rotation (attack 4).
+//! Issue 11's attacks against a real `dsp-node --dev`: fresh viewer keys joining to collect
+//! passes for a colluding seeder (attack 1, paid at most the P1 bound); an origin that tries to
+//! drain what honest seeders are owed through a stream of its own (attack 2); passes issued
+//! after the origin asked for its escrow back (attack 3); and revoking a pass signer right after
+//! a full rotation (attack 4).
+//!
+//! The tests with the worker's demo stream need ffmpeg; `DSP_SKIP_FFMPEG=1` skips them.
 
-use dsp_integration_tests::*;
-use dsp_primitives::{ClaimItem, Receipt, Signed, ViewerPass};
+use dsp_integration_tests::{
+	viewer::{p2p_join, Viewer},
+	*,
+};
+use dsp_primitives::{CapacitySettings, ClaimItem, Perbill, Receipt, Signed, ViewerPass};
 use dsp_runtime::{Runtime, RuntimeCall};
+use dsp_streaming::{
+	p2p::pass_policy::{pass_units, slack_permille},
+	protocol::{ErrorCode, Start},
+};
 use pallet_dsp::{Call as DspCall, Event as DspEvent};
 use serde_json::json;
 use sp_core::{sr25519, Pair};
+use std::{
+	sync::{
+		atomic::{AtomicBool, AtomicU64, Ordering},
+		Arc,
+	},
+	time::{Duration, Instant},
+};
 
 const UNIT: u128 = 1_000_000_000_000;
 
@@ -202,4 +220,242 @@ fn removing_a_pass_signer_right_after_a_full_rotation_works() {
 		matches!(events.last(), Some(DspEvent::ClaimBatchProcessed { paid_items: 1, .. })),
 		"{events:?}"
 	);
+}
+
+/// Price per unit of the genesis demo stream 0.
+const DEMO_PRICE: u128 = dsp_runtime::genesis_config_presets::DEMO_STREAM_PRICE_PER_UNIT;
+/// The worker's pass settings in these tests (its defaults, passed explicitly: the P1 bound
+/// below is computed from them).
+const PASS_PERIOD_SECS: u64 = 120;
+const PASS_SLACK: f64 = 1.5;
+const PASSES_PER_MINUTE: u32 = 30;
+
+fn skip() -> bool {
+	let skip = std::env::var_os("DSP_SKIP_FFMPEG").is_some();
+	if skip {
+		eprintln!("DSP_SKIP_FFMPEG set: skipping the demo-stream test");
+	}
+	skip
+}
+
+/// `dsp-node --dev` with its worker and demo stream on loopback, once segments are stored;
+/// every new viewer is then admitted in P2P mode (max_streams 10, r = 100 %). Returns the
+/// node, the worker's TCP address and the genesis hash.
+fn p2p_demo_node(before_p2p: impl FnOnce(&str, [u8; 32])) -> (Node, String, [u8; 32]) {
+	let (period, slack) = (PASS_PERIOD_SECS.to_string(), PASS_SLACK.to_string());
+	let (passes, port) = (PASSES_PER_MINUTE.to_string(), free_port().to_string());
+	let args = [
+		&["--dev", "--port", &port, "--no-prometheus"][..],
+		&WORKER_ON_LOOPBACK[..],
+		&["--pass-period-secs", &period, "--pass-slack", &slack][..],
+		&["--stream-p2p-max-passes-per-minute", &passes][..],
+	]
+	.concat();
+	let node = Node::start(&args);
+	let load = node.wait_segments(2);
+	let tcp = load["tcp"].as_str().expect("worker TCP address").to_string();
+	let genesis: [u8; 32] = node.block_hash(0).into();
+	before_p2p(&tcp, genesis);
+	let settings = CapacitySettings { max_streams: 10, streaming_rate: Perbill::from_percent(100) };
+	must_succeed(
+		&node,
+		&pair("//Alice"),
+		dsp(DspCall::set_streamer_settings { settings: Some(settings) }),
+	);
+	node.wait_for("P2P from the first viewer", Duration::from_secs(30), || {
+		(node.live_load()["settings"]["p2pThreshold"] == 0).then_some(())
+	});
+	(node, tcp, genesis)
+}
+
+/// Attack 1: a client joins again and again with fresh viewer keys (each with a valid proof of
+/// possession), leaves at once and has a colluding seeder claim every pass in full. The chain
+/// pays at most the P1 bound over the sessions the worker admitted, and an honest seeder whose
+/// viewer stayed joined is paid in full alongside.
+#[test]
+fn fresh_viewer_keys_joining_for_a_colluding_seeder_are_paid_at_most_the_p1_bound() {
+	if skip() {
+		return;
+	}
+	// A direct viewer reads every segment header from the oldest held on: the largest
+	// bytes-per-second of any segment bounds the bitrate the worker measures over its window.
+	let max_rate = Arc::new(AtomicU64::new(0));
+	let headers = Arc::new(AtomicU64::new(0));
+	let stop = Arc::new(AtomicBool::new(false));
+	let mut reader = None;
+	let (node, tcp, genesis) = p2p_demo_node(|tcp, genesis| {
+		let mut direct = Viewer::connect(tcp, genesis);
+		direct.subscribe_from(Start::At(0));
+		let (max_rate, headers, stop) = (max_rate.clone(), headers.clone(), stop.clone());
+		reader = Some(std::thread::spawn(move || {
+			while !stop.load(Ordering::Relaxed) {
+				let h = direct.header();
+				if h.duration_ms > 0 {
+					let rate = u64::from(h.byte_len) * 1000 / u64::from(h.duration_ms);
+					max_rate.fetch_max(rate, Ordering::Relaxed);
+				}
+				headers.fetch_add(1, Ordering::Relaxed);
+			}
+		}));
+	});
+	let (alice, eve, dave) = (pair("//Alice"), pair("//Eve"), pair("//Dave"));
+
+	// An honest P2P viewer joins first and stays joined through the attack.
+	let honest_key = pair("//HonestViewer");
+	let honest_joined = Instant::now();
+	let (honest_session, answer) = p2p_join(&tcp, genesis, 0, &honest_key);
+	let honest_pass = answer.expect("the honest viewer gets a pass");
+	assert_eq!(honest_pass.payload.issuer, alice.public());
+
+	// The attack: 40 joins with fresh keys from the same address, each left at once.
+	const JOINS: usize = 40;
+	let mut passes = Vec::new();
+	let mut admitted_ms = Vec::new();
+	let mut refused = Vec::new();
+	let attack = Instant::now();
+	for i in 0..JOINS {
+		let key = pair(&format!("//Sybil/{i}"));
+		let sent = Instant::now();
+		let (session, answer) = p2p_join(&tcp, genesis, 0, &key);
+		drop(session);
+		match answer {
+			Ok(pass) => {
+				assert_eq!(pass.payload.viewer, key.public());
+				passes.push((key, pass));
+				admitted_ms.push(sent.elapsed().as_millis() as u64);
+			}
+			Err((code, reason)) => refused.push((code, reason)),
+		}
+	}
+	let honest_ms = honest_joined.elapsed().as_millis() as u64;
+	drop(honest_session);
+	// New passes per address and minute are limited (the honest viewer's counts too), when
+	// the joins all fit in one minute, as they do unless the machine is very slow.
+	if attack.elapsed() < Duration::from_secs(60) {
+		assert!(passes.len() < PASSES_PER_MINUTE as usize, "{} passes", passes.len());
+	}
+	assert_eq!(passes.len() + refused.len(), JOINS);
+	for (code, reason) in &refused {
+		assert_eq!(*code, ErrorCode::Full, "{reason}");
+	}
+
+	// The colluding seeder Dave claims every pass in full.
+	let epoch = passes[0].1.payload.epoch;
+	let items: Vec<ClaimItem> = passes
+		.iter()
+		.map(|(key, pass)| ClaimItem {
+			pass: pass.clone(),
+			receipt: Signed::sign(
+				Receipt {
+					genesis_hash: genesis,
+					stream: 0,
+					epoch,
+					seeder: dave.public().0,
+					viewer: key.public(),
+					units: pass.payload.max_units,
+				},
+				key,
+			),
+		})
+		.collect();
+	let events = must_succeed(&node, &dave, dsp(DspCall::claim { items }));
+	let paid_units: u64 = events
+		.iter()
+		.filter_map(|e| match e {
+			DspEvent::Claimed { units, .. } => Some(*units),
+			_ => None,
+		})
+		.sum();
+	let dave_credits = node.call("dsp_credits", json!([address(&dave)]));
+	assert_eq!(balance(&dave_credits["available"]), u128::from(paid_units) * DEMO_PRICE);
+
+	// The honest seeder Eve relayed half of what the honest viewer's pass covers.
+	let honest_units = honest_pass.payload.max_units / 2;
+	assert!(honest_units > 0, "the worker measured the stream's bitrate");
+	let honest = ClaimItem {
+		pass: honest_pass.clone(),
+		receipt: Signed::sign(
+			Receipt {
+				genesis_hash: genesis,
+				stream: 0,
+				epoch: honest_pass.payload.epoch,
+				seeder: eve.public().0,
+				viewer: honest_key.public(),
+				units: honest_units,
+			},
+			&honest_key,
+		),
+	};
+	let events = must_succeed(&node, &eve, dsp(DspCall::claim { items: vec![honest] }));
+	assert!(
+		matches!(events.last(), Some(DspEvent::ClaimBatchProcessed { paid_items: 1, rejected_items: 0, amount, .. })
+			if *amount == u128::from(honest_units) * DEMO_PRICE),
+		"{events:?}"
+	);
+
+	// Every segment the worker held during the attack has been read by the direct viewer once
+	// two more headers came after it.
+	let seen = headers.load(Ordering::Relaxed);
+	node.wait_for("two more segment headers", Duration::from_secs(60), || {
+		(headers.load(Ordering::Relaxed) >= seen + 2).then_some(())
+	});
+	stop.store(true, Ordering::Relaxed);
+	let bitrate = max_rate.load(Ordering::Relaxed);
+	let (period_ms, slack) = (PASS_PERIOD_SECS * 1000, slack_permille(PASS_SLACK));
+	let bound: u64 = admitted_ms.iter().map(|ms| pass_units(bitrate, *ms, period_ms, slack)).sum();
+	eprintln!(
+		"attack 1: {JOINS} joins with fresh keys -> {} passes ({} refused: {:?}); colluding seeder \
+		 paid {paid_units} units ({} planck). P1 bound = sum over admitted sessions of \
+		 ceil(bitrate * (admitted + {PASS_PERIOD_SECS} s) * {PASS_SLACK} / 1024) with bitrate <= \
+		 {bitrate} B/s = {bound} units ({} planck); honest seeder paid {honest_units} units of \
+		 {honest_units} in full (its viewer joined {honest_ms} ms)",
+		passes.len(),
+		refused.len(),
+		refused.first().map(|r| &r.1),
+		u128::from(paid_units) * DEMO_PRICE,
+		u128::from(bound) * DEMO_PRICE,
+	);
+	assert!(paid_units > 0, "the passes the worker issued are payable");
+	assert!(paid_units <= bound, "paid {paid_units} units over the P1 bound {bound}");
+	if let Some(reader) = reader {
+		// The reader stops after its next header (one segment).
+		reader.join().expect("direct viewer read without error");
+	}
+}
+
+/// Attack 3: once the origin's withdrawal request is in a finalized block, the worker issues
+/// no new pass: the next P2P viewer is refused `Full` with the reason (it moves on to other
+/// streamers, which may serve it directly), instead of getting a pass that may not be paid.
+#[test]
+fn a_withdrawal_request_stops_pass_issuance_within_one_finalized_block() {
+	if skip() {
+		return;
+	}
+	let (node, tcp, genesis) = p2p_demo_node(|_, _| {});
+	let alice = pair("//Alice");
+	let (_before, answer) = p2p_join(&tcp, genesis, 0, &pair("//Before"));
+	answer.expect("a pass while the origin's escrow covers it");
+
+	must_succeed(&node, &alice, dsp(DspCall::fund_escrow { amount: UNIT }));
+	must_succeed(&node, &alice, dsp(DspCall::request_escrow_withdrawal { amount: UNIT }));
+	// `submit` returned once the block holding the request was imported: it is at or below
+	// the best block now.
+	let requested_by = node.best_number();
+	let finalized = node.wait_for("the request finalized", Duration::from_secs(60), || {
+		let f = node.finalized_number();
+		(f >= requested_by).then_some(f)
+	});
+	let stream = node.call("dsp_stream", json!([0]));
+	assert_eq!(stream["passesOpen"], false, "{stream}");
+	let (_after, answer) = p2p_join(&tcp, genesis, 0, &pair("//After"));
+	match answer {
+		Err((ErrorCode::Full, reason)) => {
+			assert!(reason.contains("no passes for stream 0"), "{reason}");
+			eprintln!(
+				"withdrawal requested by block #{requested_by}, finalized #{finalized}: the next \
+				 P2P viewer was refused Full: {reason}"
+			);
+		}
+		other => panic!("expected Full after the withdrawal request, got {other:?}"),
+	}
 }

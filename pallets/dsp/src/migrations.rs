@@ -5,19 +5,25 @@
 pub mod v1 {
 	use crate::{
 		pallet::{Config, Origins, Pallet, RevocationExpiry, RevokedSigners, Streams},
-		BalanceOf, OriginInfo, PendingWithdrawal, StreamEscrow, StreamInfo,
+		BalanceOf, HoldReason, OriginInfo, PendingWithdrawal, StreamEscrow, StreamInfo, LOG_TARGET,
 	};
+	use alloc::collections::BTreeMap;
 	use codec::{Decode, Encode, MaxEncodedLen};
 	use dsp_primitives::{EpochIndex, PublicKey, Units};
 	use frame_support::{
 		migrations::VersionedMigration,
-		traits::{Get, UncheckedOnRuntimeUpgrade},
+		storage::unhashed,
+		traits::{
+			fungible::MutateHold,
+			tokens::{Fortitude, Precision, Restriction},
+			Get, UncheckedOnRuntimeUpgrade,
+		},
 		weights::Weight,
 		BoundedVec,
 	};
 	use frame_system::pallet_prelude::BlockNumberFor;
 	use scale_info::TypeInfo;
-	use sp_runtime::traits::Bounded;
+	use sp_runtime::traits::{One, Saturating, Zero};
 
 	/// The version 0 layout of an origin record.
 	#[derive(Encode, Decode, TypeInfo, MaxEncodedLen)]
@@ -62,23 +68,55 @@ pub mod v1 {
 	/// [`MigrateV0ToV1`]).
 	///
 	/// - Each origin's revoked signers move to [`RevokedSigners`] with their expiry, unchanged.
-	/// - Streams created before version 1 never stated an epoch budget: they get an unlimited
-	///   one and an empty commitment. They pay only what their origin commits to them with
-	///   `fund_stream`, and without the per-epoch guarantee; origins should close them and
-	///   create new streams.
+	/// - Version 0 paid every claim out of the origin's escrow. Version 1 pays only out of stream
+	///   commitments, so the origin's escrow (less a pending withdrawal's amount) moves into
+	///   the commitments of its streams that are still claimable (open, or closed less than a
+	///   claim window ago), in equal shares: traffic served before the upgrade stays payable.
+	/// - Such a stream's epoch budget is its share over the claimable epochs,
+	///   `max(1, share / (ClaimWindow + 1))`, and its carving starts at the oldest claimable
+	///   epoch: every epoch still claimable at the upgrade gets an equal part, instead of the
+	///   first one claimed taking all. What an epoch leaves unpaid returns to the pool when its
+	///   window closes and pays later epochs.
+	/// - A stream that gets nothing (its origin had no escrow, or it is no longer claimable)
+	///   gets an epoch budget of 0: it pays nothing and issues no passes
+	///   (`StreamView::passes_open` is false). A version 0 stream never stated a budget, so
+	///   none can be made up for it: its origin closes it and creates a new stream.
 	pub struct InnerMigrateV0ToV1<T>(core::marker::PhantomData<T>);
 
 	impl<T: Config> UncheckedOnRuntimeUpgrade for InnerMigrateV0ToV1<T> {
 		fn on_runtime_upgrade() -> Weight {
 			let (mut reads, mut writes) = (0u64, 0u64);
 			let current = Pallet::<T>::current_epoch();
-			Origins::<T>::translate::<OldOriginInfo<T>, _>(|who, old| {
+			let window = T::ClaimWindow::get();
+			let oldest_claimable = current.saturating_sub(window);
+			let claimable = |s: &OldStreamInfo<T::AccountId, BalanceOf<T>>| {
+				s.closed_in_epoch.is_none_or(|closed| closed.saturating_add(window) >= current)
+			};
+			// Per origin: what it commits, and to how many streams (read before any rewrite).
+			let mut shares: BTreeMap<T::AccountId, (BalanceOf<T>, u32)> = BTreeMap::new();
+			for id in Streams::<T>::iter_keys() {
 				reads += 1;
+				let key = Streams::<T>::hashed_key_for(id);
+				let Some(old) = unhashed::get::<OldStreamInfo<T::AccountId, BalanceOf<T>>>(&key)
+				else {
+					continue;
+				};
+				if claimable(&old) {
+					shares.entry(old.origin.clone()).or_insert((Zero::zero(), 0)).1 += 1;
+				}
+			}
+			Origins::<T>::translate::<OldOriginInfo<T>, _>(|who, old| {
+				reads += 2;
 				writes += 1;
 				for (key, last) in old.revoked_signers.iter() {
 					RevokedSigners::<T>::insert(&who, key, *last);
 					RevocationExpiry::<T>::insert((*last, &who, key), ());
 					writes += 2;
+				}
+				if let Some(share) = shares.get_mut(&who) {
+					let pending =
+						old.pending_withdrawal.as_ref().map_or(Zero::zero(), |p| p.amount);
+					share.0 = Pallet::<T>::escrow_of(&who).saturating_sub(pending);
 				}
 				Some(OriginInfo {
 					signing_key: old.signing_key,
@@ -91,9 +129,52 @@ pub mod v1 {
 					retired_at: old.retired_at,
 				})
 			});
-			Streams::<T>::translate::<OldStreamInfo<T::AccountId, BalanceOf<T>>, _>(|_, old| {
+			let pallet_account = Pallet::<T>::account_id();
+			Streams::<T>::translate::<OldStreamInfo<T::AccountId, BalanceOf<T>>, _>(|id, old| {
 				reads += 1;
 				writes += 1;
+				let mut commitment = BalanceOf::<T>::zero();
+				if claimable(&old) {
+					if let Some((escrow, streams)) = shares.get_mut(&old.origin) {
+						// Equal shares; the last stream of the origin takes the remainder.
+						let share = if *streams <= 1 {
+							*escrow
+						} else {
+							*escrow / BalanceOf::<T>::from(*streams)
+						};
+						*streams = streams.saturating_sub(1);
+						if !share.is_zero() {
+							writes += 3;
+							match T::Currency::transfer_on_hold(
+								&HoldReason::Escrow.into(),
+								&old.origin,
+								&pallet_account,
+								share,
+								Precision::Exact,
+								Restriction::Free,
+								Fortitude::Polite,
+							) {
+								Ok(_) => {
+									*escrow = escrow.saturating_sub(share);
+									commitment = share;
+								}
+								Err(e) => log::error!(
+									target: LOG_TARGET,
+									"v0 -> v1: committing {share:?} of {:?}'s escrow to stream {id}: {e:?}",
+									old.origin
+								),
+							}
+						}
+					}
+				}
+				let (epoch_budget, escrow) = if commitment.is_zero() {
+					(Zero::zero(), StreamEscrow::starting_at(current))
+				} else {
+					let epochs: BalanceOf<T> = window.saturating_add(1).into();
+					let mut escrow = StreamEscrow::starting_at(oldest_claimable);
+					escrow.pool = commitment;
+					((commitment / epochs).max(One::one()), escrow)
+				};
 				Some(StreamInfo {
 					origin: old.origin,
 					bitrate_kbps: old.bitrate_kbps,
@@ -101,8 +182,8 @@ pub mod v1 {
 					viewer_cap_per_epoch: old.viewer_cap_per_epoch,
 					closed_in_epoch: old.closed_in_epoch,
 					deposit: old.deposit,
-					epoch_budget: BalanceOf::<T>::max_value(),
-					escrow: StreamEscrow::starting_at(0),
+					epoch_budget,
+					escrow,
 				})
 			});
 			T::DbWeight::get().reads_writes(reads, writes)
@@ -124,10 +205,94 @@ mod tests {
 	use super::v1::{MigrateV0ToV1, OldOriginInfo, OldStreamInfo};
 	use crate::{mock::*, pallet::*};
 	use frame_support::{
+		assert_ok,
 		storage::unhashed,
-		traits::{GetStorageVersion, OnRuntimeUpgrade, StorageVersion},
+		traits::{fungible::MutateHold, GetStorageVersion, OnRuntimeUpgrade, StorageVersion},
 	};
 	use sp_core::Pair;
+
+	fn old_origin(pending: Option<Balance>) -> OldOriginInfo<Test> {
+		OldOriginInfo::<Test> {
+			signing_key: key("Origin").public(),
+			pass_signers: vec![key("Issuer").public()].try_into().unwrap(),
+			revoked_signers: Default::default(),
+			metadata: Default::default(),
+			deposit: 0,
+			open_streams: 2,
+			pending_withdrawal: pending.map(|amount| crate::PendingWithdrawal {
+				amount,
+				requested_epoch: 0,
+				unlocks_at: 1_000,
+			}),
+			retired_at: None,
+		}
+	}
+
+	fn old_stream(closed_in_epoch: Option<u32>) -> OldStreamInfo<AccountId, Balance> {
+		OldStreamInfo {
+			origin: account("Origin"),
+			bitrate_kbps: 500,
+			price_per_unit: 1,
+			viewer_cap_per_epoch: 10_000,
+			closed_in_epoch,
+			deposit: 0,
+		}
+	}
+
+	fn claim(seeder: &str, viewer: &str, stream: u64, epoch: u32, units: u64) -> Balance {
+		let item =
+			item(&key("Issuer"), &key(viewer), &account(seeder), stream, epoch, 10_000, units);
+		let before = Credits::<Test>::get(account(seeder)).available;
+		assert_ok!(Pallet::<Test>::claim(RuntimeOrigin::signed(account(seeder)), vec![item]));
+		Credits::<Test>::get(account(seeder)).available - before
+	}
+
+	/// Version 0 paid claims out of the origin's escrow. The migration used to leave every
+	/// stream with an empty commitment (traffic served before the upgrade unpayable) and an
+	/// unlimited budget carved from epoch 0 (the first funding all went to the oldest epoch
+	/// claimed). This test failed on that migration.
+	#[test]
+	fn v0_escrow_moves_into_the_claimable_streams_and_pays_pre_upgrade_traffic_in_every_epoch() {
+		new_test_ext().execute_with(|| {
+			StorageVersion::new(0).put::<Pallet<Test>>();
+			run_to_block(10 * EPOCH_LENGTH);
+			let current = Pallet::<Test>::current_epoch();
+			let who = account("Origin");
+			// 700 held as escrow, 100 of it asked back: 600 is committed, 300 to each of the
+			// two claimable streams (0 open, 1 closed in this epoch); stream 2 closed long ago.
+			assert_ok!(<Balances as MutateHold<_>>::hold(&HoldReason::Escrow.into(), &who, 700));
+			unhashed::put(&Origins::<Test>::hashed_key_for(&who), &old_origin(Some(100)));
+			unhashed::put(&Streams::<Test>::hashed_key_for(0), &old_stream(None));
+			unhashed::put(&Streams::<Test>::hashed_key_for(1), &old_stream(Some(current)));
+			unhashed::put(&Streams::<Test>::hashed_key_for(2), &old_stream(Some(1)));
+			let pallet_before = Balances::free_balance(Pallet::<Test>::account_id());
+
+			MigrateV0ToV1::<Test>::on_runtime_upgrade();
+
+			// Post-upgrade checks: the money moved, nothing was created or lost.
+			assert_eq!(Pallet::<Test>::escrow_of(&who), 100, "the pending withdrawal stays");
+			let epochs = Balance::from(CLAIM_WINDOW + 1);
+			for id in [0, 1] {
+				let s = Streams::<Test>::get(id).expect("v1 layout");
+				assert_eq!(s.escrow.total(), 300, "stream {id}");
+				assert_eq!(s.epoch_budget, 300 / epochs, "stream {id}");
+			}
+			let gone = Streams::<Test>::get(2).expect("v1 layout");
+			assert_eq!((gone.escrow.total(), gone.epoch_budget), (0, 0));
+			assert_eq!(Balances::free_balance(Pallet::<Test>::account_id()), pallet_before + 600);
+
+			// Traffic of the oldest claimable epoch, served before the upgrade, is paid up to
+			// that epoch's share; so is every later epoch: the first claim took only its own.
+			let oldest = current - CLAIM_WINDOW;
+			assert_eq!(claim("Seeder", "V1", 0, oldest, 150), 100);
+			assert_eq!(claim("Seeder", "V2", 0, oldest + 1, 50), 50);
+			assert_eq!(claim("Seeder2", "V3", 0, current, 100), 100);
+			assert_eq!(claim("Seeder2", "V4", 1, current, 80), 80);
+			let s = Streams::<Test>::get(0).unwrap();
+			assert_eq!(s.escrow.total(), 300 - 250);
+			assert_eq!(s.escrow.left_for(oldest + 1), 50);
+		});
+	}
 
 	#[test]
 	fn v0_records_are_read_back_in_the_v1_layout() {
@@ -165,7 +330,8 @@ mod tests {
 			assert!(RevocationExpiry::<Test>::contains_key((3, &who, key("B").public())));
 			let stream = Streams::<Test>::get(4).expect("stream decodes in the v1 layout");
 			assert_eq!((stream.price_per_unit, stream.closed_in_epoch), (7, Some(2)));
-			assert_eq!(stream.epoch_budget, Balance::max_value());
+			// Its origin had no escrow: nothing committed, no budget, no passes.
+			assert_eq!(stream.epoch_budget, 0);
 			assert_eq!(stream.escrow.total(), 0);
 			// Run again: versioned, so it is a no-op.
 			MigrateV0ToV1::<Test>::on_runtime_upgrade();

@@ -402,11 +402,22 @@ impl SeederLedger {
 		}
 	}
 
-	/// Whether `viewer` may be served more: it has a pass, and the units served (rounded up)
-	/// exceed its latest receipt by at most `slack_units`.
+	/// Whether `viewer` may be served more: it has a pass that covers more than was served
+	/// ([`Self::pass_room`]), and the units served (rounded up) exceed its latest receipt by at
+	/// most `slack_units`.
 	pub fn may_serve(&self, stream: StreamId, viewer: &PublicKey, epoch: EpochIndex) -> bool {
-		self.entries.get(&key_of(stream, viewer, epoch)).is_some_and(|e| {
-			e.served_bytes.div_ceil(UNIT_BYTES) <= e.receipted_units() + self.config.slack_units
+		self.pass_room(stream, viewer, epoch) > 0
+			&& self.entries.get(&key_of(stream, viewer, epoch)).is_some_and(|e| {
+				e.served_bytes.div_ceil(UNIT_BYTES) <= e.receipted_units() + self.config.slack_units
+			})
+	}
+
+	/// Bytes `viewer` may still be served under the pass held: its `max_units` in bytes less
+	/// what was served (0 without a pass). The chain pays at most a pass's `max_units` for a
+	/// viewer, so a chunk beyond this is served for nothing; a renewed pass raises it.
+	pub fn pass_room(&self, stream: StreamId, viewer: &PublicKey, epoch: EpochIndex) -> u64 {
+		self.entries.get(&key_of(stream, viewer, epoch)).map_or(0, |e| {
+			e.pass.payload.max_units.saturating_mul(UNIT_BYTES).saturating_sub(e.served_bytes)
 		})
 	}
 
@@ -625,6 +636,21 @@ pub(crate) mod tests {
 		assert!(l.may_serve(1, &viewer, 5));
 		// Other epochs are separate entries.
 		assert!(!l.may_serve(1, &viewer, 6));
+	}
+
+	#[test]
+	fn a_viewer_is_served_no_more_than_its_pass_can_be_paid_for() {
+		let mut l = ledger();
+		let viewer = pair("//Viewer").public();
+		assert_eq!(l.pass_room(1, &viewer, 5), 0, "no pass, no room");
+		let p = ViewerPass { max_units: 3, ..pass_for("//Viewer", 5).payload };
+		l.handle_pass(Signed::sign(p, &pair("//Issuer"))).unwrap();
+		assert_eq!(l.pass_room(1, &viewer, 5), 3 * UNIT_BYTES);
+		l.handle_served(1, &viewer, 5, 3 * UNIT_BYTES - 1);
+		assert!(l.may_serve(1, &viewer, 5));
+		l.handle_served(1, &viewer, 5, 1);
+		assert_eq!(l.pass_room(1, &viewer, 5), 0);
+		assert!(!l.may_serve(1, &viewer, 5), "the pass is used up, though the slack is not");
 	}
 
 	#[test]

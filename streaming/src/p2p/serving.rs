@@ -521,6 +521,15 @@ impl<P: PeerIdentity + Copy + Eq + Hash + Debug> Serving<P> {
 						.refuse(RefusalCode::ReceiptsBehind, "receipts lag beyond the slack");
 				}
 				match source.chunk(stream, sequence, index) {
+					// Beyond the pass's max_units the chain pays nothing: not served.
+					Some(data)
+						if data.len() as u64 > self.ledger.pass_room(stream, &viewer, epoch) =>
+					{
+						self.refuse(
+							RefusalCode::NoPass,
+							"the pass's max_units are served: present a renewed pass",
+						)
+					}
 					Some(data) => {
 						self.ledger.handle_served(stream, &viewer, epoch, data.len() as u64);
 						self.changed_epochs.insert(epoch);

@@ -1,6 +1,8 @@
 //! Benchmark: how many receipts the chain verifies and settles per block, in a real run.
 //!
-//!     bash scripts/bench-claims.sh [RECEIPTS]      (default 5000; builds a release dsp-node)
+//!     bash scripts/bench-claims.sh [--profile release|dev] [RECEIPTS]   (default 5000)
+//!
+//! (`--help` of the script says which node it builds; `DSP_NODE_BIN` measures a given one.)
 //!
 //! Starts `dsp-node --dev` (manual seal: a block as soon as transactions are ready, each block
 //! filled up to the runtime's weight limit), builds `RECEIPTS` (pass, receipt) pairs of distinct
@@ -35,6 +37,8 @@ const UNITS: u64 = 100;
 const SEEDERS: [&str; 5] = ["//Bob", "//Charlie", "//Dave", "//Eve", "//Ferdie"];
 /// Block time the goal is stated for.
 const BLOCK_TIME_MS: f64 = 6000.0;
+/// Receipts one 6 s block must settle (issue 11).
+const GOAL_PER_BLOCK: usize = 4000;
 
 fn main() {
 	let receipts: usize = match std::env::args().nth(1).map(|a| a.parse()) {
@@ -197,7 +201,11 @@ fn main() {
 		per_item as f64 / 1e6,
 		max_normal as f64 / 1e9
 	);
-	println!("[claims] fullest block #{n}: {paid} receipts verified and settled (goal >= 1000 per 6 s block)");
+	println!(
+		"[claims] fullest block #{n}: {paid} receipts verified and settled (goal >= \
+		 {GOAL_PER_BLOCK} per 6 s block: {})",
+		if paid >= GOAL_PER_BLOCK { "met" } else { "NOT met" }
+	);
 	if let Some(ms) = ms {
 		let measured_us = ms as f64 * 1000.0 / paid as f64;
 		println!(

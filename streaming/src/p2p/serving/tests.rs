@@ -144,6 +144,31 @@ fn receipts_behind_cut_service_until_a_new_receipt() {
 	assert_eq!(code(&s.handle_request(now, me, get(0), &st)), Some(RefusalCode::Banned));
 }
 
+/// A seeder serves no more than the viewer's pass can be paid for (the chain pays at most its
+/// `max_units`): a chunk that would take the bytes served beyond it is refused with `NoPass`,
+/// and served once a renewed pass with more units is presented. Failed before the fix: the
+/// second chunk was served, unpayable.
+#[test]
+fn a_chunk_beyond_the_passs_max_units_is_refused_until_a_renewed_pass() {
+	let (mut s, st, now, me) = (serving(Default::default()), store(), 0, peer(3));
+	let bind = |units| {
+		let p = ViewerPass { max_units: units, ..pass("//Viewer").payload };
+		Request::bound_pass(Signed::sign(p, &pair("//Issuer")), &pair("//Viewer"), &me)
+	};
+	// 6 units (6 KiB), within the slack of 7: one 4 KiB chunk fits, a second would reach 8.
+	assert_eq!(s.handle_request(now, me, bind(6), &st), Response::Ok);
+	assert!(matches!(s.handle_request(now, me, get(0), &st), Response::Chunk(_)));
+	let r = s.handle_request(now, me, get(1), &st);
+	assert!(
+		matches!(&r, Response::Refused { code: RefusalCode::NoPass, reason } if reason.contains("max_units")),
+		"{:?}",
+		code(&r)
+	);
+	// A renewed pass with more units lets service resume.
+	assert_eq!(s.handle_request(now, me, bind(100), &st), Response::Ok);
+	assert!(matches!(s.handle_request(now, me, get(1), &st), Response::Chunk(_)));
+}
+
 #[test]
 fn flooding_is_refused_then_banned_and_the_window_resets() {
 	let cfg =
