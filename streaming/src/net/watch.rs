@@ -127,6 +127,8 @@ pub enum WatchEvent {
 		discontinuity: bool,
 		/// The media bytes.
 		data: Vec<Bytes>,
+		/// Play time, ms (from the signed header): what a player model needs.
+		duration_ms: u32,
 		/// Transport in use when it was delivered.
 		transport: Option<Transport>,
 	},
@@ -145,6 +147,7 @@ impl WatchEvent {
 			sequence: d.segment.sequence(),
 			discontinuity: d.discontinuity,
 			data: d.segment.chunks.clone(),
+			duration_ms: d.segment.duration_ms(),
 			transport,
 		}
 	}

@@ -244,7 +244,7 @@ where
 	let mut got = Received::default();
 	while let Some(ev) = rx.recv().await {
 		match ev {
-			WatchEvent::Delivered { sequence, discontinuity, data, transport } => {
+			WatchEvent::Delivered { sequence, discontinuity, data, transport, .. } => {
 				got.segments.push((sequence, discontinuity, data.concat(), transport));
 				if let Some(t) = on_segment(sequence, &handle) {
 					handle.force_transport(t).await;

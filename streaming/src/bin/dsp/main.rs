@@ -24,6 +24,7 @@ mod publish;
 mod serve;
 mod sim;
 mod watch;
+mod watch_stats;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

@@ -2,7 +2,10 @@
 //! with `--server` or found on the chain; with `--p2p`, a P2P viewer when the server admits it
 //! in P2P mode.
 
-use crate::args::{hex32, pair_from_secret, public_key, verification, TransportArg};
+use crate::{
+	args::{hex32, pair_from_secret, public_key, verification, TransportArg},
+	watch_stats::{now_unix_ms, write_p2p, DirectStats},
+};
 use anyhow::{anyhow, bail, Context};
 use dsp_primitives::StreamId;
 use dsp_streaming::{
@@ -104,6 +107,13 @@ pub struct Args {
 	/// P2P: upload cap for serving neighbours, kbit/s.
 	#[arg(long, default_value_t = 1500)]
 	upload_kbps: u64,
+	/// Write a machine-readable summary of what the player saw to this file (JSON, rewritten
+	/// every second and when the viewer stops on Ctrl-C/SIGINT): startup, stalls and rebuffer
+	/// ratio of a real-time player model, gaps, duplicates, transport switches, and each
+	/// segment's arrival time (Unix ms). Off by default: the network lab
+	/// (`scripts/netlab.sh`) uses it.
+	#[arg(long, value_name = "FILE")]
+	stats_json: Option<PathBuf>,
 }
 
 pub async fn run(mut a: Args) -> anyhow::Result<()> {
@@ -170,13 +180,45 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
 			other => return other,
 		}
 	}
-	let handle = watch::start(config, None).await?;
+	let Some(path) = a.stats_json.clone() else {
+		let handle = watch::start(config, None).await?;
+		if let Some(url) = &handle.gateway_url {
+			println!("{url}");
+		}
+		// The viewer runs (and keeps the gateway up after the stream ends) until interrupted.
+		tokio::signal::ctrl_c().await?;
+		let stats = handle.stop().await;
+		info!(?stats, "stopped");
+		return Ok(());
+	};
+	let mut summary = DirectStats::new(path);
+	// The viewer waits for this receiver (it is the player): drained in the loop below.
+	let (tx, mut events) = tokio::sync::mpsc::channel(64);
+	let handle = watch::start(config, Some(tx)).await?;
 	if let Some(url) = &handle.gateway_url {
 		println!("{url}");
 	}
-	// The viewer runs (and keeps the gateway up after the stream ends) until interrupted.
-	tokio::signal::ctrl_c().await?;
-	let stats = handle.stop().await;
+	let mut tick = tokio::time::interval(Duration::from_secs(1));
+	loop {
+		tokio::select! {
+			_ = tokio::signal::ctrl_c() => break,
+			Some(ev) = events.recv() => summary.handle(&ev),
+			_ = tick.tick() => summary.write(None),
+		}
+	}
+	// Stop the viewer while still draining its events (it may be waiting on this channel).
+	let stop = handle.stop();
+	tokio::pin!(stop);
+	let stats = loop {
+		tokio::select! {
+			s = &mut stop => break s,
+			Some(ev) = events.recv() => summary.handle(&ev),
+		}
+	};
+	while let Ok(ev) = events.try_recv() {
+		summary.handle(&ev);
+	}
+	summary.write(Some(&stats));
 	info!(?stats, "stopped");
 	Ok(())
 }
@@ -273,9 +315,16 @@ async fn watch_p2p(a: &Args, direct: &WatchConfig) -> anyhow::Result<()> {
 		println!("{url}");
 	}
 	let mut status = tokio::time::interval(Duration::from_secs(a.status_interval_secs.max(1)));
+	let started_unix_ms = now_unix_ms();
+	let mut summary_tick = tokio::time::interval(Duration::from_secs(1));
 	loop {
 		tokio::select! {
 			_ = tokio::signal::ctrl_c() => break,
+			_ = summary_tick.tick(), if a.stats_json.is_some() => {
+				if let Some(path) = &a.stats_json {
+					write_p2p(path, started_unix_ms, &handle.stats());
+				}
+			},
 			_ = status.tick(), if a.status_interval_secs > 0 => {
 				let s = handle.stats();
 				eprintln!(
@@ -293,6 +342,9 @@ async fn watch_p2p(a: &Args, direct: &WatchConfig) -> anyhow::Result<()> {
 		}
 	}
 	let stats = handle.stop().await?;
+	if let Some(path) = &a.stats_json {
+		write_p2p(path, started_unix_ms, &stats);
+	}
 	info!(?stats, "stopped");
 	Ok(())
 }
