@@ -75,6 +75,12 @@ pub struct StreamMemoryOptions {
 	/// 256: 16 publishers mid-way through a 16 MiB segment.
 	#[arg(long, value_name = "MIB", default_value_t = 256)]
 	pub stream_max_partial_mib: usize,
+
+	/// MiB of `--stream-max-partial-mib` the publishers of one origin hold together; a header
+	/// beyond it is refused (`OverBudget`). Default 32: two 16 MiB segments; a few origins
+	/// leaving segments half sent cannot hold the whole total (eight are needed).
+	#[arg(long, value_name = "MIB", default_value_t = 32)]
+	pub stream_max_partial_mib_per_origin: usize,
 }
 
 impl StreamMemoryOptions {
@@ -86,6 +92,9 @@ impl StreamMemoryOptions {
 			max_streams_per_origin: self.stream_max_streams_per_origin,
 			max_window_bytes: self.stream_max_window_mib.saturating_mul(MIB),
 			max_partial_bytes: self.stream_max_partial_mib.saturating_mul(MIB),
+			max_partial_bytes_per_origin: self
+				.stream_max_partial_mib_per_origin
+				.saturating_mul(MIB),
 		};
 	}
 }

@@ -366,6 +366,11 @@ impl Assembler {
 		self.current.as_ref().map_or(0, |c| c.header.payload.byte_len as usize)
 	}
 
+	/// The origin key this stream's segments are checked against.
+	pub fn origin(&self) -> &PublicKey {
+		&self.origin
+	}
+
 	/// Checks an end of stream against this stream's chain and origin key.
 	pub fn verify_end(&self, end: &Signed<StreamEnd>) -> Result<(), SegmentError> {
 		verify_end(end, &self.genesis_hash, self.stream, &self.origin)

@@ -48,7 +48,17 @@ async fn mixed_run(
 	sessions: usize,
 	ready: impl Fn(&AttackReport) -> bool,
 ) -> (Honest, AttackReport) {
-	let server = server(serve_config()).await;
+	mixed_run_with(serve_config(), attack, sessions, ready).await
+}
+
+/// [`mixed_run`] against a server with `config`.
+async fn mixed_run_with(
+	config: dsp_streaming::net::serve::ServeConfig,
+	attack: Attack,
+	sessions: usize,
+	ready: impl Fn(&AttackReport) -> bool,
+) -> (Honest, AttackReport) {
+	let server = server(config).await;
 	let config = Arc::new(LoadConfig {
 		server: tcp(&server),
 		publish_to: tcp(&server),
@@ -164,6 +174,41 @@ async fn a_replayed_earlier_broadcast_reaches_no_honest_viewer() {
 		assert_eq!(report.segments_accepted, 0, "{report}");
 		assert_eq!(report.bytes_accepted, 0, "{report}");
 		assert!(report.reasons.get("BadSignature").copied().unwrap_or(0) >= 8, "{report}");
+	})
+	.await
+	.expect("test timed out");
+}
+
+/// Issue 12 finding of `scripts/bench-attacks.sh`: a registered origin's publishers that leave
+/// segments half sent filled the server-wide partial-segment budget, and the honest publisher
+/// of another origin was refused `OverBudget` at its next header, so its viewers got nothing.
+/// Scaled down: a 4 MiB partial budget, attacking sessions of 2 MiB each; the attacker's origin
+/// may hold at most 2 MiB of it (`max_partial_bytes_per_origin`), so the honest origin's
+/// segments still fit. With the share at the whole budget (as before the fix) this fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_segments_of_another_origin_do_not_starve_an_honest_publisher() {
+	use dsp_streaming::net::attack::memory::{MemoryAttack, MemoryPlan};
+	use sp_core::Pair;
+	tokio::time::timeout(TEST_TIMEOUT, async {
+		init_logs();
+		let attacker = sp_core::sr25519::Pair::from_string("//AttackOrigin", None).unwrap();
+		let streams = vec![1000, 1001];
+		let mut config = serve_config();
+		let mut keys = (*config.session.origin_keys).clone();
+		for s in &streams {
+			keys.per_stream.insert(*s, attacker.public());
+		}
+		config.session.origin_keys = Arc::new(keys);
+		config.memory.max_partial_bytes = 4 << 20;
+		config.memory.max_partial_bytes_per_origin = 2 << 20;
+		let plan = MemoryPlan::new(4 << 20, 1 << 20, 2 << 20);
+		let attack = Attack::Memory(MemoryAttack { origins: vec![(attacker, streams)], plan });
+		let (honest, report) = mixed_run_with(config, attack, 0, |r| {
+			r.reasons.contains_key("OverBudget") || r.admitted >= 2
+		})
+		.await;
+		assert_unharmed(&honest);
+		drop(report);
 	})
 	.await
 	.expect("test timed out");

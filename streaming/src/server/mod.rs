@@ -33,7 +33,7 @@ mod window;
 pub use admission::{Admission, AdmissionStats, RedirectList, DEFAULT_MAX_P2P_SESSIONS};
 pub use keys::{OriginKeys, StreamDirectory};
 pub use lookup_budget::{LookupBudget, LookupBudgetConfig};
-pub use memory::{ByteBudget, MemoryConfig, PartialReservation};
+pub use memory::{ByteBudget, MemoryConfig, PartialBudget, PartialRefused, PartialReservation};
 pub use per_address::{AddressKey, AddressUsage, PerAddress, PerAddressConfig, PerAddressRefusal};
 pub use session::{ServerSession, SessionConfig, SessionEvent, SessionStats};
 pub use table::{StreamTable, StreamTableConfig};

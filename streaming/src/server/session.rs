@@ -295,6 +295,15 @@ impl ServerSession {
 		}
 	}
 
+	/// The origin key a publisher publishes for (proved at `Publish`), `None` before that or
+	/// for a viewer: whose share of the partial-segment budget [`Self::assembling_bytes`] is.
+	pub fn publishing_origin(&self) -> Option<PublicKey> {
+		match &self.state {
+			State::Publisher(Some((_, asm))) => Some(*asm.origin()),
+			_ => None,
+		}
+	}
+
 	/// Whether the connection has not completed its handshake yet: no `Hello`, or a viewer's
 	/// `Hello` not answered (what per-address limits count as a handshake in flight).
 	pub fn in_handshake(&self) -> bool {
@@ -545,8 +554,9 @@ impl ServerSession {
 				}
 				State::Publisher(Some((stream, asm)))
 			}
-			(State::Publisher(Some((stream, mut asm))), Message::Chunk(c)) => {
+			(State::Publisher(Some((stream, mut asm))), Message::Chunk(mut c)) => {
 				let frame = prefixed(&body);
+				c.data = data_in_frame(&body, &frame, &c.data);
 				match asm.handle_chunk(c, frame) {
 					Err(e) => {
 						return self.fail_as(publisher, None, e.code(), e.to_string());
@@ -1009,6 +1019,21 @@ fn newer_broadcast(fed: &mut Option<u64>, lookup: &Lookup) -> bool {
 
 /// The whole frame (length prefix + body) for a body that the decoder split off its prefix.
 /// Copies the body once per received frame; viewers then share this one copy.
+/// `data`, decoded as a slice of `body` (the read buffer), as the same bytes of `frame` (the
+/// exact-size copy [`prefixed`] made): the window then keeps one allocation per chunk. A slice
+/// of the read buffer would keep that whole buffer alive next to the copy, up to three times
+/// the media bytes the memory budgets count.
+fn data_in_frame(body: &Bytes, frame: &Bytes, data: &Bytes) -> Bytes {
+	let start = (data.as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+	match start {
+		Some(start) if start.saturating_add(data.len()) <= body.len() => {
+			let start = start + crate::protocol::LENGTH_PREFIX;
+			frame.slice(start..start + data.len())
+		}
+		_ => Bytes::copy_from_slice(data),
+	}
+}
+
 fn prefixed(body: &Bytes) -> Bytes {
 	let mut v = Vec::with_capacity(4 + body.len());
 	v.extend_from_slice(&(body.len() as u32).to_le_bytes());

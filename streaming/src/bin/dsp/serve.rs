@@ -234,6 +234,11 @@ pub struct MemoryArgs {
 	/// Default 256: 16 publishers mid-way through a 16 MiB segment.
 	#[arg(long, value_name = "MIB", default_value_t = 256)]
 	max_partial_mib: usize,
+	/// MiB of --max-partial-mib the publishers of one origin hold together; a header beyond
+	/// it is refused with `OverBudget`. Default 32: two 16 MiB segments; a few origins leaving
+	/// segments half sent cannot hold the whole total (eight are needed).
+	#[arg(long, value_name = "MIB", default_value_t = 32)]
+	max_partial_mib_per_origin: usize,
 	/// With --record-dir: MiB of recordings kept; beyond it whole recordings are deleted,
 	/// least recently written first (never the one being written). Default 10240 (10 GiB).
 	#[arg(long, value_name = "MIB", default_value_t = 10 * 1024)]
@@ -252,6 +257,7 @@ impl MemoryArgs {
 			max_streams_per_origin: self.max_streams_per_origin,
 			max_window_bytes: self.max_window_mib.saturating_mul(MIB),
 			max_partial_bytes: self.max_partial_mib.saturating_mul(MIB),
+			max_partial_bytes_per_origin: self.max_partial_mib_per_origin.saturating_mul(MIB),
 		};
 		config.record_retention = Retention {
 			max_bytes: self.record_max_mib.saturating_mul(MIB as u64),

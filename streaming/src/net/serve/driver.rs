@@ -627,16 +627,10 @@ impl<W: FrameSink> SessionDriver<W> {
 				return self.core.close(ErrorCode::OverBudget, reason);
 			}
 		}
-		let budget = &self.shared.partial_bytes;
-		if !self.partial.sync(budget, assembling) {
+		let Some(origin) = self.core.publishing_origin() else { return };
+		if let Err(refused) = self.partial.sync(&self.shared.partial_bytes, &origin, assembling) {
 			self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
-			let reason = format!(
-				"segment of {assembling} bytes does not fit the partial-segment budget \
-				 ({} of {} bytes held by other publishers; max_partial_bytes)",
-				budget.used(),
-				budget.max()
-			);
-			self.core.close(ErrorCode::OverBudget, reason);
+			self.core.close(ErrorCode::OverBudget, refused.to_string());
 		}
 	}
 

@@ -13,8 +13,8 @@ use crate::{
 	protocol::{ErrorCode, Role, ServerAddrs, Transport},
 	segment::Segment,
 	server::{
-		Admission, BroadcastMark, ByteBudget, Inserted, LiveWindow, LookupBudget, PerAddress,
-		RedirectList, Stale, StreamTable,
+		Admission, BroadcastMark, ByteBudget, Inserted, LiveWindow, LookupBudget, PartialBudget,
+		PerAddress, RedirectList, Stale, StreamTable,
 	},
 };
 use bytes::Bytes;
@@ -147,7 +147,7 @@ pub(super) struct Shared {
 	pub(super) window_bytes: Arc<ByteBudget>,
 	/// Bytes of segments being assembled by all publishers
 	/// ([`MemoryConfig::max_partial_bytes`]).
-	pub(super) partial_bytes: ByteBudget,
+	pub(super) partial_bytes: PartialBudget,
 	/// Streams each origin holds through its publishers. Changed only with the stream table
 	/// locked (opening and freeing streams), so the count and the table agree.
 	origin_streams: Mutex<HashMap<PublicKey, usize>>,
@@ -204,7 +204,10 @@ impl Shared {
 			switches: Default::default(),
 			clock: Clock::new(),
 			window_bytes: Arc::new(ByteBudget::new(config.memory.max_window_bytes)),
-			partial_bytes: ByteBudget::new(config.memory.max_partial_bytes),
+			partial_bytes: PartialBudget::new(
+				config.memory.max_partial_bytes,
+				config.memory.max_partial_bytes_per_origin,
+			),
 			origin_streams: Mutex::new(HashMap::new()),
 			over_budget: AtomicU64::new(0),
 			per_address: Mutex::new(PerAddress::new(config.per_address.clone())),

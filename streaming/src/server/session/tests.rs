@@ -218,6 +218,14 @@ fn publisher_segments_are_verified_stored_and_acked() {
 	assert!(matches!(events[0], SessionEvent::Publishing(1)));
 	let SessionEvent::SegmentReceived(got) = &events[1] else { panic!("{events:?}") };
 	assert_eq!(got.frames, segment.frames);
+	assert_eq!(got.chunks, segment.chunks);
+	// What the window keeps of a chunk is its frame's copy, not also the buffer the frame was
+	// read into (which a slice of it would keep alive): each chunk's data lies in its frame.
+	for (chunk, frame) in got.chunks.iter().zip(&got.frames[1..]) {
+		let (start, end) = (frame.as_ptr() as usize, frame.as_ptr() as usize + frame.len());
+		let data = chunk.as_ptr() as usize;
+		assert!(start <= data && data + chunk.len() <= end, "chunk data outside its frame");
+	}
 	assert!(matches!(&events[2], SessionEvent::End(e) if *e == the_end), "{events:?}");
 	let msgs = sent(&mut s);
 	assert!(matches!(msgs[1], Message::Ack { stream: 1, sequence: 7 }));
