@@ -26,6 +26,9 @@ bash scripts/build.sh
 step "tests"
 cargo test --locked --workspace
 
+step "network lab, short scenario (rate step + UDP blackhole; skips without root/netns)"
+bash scripts/netlab.sh ci
+
 step "pallet benchmarks, run as tests"
 cargo test --locked -p pallet-dsp --features runtime-benchmarks benchmarking
 
