@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use dsp_primitives::{PublicKey, StreamId};
 use dsp_streaming::{
-	net::tls,
+	net::{attack::slow_handshake::one_way_relay, tls},
 	protocol::{
 		encode_frame, publish_proof, ErrorCode, FrameDecoder, Message, Role, Start, CHALLENGE_LEN,
 		PROTOCOL_VERSION,
@@ -27,7 +27,7 @@ use std::{
 };
 use tokio::{
 	io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
-	net::{TcpSocket, TcpStream, UdpSocket},
+	net::{TcpSocket, TcpStream},
 };
 
 /// How long a test waits for one answer of the server.
@@ -256,48 +256,6 @@ async fn a_publish_proof_replayed_on_another_session_is_refused() {
 	.expect("test timed out");
 }
 
-/// A UDP relay to `server` that forwards what the client sends and drops every answer,
-/// counting them: a client that cannot receive at its address, as a spoofed one.
-struct OneWayRelay {
-	addr: SocketAddr,
-	answers_dropped: Arc<AtomicU64>,
-	task: tokio::task::JoinHandle<()>,
-}
-
-impl OneWayRelay {
-	async fn start(server: SocketAddr) -> OneWayRelay {
-		let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-		let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-		back.connect(server).await.unwrap();
-		let addr = front.local_addr().unwrap();
-		let answers_dropped = Arc::new(AtomicU64::new(0));
-		let dropped = answers_dropped.clone();
-		let task = tokio::spawn(async move {
-			let (mut up, mut down) = (vec![0u8; 65536], vec![0u8; 65536]);
-			loop {
-				tokio::select! {
-					r = front.recv_from(&mut up) => {
-						let Ok((n, _)) = r else { return };
-						let _ = back.send(&up[..n]).await;
-					},
-					r = back.recv(&mut down) => {
-						if r.is_ok() {
-							dropped.fetch_add(1, Ordering::Relaxed);
-						}
-					},
-				}
-			}
-		});
-		OneWayRelay { addr, answers_dropped, task }
-	}
-}
-
-impl Drop for OneWayRelay {
-	fn drop(&mut self) {
-		self.task.abort();
-	}
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_clients_that_cannot_receive_hold_no_permit() {
 	tokio::time::timeout(TEST_TIMEOUT, async {
@@ -316,14 +274,14 @@ async fn quic_clients_that_cannot_receive_hold_no_permit() {
 		let mut relays = Vec::new();
 		let mut attempts = Vec::new();
 		for _ in 0..2 {
-			let relay = OneWayRelay::start(quic_addr).await;
+			let relay = one_way_relay([127, 0, 0, 1].into(), quic_addr).await.unwrap();
 			let ep = tls::endpoint(([127, 0, 0, 1], 0).into(), None, 1 << 20).unwrap();
-			let connecting = ep.connect_with(client_cfg.clone(), relay.addr, tls::SERVER_NAME);
+			let connecting = ep.connect_with(client_cfg.clone(), relay.0, tls::SERVER_NAME);
 			attempts.push((ep, tokio::spawn(async move { connecting.unwrap().await.is_ok() })));
 			relays.push(relay);
 		}
-		for relay in &relays {
-			let dropped = relay.answers_dropped.clone();
+		for (_, answers_dropped) in &relays {
+			let dropped = answers_dropped.clone();
 			wait_until("the server answered the spoofed client", || {
 				dropped.load(Ordering::Relaxed) > 0
 			})

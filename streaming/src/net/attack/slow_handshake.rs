@@ -107,9 +107,10 @@ async fn unanswered_quic(target: &AttackTarget, c: &Arc<AttackCounters>) {
 }
 
 /// A UDP relay to `server` whose server side is bound to `source`: forwards what the client
-/// sends and drops every answer, counting them. Returns the client-side address. The relay
-/// lives until the client stops sending for 20 s.
-async fn one_way_relay(
+/// sends and drops every answer, counting them (a client that cannot receive at its address,
+/// as a spoofed one). Returns the client-side address and the count. The relay lives until the
+/// client stops sending for 20 s.
+pub async fn one_way_relay(
 	source: IpAddr,
 	server: SocketAddr,
 ) -> std::io::Result<(SocketAddr, Arc<std::sync::atomic::AtomicU64>)> {
