@@ -325,6 +325,12 @@ impl StreamDirectory for CountingDirectory {
 		self.0.fetch_add(1, Ordering::Relaxed);
 		(stream == 1).then(|| origin().public())
 	}
+
+	/// Stream 1 is in the registry's cache (as an open stream is after its first lookup in
+	/// a block); other ids need a read.
+	fn cached_origin_key(&self, stream: StreamId) -> Option<Option<PublicKey>> {
+		(stream == 1).then(|| Some(origin().public()))
+	}
 }
 
 /// A viewer from `src` that subscribes to `stream`; the server's first answer after
@@ -367,6 +373,28 @@ async fn fresh_unknown_ids_from_one_address_cost_a_bounded_number_of_lookups() {
 		// Another address has its own budget: its lookup runs.
 		let m = subscribe_from([127, 0, 0, 2], addr, 5_000).await;
 		assert!(matches!(m, Some(Message::Error { code: ErrorCode::UnknownStream, .. })), "{m:?}");
+		assert_eq!(directory.0.load(Ordering::Relaxed), lookups + 1);
+		// The spent address (a NAT shared with the flooder) still finds the open stream the
+		// cache knows: nothing is charged or refused, and the session is not told
+		// `UnknownStream` (the `Pong` comes after the server handled the `Subscribe`).
+		let refused = server.stats().lookups_refused;
+		let (mut s, m) = viewer_hello([127, 0, 0, 1], addr).await;
+		assert!(matches!(m, Some(Message::Welcome { .. })), "{m:?}");
+		let subscribe = Message::Subscribe { stream: 1, start: Start::Live { back: 0 } };
+		s.write_all(&encode_frame(&subscribe)).await.unwrap();
+		s.write_all(&encode_frame(&Message::Ping(7))).await.unwrap();
+		let mut dec = FrameDecoder::new(u32::MAX);
+		loop {
+			match next(&mut s, &mut dec).await {
+				Some(Message::Pong(7)) => break,
+				Some(Message::Error { code, reason }) => {
+					panic!("open stream refused: {code:?} {reason}")
+				}
+				Some(_) => {}
+				None => panic!("closed before the Pong"),
+			}
+		}
+		assert_eq!(server.stats().lookups_refused, refused);
 		assert_eq!(directory.0.load(Ordering::Relaxed), lookups + 1);
 		server.shutdown().await;
 	})

@@ -315,6 +315,25 @@ impl<C: ChainView> StreamDirectory for ChainRegistry<C> {
 		self.read_passes_open(stream)
 	}
 
+	fn cached_origin_key(&self, stream: StreamId) -> Option<Option<PublicKey>> {
+		let at = self.chain.finalized_hash();
+		{
+			let cache = self.cache.lock();
+			if cache.0 == at {
+				if let Some(key) = cache.1.get(&stream) {
+					return Some(*key);
+				}
+			}
+		}
+		// `UnknownStreams` answers closed ids and ids past `NextStreamId` without a read; a
+		// read it would need is reported as "not cached" (the closure) and changes nothing.
+		let now = self.clock.now();
+		match self.unknown.lock().lookup(at, now, stream, |_| None)? {
+			Found::Open(key) => Some(Some(key)),
+			Found::Closed | Found::Nothing => Some(None),
+		}
+	}
+
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
 		let at = self.chain.finalized_hash();
 		{
@@ -593,6 +612,30 @@ mod tests {
 		chain.finalize(2);
 		assert_eq!(registry.origin_key(0), Some(key("//NewKey")));
 		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), 2);
+	}
+
+	/// What the per-address lookup budget lets through for free: answers that need no read,
+	/// and nothing that does (asking reads nothing and changes nothing).
+	#[test]
+	fn cached_answers_read_nothing_and_reads_are_reported_as_not_cached() {
+		let chain = chain_with_streams([stream(0, "//Origin", true), stream(1, "//Origin", false)]);
+		let registry = ChainRegistry::new(chain.clone());
+		assert_eq!(registry.cached_origin_key(0), None, "not read yet");
+		assert_eq!(registry.cached_origin_key(9), None);
+		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), 0);
+		assert_eq!(registry.origin_key(0), Some(key("//Origin")));
+		assert_eq!(registry.origin_key(1), None);
+		assert_eq!(registry.origin_key(9), None);
+		let reads = chain.stream_reads.load(Ordering::Relaxed);
+		assert_eq!(registry.cached_origin_key(0), Some(Some(key("//Origin"))));
+		assert_eq!(registry.cached_origin_key(1), Some(None), "closed");
+		assert_eq!(registry.cached_origin_key(9), Some(None), "past NextStreamId");
+		assert_eq!(registry.cached_origin_key(1_000_000), Some(None));
+		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), reads);
+		// A new block: the open stream's key must be read again, so it is not cached.
+		chain.finalize(2);
+		assert_eq!(registry.cached_origin_key(0), None);
+		assert_eq!(chain.stream_reads.load(Ordering::Relaxed), reads);
 	}
 
 	#[test]

@@ -14,6 +14,14 @@ pub trait StreamDirectory: Send + Sync + std::fmt::Debug {
 	/// The key that must sign `stream`'s headers, or `None` if the stream is unknown or closed.
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey>;
 
+	/// What [`Self::origin_key`] would answer if answering costs nothing (a cache hit, open or
+	/// known absent): `Some(answer)`; `None` if it needs a read of the chain. A server's
+	/// per-address lookup budget charges only reads, so that an address that spent its budget
+	/// on fresh ids still finds the streams the cache knows. Default: every lookup may read.
+	fn cached_origin_key(&self, _stream: StreamId) -> Option<Option<PublicKey>> {
+		None
+	}
+
 	/// Whether a viewer pass for `stream` can be paid now: the node's registry answers from
 	/// the chain (the stream's origin committed escrow to it, this epoch's budget is not spent,
 	/// and no escrow withdrawal is requested). A server must not issue passes that cannot be

@@ -6,20 +6,21 @@
 //! 0.2 to 0.8 ms in a debug build). The node's `UnknownStreams` cache makes most unknown ids
 //! free, but not all (closed streams beyond those it remembers, one check per new block), and
 //! while one session names one stream and is closed when it is unknown, one address can open
-//! session after session, each with a fresh id. So each address has a token bucket: a lookup
-//! takes a token before it runs and gives it back if it found an open stream (their keys are
-//! cached per block, and honest viewers behind one NAT name the same few streams), so only
-//! lookups of unknown (or closed) ids are paid. A lookup the bucket cannot pay is not run: the
-//! stream is reported unknown, as it is for an unknown id (`Error { UnknownStream }`).
+//! session after session, each with a fresh id. So each address has a token bucket, and every
+//! lookup that reads the chain takes a token before it runs, whatever it finds; what the
+//! directory's cache answers (open streams of this block, ids `UnknownStreams` knows) is free
+//! and never refused (`StreamDirectory::cached_origin_key`), so honest viewers behind one NAT
+//! with a flooder still find the streams they watch. A lookup the bucket cannot pay is not
+//! run: the stream is reported unknown (`Error { UnknownStream }`).
 //!
-//! Call order: [`LookupBudget::try_take`] before a lookup for an address (do not look up if it
-//! fails), and [`LookupBudget::give_back`] once the lookup found an open stream.
+//! Call order: [`LookupBudget::try_take`] before a lookup that reads for an address (do not
+//! look up if it fails).
 //!
 //! Memory: one entry of about 64 bytes per address with tokens spent, at most
 //! [`LookupBudgetConfig::max_addresses`] (default 16 384: about 1 MiB). A full bucket is the
-//! same as none, so full ones are dropped first when the map is full; beyond that the least
-//! recently charged entry goes (that address starts again with a full bucket: an attacker with
-//! that many addresses has that many buckets anyway).
+//! same as none, so full ones are dropped (at most one sweep a second) when the map is full;
+//! if none is, a new address is refused until one refills: evicting a spent bucket would give
+//! its address a fresh burst.
 
 use super::per_address::AddressKey;
 use crate::{clock::Millis, p2p::upload::UploadCap};
@@ -61,6 +62,8 @@ struct Bucket {
 pub struct LookupBudget {
 	config: LookupBudgetConfig,
 	buckets: HashMap<AddressKey, Bucket>,
+	/// When full buckets were last dropped from a full map (one sweep a second at most).
+	swept: Option<Millis>,
 }
 
 impl LookupBudget {
@@ -68,7 +71,7 @@ impl LookupBudget {
 	pub fn new(mut config: LookupBudgetConfig) -> Self {
 		config.burst = config.burst.max(1);
 		config.max_addresses = config.max_addresses.max(1);
-		Self { config, buckets: HashMap::new() }
+		Self { config, buckets: HashMap::new(), swept: None }
 	}
 
 	fn full_bucket(&self, now: Millis) -> Bucket {
@@ -84,7 +87,9 @@ impl LookupBudget {
 	pub fn try_take(&mut self, now: Millis, ip: IpAddr) -> bool {
 		let key = AddressKey::of(ip);
 		if !self.buckets.contains_key(&key) {
-			self.make_room(now);
+			if !self.make_room(now) {
+				return false;
+			}
 			let full = self.full_bucket(now);
 			self.buckets.insert(key, full);
 		}
@@ -97,34 +102,22 @@ impl LookupBudget {
 		}
 	}
 
-	/// The lookup a token was taken for found an open stream: the token goes back.
-	pub fn give_back(&mut self, now: Millis, ip: IpAddr) {
-		let key = AddressKey::of(ip);
-		if let Some(b) = self.buckets.get_mut(&key) {
-			b.tokens.give_back(UNITS_PER_LOOKUP);
-			if b.tokens.is_full(now) {
-				self.buckets.remove(&key);
-			}
-		}
-	}
-
 	/// Addresses remembered now.
 	pub fn addresses(&self) -> usize {
 		self.buckets.len()
 	}
 
-	/// Room for one more address: full buckets go first, then the least recently charged.
-	fn make_room(&mut self, now: Millis) {
+	/// Whether there is room for one more address: when the map is full, full buckets are
+	/// dropped (at most once a second: a sweep reads every entry); spent ones are kept.
+	fn make_room(&mut self, now: Millis) -> bool {
 		if self.buckets.len() < self.config.max_addresses {
-			return;
+			return true;
 		}
-		self.buckets.retain(|_, b| !b.tokens.is_full(now));
-		if self.buckets.len() >= self.config.max_addresses {
-			let oldest = self.buckets.iter().min_by_key(|(_, b)| b.charged).map(|(k, _)| *k);
-			if let Some(k) = oldest {
-				self.buckets.remove(&k);
-			}
+		if self.swept.is_none_or(|at| now.saturating_sub(at) >= 1_000) {
+			self.swept = Some(now);
+			self.buckets.retain(|_, b| !b.tokens.is_full(now));
 		}
+		self.buckets.len() < self.config.max_addresses
 	}
 }
 
@@ -158,26 +151,20 @@ mod tests {
 	}
 
 	#[test]
-	fn lookups_of_open_streams_cost_nothing_works() {
-		let mut b = LookupBudget::new(LookupBudgetConfig { burst: 2, ..Default::default() });
-		let nat = ip("10.0.0.9");
-		for _ in 0..100 {
-			assert!(b.try_take(0, nat));
-			b.give_back(0, nat);
-		}
-		assert_eq!(b.addresses(), 0, "a full bucket is not kept");
-		assert!(b.try_take(0, nat) && b.try_take(0, nat));
-	}
-
-	#[test]
-	fn the_map_is_bounded_works() {
+	fn the_map_is_bounded_and_a_spent_bucket_is_never_refilled_by_eviction_works() {
 		let config = LookupBudgetConfig { per_minute: 60, burst: 1, max_addresses: 3 };
 		let mut b = LookupBudget::new(config);
-		for n in 0..10u8 {
-			assert!(b.try_take(n as Millis, IpAddr::from([10, 0, 0, n])));
-			assert!(b.addresses() <= 3);
+		for n in 0..3u8 {
+			assert!(b.try_take(0, IpAddr::from([10, 0, 0, n])));
 		}
-		// The most recently charged are kept: 10.0.0.9 still has no token.
-		assert!(!b.try_take(10, ip("10.0.0.9")));
+		// Full of spent buckets: a new address is refused, nobody is evicted.
+		for n in 3..10u8 {
+			assert!(!b.try_take(10, IpAddr::from([10, 0, 0, n])));
+			assert_eq!(b.addresses(), 3);
+		}
+		assert!(!b.try_take(10, ip("10.0.0.0")), "still spent: no fresh burst");
+		// One second later the buckets are full again, so they make room.
+		assert!(b.try_take(1_010, ip("10.0.0.9")));
+		assert!(b.addresses() <= 3);
 	}
 }

@@ -1017,8 +1017,6 @@ fn newer_broadcast(fed: &mut Option<u64>, lookup: &Lookup) -> bool {
 	}
 }
 
-/// The whole frame (length prefix + body) for a body that the decoder split off its prefix.
-/// Copies the body once per received frame; viewers then share this one copy.
 /// `data`, decoded as a slice of `body` (the read buffer), as the same bytes of `frame` (the
 /// exact-size copy [`prefixed`] made): the window then keeps one allocation per chunk. A slice
 /// of the read buffer would keep that whole buffer alive next to the copy, up to three times
@@ -1034,6 +1032,8 @@ fn data_in_frame(body: &Bytes, frame: &Bytes, data: &Bytes) -> Bytes {
 	}
 }
 
+/// The whole frame (length prefix + body) for a body that the decoder split off its prefix.
+/// Copies the body once per received frame; viewers then share this one copy.
 fn prefixed(body: &Bytes) -> Bytes {
 	let mut v = Vec::with_capacity(4 + body.len());
 	v.extend_from_slice(&(body.len() as u32).to_le_bytes());

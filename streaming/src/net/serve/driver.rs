@@ -627,7 +627,10 @@ impl<W: FrameSink> SessionDriver<W> {
 				return self.core.close(ErrorCode::OverBudget, reason);
 			}
 		}
-		let Some(origin) = self.core.publishing_origin() else { return };
+		let Some(origin) = self.core.publishing_origin() else {
+			// Not (or no longer: closed) a publisher: nothing is assembled, nothing is held.
+			return self.partial.release(&self.shared.partial_bytes);
+		};
 		if let Err(refused) = self.partial.sync(&self.shared.partial_bytes, &origin, assembling) {
 			self.shared.over_budget.fetch_add(1, Ordering::Relaxed);
 			self.core.close(ErrorCode::OverBudget, refused.to_string());

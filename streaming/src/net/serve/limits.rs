@@ -99,17 +99,25 @@ impl std::fmt::Debug for BudgetedDirectory {
 
 impl StreamDirectory for BudgetedDirectory {
 	fn origin_key(&self, stream: StreamId) -> Option<PublicKey> {
+		// What the directory's cache answers costs nothing and is never refused: an address
+		// that spent its budget (or shares it with a flooder behind one NAT) still finds the
+		// streams the cache knows.
+		if let Some(answer) = self.inner.cached_origin_key(stream) {
+			return answer;
+		}
+		// A read is charged whatever it finds: an open stream missing from the cache costs a
+		// runtime call as much as an unknown id does.
 		if !self.shared.lookups.lock().try_take(self.shared.now(), self.ip) {
 			self.shared.lookups_refused.fetch_add(1, Ordering::Relaxed);
 			debug!(ip = %self.ip, stream, "stream lookup refused: the address spent its lookup budget");
 			return None;
 		}
 		// Without the lock: this may be a runtime call.
-		let key = self.inner.origin_key(stream);
-		if key.is_some() {
-			self.shared.lookups.lock().give_back(self.shared.now(), self.ip);
-		}
-		key
+		self.inner.origin_key(stream)
+	}
+
+	fn cached_origin_key(&self, stream: StreamId) -> Option<Option<PublicKey>> {
+		self.inner.cached_origin_key(stream)
 	}
 
 	fn passes_open(&self, stream: StreamId) -> bool {
